@@ -1,0 +1,1 @@
+//! The cloud coordinator (registry, rollouts, telemetry ingestion) lands here with the fleet issue.

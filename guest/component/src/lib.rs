@@ -1,0 +1,110 @@
+//! The generic model component.
+//!
+//! `wasmops build` instantiates this component under wizer, calls `init-model`
+//! with the model (tract NNEF) and pipeline, and snapshots memory: the shipped
+//! component starts with the optimised tract plan already in its heap, so the
+//! first `predict` does no parsing or optimisation.
+
+mod convert;
+mod zeroing_alloc;
+
+use std::sync::OnceLock;
+
+use tract_nnef::internal::*;
+use tract_onnx_opl::WithOnnx;
+use wasmops_pipeline::Pipeline;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "model-builder",
+});
+
+use exports::wasmops::model::model::Guest as ModelGuest;
+use wasmops::model::types::{ModelInfo, PredictError, Tensor};
+
+#[global_allocator]
+static ALLOC: zeroing_alloc::ZeroingAlloc = zeroing_alloc::ZeroingAlloc;
+
+/// Everything `predict` needs; built once by `init-model`, then frozen by the snapshot.
+struct Loaded {
+    plan: Arc<TypedSimplePlan>,
+    pipeline: Pipeline,
+    info: ModelInfo,
+    /// The model's own input names, in plan order.
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+}
+
+static LOADED: OnceLock<Loaded> = OnceLock::new();
+
+/// What `wasmops build` hands to `init-model`.
+pub(crate) struct Bundle {
+    pub name: String,
+    pub version: String,
+    pub nnef: Vec<u8>,
+    pub pipeline: String,
+}
+
+fn load(bundle: &Bundle) -> TractResult<Loaded> {
+    let pipeline = Pipeline::from_toml(&bundle.pipeline).map_err(|e| format_err!("{e}"))?;
+    let nnef = tract_nnef::nnef().with_onnx();
+    let model = nnef.model_for_read(&mut &bundle.nnef[..])?;
+    let plan = model.into_optimized()?.into_runnable()?;
+    let model = plan.model();
+    let input_names = model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>();
+    let output_names = model
+        .outputs
+        .iter()
+        .map(|o| model.outlet_label(*o).map(|s| s.to_string()).unwrap_or_else(|| model.node(o.node).name.clone()))
+        .collect::<Vec<_>>();
+    let info = convert::model_info(bundle, model, &pipeline, &input_names, &output_names)?;
+    Ok(Loaded { plan, pipeline, info, input_names, output_names })
+}
+
+struct Component;
+
+impl Guest for Component {
+    fn init_model(name: String, version: String, nnef: Vec<u8>, pipeline: String) -> Result<(), String> {
+        let bundle = Bundle { name, version, nnef, pipeline };
+        if LOADED.get().is_some() {
+            return Err("model already initialised".into());
+        }
+        // Freed buffers (the NNEF archive, parse trees) are zeroed so the snapshot leaves them out.
+        zeroing_alloc::zero_on_free(true);
+        let loaded = load(&bundle).map_err(|e| format!("{e:?}"));
+        drop(bundle);
+        zeroing_alloc::zero_on_free(false);
+        let _ = LOADED.set(loaded?);
+        Ok(())
+    }
+}
+
+impl ModelGuest for Component {
+    fn predict(inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
+        let loaded = LOADED.get().ok_or(PredictError::NotInitialized)?;
+        let mut tensors = inputs.into_iter().map(convert::from_wit).collect::<Result<Vec<_>, _>>()?;
+        let default_input = &loaded.input_names[0];
+        loaded.pipeline.apply(&mut tensors, default_input).map_err(convert::pipeline_error)?;
+        let model_inputs = convert::order_inputs(&loaded.plan, &loaded.input_names, tensors)?;
+        let outputs = loaded.plan.run(model_inputs).map_err(|e| PredictError::Inference(format!("{e:?}")))?;
+        outputs.into_iter().zip(&loaded.output_names).map(|(t, name)| convert::to_wit(name, t)).collect()
+    }
+
+    fn metadata() -> ModelInfo {
+        match LOADED.get() {
+            Some(l) => l.info.clone(),
+            None => ModelInfo { name: String::new(), version: String::new(), inputs: vec![], outputs: vec![], preprocessing: vec![] },
+        }
+    }
+}
+
+export!(Component);
+
+/// Model components get no environment: tract's tuning knobs read env vars, and
+/// answering "unset" here keeps wasi-libc's `wasi:cli/environment` import out of
+/// the component.
+#[cfg(target_os = "wasi")]
+#[unsafe(no_mangle)]
+pub extern "C" fn getenv(_name: *const std::ffi::c_char) -> *mut std::ffi::c_char {
+    std::ptr::null_mut()
+}

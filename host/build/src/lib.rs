@@ -1,0 +1,65 @@
+//! `wasmops build`: ONNX model + preprocessing pipeline → one self-contained
+//! model component.
+//!
+//! 1. [`onnx::load_onnx`] parses the ONNX file natively (tract + [`onnx_ml`] ops),
+//!    fixes input shapes (batch stays symbolic) and declutters it;
+//! 2. [`onnx::to_nnef`] writes tract's NNEF form, so the guest needs no ONNX parser;
+//! 3. [`snapshot::bake`] runs the generic guest's `init-model` under wizer and
+//!    snapshots its memory: the optimised tract plan is in the component's data.
+
+mod onnx;
+mod onnx_ml;
+mod snapshot;
+
+use std::time::{Duration, Instant};
+
+pub use onnx::{InputShape, load_onnx, to_nnef};
+use thiserror::Error;
+use wasmops_pipeline::Pipeline;
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("malformed ONNX model: {0}")]
+    MalformedOnnx(String),
+    #[error("unsupported operator `{op}` in node `{node}`")]
+    UnsupportedOp { op: String, node: String },
+    #[error("the model cannot be converted: {0}")]
+    Unsupported(String),
+    #[error("bad --input-shape: {0}")]
+    BadInputShape(String),
+    #[error("bad pipeline: {0}")]
+    Pipeline(#[from] wasmops_pipeline::PipelineError),
+    #[error("initialising the component failed: {0}")]
+    Snapshot(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub name: String,
+    pub version: String,
+    /// Pipeline TOML text; empty for none.
+    pub pipeline: String,
+    pub input_shapes: Vec<InputShape>,
+    /// Where to cache the compiled generic guest; `None` compiles it every time.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+/// What `build` produced, with timings for the CLI to report.
+#[derive(Debug)]
+pub struct Built {
+    pub component: Vec<u8>,
+    pub nnef_bytes: usize,
+    pub convert_time: Duration,
+    pub snapshot_time: Duration,
+}
+
+pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError> {
+    Pipeline::from_toml(&opts.pipeline)?;
+    let started = Instant::now();
+    let model = load_onnx(onnx_bytes, &opts.input_shapes)?;
+    let nnef = to_nnef(&model)?;
+    let convert_time = started.elapsed();
+    let started = Instant::now();
+    let component = snapshot::bake(&opts.name, &opts.version, &nnef, &opts.pipeline, opts.cache_dir.as_deref())?;
+    Ok(Built { component, nnef_bytes: nnef.len(), convert_time, snapshot_time: started.elapsed() })
+}

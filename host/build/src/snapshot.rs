@@ -1,0 +1,75 @@
+//! Pre-initialisation with wizer: run `init-model` once at build time and keep
+//! the resulting memory, so every instance starts with the model loaded.
+
+use std::path::Path;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
+
+use crate::BuildError;
+
+const INIT: &str = "init-model";
+
+/// Drives a future that never waits on I/O (wizer's calls into the guest) to completion.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn snapshot_err(e: impl std::fmt::Display) -> BuildError {
+    BuildError::Snapshot(e.to_string())
+}
+
+pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: Option<&Path>) -> Result<Vec<u8>, BuildError> {
+    let mut wizer = Wizer::new();
+    wizer.init_func(INIT).keep_init_func(true);
+    let (cx, instrumented) = wizer.instrument_component(wasmops_guest_artifacts::GENERIC_GUEST).map_err(|e| snapshot_err(format!("{e:#}")))?;
+
+    let mut config: Config = wasmops_host::engine_config();
+    config.epoch_interruption(false);
+    let engine = Engine::new(&config).map_err(snapshot_err)?;
+    let component = compile_cached(&engine, &instrumented, cache_dir)?;
+    let linker = wasmops_host::linker(&engine).map_err(snapshot_err)?;
+    // Loading and optimising a model can take far more memory than running it.
+    let mut store = wasmops_host::new_store(&engine, 4 << 30);
+
+    block_on(async {
+        let instance = linker.instantiate_async(&mut store, &component).await.map_err(|e| snapshot_err(format!("{e:#}")))?;
+        let init = instance
+            .get_typed_func::<(&str, &str, &[u8], &str), (Result<(), String>,)>(&mut store, INIT)
+            .map_err(|e| snapshot_err(format!("the generic guest has no usable `{INIT}`: {e:#}")))?;
+        let (result,) = init.call_async(&mut store, (name, version, nnef, pipeline)).await.map_err(|e| snapshot_err(format!("the guest trapped while loading the model: {e:#}")))?;
+        result.map_err(|e| BuildError::Unsupported(format!("the guest could not load the model: {e}")))?;
+        wizer
+            .snapshot_component(&cx, &mut WasmtimeWizerComponent { store: &mut store, instance })
+            .await
+            .map_err(|e| snapshot_err(format!("{e:#}")))
+    })
+}
+
+/// The instrumented generic guest is the same for every build, so its compiled
+/// form is cached (~10 s of Cranelift saved per build).
+fn compile_cached(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<Component, BuildError> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, wasm).map_err(|e| snapshot_err(format!("{e:#}")));
+    };
+    let cache = wasmops_host::CompileCache::new(dir.to_path_buf());
+    let key = wasmops_host::sha256_hex(wasm);
+    if let Some(c) = cache.load(engine, &key) {
+        return Ok(c);
+    }
+    let c = Component::new(engine, wasm).map_err(|e| snapshot_err(format!("{e:#}")))?;
+    if let Err(e) = cache.store(engine, &key, &c) {
+        tracing::warn!("could not cache the compiled generic guest: {e}");
+    }
+    Ok(c)
+}

@@ -1,0 +1,199 @@
+//! In-wasm vs native tract on the same model, inputs and process.
+//!
+//! Reported: p50/p90 latency of both and their ratio, compile time (Cranelift,
+//! no cache), cached start (compiled component on disk → first prediction),
+//! instantiation time, per-call overhead (an empty guest call) and size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use tract_onnx::prelude::*;
+use wasmops_host::bindings::{Dim, ElementType, ModelInfo, Tensor, TensorData};
+use wasmops_host::{Host, HostConfig, SignaturePolicy};
+use wasmops_pipeline::Pipeline;
+
+pub struct BenchOptions {
+    pub batch: u32,
+    /// Measuring stops after this long per side (at least `min_iters` runs).
+    pub budget: Duration,
+    pub min_iters: usize,
+    pub pipeline: Option<String>,
+    pub inputs: Option<Vec<Tensor>>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions { batch: 1, budget: Duration::from_secs(3), min_iters: 10, pipeline: None, inputs: None }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub batch: u32,
+    pub iterations_native: usize,
+    pub iterations_wasm: usize,
+    pub native_p50_ms: f64,
+    pub native_p90_ms: f64,
+    pub wasm_p50_ms: f64,
+    pub wasm_p90_ms: f64,
+    pub ratio_p50: f64,
+    pub ratio_p90: f64,
+    pub compile_ms: f64,
+    pub cached_start_ms: f64,
+    pub instantiate_us: f64,
+    pub call_overhead_us: f64,
+    pub size_bytes: usize,
+    pub guest_target_features: String,
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let ix = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[ix]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs `f` for the budget (and at least `min` times) after two warm-up calls.
+fn sample(budget: Duration, min: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<Duration>> {
+    f()?;
+    f()?;
+    let start = Instant::now();
+    let mut out = vec![];
+    while out.len() < min || (start.elapsed() < budget && out.len() < 10_000) {
+        let t = Instant::now();
+        f()?;
+        out.push(t.elapsed());
+    }
+    Ok(out)
+}
+
+/// Deterministic inputs in [0, 1) following the model's declared inputs; symbolic dims take `batch`.
+pub fn synthetic_inputs(info: &ModelInfo, batch: u32) -> Result<Vec<Tensor>> {
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    info.inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<u32> = spec.shape.iter().map(|d| match d {
+                Dim::Fixed(v) => *v as u32,
+                Dim::Symbol(_) => batch,
+            }).collect();
+            let n = shape.iter().product::<u32>() as usize;
+            let data = match spec.element_type {
+                ElementType::Float32 => TensorData::Float32((0..n).map(|_| next()).collect()),
+                ElementType::Int64 | ElementType::Int32 => TensorData::Int64((0..n).map(|_| (next() * 4.0) as i64).collect()),
+                _ => bail!("cannot synthesise input `{}` of type {:?}; pass --input", spec.name, spec.element_type),
+            };
+            Ok(Tensor { name: spec.name.clone(), shape, data })
+        })
+        .collect()
+}
+
+pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions) -> Result<BenchReport> {
+    let cache_dir = tempfile::tempdir()?;
+    let config = HostConfig { cache_dir: Some(cache_dir.path().to_path_buf()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) };
+
+    // Cold: compile with Cranelift (and fill the cache).
+    let host = Host::new(config.clone())?;
+    let loaded = host.load(component)?;
+    let compile_ms = ms(loaded.compile_time);
+    let mut instance = loaded.instantiate()?;
+    let info = instance.metadata()?;
+    if !info.preprocessing.is_empty() && opts.pipeline.is_none() {
+        bail!("this component preprocesses its inputs; pass the same --pipeline file so the native baseline does too");
+    }
+    let inputs = match &opts.inputs {
+        Some(i) => i.clone(),
+        None => synthetic_inputs(&info, opts.batch)?,
+    };
+    drop(instance);
+    drop(loaded);
+    drop(host);
+
+    // Cached start: a new host finds the compiled component on disk.
+    let started = Instant::now();
+    let host = Host::new(config)?;
+    let loaded = host.load(component)?;
+    anyhow::ensure!(loaded.from_cache, "the compiled component was not cached");
+    let mut instance = loaded.instantiate()?;
+    instance.predict(&inputs)?;
+    let cached_start_ms = ms(started.elapsed());
+
+    let mut inst_samples = sample(opts.budget / 4, opts.min_iters, || loaded.instantiate().map(drop).map_err(Into::into))?;
+    let instantiate_us = percentile(&mut inst_samples, 0.5).as_secs_f64() * 1e6;
+    let mut call_samples = sample(opts.budget / 4, opts.min_iters, || instance.metadata().map(drop).map_err(Into::into))?;
+    let call_overhead_us = percentile(&mut call_samples, 0.5).as_secs_f64() * 1e6;
+
+    let mut wasm = sample(opts.budget, opts.min_iters, || instance.predict(&inputs).map(drop).map_err(Into::into))?;
+
+    // Native tract: same ONNX conversion as `build`, same pipeline code, same inputs.
+    let model = wasmops_build::load_onnx(onnx, &[])?.into_optimized()?.into_runnable()?;
+    let pipeline = Pipeline::from_toml(opts.pipeline.as_deref().unwrap_or(""))?;
+    let input_names: Vec<String> = model.model().inputs.iter().map(|o| model.model().node(o.node).name.clone()).collect();
+    let mut tensors: Vec<wasmops_pipeline::Tensor> = inputs.iter().map(crate::tensors::to_pipeline).collect();
+    pipeline.apply(&mut tensors, &input_names[0])?;
+    let native_inputs: TVec<TValue> = input_names
+        .iter()
+        .map(|name| {
+            let t = tensors.iter().find(|t| &t.name == name).with_context(|| format!("no input `{name}` for the native run"))?;
+            let tensor = match &t.data {
+                wasmops_pipeline::Data::F32(v) => tract_onnx::prelude::Tensor::from_shape(&t.shape, v)?,
+                wasmops_pipeline::Data::I64(v) => tract_onnx::prelude::Tensor::from_shape(&t.shape, v)?,
+                wasmops_pipeline::Data::Text(_) => bail!("text input `{name}` reaches the model"),
+            };
+            Ok(tensor.into_tvalue())
+        })
+        .collect::<Result<_>>()?;
+    let mut native = sample(opts.budget, opts.min_iters, || model.run(native_inputs.clone()).map(drop).map_err(Into::into))?;
+
+    let (n50, n90) = (percentile(&mut native, 0.5), percentile(&mut native, 0.9));
+    let (w50, w90) = (percentile(&mut wasm, 0.5), percentile(&mut wasm, 0.9));
+    Ok(BenchReport {
+        model: model_name.to_string(),
+        batch: opts.batch,
+        iterations_native: native.len(),
+        iterations_wasm: wasm.len(),
+        native_p50_ms: ms(n50),
+        native_p90_ms: ms(n90),
+        wasm_p50_ms: ms(w50),
+        wasm_p90_ms: ms(w90),
+        ratio_p50: w50.as_secs_f64() / n50.as_secs_f64(),
+        ratio_p90: w90.as_secs_f64() / n90.as_secs_f64(),
+        compile_ms,
+        cached_start_ms,
+        instantiate_us,
+        call_overhead_us,
+        size_bytes: component.len(),
+        guest_target_features: wasmops_guest_artifacts::TARGET_FEATURES.to_string(),
+    })
+}
+
+/// The human table, then the report as one JSON line (the last line, for machines).
+pub fn print(report: &BenchReport) {
+    println!("wasmops bench: {} (batch {})", report.model, report.batch);
+    println!("  {:<28} {:>10} {:>10}", "", "p50", "p90");
+    println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "native tract", report.native_p50_ms, report.native_p90_ms, report.iterations_native);
+    println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "wasm (wasmtime)", report.wasm_p50_ms, report.wasm_p90_ms, report.iterations_wasm);
+    println!("  {:<28} {:>9.3}x {:>9.3}x", "wasm / native", report.ratio_p50, report.ratio_p90);
+    println!("  {:<28} {:>10.1} ms", "compile (cranelift)", report.compile_ms);
+    println!("  {:<28} {:>10.1} ms", "cached start → 1st predict", report.cached_start_ms);
+    println!("  {:<28} {:>10.1} us", "instantiate", report.instantiate_us);
+    println!("  {:<28} {:>10.1} us", "per-call overhead", report.call_overhead_us);
+    println!("  {:<28} {:>10} bytes ({:.2} MB)", "component size", report.size_bytes, report.size_bytes as f64 / 1e6);
+    println!("{}", serde_json::to_string(report).expect("report serialises"));
+}
+
+pub fn read_pipeline(path: Option<&Path>) -> Result<Option<String>> {
+    path.map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))).transpose()
+}

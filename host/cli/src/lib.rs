@@ -1,0 +1,6 @@
+//! The pieces of the `wasmops` command line that other programs (the benchmark
+//! harness, tests) reuse.
+
+pub mod bench;
+pub mod files;
+pub mod tensors;

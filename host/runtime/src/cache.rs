@@ -1,0 +1,68 @@
+//! Compiled components on disk, so a device compiles each model once.
+//!
+//! The key covers the component's SHA-256 and wasmtime's own compatibility hash
+//! (its version plus every engine setting that changes generated code): a new
+//! wasmtime or a different config can never load a stale artifact.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+pub struct CompileCache {
+    dir: PathBuf,
+}
+
+impl CompileCache {
+    pub fn new(dir: PathBuf) -> CompileCache {
+        CompileCache { dir }
+    }
+
+    fn path(&self, engine: &Engine, content_sha256: &str) -> PathBuf {
+        let mut h = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        self.dir.join(format!("{content_sha256}-{:016x}.cwasm", h.finish()))
+    }
+
+    /// A cached compilation, if one is present and loads. A corrupt entry is removed.
+    pub fn load(&self, engine: &Engine, content_sha256: &str) -> Option<Component> {
+        let path = self.path(engine, content_sha256);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: files in the cache directory are written only by `store` below from
+        // `Component::serialize` of this engine configuration; wasmtime also checks
+        // the header and compatibility hash on load.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("discarding unreadable compiled component {}: {e}", path.display());
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Writes atomically (temp file + rename) so a crash never leaves half an artifact.
+    pub fn store(&self, engine: &Engine, content_sha256: &str, component: &Component) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let bytes = component.serialize().map_err(std::io::Error::other)?;
+        let path = self.path(engine, content_sha256);
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(path)
+    }
+}
+
+/// `$WASMOPS_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmops`, else `~/.cache/wasmops`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WASMOPS_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Path::new(&d).join("wasmops");
+    }
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wasmops")).unwrap_or_else(|| std::env::temp_dir().join("wasmops-cache"))
+}

@@ -1,0 +1,161 @@
+//! The one wasmtime `Engine` a host process uses, and loading components into it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, OptLevel};
+use wasmops_sign::{PublicKey, Verified};
+
+use crate::bindings::ModelComponentPre;
+use crate::cache::{CompileCache, default_cache_dir};
+use crate::sha256_hex;
+use crate::instance::{GuestState, ModelInstance};
+use crate::HostError;
+
+/// How often the epoch ticks; deadlines are rounded up to this.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Who may run on this host.
+#[derive(Clone, Debug)]
+pub enum SignaturePolicy {
+    /// Only components signed by one of these keys.
+    Trusted(Vec<PublicKey>),
+    /// Development only: run anything, loudly.
+    AllowUnsigned,
+}
+
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    pub signatures: SignaturePolicy,
+    /// Linear memory cap per instance.
+    pub memory_limit: usize,
+    /// Wall-clock budget for one `predict`/`metadata` call.
+    pub deadline: Duration,
+    /// Where compiled components are kept; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl HostConfig {
+    pub fn new(signatures: SignaturePolicy) -> HostConfig {
+        HostConfig { signatures, memory_limit: 1 << 30, deadline: Duration::from_secs(30), cache_dir: Some(default_cache_dir()) }
+    }
+}
+
+/// A wasmtime engine configured for model components, with its epoch ticker.
+pub struct Host {
+    engine: Engine,
+    linker: Arc<Linker<GuestState>>,
+    config: HostConfig,
+    cache: Option<CompileCache>,
+}
+
+/// Settings that change generated code live here only, so every compile and the
+/// cache key agree (the cache hashes the engine's compatibility hash).
+pub fn engine_config() -> Config {
+    let mut c = Config::new();
+    c.cranelift_opt_level(OptLevel::Speed);
+    c.wasm_simd(true);
+    c.wasm_relaxed_simd(true);
+    c.relaxed_simd_deterministic(false);
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    c
+}
+
+impl Host {
+    pub fn new(config: HostConfig) -> Result<Host, HostError> {
+        let engine = Engine::new(&engine_config()).map_err(|e| HostError::Compile(format!("engine: {e}")))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasmops-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| HostError::Io(format!("epoch thread: {e}")))?;
+        let linker = crate::instance::linker(&engine)?;
+        if matches!(config.signatures, SignaturePolicy::AllowUnsigned) {
+            tracing::warn!("signature checks are OFF (--allow-unsigned): any component will run");
+        }
+        let cache = config.cache_dir.clone().map(CompileCache::new);
+        Ok(Host { engine, linker: Arc::new(linker), config, cache })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Verifies the signature (before anything is compiled), compiles or loads the
+    /// cached compilation, and pre-links the component.
+    pub fn load(&self, wasm: &[u8]) -> Result<LoadedModel, HostError> {
+        let verified = match &self.config.signatures {
+            SignaturePolicy::Trusted(keys) => Some(wasmops_sign::verify(wasm, keys)?),
+            SignaturePolicy::AllowUnsigned => {
+                // Still refuse garbage early with the same clear errors.
+                wasmops_sign::sections(wasm)?;
+                None
+            }
+        };
+        let sha = sha256_hex(wasm);
+        let started = Instant::now();
+        let (component, from_cache) = match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha)) {
+            Some(c) => (c, true),
+            None => {
+                let c = Component::new(&self.engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache {
+                    if let Err(e) = cache.store(&self.engine, &sha, &c) {
+                        tracing::warn!("could not cache the compiled component: {e}");
+                    }
+                }
+                (c, false)
+            }
+        };
+        let compile_time = started.elapsed();
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| HostError::Link(crate::instance::describe_link_error(&component, &self.engine, e)))?;
+        let pre = ModelComponentPre::new(pre).map_err(|e| HostError::Link(format!("not a wasmops model component: {e:#}")))?;
+        Ok(LoadedModel {
+            pre,
+            verified,
+            sha256: sha,
+            size_bytes: wasm.len(),
+            from_cache,
+            compile_time,
+            memory_limit: self.config.memory_limit,
+            deadline: self.config.deadline,
+        })
+    }
+
+    pub fn load_file(&self, path: &std::path::Path) -> Result<LoadedModel, HostError> {
+        let wasm = std::fs::read(path).map_err(|e| HostError::Io(format!("cannot read {}: {e}", path.display())))?;
+        self.load(&wasm)
+    }
+}
+
+/// A verified, compiled and pre-linked component: cheap to instantiate many times.
+pub struct LoadedModel {
+    pub(crate) pre: ModelComponentPre<GuestState>,
+    pub verified: Option<Verified>,
+    pub sha256: String,
+    pub size_bytes: usize,
+    /// Whether the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+    /// Time to compile, or to load from the cache.
+    pub compile_time: Duration,
+    pub(crate) memory_limit: usize,
+    pub(crate) deadline: Duration,
+}
+
+impl LoadedModel {
+    pub fn instantiate(&self) -> Result<ModelInstance, HostError> {
+        ModelInstance::new(self.pre.clone(), self.memory_limit, self.deadline)
+    }
+}

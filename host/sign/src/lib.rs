@@ -1,0 +1,118 @@
+//! Embedded Ed25519 signatures for Wasm modules and components.
+//!
+//! The layout is the WebAssembly tool-conventions one (`Signatures.md`) that
+//! `wasmsign2` implements, so `wasmsign2 verify` accepts our components and we
+//! accept its signatures:
+//!
+//! * the first section after the 8-byte header is a custom section named `signature`;
+//! * it holds the SHA-256 of every byte after it, signed over
+//!   `"wasmsig" || version(1) || content_type(1) || hash_fn(1) || hash`.
+//!
+//! Key files use wasmsign2's raw encodings: public `0x01 || 32 bytes`,
+//! secret `0x81 || seed(32) || public(32)`.
+
+mod format;
+mod keys;
+
+pub use format::{Section, sections, signature_section_payload};
+pub use keys::{PublicKey, SecretKey};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub const SIGNATURE_SECTION: &str = "signature";
+const DOMAIN: &[u8] = b"wasmsig";
+const SPEC_VERSION: u8 = 0x01;
+const CONTENT_TYPE_MODULE: u8 = 0x01;
+const HASH_SHA256: u8 = 0x01;
+const ALG_ED25519: u8 = 0x01;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SignError {
+    #[error("not a WebAssembly module or component (bad magic/version header)")]
+    NotWasm,
+    #[error("malformed WebAssembly: {0}")]
+    Malformed(String),
+    #[error("the component is not signed (no `signature` section first)")]
+    Unsigned,
+    #[error("malformed signature section: {0}")]
+    MalformedSignature(String),
+    #[error("no signature by a trusted key (signed by key ids {found:?}; trusted {trusted:?})")]
+    UntrustedKey { found: Vec<String>, trusted: Vec<String> },
+    #[error("signature does not match the content: the component was modified after signing")]
+    Tampered,
+    #[error("invalid key file: {0}")]
+    BadKey(String),
+}
+
+/// The signed payload of one component: its content hash and who vouched for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub content_sha256: [u8; 32],
+    pub key_id: String,
+}
+
+fn message(hash: &[u8; 32]) -> Vec<u8> {
+    let mut msg = DOMAIN.to_vec();
+    msg.extend_from_slice(&[SPEC_VERSION, CONTENT_TYPE_MODULE, HASH_SHA256]);
+    msg.extend_from_slice(hash);
+    msg
+}
+
+/// Signs `wasm`, replacing any signature it already had. The result is one file.
+pub fn sign(wasm: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignError> {
+    let secs = sections(wasm)?;
+    let mut body = Vec::with_capacity(wasm.len());
+    for s in secs.iter().filter(|s| s.custom_name() != Some(SIGNATURE_SECTION)) {
+        body.extend_from_slice(s.raw);
+    }
+    let hash: [u8; 32] = Sha256::digest(&body).into();
+    let signature = key.sign(&message(&hash));
+    let payload = signature_section_payload(&hash, &key.public().key_id_bytes(), &signature);
+    let mut out = Vec::with_capacity(wasm.len() + payload.len() + 32);
+    out.extend_from_slice(&wasm[..8]);
+    format::write_custom_section(&mut out, SIGNATURE_SECTION, &payload);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Checks that `wasm` carries a valid signature by one of `trusted`, over all of its content.
+pub fn verify(wasm: &[u8], trusted: &[PublicKey]) -> Result<Verified, SignError> {
+    let secs = sections(wasm)?;
+    let first = secs.first().ok_or(SignError::Unsigned)?;
+    if first.custom_name() != Some(SIGNATURE_SECTION) {
+        return Err(SignError::Unsigned);
+    }
+    if secs[1..].iter().any(|s| s.custom_name() == Some(SIGNATURE_SECTION)) {
+        return Err(SignError::MalformedSignature("more than one `signature` section".into()));
+    }
+    let signed = format::parse_signature_payload(first.custom_payload().unwrap_or_default())?;
+    let body_start = first.offset + first.raw.len();
+    let hash: [u8; 32] = Sha256::digest(&wasm[body_start..]).into();
+    let msg_for = |h: &[u8; 32]| message(h);
+    let mut found = vec![];
+    for set in &signed {
+        for sig in &set.signatures {
+            found.push(hex::encode(&sig.key_id));
+            for key in trusted {
+                if !sig.key_id.is_empty() && sig.key_id != key.key_id_bytes() {
+                    continue;
+                }
+                for h in &set.hashes {
+                    if key.verify(&msg_for(h), &sig.signature) {
+                        // A genuine signature over a different hash means the content changed.
+                        return if *h == hash {
+                            Ok(Verified { content_sha256: hash, key_id: key.key_id() })
+                        } else {
+                            Err(SignError::Tampered)
+                        };
+                    }
+                }
+            }
+        }
+    }
+    Err(SignError::UntrustedKey { found, trusted: trusted.iter().map(PublicKey::key_id).collect() })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Generates the test fixtures: ONNX models exported the way data scientists do
+(scikit-learn + skl2onnx, and hand-built CNNs), inputs, and the outputs of
+onnxruntime, the independent reference the tests compare wasmops against.
+
+    pip install onnx onnxruntime scikit-learn skl2onnx numpy
+    python3 scripts/make_fixtures.py          # rewrites tests/fixtures/
+
+Each fixture directory holds model.onnx, optional pipeline.toml, and pairs
+input_b<N>.json / expected_b<N>.json for batch sizes 1 and >1.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+RNG = np.random.default_rng(20261126)
+
+
+def tensor_json(name, arr):
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f":
+        data = [float(round(float(x), 7)) if np.isfinite(x) else None for x in arr.ravel()]
+    elif arr.dtype.kind in "iub":
+        data = [int(x) for x in arr.ravel()]
+    else:
+        data = [str(x) for x in arr.ravel()]
+    return {"name": name, "shape": list(arr.shape), "data": data}
+
+
+def write_case(d, batch, feeds, model_feeds, session):
+    """feeds: what the caller sends (may be raw, before the pipeline);
+    model_feeds: what onnxruntime receives (after the reference preprocessing)."""
+    outs = session.run(None, model_feeds)
+    names = [o.name for o in session.get_outputs()]
+    with open(os.path.join(d, f"input_b{batch}.json"), "w") as f:
+        json.dump({"inputs": [tensor_json(k, v) for k, v in feeds.items()]}, f, separators=(",", ":"))
+    with open(os.path.join(d, f"expected_b{batch}.json"), "w") as f:
+        json.dump({"outputs": [tensor_json(n, o) for n, o in zip(names, outs)]}, f, separators=(",", ":"))
+
+
+def save(name, model, cases, pipeline=None, tolerance=1e-4):
+    d = os.path.join(ROOT, name)
+    os.makedirs(d, exist_ok=True)
+    data = model.SerializeToString()
+    with open(os.path.join(d, "model.onnx"), "wb") as f:
+        f.write(data)
+    if pipeline:
+        with open(os.path.join(d, "pipeline.toml"), "w") as f:
+            f.write(pipeline)
+    with open(os.path.join(d, "tolerance.txt"), "w") as f:
+        f.write(f"{tolerance}\n")
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    for batch, feeds, model_feeds in cases:
+        write_case(d, batch, feeds, model_feeds, sess)
+    print(f"{name}: {len(data)} bytes, outputs {[o.name for o in sess.get_outputs()]}")
+
+
+def rounded(x, decimals=4):
+    return np.round(np.asarray(x, dtype=np.float32), decimals).astype(np.float32)
+
+
+def sklearn_fixtures():
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from skl2onnx import to_onnx
+
+    def export(est, n_features):
+        x = np.zeros((1, n_features), dtype=np.float32)
+        opts = {id(est): {"zipmap": False}} if hasattr(est, "predict_proba") else None
+        return to_onnx(est, x, options=opts, target_opset={"": 17, "ai.onnx.ml": 3})
+
+    def cases(x, batch):
+        return [(1, {"X": x[:1]}, {"X": x[:1]}), (batch, {"X": x[1 : 1 + batch]}, {"X": x[1 : 1 + batch]})]
+
+    x, y = load_iris(return_X_y=True)
+    x = rounded(x, 2)
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    save("scaler_logreg", export(est, 4), cases(x[::7], 5))
+
+    x, y = load_digits(return_X_y=True)
+    x = rounded(x, 0)
+    est = make_pipeline(MinMaxScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=0)).fit(x, y)
+    save("scaler_mlp", export(est, 64), cases(x[::50], 8))
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = rounded(x, 3)
+    est = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(x, y)
+    save("random_forest_classifier", export(est, 30), cases(x[::40], 6))
+
+    x, y = load_diabetes(return_X_y=True)
+    x = rounded(x, 4)
+    est = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=0).fit(x, y)
+    save("gradient_boosting_regressor", export(est, 10), cases(x[::30], 7))
+
+    est = RandomForestRegressor(n_estimators=10, max_depth=5, random_state=0).fit(x, y)
+    save("random_forest_regressor", export(est, 10), cases(x[::31], 4))
+
+    est = make_pipeline(StandardScaler(), LinearRegression()).fit(x, y)
+    save("scaler_linear_regression", export(est, 10), cases(x[::32], 3))
+
+
+def tabular_pipeline_fixture():
+    """A wasmops pipeline (impute, one-hot, category-map, standard-scale) in front of
+    a logistic regression; the reference preprocesses with numpy, independently."""
+    from sklearn.linear_model import LogisticRegression
+    from skl2onnx import to_onnx
+
+    n = 400
+    age = RNG.normal(40, 12, n).round(1)
+    income = RNG.normal(50, 15, n).round(1)
+    plan = RNG.integers(0, 3, n).astype(np.float64)  # numeric category code
+    color = RNG.choice(["red", "green", "blue"], n)
+    mean, std = np.array([40.0, 50.0]), np.array([12.0, 15.0])
+
+    def features(age, income, plan, color):
+        num = np.stack([age, income], axis=1)
+        num = np.where(np.isnan(num), mean, num)
+        num = (num - mean) / std
+        onehot_plan = np.stack([(plan == c).astype(float) for c in (0.0, 1.0, 2.0)], axis=1)
+        onehot_color = np.stack([(color == c).astype(float) for c in ("red", "green", "blue")], axis=1)
+        return np.concatenate([num, onehot_plan, onehot_color], axis=1).astype(np.float32)
+
+    y = ((age > 45) ^ (color == "red") ^ (plan == 2)).astype(int)
+    est = LogisticRegression(max_iter=500).fit(features(age, income, plan, color), y)
+    model = to_onnx(est, np.zeros((1, 8), np.float32), options={id(est): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    pipeline = """# Raw columns: age, income, plan code; `color` arrives as text.
+[[step]]
+op = "impute"
+values = [40.0, 50.0, 0.0]
+
+[[step]]
+op = "one-hot"
+column = 2
+categories = [0.0, 1.0, 2.0]
+
+[[step]]
+op = "category-map"
+source = "color"
+categories = ["red", "green", "blue"]
+
+[[step]]
+op = "standard-scale"
+mean = [40.0, 50.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+std = [12.0, 15.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+"""
+    out = []
+    for batch, sl in ((1, slice(0, 1)), (6, slice(1, 7))):
+        a, i, p, c = age[sl].copy(), income[sl].copy(), plan[sl], color[sl]
+        if batch > 1:
+            i[2] = np.nan  # a missing value the pipeline imputes
+        raw = np.stack([a, i, p], axis=1).astype(np.float32)
+        feeds = {"X": raw, "color": np.array(c)}
+        out.append((batch, feeds, {"X": features(a, i, p, c)}))
+    save("tabular_pipeline", model, out, pipeline=pipeline)
+
+
+def conv(name, x, cin, cout, k, stride=1, group=1, inits=None):
+    w = (RNG.standard_normal((cout, cin // group, k, k)) * np.sqrt(2.0 / (cin // group * k * k))).astype(np.float32)
+    b = (RNG.standard_normal(cout) * 0.05).astype(np.float32)
+    inits += [numpy_helper.from_array(w, name + "_w"), numpy_helper.from_array(b, name + "_b")]
+    pad = k // 2
+    return helper.make_node("Conv", [x, name + "_w", name + "_b"], [name], strides=[stride, stride], pads=[pad] * 4, group=group, kernel_shape=[k, k])
+
+
+def small_cnn():
+    """Digits-sized CNN: [N,1,8,8] -> probs [N,10]."""
+    inits, nodes = [], []
+    nodes.append(conv("c1", "x", 1, 8, 3, inits=inits))
+    nodes.append(helper.make_node("Relu", ["c1"], ["r1"]))
+    nodes.append(helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]))
+    nodes.append(conv("c2", "p1", 8, 16, 3, inits=inits))
+    nodes.append(helper.make_node("Relu", ["c2"], ["r2"]))
+    nodes.append(helper.make_node("GlobalAveragePool", ["r2"], ["g"]))
+    nodes.append(helper.make_node("Flatten", ["g"], ["f"], axis=1))
+    inits.append(numpy_helper.from_array((RNG.standard_normal((16, 10)) * 0.3).astype(np.float32), "fc_w"))
+    inits.append(numpy_helper.from_array(np.zeros(10, np.float32), "fc_b"))
+    nodes.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    graph = helper.make_graph(nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    x = rounded(RNG.uniform(0, 16, (9, 1, 8, 8)), 1)
+    save("small_cnn", model, [(1, {"x": x[:1]}, {"x": x[:1]}), (8, {"x": x[1:]}, {"x": x[1:]})], tolerance=1e-3)
+
+
+def mobilenet_v2_style(width=0.35):
+    """MobileNetV2 structure (inverted residuals, depthwise 3x3, ReLU6, linear
+    bottlenecks) at 224x224, slimmed so the fixture stays small."""
+    inits, nodes = [], []
+
+    def c(v):
+        return max(8, int(v * width + 4) // 8 * 8)
+
+    def relu6(x, name):
+        lo = numpy_helper.from_array(np.array(0.0, np.float32), name + "_lo")
+        hi = numpy_helper.from_array(np.array(6.0, np.float32), name + "_hi")
+        inits.extend([lo, hi])
+        nodes.append(helper.make_node("Clip", [x, name + "_lo", name + "_hi"], [name]))
+        return name
+
+    nodes.append(conv("stem", "x", 3, c(32), 3, stride=2, inits=inits))
+    x, cin = relu6("stem", "stem_a"), c(32)
+    # (expansion t, channels c, repeats n, stride s) from the MobileNetV2 paper.
+    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 2, 2), (6, 96, 2, 1), (6, 160, 2, 2), (6, 320, 1, 1)]
+    block = 0
+    for t, ch, n, s in settings:
+        for i in range(n):
+            stride, cout, name = (s if i == 0 else 1), c(ch), f"b{block}"
+            hidden = cin * t
+            h = x
+            if t != 1:
+                nodes.append(conv(name + "_exp", h, cin, hidden, 1, inits=inits))
+                h = relu6(name + "_exp", name + "_exp_a")
+            nodes.append(conv(name + "_dw", h, hidden, hidden, 3, stride=stride, group=hidden, inits=inits))
+            h = relu6(name + "_dw", name + "_dw_a")
+            nodes.append(conv(name + "_proj", h, hidden, cout, 1, inits=inits))
+            h = name + "_proj"
+            if stride == 1 and cin == cout:
+                nodes.append(helper.make_node("Add", [x, h], [name + "_res"]))
+                h = name + "_res"
+            x, cin = h, cout
+            block += 1
+    nodes.append(conv("head", x, cin, 256, 1, inits=inits))
+    x = relu6("head", "head_a")
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], axis=1))
+    inits.append(numpy_helper.from_array((RNG.standard_normal((256, 100)) * 0.05).astype(np.float32), "fc_w"))
+    inits.append(numpy_helper.from_array(np.zeros(100, np.float32), "fc_b"))
+    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    graph = helper.make_graph(nodes, "mobilenet_v2_style", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 224, 224])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 100])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def mobilenet_fixtures():
+    model = mobilenet_v2_style()
+    x = rounded(RNG.uniform(-2, 2, (3, 3, 224, 224)), 2)
+    save("mobilenet_v2_style", model, [(1, {"x": x[:1]}, {"x": x[:1]}), (2, {"x": x[1:]}, {"x": x[1:]})], tolerance=1e-3)
+
+    # The same network behind an image pipeline: raw HWC pixels of any size ->
+    # resize 224x224 -> normalise -> CHW. onnxruntime's Resize/Sub/Div/Transpose is the reference.
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    pre_nodes = [
+        helper.make_node("Transpose", ["img"], ["nchw_raw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Resize", ["nchw_raw", "", "", "sizes"], ["resized"], mode="linear", coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Mul", ["resized", "scale"], ["scaled"]),
+        helper.make_node("Sub", ["scaled", "mean"], ["centred"]),
+        helper.make_node("Div", ["centred", "std"], ["x"]),
+    ]
+    pre_inits = [
+        numpy_helper.from_array(np.array([1, 3, 224, 224], np.int64), "sizes"),
+        numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+        numpy_helper.from_array(np.array(mean, np.float32).reshape(1, 3, 1, 1), "mean"),
+        numpy_helper.from_array(np.array(std, np.float32).reshape(1, 3, 1, 1), "std"),
+    ]
+    pre = helper.make_graph(pre_nodes, "pre", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 60, 80, 3])],
+                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])], pre_inits)
+    pre_model = helper.make_model(pre, opset_imports=[helper.make_opsetid("", 17)])
+    pre_sess = ort.InferenceSession(pre_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    img = RNG.integers(0, 256, (1, 60, 80, 3)).astype(np.float32)
+    x = pre_sess.run(None, {"img": img})[0]
+    pipeline = f"""# Camera frames arrive as [N, H, W, 3] pixels in 0..255, any size.
+[[step]]
+op = "resize"
+height = 224
+width = 224
+
+[[step]]
+op = "normalize"
+scale = {1/255!r}
+mean = {mean}
+std = {std}
+
+[[step]]
+op = "hwc-to-chw"
+"""
+    save("image_pipeline", model, [(1, {"x": img}, {"x": x})], pipeline=pipeline, tolerance=1e-3)
+
+
+def bad_fixtures():
+    d = os.path.join(ROOT, "bad")
+    os.makedirs(d, exist_ok=True)
+    good = open(os.path.join(ROOT, "small_cnn", "model.onnx"), "rb").read()
+    open(os.path.join(d, "truncated.onnx"), "wb").write(good[: len(good) // 2])
+    open(os.path.join(d, "garbage.onnx"), "wb").write(b"this is not a protobuf \x00\xff\xfe" * 10)
+    node = helper.make_node("FancyFutureOp", ["x"], ["y"], domain="com.example")
+    graph = helper.make_graph([node], "unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    open(os.path.join(d, "unsupported_op.onnx"), "wb").write(model.SerializeToString())
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "bad"]
+    if "sklearn" in which:
+        sklearn_fixtures()
+    if "tabular" in which:
+        tabular_pipeline_fixture()
+    if "cnn" in which:
+        small_cnn()
+    if "mobilenet" in which:
+        mobilenet_fixtures()
+    if "bad" in which:
+        bad_fixtures()
