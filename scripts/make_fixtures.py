@@ -37,6 +37,8 @@ def write_case(d, batch, feeds, model_feeds, session):
     """feeds: what the caller sends (may be raw, before the pipeline);
     model_feeds: what onnxruntime receives (after the reference preprocessing)."""
     outs = session.run(None, model_feeds)
+    # ZipMap outputs (a list of {class: probability}) become the [N, classes] tensor wasmops returns.
+    outs = [np.array([[d[k] for k in sorted(d)] for d in o], dtype=np.float32) if isinstance(o, list) else o for o in outs]
     names = [o.name for o in session.get_outputs()]
     with open(os.path.join(d, f"input_b{batch}.json"), "w") as f:
         json.dump({"inputs": [tensor_json(k, v) for k, v in feeds.items()]}, f, separators=(",", ":"))
@@ -96,6 +98,12 @@ def sklearn_fixtures():
     x = rounded(x, 3)
     est = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(x, y)
     save("random_forest_classifier", export(est, 30), cases(x[::40], 6))
+
+    # Multi-class, exported with skl2onnx's defaults (ZipMap left in).
+    xi, yi = load_iris(return_X_y=True)
+    xi = rounded(xi, 2)
+    est = RandomForestClassifier(n_estimators=15, max_depth=4, random_state=0).fit(xi, yi)
+    save("random_forest_iris_zipmap", to_onnx(est, xi[:1], target_opset={"": 17, "ai.onnx.ml": 3}), cases(xi[::9], 5))
 
     x, y = load_diabetes(return_X_y=True)
     x = rounded(x, 4)

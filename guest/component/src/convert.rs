@@ -1,7 +1,7 @@
 //! Conversions between the WIT tensor types, the pipeline's tensors and tract's.
 
 use tract_nnef::internal::*;
-use wasmops_pipeline::{Data, Pipeline, PipelineError, Tensor as PTensor};
+use wasmops_pipeline::{Data, Extent, Pipeline, PipelineError, Tensor as PTensor};
 
 use crate::Bundle;
 use crate::wasmops::model::types::{Dim, ElementType, ModelInfo, PredictError, Tensor, TensorData, TensorSpec};
@@ -114,24 +114,48 @@ fn element_type(dt: DatumType) -> ElementType {
     }
 }
 
-fn spec(name: &str, fact: &TypedFact) -> TensorSpec {
-    let shape = fact
-        .shape
+fn extents(fact: &TypedFact) -> Vec<Extent> {
+    fact.shape
         .iter()
         .map(|d| match d.to_i64() {
-            Ok(v) => Dim::Fixed(v as u64),
-            Err(_) => Dim::Symbol(d.to_string()),
+            Ok(v) => Extent::Fixed(v as u64),
+            Err(_) => Extent::Symbol(d.to_string()),
+        })
+        .collect()
+}
+
+fn spec(name: &str, dt: DatumType, shape: Vec<Extent>) -> TensorSpec {
+    let shape = shape
+        .into_iter()
+        .map(|e| match e {
+            Extent::Fixed(v) => Dim::Fixed(v),
+            Extent::Symbol(s) => Dim::Symbol(s),
         })
         .collect();
-    TensorSpec { name: name.to_string(), element_type: element_type(fact.datum_type), shape }
+    TensorSpec { name: name.to_string(), element_type: element_type(dt), shape }
 }
 
 pub fn model_info(bundle: &Bundle, model: &TypedModel, pipeline: &Pipeline, inputs: &[String], outputs: &[String]) -> TractResult<ModelInfo> {
-    let mut in_specs = inputs.iter().enumerate().map(|(ix, n)| Ok(spec(n, model.input_fact(ix)?))).collect::<TractResult<Vec<_>>>()?;
+    // Callers send raw inputs: describe them as they are before the pipeline runs.
+    let mut in_specs = inputs
+        .iter()
+        .enumerate()
+        .map(|(ix, n)| {
+            let fact = model.input_fact(ix)?;
+            Ok(spec(n, fact.datum_type, pipeline.raw_shape(n, &inputs[0], extents(fact))))
+        })
+        .collect::<TractResult<Vec<_>>>()?;
     for source in pipeline.text_sources() {
         in_specs.push(TensorSpec { name: source.to_string(), element_type: ElementType::Text, shape: vec![Dim::Symbol("N".into())] });
     }
-    let out_specs = outputs.iter().enumerate().map(|(ix, n)| Ok(spec(n, model.output_fact(ix)?))).collect::<TractResult<Vec<_>>>()?;
+    let out_specs = outputs
+        .iter()
+        .enumerate()
+        .map(|(ix, n)| {
+            let fact = model.output_fact(ix)?;
+            Ok(spec(n, fact.datum_type, extents(fact)))
+        })
+        .collect::<TractResult<Vec<_>>>()?;
     Ok(ModelInfo {
         name: bundle.name.clone(),
         version: bundle.version.clone(),

@@ -13,6 +13,13 @@ pub use error::PipelineError;
 pub use spec::{Encoding, Step, Unknown};
 pub use tensor::{Data, Tensor};
 
+/// One axis of a declared shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extent {
+    Fixed(u64),
+    Symbol(String),
+}
+
 /// A validated, ready-to-apply list of steps.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pipeline {
@@ -43,6 +50,31 @@ impl Pipeline {
             Step::CategoryMap { source, .. } => Some(source.as_str()),
             _ => None,
         })
+    }
+
+    /// The shape callers send for `input`, worked back from the shape the model
+    /// expects after preprocessing (one-hot widens, resize accepts any H and W...).
+    pub fn raw_shape(&self, input: &str, default_input: &str, model_shape: Vec<Extent>) -> Vec<Extent> {
+        let mut shape = model_shape;
+        for step in self.steps.iter().rev().filter(|s| s.target().unwrap_or(default_input) == input) {
+            let narrow = |shape: &mut Vec<Extent>, by: u64| {
+                if let Some(Extent::Fixed(d)) = shape.last_mut() {
+                    *d = d.saturating_sub(by);
+                }
+            };
+            match step {
+                Step::OneHot { categories, .. } => narrow(&mut shape, categories.len() as u64 - 1),
+                Step::CategoryMap { categories, encoding, .. } => narrow(&mut shape, if *encoding == Encoding::OneHot { categories.len() as u64 } else { 1 }),
+                Step::HwcToChw { .. } if shape.len() == 4 => shape = vec![shape[0].clone(), shape[2].clone(), shape[3].clone(), shape[1].clone()],
+                Step::Resize { .. } if shape.len() >= 3 => {
+                    let h = shape.len() - 3;
+                    shape[h] = Extent::Symbol("H".into());
+                    shape[h + 1] = Extent::Symbol("W".into());
+                }
+                _ => {}
+            }
+        }
+        shape
     }
 
     pub fn describe(&self) -> Vec<String> {

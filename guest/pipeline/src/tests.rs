@@ -112,3 +112,17 @@ fn wrong_width_and_nan_are_refused() {
     let err = check_finite(&Tensor::f32("x", vec![2], vec![0.0, f32::NAN])).unwrap_err();
     assert!(err.to_string().contains("element 1 is NaN"), "{err}");
 }
+
+#[test]
+fn raw_shapes_are_worked_back_from_the_model_shape() {
+    use Extent::*;
+    let toml = "[[step]]\nop = \"one-hot\"\ncolumn = 0\ncategories = [1.0, 2.0, 3.0]\n[[step]]\nop = \"category-map\"\nsource = \"c\"\ncategories = [\"a\", \"b\"]\n";
+    let p = Pipeline::from_toml(toml).unwrap();
+    assert_eq!(p.raw_shape("x", "x", vec![Symbol("N".into()), Fixed(8)]), vec![Symbol("N".into()), Fixed(4)]);
+    let img = "[[step]]\nop = \"resize\"\nheight = 224\nwidth = 224\n[[step]]\nop = \"hwc-to-chw\"\n";
+    let p = Pipeline::from_toml(img).unwrap();
+    assert_eq!(
+        p.raw_shape("x", "x", vec![Symbol("N".into()), Fixed(3), Fixed(224), Fixed(224)]),
+        vec![Symbol("N".into()), Symbol("H".into()), Symbol("W".into()), Fixed(3)]
+    );
+}

@@ -44,6 +44,43 @@ fn strip_zipmap(proto: &mut ModelProto) -> bool {
     changed
 }
 
+/// tract 0.23 takes a binary tree classifier's label from the argmax of its
+/// single raw score column, so it always answers the first class. The label is
+/// rewired here as `Gather(classlabels, ArgMax(probabilities))`, which is what
+/// onnxruntime computes for every post transform (all are monotonic).
+fn rewire_tree_classifier_labels(proto: &mut ModelProto) {
+    use tract_onnx::pb::attribute_proto::AttributeType;
+    use tract_onnx::pb::{AttributeProto, NodeProto, TensorProto};
+    let Some(graph) = proto.graph.as_mut() else { return };
+    let mut added_nodes = vec![];
+    for (ix, node) in graph.node.iter_mut().enumerate().filter(|(_, n)| n.op_type == "TreeEnsembleClassifier" && n.output.len() == 2) {
+        let Some(labels) = node.attribute.iter().find(|a| a.name == "classlabels_int64s").map(|a| a.ints.clone()) else { continue };
+        let unused = format!("{}__wasmops_unused_label", node.output[0]);
+        let label = std::mem::replace(&mut node.output[0], unused);
+        let probabilities = node.output[1].clone();
+        let prefix = format!("wasmops_tree_label_{ix}");
+        graph.initializer.push(TensorProto { name: format!("{prefix}_classes"), dims: vec![labels.len() as i64], data_type: 7, int64_data: labels, ..Default::default() });
+        let attr = |name: &str, i: i64| AttributeProto { name: name.into(), i, r#type: AttributeType::Int as i32, ..Default::default() };
+        added_nodes.push(NodeProto {
+            name: format!("{prefix}_argmax"),
+            op_type: "ArgMax".into(),
+            input: vec![probabilities],
+            output: vec![format!("{prefix}_index")],
+            attribute: vec![attr("axis", 1), attr("keepdims", 0)],
+            ..Default::default()
+        });
+        added_nodes.push(NodeProto {
+            name: format!("{prefix}_gather"),
+            op_type: "Gather".into(),
+            input: vec![format!("{prefix}_classes"), format!("{prefix}_index")],
+            output: vec![label],
+            attribute: vec![attr("axis", 0)],
+            ..Default::default()
+        });
+    }
+    graph.node.extend(added_nodes);
+}
+
 pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, BuildError> {
     use prost::Message;
     let mut proto = ModelProto::decode(bytes).map_err(|e| BuildError::MalformedOnnx(format!("not a valid ONNX protobuf: {e}")))?;
@@ -51,6 +88,7 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
         return Err(BuildError::MalformedOnnx("the ONNX file has no graph nodes".into()));
     }
     let zipmap = strip_zipmap(&mut proto);
+    rewire_tree_classifier_labels(&mut proto);
     let mut onnx = tract_onnx::onnx();
     crate::onnx_ml::register(&mut onnx.op_register);
     onnx.ignore_output_types = zipmap;

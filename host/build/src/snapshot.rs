@@ -31,7 +31,7 @@ fn snapshot_err(e: impl std::fmt::Display) -> BuildError {
 
 pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: Option<&Path>) -> Result<Vec<u8>, BuildError> {
     let mut wizer = Wizer::new();
-    wizer.init_func(INIT).keep_init_func(true);
+    wizer.init_func(INIT).keep_init_func(std::env::var_os("WASMOPS_WIZER_DROP_INIT").is_none());
     let (cx, instrumented) = wizer.instrument_component(wasmops_guest_artifacts::GENERIC_GUEST).map_err(|e| snapshot_err(format!("{e:#}")))?;
 
     let mut config: Config = wasmops_host::engine_config();
@@ -42,7 +42,7 @@ pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: O
     // Loading and optimising a model can take far more memory than running it.
     let mut store = wasmops_host::new_store(&engine, 4 << 30);
 
-    block_on(async {
+    let wasm = block_on(async {
         let instance = linker.instantiate_async(&mut store, &component).await.map_err(|e| snapshot_err(format!("{e:#}")))?;
         let init = instance
             .get_typed_func::<(&str, &str, &[u8], &str), (Result<(), String>,)>(&mut store, INIT)
@@ -53,7 +53,12 @@ pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: O
             .snapshot_component(&cx, &mut WasmtimeWizerComponent { store: &mut store, instance })
             .await
             .map_err(|e| snapshot_err(format!("{e:#}")))
-    })
+    })?;
+    // Never hand out a component that would fail to load on a device.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&wasm)
+        .map_err(|e| snapshot_err(format!("the snapshot is not valid wasm: {e}")))?;
+    Ok(wasm)
 }
 
 /// The instrumented generic guest is the same for every build, so its compiled

@@ -213,6 +213,18 @@ fn run(wasm: &Path, input: &Path, host: &HostArgs) -> Result<String> {
     Ok(tensors::outputs_json(&outputs))
 }
 
+fn type_name(t: wasmops_host::bindings::ElementType) -> &'static str {
+    use wasmops_host::bindings::ElementType::*;
+    match t {
+        Float32 => "float32",
+        Int64 => "int64",
+        Int32 => "int32",
+        Boolean => "bool",
+        Text => "text",
+        Other => "other",
+    }
+}
+
 fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
     let host = host.host()?;
     let loaded = host.load_file(wasm)?;
@@ -227,7 +239,7 @@ fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
             .collect::<Vec<_>>()
     };
     let specs = |v: &[wasmops_host::bindings::TensorSpec]| {
-        v.iter().map(|s| serde_json::json!({"name": s.name, "type": format!("{:?}", s.element_type).to_lowercase(), "shape": dims(&s.shape)})).collect::<Vec<_>>()
+        v.iter().map(|s| serde_json::json!({"name": s.name, "type": type_name(s.element_type), "shape": dims(&s.shape)})).collect::<Vec<_>>()
     };
     let doc = serde_json::json!({
         "name": info.name,
@@ -249,7 +261,7 @@ fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
         for (title, list) in [("inputs", &info.inputs), ("outputs", &info.outputs)] {
             println!("{title}:");
             for s in list {
-                println!("  {:<16} {:<8} [{}]", s.name, format!("{:?}", s.element_type).to_lowercase(), dims(&s.shape).join(", "));
+                println!("  {:<16} {:<8} [{}]", s.name, type_name(s.element_type), dims(&s.shape).join(", "));
             }
         }
         if !info.preprocessing.is_empty() {

@@ -68,7 +68,10 @@ pub fn sign(wasm: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignError> {
     }
     let hash: [u8; 32] = Sha256::digest(&body).into();
     let signature = key.sign(&message(&hash));
-    let payload = signature_section_payload(&hash, &key.public().key_id_bytes(), &signature);
+    // No key id, like `wasmsign2 sign` without `--public-key-id`: its verifier skips
+    // signatures whose key id differs from the id it derives, so an id we choose
+    // would make wasmsign2 refuse us. Verifiers try each trusted key instead.
+    let payload = signature_section_payload(&hash, &[], &signature);
     let mut out = Vec::with_capacity(wasm.len() + payload.len() + 32);
     out.extend_from_slice(&wasm[..8]);
     format::write_custom_section(&mut out, SIGNATURE_SECTION, &payload);

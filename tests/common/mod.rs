@@ -1,0 +1,112 @@
+//! Shared helpers for the end-to-end tests: run the real `wasmops` binary,
+//! build fixture components once per test binary, compare with onnxruntime.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// A scratch directory shared by one test binary (keys, built components, cache).
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// Compiled components are cached across test binaries and runs in the target dir.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmops-cache")
+}
+
+pub fn wasmops(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmops"))
+        .args(args)
+        .env("WASMOPS_CACHE_DIR", cache_dir())
+        .output()
+        .expect("wasmops runs")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = wasmops(args);
+    assert!(out.status.success(), "wasmops {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = wasmops(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "wasmops {args:?} should have failed; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!stderr.contains("panicked"), "wasmops {args:?} panicked:\n{stderr}");
+    stderr
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The test key pair, made once.
+pub fn keys() -> &'static (PathBuf, PathBuf) {
+    static KEYS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let prefix = scratch().join("release");
+        ok(&["keygen", "--out", p(&prefix)]);
+        (prefix.with_extension("key"), prefix.with_extension("pub"))
+    })
+}
+
+/// Builds and signs fixture `name` once; returns the component path.
+pub fn component(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(vec![]);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch().join(format!("{name}.wasm"));
+    if !built.contains(&name.to_string()) {
+        let dir = fixtures().join(name);
+        let model = dir.join("model.onnx");
+        let mut args = vec!["build", p(&model), "--out", p(&out), "--name", name, "--version", "1.2.3"];
+        let pipeline = dir.join("pipeline.toml");
+        if pipeline.exists() {
+            args.extend(["--pipeline", p(&pipeline)]);
+        }
+        ok(&args);
+        ok(&["sign", p(&out), "--key", p(&keys().0)]);
+        built.push(name.to_string());
+    }
+    out
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Compares outputs by name: integers exactly, floats within `tol` relative
+/// (with an absolute floor of `tol` for values near zero).
+pub fn assert_outputs_match(got: &Value, expected: &Value, tol: f64, what: &str) {
+    let got = got["outputs"].as_array().expect("outputs array");
+    let expected = expected["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), expected.len(), "{what}: output count");
+    for e in expected {
+        let name = e["name"].as_str().unwrap();
+        let g = got.iter().find(|g| g["name"] == e["name"]).unwrap_or_else(|| panic!("{what}: no output `{name}` in {got:?}"));
+        assert_eq!(g["shape"], e["shape"], "{what}: shape of `{name}`");
+        let (gd, ed) = (g["data"].as_array().unwrap(), e["data"].as_array().unwrap());
+        assert_eq!(gd.len(), ed.len());
+        let mut worst = 0.0f64;
+        for (i, (a, b)) in gd.iter().zip(ed).enumerate() {
+            if b.is_i64() || b.is_u64() {
+                assert_eq!(a.as_i64(), b.as_i64(), "{what}: `{name}`[{i}]");
+                continue;
+            }
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            let err = (a - b).abs() / b.abs().max(1.0);
+            worst = worst.max(err);
+            assert!(err <= tol, "{what}: `{name}`[{i}] = {a}, onnxruntime says {b} (relative error {err:e} > {tol:e})");
+        }
+        eprintln!("{what}: `{name}` matches onnxruntime, worst relative error {worst:e}");
+    }
+}

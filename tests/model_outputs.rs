@@ -1,0 +1,95 @@
+//! Every fixture model, built into a signed component and run by the real
+//! binary, matches onnxruntime's outputs for batch 1 and a batch > 1.
+
+mod common;
+use common::*;
+
+fn check(name: &str) {
+    let wasm = component(name);
+    let dir = fixtures().join(name);
+    let tol: f64 = std::fs::read_to_string(dir.join("tolerance.txt")).unwrap().trim().parse().unwrap();
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_string();
+        let Some(batch) = file.strip_prefix("input_").and_then(|s| s.strip_suffix(".json")) else { continue };
+        let out = ok(&["run", p(&wasm), "--trust", p(&keys().1), "--input", p(&path)]);
+        let got: serde_json::Value = serde_json::from_str(&out).expect("run prints JSON");
+        let expected = read_json(&dir.join(format!("expected_{batch}.json")));
+        assert_outputs_match(&got, &expected, tol, &format!("{name} {batch}"));
+        cases += 1;
+    }
+    assert!(cases >= 1, "{name}: no input files");
+}
+
+#[test]
+fn scaler_logistic_regression() {
+    check("scaler_logreg");
+}
+
+#[test]
+fn scaler_mlp() {
+    check("scaler_mlp");
+}
+
+#[test]
+fn random_forest_classifier() {
+    check("random_forest_classifier");
+}
+
+#[test]
+fn random_forest_multiclass_exported_with_zipmap() {
+    check("random_forest_iris_zipmap");
+}
+
+#[test]
+fn gradient_boosting_regressor() {
+    check("gradient_boosting_regressor");
+}
+
+#[test]
+fn random_forest_regressor() {
+    check("random_forest_regressor");
+}
+
+#[test]
+fn scaler_linear_regression() {
+    check("scaler_linear_regression");
+}
+
+#[test]
+fn tabular_pipeline_impute_onehot_categories_scale() {
+    check("tabular_pipeline");
+}
+
+#[test]
+fn small_cnn() {
+    check("small_cnn");
+}
+
+#[test]
+fn mobilenet_v2_style_224() {
+    check("mobilenet_v2_style");
+}
+
+#[test]
+fn image_pipeline_resize_normalize_chw() {
+    check("image_pipeline");
+}
+
+#[test]
+fn metadata_describes_inputs_outputs_and_pipeline() {
+    let wasm = component("tabular_pipeline");
+    let out = ok(&["inspect", p(&wasm), "--trust", p(&keys().1), "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["name"], "tabular_pipeline");
+    assert_eq!(info["version"], "1.2.3");
+    assert_eq!(info["inputs"][0]["name"], "X");
+    assert_eq!(info["inputs"][0]["shape"][0], "N", "the batch dimension stays symbolic: {info}");
+    assert_eq!(info["inputs"][1]["name"], "color");
+    assert_eq!(info["inputs"][1]["type"], "text");
+    let outputs: Vec<&str> = info["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(outputs, ["label", "probabilities"]);
+    assert_eq!(info["preprocessing"].as_array().unwrap().len(), 4);
+    assert!(info["preprocessing"][2].as_str().unwrap().contains("color"), "{info}");
+}

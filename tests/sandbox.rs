@@ -1,0 +1,54 @@
+//! Host limits: a deadline or memory cap stops the guest with a typed error and
+//! the host keeps serving.
+
+mod common;
+use common::*;
+use std::time::Duration;
+use wasmops_host::{Host, HostConfig, HostError, SignaturePolicy};
+
+fn mobilenet_input() -> Vec<wasmops_host::bindings::Tensor> {
+    let n = 3 * 224 * 224;
+    vec![wasmops_host::bindings::Tensor {
+        name: "x".into(),
+        shape: vec![1, 3, 224, 224],
+        data: wasmops_host::bindings::TensorData::Float32((0..n).map(|i| (i % 7) as f32 / 7.0).collect()),
+    }]
+}
+
+#[test]
+fn deadline_stops_a_call_and_the_host_keeps_serving() {
+    let wasm = std::fs::read(component("mobilenet_v2_style")).unwrap();
+    let config = HostConfig { deadline: Duration::from_micros(1), cache_dir: Some(cache_dir()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) };
+    let host = Host::new(config).unwrap();
+    let loaded = host.load(&wasm).unwrap();
+    let mut instance = loaded.instantiate().unwrap();
+    let err = instance.predict(&mobilenet_input()).unwrap_err();
+    assert!(matches!(err, HostError::Deadline(_)), "{err}");
+
+    // Same process, a host with a sane deadline serves the same model.
+    let host = Host::new(HostConfig { cache_dir: Some(cache_dir()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) }).unwrap();
+    let mut instance = host.load(&wasm).unwrap().instantiate().unwrap();
+    let out = instance.predict(&mobilenet_input()).unwrap();
+    assert_eq!(out[0].shape, vec![1, 100]);
+}
+
+#[test]
+fn memory_cap_is_enforced() {
+    let wasm = std::fs::read(component("mobilenet_v2_style")).unwrap();
+    let config = HostConfig { memory_limit: 4 << 20, cache_dir: Some(cache_dir()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) };
+    let host = Host::new(config).unwrap();
+    let err = host.load(&wasm).and_then(|m| m.instantiate().map(drop)).unwrap_err();
+    assert!(matches!(err, HostError::MemoryLimit(_) | HostError::Trap(_)), "{err}");
+}
+
+#[test]
+fn guest_errors_do_not_poison_the_instance() {
+    let wasm = std::fs::read(component("small_cnn")).unwrap();
+    let host = Host::new(HostConfig { cache_dir: Some(cache_dir()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) }).unwrap();
+    let mut instance = host.load(&wasm).unwrap().instantiate().unwrap();
+    let bad = vec![wasmops_host::bindings::Tensor { name: "x".into(), shape: vec![1, 1, 9, 9], data: wasmops_host::bindings::TensorData::Float32(vec![0.0; 81]) }];
+    assert!(matches!(instance.predict(&bad), Err(HostError::Predict(_))));
+    let good = vec![wasmops_host::bindings::Tensor { name: "x".into(), shape: vec![2, 1, 8, 8], data: wasmops_host::bindings::TensorData::Float32(vec![1.0; 128]) }];
+    let out = instance.predict(&good).unwrap();
+    assert_eq!(out[0].shape, vec![2, 10]);
+}
