@@ -31,7 +31,10 @@ fn snapshot_err(e: impl std::fmt::Display) -> BuildError {
 
 pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: Option<&Path>) -> Result<Vec<u8>, BuildError> {
     let mut wizer = Wizer::new();
-    wizer.init_func(INIT).keep_init_func(std::env::var_os("WASMOPS_WIZER_DROP_INIT").is_none());
+    // wasmtime-wizer 48 with keep_init_func(false) drops the core export the
+    // component's canon lift still aliases (invalid output), so `init-model`
+    // stays exported; the guest refuses every call after the first.
+    wizer.init_func(INIT).keep_init_func(true);
     let (cx, instrumented) = wizer.instrument_component(wasmops_guest_artifacts::GENERIC_GUEST).map_err(|e| snapshot_err(format!("{e:#}")))?;
 
     let mut config: Config = wasmops_host::engine_config();

@@ -105,7 +105,12 @@ impl Host {
                 None
             }
         };
-        let sha = sha256_hex(wasm);
+        // A verified component was just hashed by the signature check: reuse that
+        // hash (of everything after the signature) instead of hashing 10+ MB again.
+        let sha = match &verified {
+            Some(v) => hex::encode(v.content_sha256),
+            None => sha256_hex(wasm),
+        };
         let started = Instant::now();
         let (component, from_cache) = match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha)) {
             Some(c) => (c, true),
