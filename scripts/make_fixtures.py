@@ -180,6 +180,21 @@ def conv(name, x, cin, cout, k, stride=1, group=1, inits=None):
     return helper.make_node("Conv", [x, name + "_w", name + "_b"], [name], strides=[stride, stride], pads=[pad] * 4, group=group, kernel_shape=[k, k])
 
 
+def with_classifier_head(name, nodes, inits, features, channels, classes, weight_scale, chw):
+    """Global average pool, dense layer and softmax on `features`; input `x` [N, *chw]."""
+    nodes.append(helper.make_node("GlobalAveragePool", [features], ["gap"]))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], axis=1))
+    inits.append(numpy_helper.from_array((RNG.standard_normal((channels, classes)) * weight_scale).astype(np.float32), "fc_w"))
+    inits.append(numpy_helper.from_array(np.zeros(classes, np.float32), "fc_b"))
+    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *chw])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
 def small_cnn():
     """Digits-sized CNN: [N,1,8,8] -> probs [N,10]."""
     inits, nodes = [], []
@@ -188,16 +203,7 @@ def small_cnn():
     nodes.append(helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]))
     nodes.append(conv("c2", "p1", 8, 16, 3, inits=inits))
     nodes.append(helper.make_node("Relu", ["c2"], ["r2"]))
-    nodes.append(helper.make_node("GlobalAveragePool", ["r2"], ["g"]))
-    nodes.append(helper.make_node("Flatten", ["g"], ["f"], axis=1))
-    inits.append(numpy_helper.from_array((RNG.standard_normal((16, 10)) * 0.3).astype(np.float32), "fc_w"))
-    inits.append(numpy_helper.from_array(np.zeros(10, np.float32), "fc_b"))
-    nodes.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"]))
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
-    graph = helper.make_graph(nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
+    model = with_classifier_head("small_cnn", nodes, inits, "r2", 16, 10, 0.3, [1, 8, 8])
     x = rounded(RNG.uniform(0, 16, (9, 1, 8, 8)), 1)
     save("small_cnn", model, [(1, {"x": x[:1]}, {"x": x[:1]}), (8, {"x": x[1:]}, {"x": x[1:]})], tolerance=1e-3)
 
@@ -241,17 +247,7 @@ def mobilenet_v2_style(width=0.35):
             block += 1
     nodes.append(conv("head", x, cin, 256, 1, inits=inits))
     x = relu6("head", "head_a")
-    nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
-    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], axis=1))
-    inits.append(numpy_helper.from_array((RNG.standard_normal((256, 100)) * 0.05).astype(np.float32), "fc_w"))
-    inits.append(numpy_helper.from_array(np.zeros(100, np.float32), "fc_b"))
-    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]))
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
-    graph = helper.make_graph(nodes, "mobilenet_v2_style", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 224, 224])],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 100])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model
+    return with_classifier_head("mobilenet_v2_style", nodes, inits, x, 256, 100, 0.05, [3, 224, 224])
 
 
 def mobilenet_fixtures():

@@ -52,3 +52,32 @@ fn guest_errors_do_not_poison_the_instance() {
     let out = instance.predict(&good).unwrap();
     assert_eq!(out[0].shape, vec![2, 10]);
 }
+
+/// The shipped component exports exactly the model interface (the build-time
+/// `init-model` is gone) and imports nothing beyond the host's allowlist: no
+/// filesystem, sockets or environment.
+#[test]
+fn built_component_exports_only_the_model_and_imports_only_the_allowlist() {
+    use wasmparser::{Parser, Payload};
+    let wasm = std::fs::read(component("small_cnn")).unwrap();
+    let (mut imports, mut exports, mut depth) = (vec![], vec![], 0);
+    for payload in Parser::new(0).parse_all(&wasm) {
+        match payload.unwrap() {
+            // Nested modules and components have their own imports and exports.
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth -= 1,
+            Payload::ComponentImportSection(r) if depth == 0 => imports.extend(r.into_iter().map(|i| i.unwrap().name.name.to_string())),
+            Payload::ComponentExportSection(r) if depth == 0 => exports.extend(r.into_iter().map(|e| e.unwrap().name.name.to_string())),
+            _ => {}
+        }
+    }
+    assert!(!imports.is_empty());
+    assert_eq!(exports, ["wasmops:model/model@0.1.0"]);
+    for import in &imports {
+        let base = import.split('@').next().unwrap();
+        assert!(wasmops_host::ALLOWED_IMPORTS.contains(&base), "unexpected import {import}");
+        for forbidden in ["wasi:filesystem", "wasi:sockets", "wasi:cli/environment", "wasi:http"] {
+            assert!(!import.starts_with(forbidden), "{import}");
+        }
+    }
+}

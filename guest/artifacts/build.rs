@@ -14,10 +14,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/guest"));
 
-    for path in ["guest/component", "guest/pipeline", "wit", "Cargo.lock"] {
+    for path in ["guest/component", "guest/pipeline", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_FEATURES");
+    println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_TARGET_DIR");
 
     let rustflags = env::var("WASMOPS_GUEST_FEATURES").unwrap_or_else(|_| "+simd128".into());
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));

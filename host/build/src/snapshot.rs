@@ -31,11 +31,9 @@ fn snapshot_err(e: impl std::fmt::Display) -> BuildError {
 
 pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: Option<&Path>) -> Result<Vec<u8>, BuildError> {
     let mut wizer = Wizer::new();
-    // wasmtime-wizer 48 with keep_init_func(false) drops the core export the
-    // component's canon lift still aliases (invalid output), so `init-model`
-    // stays exported; the guest refuses every call after the first.
-    wizer.init_func(INIT).keep_init_func(true);
-    let (cx, instrumented) = wizer.instrument_component(wasmops_guest_artifacts::GENERIC_GUEST).map_err(|e| snapshot_err(format!("{e:#}")))?;
+    wizer.init_func(INIT).keep_init_func(false);
+    let guest = rename_core_init_export(wasmops_guest_artifacts::GENERIC_GUEST)?;
+    let (cx, instrumented) = wizer.instrument_component(&guest).map_err(|e| snapshot_err(format!("{e:#}")))?;
 
     let mut config: Config = wasmops_host::engine_config();
     config.epoch_interruption(false);
@@ -62,6 +60,48 @@ pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: O
         .validate_all(&wasm)
         .map_err(|e| snapshot_err(format!("the snapshot is not valid wasm: {e}")))?;
     Ok(wasm)
+}
+
+/// wasmtime-wizer 48, told to drop the init function, removes both the component
+/// export and the core export of that name, but the component's canon lift still
+/// aliases the core export, so the result is invalid. Renaming the core export
+/// (and the alias that names it) to a same-length name leaves wizer only the
+/// component export to remove: the shipped component exports just the model.
+fn rename_core_init_export(wasm: &[u8]) -> Result<Vec<u8>, BuildError> {
+    use wasmparser::{ComponentAlias, Parser, Payload};
+    const CORE_NAME: &[u8] = b"init-modeL";
+    let offset_of = |name: &str| name.as_ptr() as usize - wasm.as_ptr() as usize;
+    let mut at = vec![];
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(snapshot_err)? {
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(snapshot_err)?;
+                    if export.name == INIT {
+                        at.push(offset_of(export.name));
+                    }
+                }
+            }
+            Payload::ComponentAliasSection(reader) => {
+                for alias in reader {
+                    if let ComponentAlias::CoreInstanceExport { name, .. } = alias.map_err(snapshot_err)? {
+                        if name == INIT {
+                            at.push(offset_of(name));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if at.len() != 2 {
+        return Err(snapshot_err(format!("expected one core export and one alias named `{INIT}` in the generic guest, found {}", at.len())));
+    }
+    let mut out = wasm.to_vec();
+    for offset in at {
+        out[offset..offset + CORE_NAME.len()].copy_from_slice(CORE_NAME);
+    }
+    Ok(out)
 }
 
 /// The instrumented generic guest is the same for every build, so its compiled
