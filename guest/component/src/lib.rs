@@ -4,6 +4,10 @@
 //! with the model (tract NNEF) and pipeline, and snapshots memory: the shipped
 //! component starts with the optimised tract plan already in its heap, so the
 //! first `predict` does no parsing or optimisation.
+//!
+//! Only meaningful on wasm: elsewhere (`cargo test --workspace`) the crate is empty,
+//! since a native cdylib cannot carry the component's `iface#func` symbol names.
+#![cfg(target_family = "wasm")]
 
 mod convert;
 mod zeroing_alloc;
@@ -103,7 +107,6 @@ export!(Component);
 /// Model components get no environment: tract's tuning knobs read env vars, and
 /// answering "unset" here keeps wasi-libc's `wasi:cli/environment` import out of
 /// the component.
-#[cfg(target_os = "wasi")]
 #[unsafe(no_mangle)]
 pub extern "C" fn getenv(_name: *const std::ffi::c_char) -> *mut std::ffi::c_char {
     std::ptr::null_mut()

@@ -42,6 +42,9 @@ pub struct BuildOptions {
     pub input_shapes: Vec<InputShape>,
     /// Where to cache the compiled generic guest; `None` compiles it every time.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// A generic guest to use instead of the one built into wasmops (for guest
+    /// development, e.g. comparing target features).
+    pub guest: Option<Vec<u8>>,
 }
 
 /// What `build` produced, with timings for the CLI to report.
@@ -60,6 +63,7 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
     let nnef = to_nnef(&model)?;
     let convert_time = started.elapsed();
     let started = Instant::now();
-    let component = snapshot::bake(&opts.name, &opts.version, &nnef, &opts.pipeline, opts.cache_dir.as_deref())?;
+    let guest = opts.guest.as_deref().unwrap_or(wasmops_guest_artifacts::GENERIC_GUEST);
+    let component = snapshot::bake(guest, &opts.name, &opts.version, &nnef, &opts.pipeline, opts.cache_dir.as_deref())?;
     Ok(Built { component, nnef_bytes: nnef.len(), convert_time, snapshot_time: started.elapsed() })
 }

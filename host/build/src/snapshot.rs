@@ -29,10 +29,10 @@ fn snapshot_err(e: impl std::fmt::Display) -> BuildError {
     BuildError::Snapshot(e.to_string())
 }
 
-pub fn bake(name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: Option<&Path>) -> Result<Vec<u8>, BuildError> {
+pub fn bake(guest: &[u8], name: &str, version: &str, nnef: &[u8], pipeline: &str, cache_dir: Option<&Path>) -> Result<Vec<u8>, BuildError> {
     let mut wizer = Wizer::new();
     wizer.init_func(INIT).keep_init_func(false);
-    let guest = rename_core_init_export(wasmops_guest_artifacts::GENERIC_GUEST)?;
+    let guest = rename_core_init_export(guest)?;
     let (cx, instrumented) = wizer.instrument_component(&guest).map_err(|e| snapshot_err(format!("{e:#}")))?;
 
     let mut config: Config = wasmops_host::engine_config();

@@ -39,6 +39,9 @@ enum Command {
         /// Fix or override an input shape, e.g. x=N,3,224,224 (N or ? keeps an axis dynamic).
         #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
         input_shapes: Vec<InputShape>,
+        /// Use this generic guest instead of the built-in one (guest development).
+        #[arg(long, hide = true)]
+        guest: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -165,14 +168,16 @@ fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((secret, public))
 }
 
-fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>, version: String, input_shapes: Vec<InputShape>, cache: &CacheArgs) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>, version: String, input_shapes: Vec<InputShape>, guest: Option<&Path>, cache: &CacheArgs) -> Result<()> {
     let onnx = files::read(model)?;
     let pipeline = match pipeline {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
         None => String::new(),
     };
     let name = name.unwrap_or_else(|| model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
-    let opts = BuildOptions { name, version, pipeline, input_shapes, cache_dir: cache.dir() };
+    let guest = guest.map(files::read).transpose()?;
+    let opts = BuildOptions { name, version, pipeline, input_shapes, cache_dir: cache.dir(), guest };
     let built = wasmops_build::build(&onnx, &opts).with_context(|| format!("cannot build {}", model.display()))?;
     files::write_atomic(out, &built.component)?;
     eprintln!(
@@ -307,7 +312,7 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
     step(3, "wasmops build churn.onnx --pipeline churn.pipeline.toml --out churn.wasm");
     let wasm = dir.join("churn.wasm");
     let cache = CacheArgs { cache_dir: None, no_cache: false };
-    build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], &cache)?;
+    build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], None, &cache)?;
     step(4, "wasmops sign churn.wasm --key release.key && wasmops verify churn.wasm --trust release.pub");
     sign(&wasm, &secret, None)?;
     verify(&wasm, std::slice::from_ref(&public))?;
@@ -325,7 +330,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen { out } => keygen(&out).map(|(s, p)| eprintln!("wrote {} (secret, mode 0600) and {}", s.display(), p.display())),
-        Command::Build { model, out, pipeline, name, version, input_shapes, cache } => build(&model, &out, pipeline.as_deref(), name, version, input_shapes, &cache),
+        Command::Build { model, out, pipeline, name, version, input_shapes, guest, cache } => build(&model, &out, pipeline.as_deref(), name, version, input_shapes, guest.as_deref(), &cache),
         Command::Sign { wasm, key, out } => sign(&wasm, &key, out.as_deref()),
         Command::Verify { wasm, trust } => verify(&wasm, &trust),
         Command::Run { wasm, input, host } => run(&wasm, &input, &host).map(|json| println!("{json}")),
