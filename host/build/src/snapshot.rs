@@ -35,13 +35,16 @@ pub fn bake(guest: &[u8], name: &str, version: &str, nnef: &[u8], pipeline: &str
     let guest = rename_core_init_export(guest)?;
     let (cx, instrumented) = wizer.instrument_component(&guest).map_err(|e| snapshot_err(format!("{e:#}")))?;
 
-    let mut config: Config = wasmops_host::engine_config();
-    config.epoch_interruption(false);
+    // The runtime's exact configuration, so Cranelift's function cache filled here
+    // serves the first `run` of the built component too. No epoch ticker runs for
+    // this engine, so the deadline below is never reached.
+    let config: Config = wasmops_host::engine_config(cache_dir);
     let engine = Engine::new(&config).map_err(snapshot_err)?;
     let component = compile_cached(&engine, &instrumented, cache_dir)?;
     let linker = wasmops_host::linker(&engine).map_err(snapshot_err)?;
     // Loading and optimising a model can take far more memory than running it.
     let mut store = wasmops_host::new_store(&engine, 4 << 30);
+    store.set_epoch_deadline(u64::MAX);
 
     let wasm = block_on(async {
         let instance = linker.instantiate_async(&mut store, &component).await.map_err(|e| snapshot_err(format!("{e:#}")))?;

@@ -288,6 +288,7 @@ const DEMO_INPUT: &str = r#"{"inputs":[
 
 fn demo(dir: Option<PathBuf>) -> Result<()> {
     let tmp;
+    let keep = dir.is_some();
     let dir = match dir {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
@@ -321,7 +322,11 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
     inspect(&wasm, false, &host)?;
     println!("input:  {}", DEMO_INPUT.split_whitespace().collect::<Vec<_>>().join(" "));
     println!("output: {}", run(&wasm, &input, &host)?);
-    eprintln!("done; files are in {}", dir.display());
+    if keep {
+        eprintln!("done; the key pair, model and component are in {}", dir.display());
+    } else {
+        eprintln!("done (pass --dir DIR to keep the key pair, model and component)");
+    }
     Ok(())
 }
 

@@ -56,6 +56,45 @@ impl CompileCache {
     }
 }
 
+/// Cranelift's per-function cache. Every model component carries the same
+/// generic guest code and differs only in its data, so once one model has been
+/// compiled, the next compiles mostly from here (see `cargo bench`/README).
+#[derive(Debug)]
+pub struct FunctionCache {
+    dir: PathBuf,
+}
+
+impl FunctionCache {
+    pub fn new(dir: PathBuf) -> FunctionCache {
+        FunctionCache { dir }
+    }
+
+    fn path(&self, key: &[u8]) -> PathBuf {
+        use sha2::Digest;
+        let name = hex::encode(sha2::Sha256::digest(key));
+        self.dir.join(&name[..2]).join(&name[2..])
+    }
+}
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        std::fs::read(self.path(key)).ok().map(std::borrow::Cow::Owned)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let path = self.path(key);
+        let Some(dir) = path.parent() else { return false };
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::io::Write::write_all(&mut tmp, &value)?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().is_ok()
+    }
+}
+
 /// `$WASMOPS_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmops`, else `~/.cache/wasmops`.
 pub fn default_cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WASMOPS_CACHE_DIR") {

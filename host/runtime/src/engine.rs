@@ -52,9 +52,14 @@ pub struct Host {
 }
 
 /// Settings that change generated code live here only, so every compile and the
-/// cache key agree (the cache hashes the engine's compatibility hash).
-pub fn engine_config() -> Config {
+/// cache key agree (the cache hashes the engine's compatibility hash). With a
+/// cache directory, Cranelift also reuses compiled functions across components.
+pub fn engine_config(cache_dir: Option<&std::path::Path>) -> Config {
     let mut c = Config::new();
+    if let Some(dir) = cache_dir {
+        let store = Arc::new(crate::cache::FunctionCache::new(dir.join("functions")));
+        c.enable_incremental_compilation(store).expect("cranelift supports incremental compilation");
+    }
     c.cranelift_opt_level(OptLevel::Speed);
     c.wasm_simd(true);
     c.wasm_relaxed_simd(true);
@@ -66,7 +71,7 @@ pub fn engine_config() -> Config {
 
 impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
-        let engine = Engine::new(&engine_config()).map_err(|e| HostError::Compile(format!("engine: {e}")))?;
+        let engine = Engine::new(&engine_config(config.cache_dir.as_deref())).map_err(|e| HostError::Compile(format!("engine: {e}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasmops-epoch".into())
