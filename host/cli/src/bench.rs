@@ -168,7 +168,7 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
     let (n50, n90) = (percentile(&mut native, 0.5), percentile(&mut native, 0.9));
     let (w50, w90) = (percentile(&mut wasm, 0.5), percentile(&mut wasm, 0.9));
     Ok(BenchReport {
-        model: model_name.to_string(),
+        model: if info.name.is_empty() { model_name.to_string() } else { format!("{} {}", info.name, info.version) },
         batch: opts.batch,
         iterations_native: native.len(),
         iterations_wasm: wasm.len(),
