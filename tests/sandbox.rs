@@ -81,3 +81,60 @@ fn built_component_exports_only_the_model_and_imports_only_the_allowlist() {
         }
     }
 }
+
+mod hostile {
+    use super::*;
+    use std::time::Instant;
+    use wasmops_guest_artifacts::test_programs::{HOSTILE, HOSTILE_FS};
+    use wasmops_host::bindings::{Tensor, TensorData};
+
+    fn request(name: &str) -> Vec<Tensor> {
+        vec![Tensor { name: name.into(), shape: vec![1], data: TensorData::Float32(vec![1.0]) }]
+    }
+
+    fn host(deadline: Duration, memory_limit: usize) -> Host {
+        Host::new(HostConfig { deadline, memory_limit, cache_dir: Some(cache_dir()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) }).unwrap()
+    }
+
+    #[test]
+    fn a_trap_is_an_error_and_the_instance_keeps_serving() {
+        let host = host(Duration::from_secs(10), 64 << 20);
+        let mut instance = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        let err = instance.predict(&request("trap")).unwrap_err();
+        assert!(matches!(err, HostError::Trap(_)), "{err}");
+        let echoed = instance.predict(&request("echo")).unwrap();
+        assert_eq!(echoed[0].name, "echo");
+    }
+
+    #[test]
+    fn an_infinite_loop_is_stopped_at_the_deadline() {
+        let deadline = Duration::from_millis(200);
+        let host = host(deadline, 64 << 20);
+        let mut instance = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        let started = Instant::now();
+        let err = instance.predict(&request("spin")).unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, HostError::Deadline(_)), "{err}");
+        // Generous bound: behaviour (it stops), not a timing benchmark.
+        assert!(took < deadline + Duration::from_secs(2), "took {took:?}");
+        assert_eq!(instance.predict(&request("echo")).unwrap()[0].name, "echo");
+    }
+
+    #[test]
+    fn unbounded_memory_growth_hits_the_cap() {
+        let host = host(Duration::from_secs(30), 128 << 20);
+        let mut instance = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        let err = instance.predict(&request("hog")).unwrap_err();
+        assert!(matches!(err, HostError::MemoryLimit(_)), "{err}");
+        assert_eq!(instance.predict(&request("echo")).unwrap()[0].name, "echo");
+    }
+
+    #[test]
+    fn a_component_importing_the_filesystem_is_refused_at_link_time() {
+        let host = host(Duration::from_secs(10), 64 << 20);
+        let err = host.load_file(HOSTILE_FS.as_ref()).map(drop).unwrap_err();
+        assert!(matches!(err, HostError::Link(_)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("wasi:filesystem"), "{text}");
+    }
+}

@@ -5,3 +5,12 @@ pub const GENERIC_GUEST: &[u8] = include_bytes!(env!("WASMOPS_GENERIC_GUEST"));
 
 /// The wasm target features the guest was compiled with (e.g. `+simd128`).
 pub const TARGET_FEATURES: &str = env!("WASMOPS_GUEST_TARGET_FEATURES");
+
+/// Hostile guests for the sandbox tests (feature `test-programs`), as paths.
+#[cfg(feature = "test-programs")]
+pub mod test_programs {
+    /// Misbehaves by request name: `trap`, `spin`, `hog`; echoes otherwise.
+    pub const HOSTILE: &str = env!("WASMOPS_TEST_HOSTILE");
+    /// The same, also importing the filesystem (hosts must refuse to link it).
+    pub const HOSTILE_FS: &str = env!("WASMOPS_TEST_HOSTILE_FS");
+}
