@@ -37,8 +37,8 @@ pub enum SignError {
     Unsigned,
     #[error("malformed signature section: {0}")]
     MalformedSignature(String),
-    #[error("no signature by a trusted key (signed by key ids {found:?}; trusted {trusted:?})")]
-    UntrustedKey { found: Vec<String>, trusted: Vec<String> },
+    #[error("no signature by a trusted key ({signatures} signature(s) present; trusted key ids {trusted:?})")]
+    UntrustedKey { signatures: usize, trusted: Vec<String> },
     #[error("signature does not match the content: the component was modified after signing")]
     Tampered,
     #[error("invalid key file: {0}")]
@@ -92,29 +92,26 @@ pub fn verify(wasm: &[u8], trusted: &[PublicKey]) -> Result<Verified, SignError>
     let signed = format::parse_signature_payload(first.custom_payload().unwrap_or_default())?;
     let body_start = first.offset + first.raw.len();
     let hash: [u8; 32] = Sha256::digest(&wasm[body_start..]).into();
-    let msg_for = |h: &[u8; 32]| message(h);
-    let mut found = vec![];
+    let mut signatures = 0;
+    let mut genuine_but_stale = false;
     for set in &signed {
         for sig in &set.signatures {
-            found.push(hex::encode(&sig.key_id));
-            for key in trusted {
-                if !sig.key_id.is_empty() && sig.key_id != key.key_id_bytes() {
-                    continue;
-                }
-                for h in &set.hashes {
-                    if key.verify(&msg_for(h), &sig.signature) {
-                        // A genuine signature over a different hash means the content changed.
-                        return if *h == hash {
-                            Ok(Verified { content_sha256: hash, key_id: key.key_id() })
-                        } else {
-                            Err(SignError::Tampered)
-                        };
+            signatures += 1;
+            for key in trusted.iter().filter(|k| sig.key_id.is_empty() || sig.key_id == k.key_id_bytes()) {
+                for h in set.hashes.iter().filter(|h| key.verify(&message(h), &sig.signature)) {
+                    if *h == hash {
+                        return Ok(Verified { content_sha256: hash, key_id: key.key_id() });
                     }
+                    genuine_but_stale = true;
                 }
             }
         }
     }
-    Err(SignError::UntrustedKey { found, trusted: trusted.iter().map(PublicKey::key_id).collect() })
+    // A trusted key really signed a hash, just not this content's: it was modified.
+    if genuine_but_stale {
+        return Err(SignError::Tampered);
+    }
+    Err(SignError::UntrustedKey { signatures, trusted: trusted.iter().map(PublicKey::key_id).collect() })
 }
 
 #[cfg(test)]
