@@ -78,6 +78,25 @@ fn image_pipeline_resize_normalize_chw() {
 }
 
 #[test]
+fn input_from_stdin() {
+    use std::io::Write;
+    let wasm = component("scaler_logreg");
+    let input = std::fs::read(fixtures().join("scaler_logreg/input_b1.json")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmops"))
+        .args(["run", p(&wasm), "--trust", p(&keys().1), "--input", "-"])
+        .env("WASMOPS_CACHE_DIR", cache_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_outputs_match(&got, &read_json(&fixtures().join("scaler_logreg/expected_b1.json")), 1e-4, "stdin");
+}
+
+#[test]
 fn metadata_describes_inputs_outputs_and_pipeline() {
     let wasm = component("tabular_pipeline");
     let out = ok(&["inspect", p(&wasm), "--trust", p(&keys().1), "--json"]);

@@ -64,6 +64,7 @@ enum Command {
     /// Run one prediction; prints {"outputs":[...]} on stdout.
     Run {
         wasm: PathBuf,
+        /// Input JSON file, or `-` for stdin.
         #[arg(long)]
         input: PathBuf,
         #[command(flatten)]
@@ -212,7 +213,11 @@ fn run(wasm: &Path, input: &Path, host: &HostArgs) -> Result<String> {
     let loaded = host.load_file(wasm).with_context(|| format!("cannot load {}", wasm.display()))?;
     let mut instance = loaded.instantiate()?;
     let info = instance.metadata()?;
-    let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let text = if input == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the input from stdin")?
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?
+    };
     let inputs = tensors::parse_inputs(&text, &info).with_context(|| format!("{}", input.display()))?;
     let outputs = instance.predict(&inputs)?;
     Ok(tensors::outputs_json(&outputs))
