@@ -112,3 +112,21 @@ fn metadata_describes_inputs_outputs_and_pipeline() {
     assert_eq!(info["preprocessing"].as_array().unwrap().len(), 4);
     assert!(info["preprocessing"][2].as_str().unwrap().contains("color"), "{info}");
 }
+
+/// Same model, pipeline, name and version → byte-identical component, with or
+/// without the compile cache: what a content-addressed registry needs.
+#[test]
+fn builds_are_reproducible() {
+    let dir = fixtures().join("tabular_pipeline");
+    let (model, pipeline) = (dir.join("model.onnx"), dir.join("pipeline.toml"));
+    let build = |out: &str, extra: &[&str]| {
+        let out = scratch().join(out);
+        let mut args = vec!["build", p(&model), "--pipeline", p(&pipeline), "--out", p(&out)];
+        args.extend(extra);
+        ok(&args);
+        std::fs::read(out).unwrap()
+    };
+    let first = build("repro-1.wasm", &[]);
+    let second = build("repro-2.wasm", &["--no-cache"]);
+    assert!(first == second, "two builds of the same inputs differ");
+}

@@ -43,7 +43,17 @@ pub fn bake(guest: &[u8], name: &str, version: &str, nnef: &[u8], pipeline: &str
     let component = compile_cached(&engine, &instrumented, cache_dir)?;
     let linker = wasmops_host::linker(&engine).map_err(snapshot_err)?;
     // Loading and optimising a model can take far more memory than running it.
-    let mut store = wasmops_host::new_store(&engine, 4 << 30);
+    // Reproducible builds: the guest's randomness is derived from what it is given.
+    let seed = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for part in [name.as_bytes(), version.as_bytes(), nnef, pipeline.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    };
+    let mut store = wasmops_host::new_seeded_store(&engine, 4 << 30, seed);
     store.set_epoch_deadline(u64::MAX);
 
     let wasm = block_on(async {

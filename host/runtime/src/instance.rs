@@ -128,7 +128,23 @@ pub(crate) fn describe_link_error(component: &Component, engine: &Engine, e: was
 
 /// A store with the sandbox's state and memory cap (deadline set per call).
 pub fn new_store(engine: &Engine, memory_limit: usize) -> Store<GuestState> {
-    let state = GuestState { wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits: Limits { memory: memory_limit, hit: false } };
+    store_with(engine, memory_limit, WasiCtx::builder().build())
+}
+
+/// Like [`new_store`], but every random byte the guest asks for comes from
+/// `seed`: `wasmops build` uses it so the same inputs give the same component
+/// (hash-map seeds end up in the snapshot).
+pub fn new_seeded_store(engine: &Engine, memory_limit: usize, seed: [u8; 32]) -> Store<GuestState> {
+    use wasmtime_wasi::random::Deterministic;
+    let mut wasi = WasiCtx::builder();
+    wasi.secure_random(Deterministic::new(seed.to_vec()))
+        .insecure_random(Deterministic::new(seed.iter().rev().copied().collect()))
+        .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap()));
+    store_with(engine, memory_limit, wasi.build())
+}
+
+fn store_with(engine: &Engine, memory_limit: usize, wasi: WasiCtx) -> Store<GuestState> {
+    let state = GuestState { wasi, table: ResourceTable::new(), limits: Limits { memory: memory_limit, hit: false } };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store

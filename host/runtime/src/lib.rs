@@ -19,7 +19,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
-pub use instance::{ALLOWED_IMPORTS, GuestState, ModelInstance, forbidden_imports, linker, new_store};
+pub use instance::{ALLOWED_IMPORTS, GuestState, ModelInstance, forbidden_imports, linker, new_seeded_store, new_store};
 
 /// Types generated from `wit/model.wit`, re-exported for callers.
 pub mod bindings {
