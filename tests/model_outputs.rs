@@ -127,6 +127,8 @@ fn builds_are_reproducible() {
         std::fs::read(out).unwrap()
     };
     let first = build("repro-1.wasm", &[]);
+    // Archive timestamps have one-second resolution: make sure the clock moves.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let second = build("repro-2.wasm", &["--no-cache"]);
     assert!(first == second, "two builds of the same inputs differ");
 }

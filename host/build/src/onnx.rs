@@ -145,6 +145,7 @@ pub fn to_nnef(model: &TypedModel) -> Result<Vec<u8>, BuildError> {
     use tract_onnx_opl::WithOnnx;
     let nnef = tract_nnef::nnef().with_onnx();
     let mut out = vec![];
-    nnef.write_to_tar(model, &mut out).map_err(|e| BuildError::Unsupported(format!("cannot express the model in NNEF: {e:?}")))?;
+    // Deterministic tar headers (fixed mtime): same model, same bytes, same component.
+    nnef.write_to_tar_with_config(model, &mut out, false, true).map_err(|e| BuildError::Unsupported(format!("cannot express the model in NNEF: {e:?}")))?;
     Ok(out)
 }
