@@ -96,10 +96,13 @@ mod hostile {
         Host::new(HostConfig { deadline, memory_limit, cache_dir: Some(cache_dir()), ..HostConfig::new(SignaturePolicy::AllowUnsigned) }).unwrap()
     }
 
+    fn hostile(deadline: Duration, memory_limit: usize) -> wasmops_host::ModelInstance {
+        host(deadline, memory_limit).load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap()
+    }
+
     #[test]
     fn a_trap_is_an_error_and_the_instance_keeps_serving() {
-        let host = host(Duration::from_secs(10), 64 << 20);
-        let mut instance = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        let mut instance = hostile(Duration::from_secs(10), 64 << 20);
         let err = instance.predict(&request("trap")).unwrap_err();
         assert!(matches!(err, HostError::Trap(_)), "{err}");
         let echoed = instance.predict(&request("echo")).unwrap();
@@ -109,8 +112,7 @@ mod hostile {
     #[test]
     fn an_infinite_loop_is_stopped_at_the_deadline() {
         let deadline = Duration::from_millis(200);
-        let host = host(deadline, 64 << 20);
-        let mut instance = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        let mut instance = hostile(deadline, 64 << 20);
         let started = Instant::now();
         let err = instance.predict(&request("spin")).unwrap_err();
         let took = started.elapsed();
@@ -122,8 +124,7 @@ mod hostile {
 
     #[test]
     fn unbounded_memory_growth_hits_the_cap() {
-        let host = host(Duration::from_secs(30), 128 << 20);
-        let mut instance = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        let mut instance = hostile(Duration::from_secs(30), 128 << 20);
         let err = instance.predict(&request("hog")).unwrap_err();
         assert!(matches!(err, HostError::MemoryLimit(_)), "{err}");
         assert_eq!(instance.predict(&request("echo")).unwrap()[0].name, "echo");

@@ -20,7 +20,8 @@ pub struct BenchOptions {
     pub budget: Duration,
     pub min_iters: usize,
     pub pipeline: Option<String>,
-    pub inputs: Option<Vec<Tensor>>,
+    /// Input JSON (the `run` format) to use instead of synthetic inputs.
+    pub inputs: Option<String>,
 }
 
 impl Default for BenchOptions {
@@ -121,7 +122,7 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
         bail!("this component preprocesses its inputs; pass the same --pipeline file so the native baseline does too");
     }
     let inputs = match &opts.inputs {
-        Some(i) => i.clone(),
+        Some(json) => crate::tensors::parse_inputs(json, &info)?,
         None => synthetic_inputs(&info, opts.batch)?,
     };
     drop(instance);

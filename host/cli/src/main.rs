@@ -350,9 +350,7 @@ fn main() {
             let onnx = files::read(&model)?;
             let mut opts = bench::BenchOptions { batch, budget: Duration::from_secs_f64(seconds), pipeline: bench::read_pipeline(pipeline.as_deref())?, ..Default::default() };
             if let Some(input) = input {
-                let host = Host::new(HostConfig::new(SignaturePolicy::AllowUnsigned))?;
-                let info = host.load(&component)?.instantiate()?.metadata()?;
-                opts.inputs = Some(tensors::parse_inputs(&std::fs::read_to_string(&input)?, &info)?);
+                opts.inputs = Some(std::fs::read_to_string(&input).with_context(|| format!("cannot read {}", input.display()))?);
             }
             let name = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             bench::print(&bench::run(&component, &onnx, &name, &opts)?);
