@@ -113,22 +113,36 @@ fn metadata_describes_inputs_outputs_and_pipeline() {
     assert!(info["preprocessing"][2].as_str().unwrap().contains("color"), "{info}");
 }
 
-/// Same model, pipeline, name and version → byte-identical component, with or
-/// without the compile cache: what a content-addressed registry needs.
+/// Same model, pipeline, name, version and `SOURCE_DATE_EPOCH` → byte-identical
+/// component, with or without the compile cache: what a content-addressed
+/// registry needs. Without `SOURCE_DATE_EPOCH` only the claims (created-at and
+/// the default sequence) differ.
 #[test]
 fn builds_are_reproducible() {
     let dir = fixtures().join("tabular_pipeline");
     let (model, pipeline) = (dir.join("model.onnx"), dir.join("pipeline.toml"));
-    let build = |out: &str, extra: &[&str]| {
+    let build = |out: &str, extra: &[&str], epoch: Option<&str>| {
         let out = scratch().join(out);
-        let mut args = vec!["build", p(&model), "--pipeline", p(&pipeline), "--out", p(&out)];
-        args.extend(extra);
-        ok(&args);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wasmops"));
+        cmd.args(["build", p(&model), "--pipeline", p(&pipeline), "--out", p(&out)]).args(extra).env("WASMOPS_CACHE_DIR", cache_dir());
+        match epoch {
+            Some(e) => cmd.env("SOURCE_DATE_EPOCH", e),
+            None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+        };
+        let status = cmd.status().unwrap();
+        assert!(status.success());
         std::fs::read(out).unwrap()
     };
-    let first = build("repro-1.wasm", &[]);
+    let first = build("repro-1.wasm", &[], Some("1790000000"));
     // Archive timestamps have one-second resolution: make sure the clock moves.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let second = build("repro-2.wasm", &["--no-cache"]);
+    let second = build("repro-2.wasm", &["--no-cache"], Some("1790000000"));
     assert!(first == second, "two builds of the same inputs differ");
+    let claims = wasmops_trust::Claims::read(&first).unwrap().unwrap();
+    assert_eq!(claims.created_at.to_string(), "2026-09-21T14:13:20Z");
+
+    let third = build("repro-3.wasm", &[], None);
+    assert!(third != first);
+    let strip = |w: &[u8]| wasmops_sign::set_custom_section(w, wasmops_trust::CLAIMS_SECTION, None).unwrap();
+    assert!(strip(&first) == strip(&third), "builds differ outside the claims");
 }

@@ -85,7 +85,7 @@ fn built_component_exports_only_the_model_and_imports_only_the_allowlist() {
 mod hostile {
     use super::*;
     use std::time::Instant;
-    use wasmops_guest_artifacts::test_programs::{HOSTILE, HOSTILE_FS};
+    use wasmops_guest_artifacts::test_programs::{HOSTILE, HOSTILE_ENV, HOSTILE_FS, HOSTILE_SOCKETS};
     use wasmops_host::bindings::{Tensor, TensorData};
 
     fn request(name: &str) -> Vec<Tensor> {
@@ -109,17 +109,40 @@ mod hostile {
         assert_eq!(echoed[0].name, "echo");
     }
 
+    /// The bound: stopped within deadline + 100 ms, while another
+    /// instance of the same model keeps answering. Three rounds; the median
+    /// overshoot must be inside the bound (one scheduler hiccup on a loaded CI
+    /// machine is not a sandbox failure, two are).
     #[test]
-    fn an_infinite_loop_is_stopped_at_the_deadline() {
+    fn an_infinite_loop_is_stopped_at_the_deadline_while_others_are_served() {
         let deadline = Duration::from_millis(200);
-        let mut instance = hostile(deadline, 64 << 20);
-        let started = Instant::now();
-        let err = instance.predict(&request("spin")).unwrap_err();
-        let took = started.elapsed();
-        assert!(matches!(err, HostError::Deadline(_)), "{err}");
-        // Generous bound: behaviour (it stops), not a timing benchmark.
-        assert!(took < deadline + Duration::from_secs(2), "took {took:?}");
-        assert_eq!(instance.predict(&request("echo")).unwrap()[0].name, "echo");
+        let host = host(deadline, 64 << 20);
+        let loaded = host.load_file(HOSTILE.as_ref()).unwrap();
+        let mut spinner = loaded.instantiate().unwrap();
+        let mut other = loaded.instantiate().unwrap();
+        let mut overshoots = vec![];
+        for _ in 0..3 {
+            let spin = std::thread::spawn(move || {
+                let started = Instant::now();
+                let err = spinner.predict(&request("spin")).unwrap_err();
+                (spinner, err, started.elapsed())
+            });
+            let mut served = 0;
+            while !spin.is_finished() {
+                assert_eq!(other.predict(&request("echo")).unwrap()[0].name, "echo");
+                served += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let (back, err, took) = spin.join().unwrap();
+            spinner = back;
+            assert!(matches!(err, HostError::Deadline(_)), "{err}");
+            assert!(served > 0, "no call was served while the guest spun");
+            overshoots.push(took.saturating_sub(deadline));
+        }
+        overshoots.sort();
+        assert!(overshoots[1] < Duration::from_millis(100), "stopped {overshoots:?} after the deadline");
+        // The instance that was stopped serves again.
+        assert_eq!(spinner.predict(&request("echo")).unwrap()[0].name, "echo");
     }
 
     #[test]
@@ -130,12 +153,20 @@ mod hostile {
         assert_eq!(instance.predict(&request("echo")).unwrap()[0].name, "echo");
     }
 
+    /// Filesystem, environment and sockets: each refused at link time, naming the import.
     #[test]
-    fn a_component_importing_the_filesystem_is_refused_at_link_time() {
+    fn components_importing_beyond_the_model_world_are_refused_at_link_time() {
         let host = host(Duration::from_secs(10), 64 << 20);
-        let err = host.load_file(HOSTILE_FS.as_ref()).map(drop).unwrap_err();
-        assert!(matches!(err, HostError::Link(_)), "{err}");
-        let text = err.to_string();
-        assert!(text.contains("wasi:filesystem"), "{text}");
+        for (guest, import) in [(HOSTILE_FS, "wasi:filesystem"), (HOSTILE_ENV, "wasi:cli/environment"), (HOSTILE_SOCKETS, "wasi:sockets")] {
+            let imports = wasmops_trust::capabilities::imports(&std::fs::read(guest).unwrap()).unwrap();
+            assert!(imports.iter().any(|i| i.starts_with(import)), "{guest} should import {import}: {imports:?}");
+            let err = host.load_file(guest.as_ref()).map(drop).unwrap_err();
+            assert!(matches!(err, HostError::Link(_)), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(import), "{text}");
+        }
+        // The host is still fine.
+        let mut ok = host.load_file(HOSTILE.as_ref()).unwrap().instantiate().unwrap();
+        assert_eq!(ok.predict(&request("echo")).unwrap()[0].name, "echo");
     }
 }

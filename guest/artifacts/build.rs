@@ -24,7 +24,10 @@ fn build(root: &Path, target_dir: &Path, package: &str, features: &[&str], rustf
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("failed to run cargo for a wasm guest");
-    assert!(status.success(), "building the wasm32-wasip2 guest `{package}` failed");
+    assert!(
+        status.success(),
+        "building the wasm32-wasip2 guest `{package}` failed (if the error above says the target is missing: rustup target add wasm32-wasip2)"
+    );
     let wasm = target_dir.join("wasm32-wasip2/guest").join(format!("{}.wasm", package.replace('-', "_")));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join(dest);
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
@@ -51,8 +54,10 @@ fn main() {
 
     if env::var_os("CARGO_FEATURE_TEST_PROGRAMS").is_some() {
         let hostile = build(&root, &target_dir, "wasmops-test-programs", &[], "+simd128", "hostile.wasm");
-        let hostile_fs = build(&root, &target_dir, "wasmops-test-programs", &["filesystem"], "+simd128", "hostile_fs.wasm");
         println!("cargo:rustc-env=WASMOPS_TEST_HOSTILE={}", hostile.display());
-        println!("cargo:rustc-env=WASMOPS_TEST_HOSTILE_FS={}", hostile_fs.display());
+        for (feature, var) in [("filesystem", "FS"), ("environment", "ENV"), ("sockets", "SOCKETS")] {
+            let wasm = build(&root, &target_dir, "wasmops-test-programs", &[feature], "+simd128", &format!("hostile_{feature}.wasm"));
+            println!("cargo:rustc-env=WASMOPS_TEST_HOSTILE_{var}={}", wasm.display());
+        }
     }
 }

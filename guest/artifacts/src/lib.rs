@@ -13,4 +13,8 @@ pub mod test_programs {
     pub const HOSTILE: &str = env!("WASMOPS_TEST_HOSTILE");
     /// The same, also importing the filesystem (hosts must refuse to link it).
     pub const HOSTILE_FS: &str = env!("WASMOPS_TEST_HOSTILE_FS");
+    /// The same, also importing the environment (`wasi:cli/environment`).
+    pub const HOSTILE_ENV: &str = env!("WASMOPS_TEST_HOSTILE_ENV");
+    /// The same, also importing sockets (`wasi:sockets`).
+    pub const HOSTILE_SOCKETS: &str = env!("WASMOPS_TEST_HOSTILE_SOCKETS");
 }

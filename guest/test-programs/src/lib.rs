@@ -1,7 +1,9 @@
 //! A model component that misbehaves on request, so tests can prove the host
 //! contains it. The first input's name picks the behaviour:
 //! `trap` (unreachable), `spin` (infinite loop), `hog` (grow memory without end),
-//! `read-file` (filesystem, only with the `filesystem` feature); anything else echoes.
+//! `read-file`, `read-env`, `connect` (only with the `filesystem`, `environment`
+//! and `sockets` features, each adding the import a host must refuse); anything
+//! else echoes.
 #![cfg(target_family = "wasm")]
 
 wit_bindgen::generate!({
@@ -34,6 +36,10 @@ impl Guest for Hostile {
             }
             #[cfg(feature = "filesystem")]
             "read-file" => Err(PredictError::Inference(format!("{:?}", std::fs::read_to_string("/etc/passwd")))),
+            #[cfg(feature = "environment")]
+            "read-env" => Err(PredictError::Inference(format!("{:?}", std::env::args().collect::<Vec<_>>()))),
+            #[cfg(feature = "sockets")]
+            "connect" => Err(PredictError::Inference(format!("{:?}", std::net::TcpStream::connect("127.0.0.1:1883").map(drop)))),
             _ => Ok(inputs),
         }
     }
@@ -45,7 +51,8 @@ impl Guest for Hostile {
 
 export!(Hostile);
 
-/// As in the real guest: no environment, so only the `filesystem` feature adds a forbidden import.
+/// As in the real guest: no environment, so only the features add forbidden imports.
+#[cfg(not(feature = "environment"))]
 #[unsafe(no_mangle)]
 pub extern "C" fn getenv(_name: *const std::ffi::c_char) -> *mut std::ffi::c_char {
     std::ptr::null_mut()

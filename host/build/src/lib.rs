@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub use onnx::{InputShape, load_onnx, to_nnef};
 use thiserror::Error;
 use wasmops_pipeline::Pipeline;
+use wasmops_trust::claims::ClaimsFile;
+use wasmops_trust::{Claims, Timestamp};
 
 #[derive(Debug, Error)]
 pub enum BuildError {
@@ -31,6 +33,8 @@ pub enum BuildError {
     Pipeline(#[from] wasmops_pipeline::PipelineError),
     #[error("initialising the component failed: {0}")]
     Snapshot(String),
+    #[error("bad claims: {0}")]
+    Claims(#[from] wasmops_trust::TrustError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,11 +49,16 @@ pub struct BuildOptions {
     /// A generic guest to use instead of the one built into wasmops (for guest
     /// development, e.g. comparing target features).
     pub guest: Option<Vec<u8>>,
+    /// Sequence, expiry, lineage, metrics and extra capabilities for the claims;
+    /// `build` adds name, version, hashes, created-at and the capabilities the
+    /// component's imports need.
+    pub claims: ClaimsFile,
 }
 
 /// What `build` produced, with timings for the CLI to report.
 #[derive(Debug)]
 pub struct Built {
+    pub claims: Claims,
     pub component: Vec<u8>,
     pub nnef_bytes: usize,
     pub convert_time: Duration,
@@ -58,6 +67,8 @@ pub struct Built {
 
 pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError> {
     Pipeline::from_toml(&opts.pipeline)?;
+    // Name and version become claims: refuse bad ones before the slow part.
+    Claims::new(&opts.name, &opts.version, 0, b"", "").validate()?;
     let started = Instant::now();
     let model = load_onnx(onnx_bytes, &opts.input_shapes)?;
     let nnef = to_nnef(&model)?;
@@ -65,5 +76,28 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
     let started = Instant::now();
     let guest = opts.guest.as_deref().unwrap_or(wasmops_guest_artifacts::GENERIC_GUEST);
     let component = snapshot::bake(guest, &opts.name, &opts.version, &nnef, &opts.pipeline, opts.cache_dir.as_deref())?;
-    Ok(Built { component, nnef_bytes: nnef.len(), convert_time, snapshot_time: started.elapsed() })
+    let claims = claims(onnx_bytes, &component, opts)?;
+    let component = claims.embed(&component)?;
+    Ok(Built {
+        claims, component, nnef_bytes: nnef.len(), convert_time, snapshot_time: started.elapsed() })
+}
+
+/// The claims `build` embeds: the user's parts plus what it knows itself.
+/// Without `sequence`, the build time in seconds stands in: it only grows.
+fn claims(onnx: &[u8], component: &[u8], opts: &BuildOptions) -> Result<Claims, BuildError> {
+    let mut c = Claims::new(&opts.name, &opts.version, 0, onnx, &opts.pipeline);
+    let user = &opts.claims;
+    c.sequence = user.sequence.unwrap_or(c.created_at.unix());
+    c.lineage = user.lineage.clone();
+    c.metrics = user.metrics.clone();
+    let mut caps = wasmops_trust::capabilities::required(component)?;
+    caps.extend(user.capabilities.iter().cloned());
+    caps.sort();
+    caps.dedup();
+    c.capabilities = caps;
+    if let Some(exp) = &user.expires {
+        c.expires_at = Some(Timestamp::parse_or_after(exp, c.created_at).map_err(|e| BuildError::Claims(wasmops_trust::TrustError::MalformedClaims(e)))?);
+    }
+    c.validate()?;
+    Ok(c)
 }

@@ -110,7 +110,7 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
     let key = wasmops_sign::SecretKey::generate()?;
     let signed = wasmops_sign::sign(component, &key)?;
     let component = &signed[..];
-    let config = HostConfig { cache_dir: Some(cache_dir.path().to_path_buf()), ..HostConfig::new(SignaturePolicy::Trusted(vec![key.public()])) };
+    let config = HostConfig { cache_dir: Some(cache_dir.path().to_path_buf()), ..HostConfig::new(SignaturePolicy::Trusted(wasmops_trust::TrustPolicy::keys(vec![key.public()]))) };
 
     // Cold: compile with Cranelift (and fill the cache).
     let host = Host::new(config.clone())?;

@@ -4,3 +4,4 @@
 pub mod bench;
 pub mod files;
 pub mod tensors;
+pub mod trust;

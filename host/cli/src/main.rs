@@ -6,9 +6,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use wasmops_build::{BuildOptions, InputShape};
+use wasmops_cli::trust::{TrustCommand, public as read_public};
 use wasmops_cli::{bench, files, tensors};
 use wasmops_host::{Host, HostConfig, SignaturePolicy};
-use wasmops_sign::{PublicKey, SecretKey};
+use wasmops_sign::SecretKey;
+use wasmops_trust::claims::ClaimsFile;
+use wasmops_trust::{Claims, TrustDir, TrustPolicy};
 
 #[derive(Parser)]
 #[command(name = "wasmops", version, about = "ML models from the cloud to the edge as signed WebAssembly components")]
@@ -43,6 +46,8 @@ enum Command {
         #[arg(long, hide = true)]
         guest: Option<PathBuf>,
         #[command(flatten)]
+        claims: ClaimsArgs,
+        #[command(flatten)]
         cache: CacheArgs,
     },
     /// Embed an Ed25519 signature (wasmsign2 layout) in a component.
@@ -53,13 +58,20 @@ enum Command {
         /// Write here instead of replacing the input file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Embed this delegation (from `wasmops trust delegate`) so the component carries its own credentials.
+        #[arg(long)]
+        delegation: Option<PathBuf>,
     },
-    /// Check a component's signature; exit 0 when valid.
+    /// Check a component's signature, trust chain, claims and rollback state; exit 0 when valid.
     Verify {
         wasm: PathBuf,
-        /// Trusted public key file(s).
-        #[arg(long, required = true)]
-        trust: Vec<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Manage the root of trust: init, delegate, revoke, rotate-root, show.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
     },
     /// Run one prediction; prints {"outputs":[...]} on stdout.
     Run {
@@ -118,11 +130,101 @@ impl CacheArgs {
     }
 }
 
-#[derive(Args, Clone)]
-struct HostArgs {
-    /// Trusted public key file(s); the component must be signed by one of them.
+/// Claims `build` embeds besides the ones it computes (see `--claims` for a file).
+#[derive(Args, Clone, Default)]
+struct ClaimsArgs {
+    /// TOML file with sequence, expires, [lineage], [metrics], capabilities; flags override it.
+    #[arg(long)]
+    claims: Option<PathBuf>,
+    /// Monotonic release number for rollback protection (default: build time in seconds).
+    #[arg(long)]
+    sequence: Option<u64>,
+    /// Expiry: RFC 3339 time or a duration such as 180d.
+    #[arg(long)]
+    expires: Option<String>,
+    #[arg(long)]
+    dataset_id: Option<String>,
+    #[arg(long)]
+    dataset_sha256: Option<String>,
+    #[arg(long)]
+    training_run: Option<String>,
+    #[arg(long)]
+    code_commit: Option<String>,
+    /// Evaluation metric, e.g. auc=0.91; repeatable.
+    #[arg(long = "metric", value_name = "NAME=VALUE")]
+    metrics: Vec<String>,
+    /// Extra capability to require from hosts; repeatable.
+    #[arg(long = "capability")]
+    capabilities: Vec<String>,
+}
+
+impl ClaimsArgs {
+    fn resolve(&self) -> Result<ClaimsFile> {
+        let mut c = match &self.claims {
+            Some(p) => ClaimsFile::from_toml(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?).with_context(|| format!("{}", p.display()))?,
+            None => ClaimsFile::default(),
+        };
+        c.sequence = self.sequence.or(c.sequence);
+        c.expires = self.expires.clone().or(c.expires);
+        let l = &mut c.lineage;
+        for (field, value) in [(&mut l.dataset_id, &self.dataset_id), (&mut l.dataset_sha256, &self.dataset_sha256), (&mut l.training_run, &self.training_run), (&mut l.code_commit, &self.code_commit)] {
+            if value.is_some() {
+                *field = value.clone();
+            }
+        }
+        for m in &self.metrics {
+            let (k, v) = m.split_once('=').with_context(|| format!("--metric `{m}`: expected NAME=VALUE"))?;
+            let v: f64 = v.trim().parse().with_context(|| format!("--metric `{m}`: `{v}` is not a number"))?;
+            c.metrics.insert(k.trim().to_string(), v);
+        }
+        c.capabilities.extend(self.capabilities.iter().cloned());
+        Ok(c)
+    }
+}
+
+/// Whom to trust: plain keys (`--trust`) or a root and its metadata (`--root`, `--trust-dir`).
+#[derive(Args, Clone, Default)]
+struct TrustArgs {
+    /// Trusted release public key file(s) (no root: development, plain wasmsign2).
     #[arg(long)]
     trust: Vec<PathBuf>,
+    /// Root public key: trust the release keys it delegates to in --trust-dir.
+    #[arg(long, requires = "trust_dir")]
+    root: Option<PathBuf>,
+    /// Metadata signed by the root: root.N.json, delegations/, revocations.json.
+    #[arg(long, requires = "root")]
+    trust_dir: Option<PathBuf>,
+    /// Rollback protection: refuse a lower sequence than one accepted before, remembered here.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Capabilities granted to components (default: random, clocks, stdio); repeatable.
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+}
+
+impl TrustArgs {
+    /// `None` when no trust was configured at all.
+    fn policy(&self) -> Result<Option<TrustPolicy>> {
+        let mut policy = match (&self.root, &self.trust_dir, self.trust.is_empty()) {
+            (Some(root), Some(dir), true) => TrustPolicy::root(vec![read_public(root)?], TrustDir::new(dir).load()?),
+            (None, None, false) => TrustPolicy::keys(self.trust.iter().map(|p| read_public(p)).collect::<Result<_>>()?),
+            (None, None, true) => return Ok(None),
+            _ => bail!("give either --trust KEY.pub or --root ROOT.pub --trust-dir DIR, not both"),
+        };
+        if let Some(dir) = &self.state_dir {
+            policy = policy.with_state(wasmops_trust::StateDir::new(dir));
+        }
+        if !self.grants.is_empty() {
+            policy.granted = self.grants.clone();
+        }
+        Ok(Some(policy))
+    }
+}
+
+#[derive(Args, Clone)]
+struct HostArgs {
+    #[command(flatten)]
+    trust: TrustArgs,
     /// Development only: run unsigned or untrusted components.
     #[arg(long)]
     allow_unsigned: bool,
@@ -138,13 +240,13 @@ struct HostArgs {
 
 impl HostArgs {
     fn host(&self) -> Result<Host> {
-        let signatures = if self.allow_unsigned {
-            eprintln!("WARNING: --allow-unsigned: signature checks are OFF; never use this in production");
-            SignaturePolicy::AllowUnsigned
-        } else if self.trust.is_empty() {
-            bail!("no trusted key: pass --trust KEY.pub (or --allow-unsigned during development)");
-        } else {
-            SignaturePolicy::Trusted(self.trust.iter().map(|p| read_public(p)).collect::<Result<_>>()?)
+        let signatures = match (self.allow_unsigned, self.trust.policy()?) {
+            (true, _) => {
+                eprintln!("WARNING: --allow-unsigned: signature checks are OFF; never use this in production");
+                SignaturePolicy::AllowUnsigned
+            }
+            (false, Some(policy)) => SignaturePolicy::Trusted(policy),
+            (false, None) => bail!("no trusted key: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR (or --allow-unsigned during development)"),
         };
         let config = HostConfig {
             signatures,
@@ -154,10 +256,6 @@ impl HostArgs {
         };
         Ok(Host::new(config)?)
     }
-}
-
-fn read_public(path: &Path) -> Result<PublicKey> {
-    PublicKey::from_bytes(&files::read(path)?).with_context(|| format!("{}", path.display()))
 }
 
 fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
@@ -170,7 +268,7 @@ fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>, version: String, input_shapes: Vec<InputShape>, guest: Option<&Path>, cache: &CacheArgs) -> Result<()> {
+fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>, version: String, input_shapes: Vec<InputShape>, guest: Option<&Path>, claims: &ClaimsArgs, cache: &CacheArgs) -> Result<()> {
     let onnx = files::read(model)?;
     let pipeline = match pipeline {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
@@ -178,7 +276,7 @@ fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>
     };
     let name = name.unwrap_or_else(|| model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
     let guest = guest.map(files::read).transpose()?;
-    let opts = BuildOptions { name, version, pipeline, input_shapes, cache_dir: cache.dir(), guest };
+    let opts = BuildOptions { name, version, pipeline, input_shapes, cache_dir: cache.dir(), guest, claims: claims.resolve()? };
     let built = wasmops_build::build(&onnx, &opts).with_context(|| format!("cannot build {}", model.display()))?;
     files::write_atomic(out, &built.component)?;
     eprintln!(
@@ -189,22 +287,37 @@ fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>
         built.convert_time.as_secs_f64(),
         built.snapshot_time.as_secs_f64()
     );
+    eprintln!("claims: {} {} sequence {}, capabilities {:?}", built.claims.name, built.claims.version, built.claims.sequence, built.claims.capabilities);
     Ok(())
 }
 
-fn sign(wasm: &Path, key: &Path, out: Option<&Path>) -> Result<()> {
+fn sign(wasm: &Path, key: &Path, out: Option<&Path>, delegation: Option<&Path>) -> Result<()> {
     let key = SecretKey::from_bytes(&files::read(key)?).with_context(|| format!("{}", key.display()))?;
-    let signed = wasmops_sign::sign(&files::read(wasm)?, &key).with_context(|| format!("cannot sign {}", wasm.display()))?;
+    let mut bytes = files::read(wasm)?;
+    if let Some(d) = delegation {
+        let doc = files::read(d)?;
+        let parsed = wasmops_trust::Signed::<wasmops_trust::Delegation>::parse(&doc).with_context(|| format!("{}", d.display()))?;
+        if parsed.signed.public_key()?.key_id() != key.public().key_id() {
+            bail!("{} delegates to key {}, not to the signing key {}", d.display(), parsed.signed.public_key()?.key_id(), key.public().key_id());
+        }
+        bytes = wasmops_sign::set_custom_section(&bytes, wasmops_trust::policy::DELEGATION_SECTION, Some(&doc))?;
+    }
+    let signed = wasmops_sign::sign(&bytes, &key).with_context(|| format!("cannot sign {}", wasm.display()))?;
     let out = out.unwrap_or(wasm);
     files::write_atomic(out, &signed)?;
     eprintln!("signed {} with key {}", out.display(), key.public().key_id());
     Ok(())
 }
 
-fn verify(wasm: &Path, trust: &[PathBuf]) -> Result<()> {
-    let keys = trust.iter().map(|p| read_public(p)).collect::<Result<Vec<_>>>()?;
-    let v = wasmops_sign::verify(&files::read(wasm)?, &keys).with_context(|| format!("{} is not trusted", wasm.display()))?;
-    println!("{}: valid signature by key {} (content sha256 {})", wasm.display(), v.key_id, hex::encode(v.content_sha256));
+fn verify(wasm: &Path, trust: &TrustArgs) -> Result<()> {
+    let policy = trust.policy()?.context("no trusted key: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR")?;
+    let a = policy.check(&files::read(wasm)?).with_context(|| format!("{} is not trusted", wasm.display()))?;
+    policy.commit(&a)?;
+    let via = a.delegation.as_ref().map(|d| format!(" (delegation `{d}`)")).unwrap_or_default();
+    println!("{}: valid signature by key {}{via} (content sha256 {})", wasm.display(), a.verified.key_id, hex::encode(a.verified.content_sha256));
+    if let Some(c) = &a.claims {
+        println!("claims: {} {} sequence {}", c.name, c.version, c.sequence);
+    }
     Ok(())
 }
 
@@ -237,8 +350,14 @@ fn type_name(t: wasmops_host::bindings::ElementType) -> &'static str {
 
 fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
     let host = host.host()?;
-    let loaded = host.load_file(wasm)?;
+    let bytes = files::read(wasm)?;
+    let loaded = host.load(&bytes).with_context(|| format!("cannot load {}", wasm.display()))?;
     let info = loaded.instantiate()?.metadata()?;
+    // Signed claims when the policy checked them; otherwise what the file says.
+    let claims = match loaded.accepted.as_ref().and_then(|a| a.claims.clone()) {
+        Some(c) => Some(c),
+        None => Claims::read(&bytes)?,
+    };
     let dims = |shape: &[wasmops_host::bindings::Dim]| {
         shape
             .iter()
@@ -256,7 +375,9 @@ fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
         "version": info.version,
         "sha256": loaded.sha256,
         "size_bytes": loaded.size_bytes,
-        "signed_by": loaded.verified.as_ref().map(|v| v.key_id.clone()),
+        "signed_by": loaded.accepted.as_ref().map(|a| a.verified.key_id.clone()),
+        "delegation": loaded.accepted.as_ref().and_then(|a| a.delegation.clone()),
+        "claims": claims,
         "inputs": specs(&info.inputs),
         "outputs": specs(&info.outputs),
         "preprocessing": info.preprocessing,
@@ -265,8 +386,12 @@ fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
         println!("{doc}");
     } else {
         println!("{} {}  ({} bytes, sha256 {})", info.name, info.version, loaded.size_bytes, loaded.sha256);
-        if let Some(v) = &loaded.verified {
-            println!("signed by key {}", v.key_id);
+        if let Some(a) = &loaded.accepted {
+            let via = a.delegation.as_ref().map(|d| format!(" (delegation `{d}`)")).unwrap_or_default();
+            println!("signed by key {}{via}", a.verified.key_id);
+        }
+        if let Some(c) = &claims {
+            print_claims(c);
         }
         for (title, list) in [("inputs", &info.inputs), ("outputs", &info.outputs)] {
             println!("{title}:");
@@ -282,6 +407,24 @@ fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_claims(c: &Claims) {
+    println!("claims:");
+    println!("  sequence         {}", c.sequence);
+    println!("  created          {}{}", c.created_at, c.expires_at.map(|e| format!(", expires {e}")).unwrap_or_default());
+    println!("  model sha256     {}", c.model_sha256);
+    println!("  pipeline sha256  {}", c.pipeline_sha256);
+    let l = &c.lineage;
+    for (k, v) in [("dataset", &l.dataset_id), ("dataset sha256", &l.dataset_sha256), ("training run", &l.training_run), ("code commit", &l.code_commit)] {
+        if let Some(v) = v {
+            println!("  {k:<16} {v}");
+        }
+    }
+    for (k, v) in &c.metrics {
+        println!("  metric {k:<9} {v}");
+    }
+    println!("  capabilities     {}", c.capabilities.join(", "));
 }
 
 const DEMO_MODEL: &[u8] = include_bytes!("../../../tests/fixtures/tabular_pipeline/model.onnx");
@@ -318,12 +461,13 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
     step(3, "wasmops build churn.onnx --pipeline churn.pipeline.toml --out churn.wasm");
     let wasm = dir.join("churn.wasm");
     let cache = CacheArgs { cache_dir: None, no_cache: false };
-    build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], None, &cache)?;
+    build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], None, &ClaimsArgs::default(), &cache)?;
     step(4, "wasmops sign churn.wasm --key release.key && wasmops verify churn.wasm --trust release.pub");
-    sign(&wasm, &secret, None)?;
-    verify(&wasm, std::slice::from_ref(&public))?;
+    sign(&wasm, &secret, None, None)?;
+    let trust = TrustArgs { trust: vec![public], ..Default::default() };
+    verify(&wasm, &trust)?;
     step(5, "wasmops run churn.wasm --trust release.pub --input customers.json");
-    let host = HostArgs { trust: vec![public], allow_unsigned: false, memory_limit_mb: 256, deadline_ms: 10_000, cache };
+    let host = HostArgs { trust, allow_unsigned: false, memory_limit_mb: 256, deadline_ms: 10_000, cache };
     inspect(&wasm, false, &host)?;
     println!("input:  {}", DEMO_INPUT.split_whitespace().collect::<Vec<_>>().join(" "));
     println!("output: {}", run(&wasm, &input, &host)?);
@@ -340,9 +484,12 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen { out } => keygen(&out).map(|(s, p)| eprintln!("wrote {} (secret, mode 0600) and {}", s.display(), p.display())),
-        Command::Build { model, out, pipeline, name, version, input_shapes, guest, cache } => build(&model, &out, pipeline.as_deref(), name, version, input_shapes, guest.as_deref(), &cache),
-        Command::Sign { wasm, key, out } => sign(&wasm, &key, out.as_deref()),
+        Command::Build { model, out, pipeline, name, version, input_shapes, guest, claims, cache } => {
+            build(&model, &out, pipeline.as_deref(), name, version, input_shapes, guest.as_deref(), &claims, &cache)
+        }
+        Command::Sign { wasm, key, out, delegation } => sign(&wasm, &key, out.as_deref(), delegation.as_deref()),
         Command::Verify { wasm, trust } => verify(&wasm, &trust),
+        Command::Trust { command } => wasmops_cli::trust::run(command),
         Command::Run { wasm, input, host } => run(&wasm, &input, &host).map(|json| println!("{json}")),
         Command::Inspect { wasm, json, host } => inspect(&wasm, json, &host),
         Command::Bench { wasm, model, pipeline, input, batch, seconds } => (|| {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
-use wasmops_sign::{PublicKey, Verified};
+use wasmops_trust::{Accepted, TrustPolicy};
 
 use crate::bindings::ModelComponentPre;
 use crate::cache::{CompileCache, default_cache_dir};
@@ -20,8 +20,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Who may run on this host.
 #[derive(Clone, Debug)]
 pub enum SignaturePolicy {
-    /// Only components signed by one of these keys.
-    Trusted(Vec<PublicKey>),
+    /// Only components the trust policy accepts (signature, claims, rollback).
+    Trusted(TrustPolicy),
     /// Development only: run anything, loudly.
     AllowUnsigned,
 }
@@ -102,8 +102,8 @@ impl Host {
     /// Verifies the signature (before anything is compiled), compiles or loads the
     /// cached compilation, and pre-links the component.
     pub fn load(&self, wasm: &[u8]) -> Result<LoadedModel, HostError> {
-        let verified = match &self.config.signatures {
-            SignaturePolicy::Trusted(keys) => Some(wasmops_sign::verify(wasm, keys)?),
+        let accepted = match &self.config.signatures {
+            SignaturePolicy::Trusted(policy) => Some(policy.check(wasm)?),
             SignaturePolicy::AllowUnsigned => {
                 // Still refuse garbage early with the same clear errors.
                 wasmops_sign::sections(wasm)?;
@@ -112,8 +112,8 @@ impl Host {
         };
         // A verified component was just hashed by the signature check: reuse that
         // hash (of everything after the signature) instead of hashing 10+ MB again.
-        let sha = match &verified {
-            Some(v) => hex::encode(v.content_sha256),
+        let sha = match &accepted {
+            Some(a) => hex::encode(a.verified.content_sha256),
             None => sha256_hex(wasm),
         };
         let started = Instant::now();
@@ -132,9 +132,12 @@ impl Host {
         let compile_time = started.elapsed();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| HostError::Link(crate::instance::describe_link_error(&component, &self.engine, e)))?;
         let pre = ModelComponentPre::new(pre).map_err(|e| HostError::Link(format!("not a wasmops model component: {e:#}")))?;
+        if let (SignaturePolicy::Trusted(policy), Some(a)) = (&self.config.signatures, &accepted) {
+            policy.commit(a)?;
+        }
         Ok(LoadedModel {
             pre,
-            verified,
+            accepted,
             sha256: sha,
             size_bytes: wasm.len(),
             from_cache,
@@ -153,7 +156,8 @@ impl Host {
 /// A verified, compiled and pre-linked component: cheap to instantiate many times.
 pub struct LoadedModel {
     pub(crate) pre: ModelComponentPre<GuestState>,
-    pub verified: Option<Verified>,
+    /// What the trust policy accepted: signer, claims, delegation (`None` when unsigned runs are allowed).
+    pub accepted: Option<Accepted>,
     pub sha256: String,
     pub size_bytes: usize,
     /// Whether the compiled code came from the on-disk cache.

@@ -7,6 +7,8 @@ use crate::bindings::PredictError;
 pub enum HostError {
     #[error("signature check failed: {0}")]
     Signature(#[from] wasmops_sign::SignError),
+    #[error("refused by the trust policy: {0}")]
+    Trust(wasmops_trust::TrustError),
     #[error("not a valid model component: {0}")]
     Compile(String),
     #[error("component cannot be linked: {0}")]
@@ -21,6 +23,15 @@ pub enum HostError {
     Predict(PredictError),
     #[error("{0}")]
     Io(String),
+}
+
+impl From<wasmops_trust::TrustError> for HostError {
+    fn from(e: wasmops_trust::TrustError) -> HostError {
+        match e {
+            wasmops_trust::TrustError::Signature(s) => HostError::Signature(s),
+            other => HostError::Trust(other),
+        }
+    }
 }
 
 fn describe_predict(e: &PredictError) -> String {

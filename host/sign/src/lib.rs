@@ -79,12 +79,36 @@ pub fn sign(wasm: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignError> {
     Ok(out)
 }
 
+/// Returns `wasm` without its signature and with `payload` as the only custom
+/// section called `name`, placed first so readers find it without a full scan.
+/// (`None` removes the section.) Sign the result afterwards: the signature covers it.
+pub fn set_custom_section(wasm: &[u8], name: &str, payload: Option<&[u8]>) -> Result<Vec<u8>, SignError> {
+    let secs = sections(wasm)?;
+    let mut out = Vec::with_capacity(wasm.len() + payload.map_or(0, |p| p.len() + 16));
+    out.extend_from_slice(&wasm[..8]);
+    if let Some(payload) = payload {
+        format::write_custom_section(&mut out, name, payload);
+    }
+    for s in secs.iter().filter(|s| !matches!(s.custom_name(), Some(n) if n == name || n == SIGNATURE_SECTION)) {
+        out.extend_from_slice(s.raw);
+    }
+    Ok(out)
+}
+
+/// The payloads of every custom section called `name`, in order.
+pub fn custom_sections<'a>(wasm: &'a [u8], name: &str) -> Result<Vec<&'a [u8]>, SignError> {
+    Ok(sections(wasm)?.into_iter().filter(|s| s.custom_name() == Some(name)).filter_map(|s| s.custom_payload()).collect())
+}
+
 /// Checks that `wasm` carries a valid signature by one of `trusted`, over all of its content.
 pub fn verify(wasm: &[u8], trusted: &[PublicKey]) -> Result<Verified, SignError> {
     let secs = sections(wasm)?;
     let first = secs.first().ok_or(SignError::Unsigned)?;
     if first.custom_name() != Some(SIGNATURE_SECTION) {
-        return Err(SignError::Unsigned);
+        return match secs.iter().position(|s| s.custom_name() == Some(SIGNATURE_SECTION)) {
+            Some(i) => Err(SignError::MalformedSignature(format!("the `signature` section must be the first section, found it at section {i}"))),
+            None => Err(SignError::Unsigned),
+        };
     }
     if secs[1..].iter().any(|s| s.custom_name() == Some(SIGNATURE_SECTION)) {
         return Err(SignError::MalformedSignature("more than one `signature` section".into()));

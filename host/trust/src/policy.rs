@@ -1,0 +1,334 @@
+//! The decision: may this host run this component?
+//!
+//! Order (nothing is compiled, and claims are not trusted, before the signature
+//! checks out): root chain → revocation list → delegations → signature →
+//! claims (expiry, scope, capabilities) → rollback.
+
+use wasmops_sign::{PublicKey, SignError, Verified};
+
+use crate::capabilities::{self, DEFAULT_GRANTED};
+use crate::metadata::{Delegation, Document, Revocations, Root, Signed};
+use crate::state::StateDir;
+use crate::store::TrustMetadata;
+use crate::{Claims, Timestamp, TrustError};
+
+/// A component may carry its own delegation so that one file travels.
+pub const DELEGATION_SECTION: &str = "wasmops-delegation";
+
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// Components signed by any of these keys (development; plain wasmsign2).
+    Keys(Vec<PublicKey>),
+    /// A root key (what a device holds) and the metadata it vouches for.
+    Root { anchor: Vec<PublicKey>, metadata: TrustMetadata },
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustPolicy {
+    pub keys: KeySource,
+    /// Where accepted sequences are kept; `None` disables rollback protection.
+    pub state: Option<StateDir>,
+    /// Capabilities this host grants to components.
+    pub granted: Vec<String>,
+    /// Refuse components without claims (always so under a root).
+    pub require_claims: bool,
+    /// The clock for expiry checks; `None` is the system clock.
+    pub now: Option<Timestamp>,
+}
+
+/// A component this host may run, and what it said about itself.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub verified: Verified,
+    pub claims: Option<Claims>,
+    /// The delegation whose key signed it, under a root.
+    pub delegation: Option<String>,
+}
+
+impl TrustPolicy {
+    pub fn keys(keys: Vec<PublicKey>) -> TrustPolicy {
+        TrustPolicy {
+            keys: KeySource::Keys(keys),
+            state: None,
+            granted: DEFAULT_GRANTED.iter().map(|s| s.to_string()).collect(),
+            require_claims: false,
+            now: None,
+        }
+    }
+
+    pub fn root(anchor: Vec<PublicKey>, metadata: TrustMetadata) -> TrustPolicy {
+        TrustPolicy { keys: KeySource::Root { anchor, metadata }, require_claims: true, ..TrustPolicy::keys(vec![]) }
+    }
+
+    pub fn with_state(mut self, state: StateDir) -> TrustPolicy {
+        self.state = Some(state);
+        self
+    }
+
+    fn now(&self) -> Timestamp {
+        self.now.unwrap_or_else(Timestamp::now)
+    }
+
+    /// Checks `wasm` without recording anything about the component (the walked
+    /// root and revocation version are recorded: they are facts about the world).
+    pub fn check(&self, wasm: &[u8]) -> Result<Accepted, TrustError> {
+        let (verified, delegation) = match &self.keys {
+            KeySource::Keys(keys) => (wasmops_sign::verify(wasm, keys)?, None),
+            KeySource::Root { anchor, metadata } => {
+                let (verified, d) = self.check_chain(wasm, anchor, metadata)?;
+                (verified, Some(d))
+            }
+        };
+        let claims = Claims::read(wasm)?;
+        let Some(claims) = claims else {
+            if self.require_claims || self.state.is_some() {
+                return Err(TrustError::NoClaims);
+            }
+            return Ok(Accepted { verified, claims: None, delegation: None });
+        };
+        claims.check_expiry(self.now())?;
+        if let Some(d) = &delegation {
+            if !d.covers(&claims.name) {
+                return Err(TrustError::OutOfScope { model: claims.name.clone(), delegation: d.name.clone(), patterns: d.models.clone() });
+            }
+        }
+        capabilities::check(&claims.capabilities, &self.granted, delegation.as_ref().and_then(|d| d.capabilities.as_deref()), wasm)?;
+        if let Some(state) = &self.state {
+            state.check_sequence(&claims.name, claims.sequence)?;
+        }
+        Ok(Accepted { verified, claims: Some(claims), delegation: delegation.map(|d| d.name) })
+    }
+
+    /// Records an accepted component (after it loaded): later, lower sequences
+    /// for its name are refused.
+    pub fn commit(&self, accepted: &Accepted) -> Result<(), TrustError> {
+        match (&self.state, &accepted.claims) {
+            (Some(state), Some(c)) => state.accept(&c.name, c.sequence),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the metadata alone: the root chain, the revocation list and each
+    /// delegation, one line per finding.
+    pub fn check_metadata(&self) -> Result<String, TrustError> {
+        let KeySource::Root { anchor, metadata } = &self.keys else { return Ok("plain trusted keys, no root".into()) };
+        let now = self.now();
+        let root = self.walk_roots(anchor, &metadata.roots, now)?;
+        let revocations = self.check_revocations(&root, metadata.revocations.as_ref(), now)?;
+        let mut lines = vec![format!("root version {}", root.version)];
+        for d in &metadata.delegations {
+            match judge(d, &root, revocations.as_ref(), now) {
+                Ok(()) => lines.push(format!("delegation `{}` valid", d.signed.name)),
+                Err(e) => lines.push(format!("delegation `{}` NOT valid: {e}", d.signed.name)),
+            }
+        }
+        Ok(lines.join("\n  "))
+    }
+
+    /// Checks the whole chain; returns the signature and the delegation that covers it.
+    fn check_chain(&self, wasm: &[u8], anchor: &[PublicKey], metadata: &TrustMetadata) -> Result<(Verified, Delegation), TrustError> {
+        let now = self.now();
+        let root = self.walk_roots(anchor, &metadata.roots, now)?;
+        let revocations = self.check_revocations(&root, metadata.revocations.as_ref(), now)?;
+
+        let mut candidates: Vec<Signed<Delegation>> = metadata.delegations.clone();
+        for payload in wasmops_sign::custom_sections(wasm, DELEGATION_SECTION)? {
+            candidates.push(Signed::parse(payload)?);
+        }
+        // Judge every delegation, keeping the reason for the ones that fail, so a
+        // signature by an expired or revoked key gets that error, not "untrusted".
+        let judged: Vec<(Delegation, PublicKey, Result<(), TrustError>)> = candidates
+            .into_iter()
+            .filter_map(|d| {
+                let key = d.signed.public_key().ok()?;
+                let status = judge(&d, &root, revocations.as_ref(), now);
+                Some((d.signed, key, status))
+            })
+            .collect();
+        let mut keys: Vec<PublicKey> = judged.iter().map(|(_, k, _)| k.clone()).collect();
+        keys.sort_by_key(|k| k.key_id());
+        keys.dedup_by_key(|k| k.key_id());
+        let verified = match wasmops_sign::verify(wasm, &keys) {
+            Ok(v) => v,
+            Err(SignError::UntrustedKey { signatures, .. }) => {
+                return Err(SignError::UntrustedKey { signatures, trusted: judged.iter().map(|(d, _, _)| format!("{} ({})", d.name, d.key)).collect() }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut first_error = None;
+        for (d, k, status) in judged {
+            if k.key_id() != verified.key_id {
+                continue;
+            }
+            match status {
+                Ok(()) => return Ok((verified, d)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(TrustError::NoDelegation { key_id: verified.key_id }))
+    }
+
+    /// Walks from the newest root this device trusts (the anchor, or the one in
+    /// its state) through each next version, as TUF does.
+    fn walk_roots(&self, anchor: &[PublicKey], roots: &[Signed<Root>], now: Timestamp) -> Result<Root, TrustError> {
+        let stored = match &self.state {
+            Some(s) => s.load()?.root,
+            None => None,
+        };
+        // Version 0 is the bare anchor: root.1.json must be signed by it.
+        let mut current = match stored {
+            Some(r) => r.signed,
+            None => Root {
+                version: 0,
+                expires: Timestamp::from_unix(u64::MAX),
+                threshold: 1,
+                keys: anchor.iter().map(crate::metadata::key_to_hex).collect(),
+            },
+        };
+        let mut newest: Option<&Signed<Root>> = None;
+        for next in roots {
+            if next.signed.version <= current.version {
+                continue;
+            }
+            if next.signed.version != current.version + 1 {
+                return Err(TrustError::RootChain(format!(
+                    "root version {} cannot follow version {}: root.{}.json is missing",
+                    next.signed.version,
+                    current.version,
+                    current.version + 1
+                )));
+            }
+            next.validate()?;
+            next.check_signed_by(&current.public_keys()?, current.threshold).map_err(|e| {
+                TrustError::RootChain(format!("{} is not signed by the keys of root version {}: {e}", next.signed.describe(), current.version))
+            })?;
+            next.check_signed_by(&next.signed.public_keys()?, next.signed.threshold)
+                .map_err(|e| TrustError::RootChain(format!("{} is not signed by its own keys: {e}", next.signed.describe())))?;
+            current = next.signed.clone();
+            newest = Some(next);
+        }
+        if current.version > 0 && now >= current.expires {
+            return Err(TrustError::RootExpired { version: current.version, expired: current.expires });
+        }
+        if let (Some(state), Some(root)) = (&self.state, newest) {
+            state.update(|s| {
+                if s.root.as_ref().is_none_or(|r| r.signed.version < root.signed.version) {
+                    s.root = Some(root.clone());
+                }
+                Ok(())
+            })?;
+        }
+        Ok(current)
+    }
+
+    fn check_revocations(&self, root: &Root, list: Option<&Signed<Revocations>>, now: Timestamp) -> Result<Option<Revocations>, TrustError> {
+        let have = match &self.state {
+            Some(s) => s.load()?.revocations_version,
+            None => 0,
+        };
+        let Some(list) = list else {
+            // Dropping the list must not un-revoke keys on a device that saw one.
+            if have > 0 {
+                return Err(TrustError::MetadataRollback { what: "revocation list".into(), have, got: 0 });
+            }
+            return Ok(None);
+        };
+        list.check_signed_by(&root.public_keys()?, root.threshold)?;
+        let got = list.signed.version;
+        if got < have {
+            return Err(TrustError::MetadataRollback { what: "revocation list".into(), have, got });
+        }
+        if let Some(exp) = list.signed.expires {
+            if now >= exp {
+                return Err(TrustError::RevocationsExpired(exp));
+            }
+        }
+        if let Some(state) = self.state.as_ref().filter(|_| got > have) {
+            state.update(|s| {
+                s.revocations_version = s.revocations_version.max(got);
+                Ok(())
+            })?;
+        }
+        Ok(Some(list.signed.clone()))
+    }
+}
+
+/// Whether one delegation is currently good: signed by the root, in date, not revoked.
+fn judge(d: &Signed<Delegation>, root: &Root, revocations: Option<&Revocations>, now: Timestamp) -> Result<(), TrustError> {
+    d.check_signed_by(&root.public_keys()?, root.threshold)?;
+    let key_id = d.signed.public_key()?.key_id();
+    if let Some(r) = revocations {
+        if let Some(k) = r.keys.iter().find(|k| k.key_id == key_id) {
+            return Err(TrustError::KeyRevoked { key_id, reason: k.reason.clone() });
+        }
+        if r.delegations.contains(&d.signed.name) {
+            return Err(TrustError::DelegationRevoked(d.signed.name.clone()));
+        }
+    }
+    if now >= d.signed.expires {
+        return Err(TrustError::DelegationExpired { name: d.signed.name.clone(), key_id, expired: d.signed.expires });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::key_to_hex;
+    use wasmops_sign::SecretKey;
+
+    const T0: u64 = 1_900_000_000;
+
+    fn key(n: u8) -> SecretKey {
+        SecretKey::from_seed([n; 32])
+    }
+
+    fn root(version: u64, keys: &[&SecretKey], threshold: usize, signers: &[&SecretKey]) -> Signed<Root> {
+        let doc = Root { version, expires: Timestamp::from_unix(T0 + 1000), threshold, keys: keys.iter().map(|k| key_to_hex(&k.public())).collect() };
+        Signed::sign(doc, signers)
+    }
+
+    fn policy(metadata: TrustMetadata, now: u64) -> TrustPolicy {
+        TrustPolicy { now: Some(Timestamp::from_unix(now)), ..TrustPolicy::root(vec![key(1).public()], metadata) }
+    }
+
+    #[test]
+    fn expired_root_is_refused() {
+        let meta = TrustMetadata { roots: vec![root(1, &[&key(1)], 1, &[&key(1)])], ..Default::default() };
+        policy(meta.clone(), T0).check_metadata().unwrap();
+        let err = policy(meta, T0 + 1000).check_metadata().unwrap_err();
+        assert!(matches!(err, TrustError::RootExpired { version: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn threshold_roots_need_enough_signatures_at_each_step() {
+        let (k1, k2, k3) = (key(1), key(2), key(3));
+        let v1 = root(1, &[&k1], 1, &[&k1]);
+        // v2 has two keys and needs both: signed by v1's key and only one of its own.
+        let short = root(2, &[&k2, &k3], 2, &[&k1, &k2]);
+        let err = policy(TrustMetadata { roots: vec![v1.clone(), short], ..Default::default() }, T0).check_metadata().unwrap_err();
+        assert!(matches!(&err, TrustError::RootChain(m) if m.contains("its own keys")), "{err}");
+        let full = root(2, &[&k2, &k3], 2, &[&k1, &k2, &k3]);
+        let k4 = key(4);
+        // v3 signed by only one of v2's two keys (plus its own): not enough.
+        let weak = root(3, &[&k4], 1, &[&k2, &k4]);
+        let err = policy(TrustMetadata { roots: vec![v1.clone(), full.clone(), weak], ..Default::default() }, T0).check_metadata().unwrap_err();
+        assert!(matches!(&err, TrustError::RootChain(m) if m.contains("keys of root version 2")), "{err}");
+        let mut strong = root(3, &[&k4], 1, &[&k2, &k4]);
+        strong.add_signature(&k3);
+        let out = policy(TrustMetadata { roots: vec![v1, full, strong], ..Default::default() }, T0).check_metadata().unwrap();
+        assert!(out.starts_with("root version 3"), "{out}");
+    }
+
+    #[test]
+    fn expired_revocation_list_is_refused() {
+        let k1 = key(1);
+        let list = Revocations { version: 1, issued: Timestamp::from_unix(T0), expires: Some(Timestamp::from_unix(T0 + 10)), keys: vec![], delegations: vec![] };
+        let meta = TrustMetadata { roots: vec![root(1, &[&k1], 1, &[&k1])], revocations: Some(Signed::sign(list, &[&k1])), ..Default::default() };
+        policy(meta.clone(), T0).check_metadata().unwrap();
+        let err = policy(meta, T0 + 10).check_metadata().unwrap_err();
+        assert!(matches!(err, TrustError::RevocationsExpired(_)), "{err}");
+    }
+}
