@@ -1,1 +1,90 @@
-//! The cloud coordinator (registry, rollouts, telemetry ingestion) lands here with the fleet issue.
+//! The wasmops coordinator: the cloud side of the fleet loop.
+//!
+//! Data path: `POST /v1/models` (a signed component) → [`registry`] verifies it
+//! with the trust chain and reads its signed claims → [`artifacts`] stores the
+//! bytes content-addressed → the database ([`db`]) records the version, its
+//! lineage and an [`audit`] entry. Devices later fetch artifacts by sha256
+//! (with `Range`, so downloads resume).
+
+pub mod api;
+pub mod artifacts;
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmops_trust::TrustPolicy;
+
+/// How a coordinator is set up. Zero-setup defaults live in `data_dir`.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default a SQLite file in `data_dir`.
+    pub database: Option<String>,
+    /// An `object_store` URL (`file:///…`, `memory:///`); default `data_dir/artifacts`.
+    pub artifacts: Option<String>,
+    pub listen: SocketAddr,
+    /// Who may sign components the registry accepts.
+    pub trust: TrustPolicy,
+    /// Largest component accepted, in bytes.
+    pub max_artifact_bytes: usize,
+}
+
+/// Everything request handlers share.
+pub struct Coordinator {
+    pub db: db::Db,
+    pub artifacts: artifacts::Artifacts,
+    pub trust: TrustPolicy,
+    pub max_artifact_bytes: usize,
+}
+
+impl Coordinator {
+    /// Opens (and migrates) the database and the artifact store, and makes the
+    /// first admin token when there is none (written to `data_dir/admin.token`).
+    pub async fn open(config: &CoordinatorConfig) -> anyhow::Result<Arc<Coordinator>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let url = match &config.database {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}?mode=rwc", config.data_dir.join("wasmops.db").display()),
+        };
+        let db = db::Db::connect(&url).await?;
+        let artifacts = artifacts::Artifacts::open(config.artifacts.as_deref(), &config.data_dir.join("artifacts"))?;
+        if let Some(token) = auth::bootstrap_admin(&db).await? {
+            let path = config.data_dir.join("admin.token");
+            write_secret(&path, token.as_bytes())?;
+            tracing::warn!("created the first admin token in {}", path.display());
+        }
+        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes }))
+    }
+}
+
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path)?.write_all(bytes)
+}
+
+/// Serves the API until `shutdown` resolves.
+pub async fn serve(config: CoordinatorConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let coordinator = Coordinator::open(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts wait for this line to learn the port.
+    println!("wasmops coordinator listening on http://{addr}");
+    axum::serve(listener, api::router(coordinator)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: how times are stored (portable across SQLite and Postgres).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -2,6 +2,7 @@
 //! harness, tests) reuse.
 
 pub mod bench;
+pub mod coordinator_client;
 pub mod files;
 pub mod tensors;
 pub mod trust;

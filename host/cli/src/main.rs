@@ -107,6 +107,50 @@ enum Command {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
+    /// Run the coordinator: registry, artifact store and HTTP API.
+    Coordinator {
+        /// Where the zero-setup defaults live (SQLite file, artifacts, admin token).
+        #[arg(long, default_value = "wasmops-data")]
+        data_dir: PathBuf,
+        /// postgres://USER@HOST/DB or sqlite://FILE (default: DATA_DIR/wasmops.db).
+        #[arg(long)]
+        database: Option<String>,
+        /// object_store URL for artifacts, e.g. file:///srv/wasmops (default: DATA_DIR/artifacts).
+        #[arg(long)]
+        artifacts: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Largest component accepted, in MiB.
+        #[arg(long, default_value_t = 256)]
+        max_artifact_mb: usize,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// The coordinator's model registry: register, list, show, alias, tag.
+    Model {
+        #[command(subcommand)]
+        command: wasmops_cli::coordinator_client::ModelCommand,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
+    /// Create an API token (admin): roles viewer, data-scientist, operator, admin.
+    Token {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
+    /// The coordinator's audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
     /// Build, sign, verify and run the bundled example model.
     Demo {
         /// Where to leave the demo's keys and component (a temporary directory by default).
@@ -504,6 +548,17 @@ fn main() {
             Ok(())
         })(),
         Command::Demo { dir } => demo(dir),
+        Command::Coordinator { data_dir, database, artifacts, listen, max_artifact_mb, trust } => (|| {
+            let trust = trust.policy()?.context("the coordinator needs to know whom to trust: --root ROOT.pub --trust-dir DIR, or --trust KEY.pub")?;
+            let config = wasmops_cloud::CoordinatorConfig { data_dir, database, artifacts, listen, trust, max_artifact_bytes: max_artifact_mb << 20 };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(wasmops_cloud::serve(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))
+        })(),
+        Command::Model { command, conn } => wasmops_cli::coordinator_client::model(&conn, command),
+        Command::Token { name, role, conn } => wasmops_cli::coordinator_client::create_token(&conn, &name, &role),
+        Command::Audit { limit, json, conn } => wasmops_cli::coordinator_client::audit(&conn, limit, json),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

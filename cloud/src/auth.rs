@@ -1,0 +1,117 @@
+//! API tokens with roles. Tokens are random, shown once, stored only as SHA-256.
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::Db;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Registers models and moves aliases.
+    DataScientist,
+    /// Deploys: aliases, rollouts.
+    Operator,
+    /// Everything, including tokens.
+    Admin,
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Register,
+    Alias,
+    Deploy,
+    ManageTokens,
+}
+
+impl Role {
+    pub fn allows(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::Admin => true,
+            Role::Viewer => action == Read,
+            Role::DataScientist => matches!(action, Read | Register | Alias),
+            Role::Operator => matches!(action, Read | Alias | Deploy),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::DataScientist => "data-scientist",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Viewer, Role::DataScientist, Role::Operator, Role::Admin].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+fn hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// Creates a token inside `tx` and returns it (the only time it is visible).
+pub async fn create(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str, role: Role) -> anyhow::Result<String> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token = format!("wo_{}", hex::encode(raw));
+    sqlx::query("INSERT INTO tokens (hash, name, role, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(hash(&token))
+        .bind(name)
+        .bind(role.as_str())
+        .bind(crate::now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(token)
+}
+
+/// The first admin token, when the database has no token at all.
+pub async fn bootstrap_admin(db: &Db) -> anyhow::Result<Option<String>> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tokens").fetch_one(&db.pool).await?;
+    if n > 0 {
+        return Ok(None);
+    }
+    let mut tx = db.pool.begin().await?;
+    let token = create(&mut tx, "admin", Role::Admin).await?;
+    crate::audit::record(&mut tx, "coordinator", "token.create", "admin", serde_json::json!({"role": "admin", "bootstrap": true})).await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+pub async fn authenticate(db: &Db, token: &str) -> anyhow::Result<Option<Principal>> {
+    let row: Option<(String, String)> = sqlx::query_as("SELECT name, role FROM tokens WHERE hash = $1 AND revoked = 0")
+        .bind(hash(token))
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| Principal { name, role })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_least_privilege() {
+        assert!(Role::Viewer.allows(Action::Read) && !Role::Viewer.allows(Action::Register));
+        assert!(Role::DataScientist.allows(Action::Register) && !Role::DataScientist.allows(Action::Deploy));
+        assert!(Role::Operator.allows(Action::Deploy) && !Role::Operator.allows(Action::Register));
+        assert!(!Role::Operator.allows(Action::ManageTokens) && Role::Admin.allows(Action::ManageTokens));
+        for r in [Role::Viewer, Role::DataScientist, Role::Operator, Role::Admin] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+    }
+}

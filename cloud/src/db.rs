@@ -1,0 +1,88 @@
+//! One database layer for both backends: SQLite (zero-setup default) and
+//! PostgreSQL, through sqlx's `Any` driver. Queries use `$1` placeholders and
+//! only types both backends share (BIGINT, TEXT, DOUBLE PRECISION).
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::AnyPool;
+
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Schema, oldest first. `{serial}` is the backend's auto-increment key.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS model_versions (
+        name TEXT NOT NULL, version TEXT NOT NULL, sequence BIGINT NOT NULL, sha256 TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL, signer TEXT NOT NULL, delegation TEXT, claims TEXT NOT NULL,
+        dataset_id TEXT, dataset_sha256 TEXT, training_run TEXT, code_commit TEXT,
+        registered_at BIGINT NOT NULL, registered_by TEXT NOT NULL,
+        PRIMARY KEY (name, version))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS model_versions_sequence ON model_versions (name, sequence)",
+    "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
+        updated_at BIGINT NOT NULL, PRIMARY KEY (name, alias))",
+    "CREATE TABLE IF NOT EXISTS tags (name TEXT NOT NULL, version TEXT NOT NULL, tag_key TEXT NOT NULL,
+        tag_value TEXT NOT NULL, PRIMARY KEY (name, version, tag_key))",
+    "CREATE TABLE IF NOT EXISTS datasets (id TEXT NOT NULL, sha256 TEXT NOT NULL, first_seen BIGINT NOT NULL,
+        PRIMARY KEY (id, sha256))",
+    "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, dataset_id TEXT, dataset_sha256 TEXT,
+        code_commit TEXT, metrics TEXT NOT NULL, first_seen BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+        created_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS audit (id {serial}, at BIGINT NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
+];
+
+impl Db {
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("unsupported database URL `{url}`: use sqlite://FILE or postgres://USER@HOST/DB");
+        };
+        // SQLite allows one writer: one connection avoids "database is locked".
+        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact(url)))?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let serial = match self.backend {
+            Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        for m in MIGRATIONS {
+            sqlx::query(&m.replace("{serial}", serial)).execute(&self.pool).await.map_err(|e| anyhow::anyhow!("migration failed: {e}\n{m}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,235 @@
+//! `wasmops model …`, `wasmops token …`, `wasmops audit`: the coordinator's HTTP
+//! API from the command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::Value;
+
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// Coordinator URL.
+    #[arg(long, global = true, env = "WASMOPS_COORDINATOR", default_value = "http://127.0.0.1:8080")]
+    pub coordinator: String,
+    /// API token (or WASMOPS_TOKEN, or --token-file).
+    #[arg(long, global = true, env = "WASMOPS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Upload a signed component; the coordinator verifies it and records its claims.
+    Register { wasm: PathBuf },
+    /// All models with their latest version and aliases.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A model's versions, or one version (number or alias) with its claims and lineage.
+    Show {
+        name: String,
+        version: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point an alias (champion, challenger, …) at a version, or remove it.
+    Alias {
+        name: String,
+        alias: String,
+        version: Option<String>,
+        #[arg(long, conflicts_with = "version")]
+        delete: bool,
+    },
+    /// Set a tag on a version: KEY=VALUE.
+    Tag { name: String, version: String, tag: String },
+    /// Download a version's component (resumes a partial download; checks sha256).
+    Pull {
+        name: String,
+        /// Version or alias.
+        version: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+impl Connection {
+    fn token(&self) -> Result<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.trim().to_string());
+        }
+        if let Some(p) = &self.token_file {
+            return Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?.trim().to_string());
+        }
+        bail!("no API token: pass --token, --token-file or set WASMOPS_TOKEN")
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<RequestBuilder> {
+        let client = Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
+        Ok(client.request(method, format!("{}{path}", self.coordinator.trim_end_matches('/'))).bearer_auth(self.token()?))
+    }
+
+    /// Sends, and turns an error status into the API's error message.
+    fn send(&self, req: RequestBuilder) -> Result<Response> {
+        let resp = req.send().with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        bail!("{status}: {}", body["error"].as_str().unwrap_or("(no message)"))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        Ok(self.send(self.request(reqwest::Method::GET, path)?)?.json()?)
+    }
+}
+
+fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+pub fn model(conn: &Connection, cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::Register { wasm } => {
+            let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let resp = conn.send(conn.request(reqwest::Method::POST, "/v1/models")?.header("content-type", "application/wasm").body(bytes))?;
+            let created = resp.status() == reqwest::StatusCode::CREATED;
+            let r: Value = resp.json()?;
+            let v = &r["version"];
+            println!(
+                "{} {} {} (sequence {}, sha256 {}, signed by {})",
+                if created { "registered" } else { "already registered:" },
+                v["name"].as_str().unwrap_or_default(),
+                v["version"].as_str().unwrap_or_default(),
+                v["sequence"],
+                v["sha256"].as_str().unwrap_or_default(),
+                v["signer"].as_str().unwrap_or_default()
+            );
+        }
+        ModelCommand::List { json } => {
+            let models = conn.get("/v1/models")?;
+            if json {
+                println!("{models}");
+            } else {
+                println!("{:<24} {:>8}  {:<12} aliases", "model", "versions", "latest");
+                for m in models.as_array().into_iter().flatten() {
+                    let aliases: Vec<String> = m["aliases"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+                    println!("{:<24} {:>8}  {:<12} {}", m["name"].as_str().unwrap_or_default(), m["versions"], m["latest_version"].as_str().unwrap_or("-"), aliases.join(" "));
+                }
+            }
+        }
+        ModelCommand::Show { name, version, json } => {
+            let doc = match &version {
+                Some(v) => conn.get(&format!("/v1/models/{}/versions/{}", seg(&name), seg(v)))?,
+                None => conn.get(&format!("/v1/models/{}", seg(&name)))?,
+            };
+            if json {
+                println!("{doc}");
+            } else if version.is_some() {
+                print_version(&doc);
+            } else {
+                for v in doc["versions"].as_array().into_iter().flatten() {
+                    print_version(v);
+                    println!();
+                }
+            }
+        }
+        ModelCommand::Alias { name, alias, version, delete } => {
+            let path = format!("/v1/models/{}/aliases/{}", seg(&name), seg(&alias));
+            if delete {
+                conn.send(conn.request(reqwest::Method::DELETE, &path)?)?;
+                println!("removed alias {alias} of {name}");
+            } else {
+                let version = version.context("give the VERSION the alias should point at (or --delete)")?;
+                conn.send(conn.request(reqwest::Method::PUT, &path)?.json(&serde_json::json!({"version": version})))?;
+                println!("{name}:{alias} → {version}");
+            }
+        }
+        ModelCommand::Tag { name, version, tag } => {
+            let (k, v) = tag.split_once('=').with_context(|| format!("tag `{tag}`: expected KEY=VALUE"))?;
+            let path = format!("/v1/models/{}/versions/{}/tags/{}", seg(&name), seg(&version), seg(k));
+            conn.send(conn.request(reqwest::Method::PUT, &path)?.json(&serde_json::json!({"value": v})))?;
+            println!("{name}@{version}: {k}={v}");
+        }
+        ModelCommand::Pull { name, version, out } => {
+            let v = conn.get(&format!("/v1/models/{}/versions/{}", seg(&name), seg(&version)))?;
+            let sha = v["sha256"].as_str().context("no sha256 in the registry's answer")?.to_string();
+            let size = v["size_bytes"].as_u64().unwrap_or(0);
+            let resumed = download(conn, &sha, size, &out)?;
+            println!("{} {} → {} ({size} bytes, sha256 verified{})", name, v["version"].as_str().unwrap_or_default(), out.display(), if resumed > 0 { format!(", resumed at byte {resumed}") } else { String::new() });
+        }
+    }
+    Ok(())
+}
+
+/// Fetches artifact `sha` into `out`, continuing `out.part` if an earlier
+/// download stopped; the file appears only once its sha256 matches.
+/// Returns the offset it resumed from.
+pub fn download(conn: &Connection, sha: &str, size: u64, out: &std::path::Path) -> Result<u64> {
+    use sha2::Digest;
+    use std::io::Write;
+    let part = out.with_extension("part");
+    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let have = if have > size { 0 } else { have };
+    if have < size {
+        let mut req = conn.request(reqwest::Method::GET, &format!("/v1/artifacts/{sha}"))?;
+        if have > 0 {
+            req = req.header("range", format!("bytes={have}-"));
+        }
+        let mut resp = conn.send(req)?;
+        let append = have > 0 && resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+        let mut file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&part)?;
+        std::io::copy(&mut resp, &mut file).context("download interrupted; run the command again to resume")?;
+        file.sync_all()?;
+    }
+    let bytes = std::fs::read(&part)?;
+    let got = hex::encode(sha2::Sha256::digest(&bytes));
+    if got != sha {
+        std::fs::remove_file(&part)?;
+        bail!("downloaded artifact has sha256 {got}, expected {sha}; the partial file was discarded");
+    }
+    let _ = std::fs::File::open(&part).and_then(|f| f.sync_all());
+    std::fs::rename(&part, out)?;
+    let _ = std::io::stdout().flush();
+    Ok(have)
+}
+
+fn print_version(v: &Value) {
+    let c = &v["claims"];
+    println!("{} {}  sequence {}  aliases {:?}", v["name"].as_str().unwrap_or_default(), v["version"].as_str().unwrap_or_default(), v["sequence"], v["aliases"]);
+    println!("  sha256       {}  ({} bytes)", v["sha256"].as_str().unwrap_or_default(), v["size_bytes"]);
+    println!("  signed by    {}{}", v["signer"].as_str().unwrap_or_default(), v["delegation"].as_str().map(|d| format!(" (delegation {d})")).unwrap_or_default());
+    println!("  registered   by {} at {} ms", v["registered_by"].as_str().unwrap_or_default(), v["registered_at_ms"]);
+    for (k, val) in c["lineage"].as_object().into_iter().flatten() {
+        println!("  {k:<12} {}", val.as_str().unwrap_or_default());
+    }
+    for (k, val) in c["metrics"].as_object().into_iter().flatten() {
+        println!("  metric {k:<5} {val}");
+    }
+    for (k, val) in v["tags"].as_object().into_iter().flatten() {
+        println!("  tag {k} = {}", val.as_str().unwrap_or_default());
+    }
+}
+
+pub fn create_token(conn: &Connection, name: &str, role: &str) -> Result<()> {
+    let r: Value = conn.send(conn.request(reqwest::Method::POST, "/v1/tokens")?.json(&serde_json::json!({"name": name, "role": role})))?.json()?;
+    eprintln!("created {} token `{}`; it is shown only once:", r["role"].as_str().unwrap_or_default(), r["name"].as_str().unwrap_or_default());
+    println!("{}", r["token"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+pub fn audit(conn: &Connection, limit: u32, json: bool) -> Result<()> {
+    let entries = conn.get(&format!("/v1/audit?limit={limit}"))?;
+    if json {
+        println!("{entries}");
+        return Ok(());
+    }
+    for e in entries.as_array().into_iter().flatten() {
+        println!("{:>6} {} {:<12} {:<16} {:<28} {}", e["id"], e["at_ms"], e["actor"].as_str().unwrap_or_default(), e["action"].as_str().unwrap_or_default(), e["target"].as_str().unwrap_or_default(), e["detail"]);
+    }
+    Ok(())
+}
