@@ -11,11 +11,19 @@ secs="${1:-60}"; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(signature claims trust_metadata pipeline_toml)
 export RUSTC_BOOTSTRAP=1
+failed=()
 for t in "${targets[@]}"; do
   corpus="fuzz/corpus/$t"
   mkdir -p "$corpus"
   # Seed with the committed regression inputs and fixtures.
   cp -n tests/fuzz_regressions/"$t"/* "$corpus"/ 2>/dev/null || true
   echo "== $t for ${secs}s"
-  cargo fuzz run --sanitizer none "$t" "$corpus" -- -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048
+  if ! cargo fuzz run --sanitizer none "$t" "$corpus" -- -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048; then
+    failed+=("$t")
+  fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "CRASHES in: ${failed[*]} (see fuzz/artifacts/)"
+  exit 1
+fi
+echo "no crashes"
