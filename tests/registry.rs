@@ -6,37 +6,17 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-/// A coordinator process; killed on drop.
-struct Coordinator {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path, database: Option<&str>) -> Coordinator {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmops"));
-    cmd.args(["coordinator", "--data-dir", p(data_dir), "--listen", "127.0.0.1:0", "--trust", p(&keys().1)]);
+fn db_args(database: Option<&str>) -> Vec<String> {
+    let mut args = vec!["--trust".to_string(), p(&keys().1).to_string(), "--mqtt-listen".into(), free_addr()];
     if let Some(db) = database {
-        cmd.args(["--database", db]);
+        args.extend(["--database".to_string(), db.to_string()]);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "coordinator said: {line:?}");
-    Coordinator { child, url }
+    args
 }
 
 fn cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output {
@@ -85,7 +65,7 @@ fn exercise(data_dir: &Path, database: Option<&str>, tag: &str) {
         "1.1.0",
         &["--sequence", "2", "--dataset-id", "churn-2026-11", "--dataset-sha256", &"ab".repeat(32), "--training-run", "run-42", "--code-commit", "c0ffee", "--metric", "auc=0.93"],
     );
-    let c = start(data_dir, database);
+    let c = start_coordinator(data_dir, &db_args(database));
     let admin = std::fs::read_to_string(data_dir.join("admin.token")).unwrap().trim().to_string();
     let viewer = token(&c, &admin, "dashboards", "viewer");
     let ds = token(&c, &admin, "alice", "data-scientist");
@@ -170,7 +150,7 @@ fn exercise(data_dir: &Path, database: Option<&str>, tag: &str) {
 
     // A restarted coordinator has everything (and keeps the same admin token).
     drop(c);
-    let c = start(data_dir, database);
+    let c = start_coordinator(data_dir, &db_args(database));
     let list: Value = serde_json::from_str(&cli_ok(&c, &admin, &["model", "list", "--json"])).unwrap();
     assert_eq!(list.as_array().unwrap().iter().find(|m| m["name"] == "churn").unwrap()["versions"], 2);
 }

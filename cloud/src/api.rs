@@ -9,6 +9,7 @@
 //! | GET | /v1/artifacts/{sha256} (honours `Range: bytes=…`) | viewer |
 //! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | viewer |
 //! | POST | /v1/tokens (`{"name": "ci", "role": "operator"}`) | admin |
+//! | GET | /v1/devices (presence from MQTT: state, labels, last seen) | viewer |
 
 use std::sync::Arc;
 
@@ -84,6 +85,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/runs", get(runs))
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", post(create_token))
+        .route("/v1/devices", get(devices))
         .with_state(c)
 }
 
@@ -186,6 +188,11 @@ async fn datasets(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
 async fn runs(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
     Ok(Json(registry::runs(&c).await?).into_response())
+}
+
+async fn devices(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::mqtt::devices(&c).await.map_err(internal)?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS audit (id {serial}, at BIGINT NOT NULL, actor TEXT NOT NULL,
         action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, state TEXT NOT NULL, labels TEXT NOT NULL,
+        last_seen BIGINT NOT NULL, first_seen BIGINT NOT NULL)",
 ];
 
 impl Db {

@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod mqtt;
 pub mod registry;
 
 use std::net::SocketAddr;
@@ -32,6 +33,16 @@ pub struct CoordinatorConfig {
     pub trust: TrustPolicy,
     /// Largest component accepted, in bytes.
     pub max_artifact_bytes: usize,
+    pub mqtt: MqttConfig,
+}
+
+/// Where devices talk to the coordinator.
+#[derive(Debug, Clone)]
+pub enum MqttConfig {
+    /// Run rumqttd in-process on this address (the zero-setup default).
+    Embedded(SocketAddr),
+    /// An external broker, e.g. `mqtt://127.0.0.1:1883` (Mosquitto).
+    External(String),
 }
 
 /// Everything request handlers share.
@@ -76,10 +87,18 @@ fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Serves the API until `shutdown` resolves.
 pub async fn serve(config: CoordinatorConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let coordinator = Coordinator::open(&config).await?;
+    let (host, port) = match &config.mqtt {
+        MqttConfig::Embedded(listen) => {
+            mqtt::start_embedded_broker(*listen)?;
+            (listen.ip().to_string(), listen.port())
+        }
+        MqttConfig::External(url) => wasmops_devices::parse_mqtt_url(url)?,
+    };
+    tokio::spawn(mqtt::run_presence(coordinator.clone(), host.clone(), port));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the port.
-    println!("wasmops coordinator listening on http://{addr}");
+    println!("wasmops coordinator listening on http://{addr} (MQTT: mqtt://{host}:{port})");
     axum::serve(listener, api::router(coordinator)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

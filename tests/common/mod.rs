@@ -110,3 +110,45 @@ pub fn assert_outputs_match(got: &Value, expected: &Value, tol: f64, what: &str)
         eprintln!("{what}: `{name}` matches onnxruntime, worst relative error {worst:e}");
     }
 }
+
+/// A `wasmops coordinator` process on a free port; killed on drop.
+pub struct Coordinator {
+    pub child: std::process::Child,
+    pub url: String,
+    pub mqtt: String,
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free 127.0.0.1 port, as `127.0.0.1:PORT`.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// Starts `wasmops coordinator --data-dir DIR --listen 127.0.0.1:0 EXTRA…` and
+/// waits for the line that says where it listens.
+pub fn start_coordinator(data_dir: &Path, extra: &[String]) -> Coordinator {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
+        .args(["coordinator", "--data-dir", p(data_dir), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // "wasmops coordinator listening on http://ADDR (MQTT: mqtt://HOST:PORT)"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let url = words.iter().find(|w| w.starts_with("http://")).map(|s| s.to_string());
+    let mqtt = words.iter().find(|w| w.starts_with("mqtt://")).map(|s| s.trim_end_matches(')').to_string());
+    match (url, mqtt) {
+        (Some(url), Some(mqtt)) => Coordinator { child, url, mqtt },
+        _ => panic!("coordinator did not start: {line:?}"),
+    }
+}

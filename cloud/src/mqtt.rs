@@ -1,0 +1,159 @@
+//! The coordinator's MQTT side: an embedded `rumqttd` broker as the zero-setup
+//! default (or an external broker such as Mosquitto), and the subscriber that
+//! turns device presence messages into the `devices` table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use wasmops_devices::presence::{PresenceMessage, State};
+use wasmops_devices::topics;
+
+use crate::Coordinator;
+
+/// Largest MQTT message accepted by the embedded broker and the subscriber.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Starts rumqttd on `listen` in a background thread (it runs its own runtime).
+pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
+    use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+    // Fail early and clearly if the port is taken (rumqttd would only log it).
+    drop(std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("embedded MQTT broker cannot listen on {listen}: {e}"))?);
+    let server = ServerSettings {
+        name: "v4".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: MAX_MESSAGE_BYTES,
+            max_inflight_count: 500,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 20_000,
+            max_outgoing_packet_count: 1000,
+            max_segment_size: 100 << 20,
+            max_segment_count: 10,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("v4".to_string(), server)])),
+        v5: None,
+        ws: None,
+        cluster: None,
+        console: None,
+        bridge: None,
+        prometheus: None,
+        metrics: None,
+    };
+    std::thread::Builder::new().name("wasmops-mqtt-broker".into()).spawn(move || {
+        let mut broker = Broker::new(config);
+        if let Err(e) = broker.start() {
+            tracing::error!("embedded MQTT broker stopped: {e}");
+        }
+    })?;
+    // Ready when it accepts connections, so nobody's first connect is refused.
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "embedded MQTT broker did not start listening on {listen}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    pub id: String,
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+    pub last_seen_ms: i64,
+    pub first_seen_ms: i64,
+}
+
+/// Subscribes to presence and keeps the `devices` table current, reconnecting
+/// with backoff and resubscribing after every reconnect. Never returns.
+pub async fn run_presence(c: Arc<Coordinator>, host: String, port: u16) {
+    let mut opts = MqttOptions::new(format!("wasmops-coordinator-{}", std::process::id()), host, port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_max_packet_size(MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
+    let (client, mut events) = AsyncClient::new(opts, 256);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                if let Err(e) = client.subscribe(topics::ALL_PRESENCE, QoS::AtLeastOnce).await {
+                    tracing::error!("cannot subscribe to presence: {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Err(e) = record_presence(&c, &p.topic, &p.payload).await {
+                    tracing::warn!("presence message on {} ignored: {e}", p.topic);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("MQTT connection lost ({e}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn record_presence(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+    if payload.is_empty() {
+        // An empty retained message clears the topic; nothing to record.
+        return Ok(());
+    }
+    let device = topics::device_of(topic).filter(|d| topics::valid_device_id(d)).ok_or_else(|| anyhow::anyhow!("no valid device id in the topic"))?;
+    let msg: PresenceMessage = serde_json::from_slice(payload)?;
+    let now = crate::now_ms();
+    let state = match msg.state {
+        State::Online => "online",
+        State::Offline => "offline",
+    };
+    if msg.state == State::Online {
+        sqlx::query(
+            "INSERT INTO devices (id, state, labels, last_seen, first_seen) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, labels = excluded.labels, last_seen = excluded.last_seen",
+        )
+        .bind(device)
+        .bind(state)
+        .bind(serde_json::to_string(&msg.labels)?)
+        .bind(now)
+        .execute(&c.db.pool)
+        .await?;
+    } else {
+        // A Last Will carries no labels: keep the ones the device announced.
+        sqlx::query(
+            "INSERT INTO devices (id, state, labels, last_seen, first_seen) VALUES ($1, $2, '{}', $3, $3)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen",
+        )
+        .bind(device)
+        .bind(state)
+        .bind(now)
+        .execute(&c.db.pool)
+        .await?;
+    }
+    tracing::info!("device {device} is {state}");
+    Ok(())
+}
+
+pub async fn devices(c: &Coordinator) -> sqlx::Result<Vec<Device>> {
+    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as("SELECT id, state, labels, last_seen, first_seen FROM devices ORDER BY id").fetch_all(&c.db.pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, state, labels, last_seen_ms, first_seen_ms)| Device { id, state, labels: serde_json::from_str(&labels).unwrap_or_default(), last_seen_ms, first_seen_ms })
+        .collect())
+}

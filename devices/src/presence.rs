@@ -1,0 +1,86 @@
+//! Presence: a retained `online` birth message after every connect, and a
+//! retained `offline` Last Will the broker publishes when the device drops off
+//! without saying goodbye. Reconnects with backoff.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::topics;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Online,
+    Offline,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceMessage {
+    pub state: State,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A device's live MQTT session.
+pub struct Presence {
+    client: AsyncClient,
+    task: JoinHandle<()>,
+    device: String,
+}
+
+impl Presence {
+    /// Connects `device` to the broker at `mqtt_url` and keeps it connected.
+    pub fn start(mqtt_url: &str, device: &str, labels: BTreeMap<String, String>, keep_alive: Duration) -> anyhow::Result<Presence> {
+        anyhow::ensure!(topics::valid_device_id(device), "device id `{device}` must be letters, digits, `-`, `_` or `.`");
+        let (host, port) = crate::parse_mqtt_url(mqtt_url)?;
+        let mut opts = MqttOptions::new(format!("wasmops-device-{device}"), host, port);
+        opts.set_keep_alive(keep_alive);
+        let will = serde_json::to_vec(&PresenceMessage { state: State::Offline, labels: BTreeMap::new() })?;
+        opts.set_last_will(LastWill::new(topics::presence(device), will, QoS::AtLeastOnce, true));
+        let (client, mut events) = AsyncClient::new(opts, 64);
+        let birth = serde_json::to_vec(&PresenceMessage { state: State::Online, labels })?;
+        let (c, topic) = (client.clone(), topics::presence(device));
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(100);
+                        if let Err(e) = c.try_publish(&topic, QoS::AtLeastOnce, true, birth.clone()) {
+                            tracing::warn!("cannot queue the birth message: {e}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!("MQTT connection lost ({e}); retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Ok(Presence { client, task, device: device.to_string() })
+    }
+
+    pub fn client(&self) -> &AsyncClient {
+        &self.client
+    }
+
+    /// Says goodbye: a retained `offline`, then a clean disconnect.
+    pub async fn stop(self) {
+        let bye = serde_json::to_vec(&PresenceMessage { state: State::Offline, labels: BTreeMap::new() }).expect("serialises");
+        let _ = self.client.publish(topics::presence(&self.device), QoS::AtLeastOnce, true, bye).await;
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.task.abort();
+    }
+
+    /// Vanishes without a word (a crash or power cut): the broker publishes the Last Will.
+    pub fn crash(self) {
+        self.task.abort();
+    }
+}

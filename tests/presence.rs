@@ -1,0 +1,95 @@
+//! Device presence over MQTT, against the embedded rumqttd broker and the real
+//! Mosquitto on 127.0.0.1:1883: a birth message marks a device online with its
+//! labels; a clean stop and a crash (the broker's Last Will) both mark it offline.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasmops_devices::presence::Presence;
+
+fn devices(c: &Coordinator, token: &str) -> Value {
+    reqwest::blocking::Client::new().get(format!("{}/v1/devices", c.url)).bearer_auth(token).send().unwrap().json().unwrap()
+}
+
+/// Polls until `check` holds for the device list, or fails after 15 s.
+fn wait_for(c: &Coordinator, token: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let d = devices(c, token);
+        if check(&d) {
+            return d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "timed out waiting for {what}: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn state_of<'a>(list: &'a Value, id: &str) -> Option<&'a str> {
+    list.as_array()?.iter().find(|d| d["id"] == id)?["state"].as_str()
+}
+
+fn exercise(mqtt_args: &[String], tag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--trust".to_string(), p(&keys().1).to_string()];
+    args.extend(mqtt_args.iter().cloned());
+    let c = start_coordinator(dir.path(), &args);
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap().trim().to_string();
+    // Unique ids: a real broker keeps retained messages across runs.
+    let stamp = format!("{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+    let (a, b) = (format!("gw-a-{stamp}"), format!("gw-b-{stamp}"));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let labels = BTreeMap::from([("site".to_string(), "eu-1".to_string()), ("tier".to_string(), "edge".to_string())]);
+    let (pa, pb) = rt.block_on(async {
+        let pa = Presence::start(&c.mqtt, &a, labels.clone(), Duration::from_secs(5)).unwrap();
+        let pb = Presence::start(&c.mqtt, &b, BTreeMap::new(), Duration::from_secs(5)).unwrap();
+        (pa, pb)
+    });
+    let list = wait_for(&c, &token, "both devices online", |l| state_of(l, &a) == Some("online") && state_of(l, &b) == Some("online"));
+    let dev_a = list.as_array().unwrap().iter().find(|d| d["id"] == a.as_str()).unwrap();
+    assert_eq!(dev_a["labels"]["site"], "eu-1");
+
+    // A crash: no goodbye; the broker publishes the Last Will.
+    rt.block_on(async { pa.crash() });
+    let list = wait_for(&c, &token, "crashed device offline", |l| state_of(l, &a) == Some("offline"));
+    assert_eq!(state_of(&list, &b), Some("online"), "the other device is unaffected");
+    let dev_a = list.as_array().unwrap().iter().find(|d| d["id"] == a.as_str()).unwrap();
+    assert_eq!(dev_a["labels"]["site"], "eu-1", "the Last Will keeps the labels the device announced");
+    // A clean stop.
+    rt.block_on(pb.stop());
+    wait_for(&c, &token, "stopped device offline", |l| state_of(l, &b) == Some("offline"));
+
+    // Garbage on a presence topic is ignored; the coordinator keeps working.
+    rt.block_on(async {
+        let (host, port) = wasmops_devices::parse_mqtt_url(&c.mqtt).unwrap();
+        let (client, mut events) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(format!("junk-{stamp}"), host, port), 10);
+        client.publish(wasmops_devices::topics::presence(&format!("junk-{stamp}")), rumqttc::QoS::AtLeastOnce, false, b"{not json".to_vec()).await.unwrap();
+        client.publish("wasmops/v1/devices/+/presence", rumqttc::QoS::AtLeastOnce, false, b"{}".to_vec()).await.ok();
+        for _ in 0..6 {
+            let _ = tokio::time::timeout(Duration::from_millis(300), events.poll()).await;
+        }
+        // Leave the real broker clean: clear our retained messages.
+        for id in [&a, &b] {
+            client.publish(wasmops_devices::topics::presence(id), rumqttc::QoS::AtLeastOnce, true, Vec::<u8>::new()).await.unwrap();
+        }
+        for _ in 0..6 {
+            let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+        }
+    });
+    let list = devices(&c, &token);
+    assert!(state_of(&list, &format!("junk-{stamp}")).is_none(), "{list}");
+}
+
+#[test]
+fn presence_with_the_embedded_broker() {
+    exercise(&["--mqtt-listen".to_string(), free_addr()], "embedded");
+}
+
+#[test]
+fn presence_with_mosquitto() {
+    exercise(&["--mqtt".to_string(), "mqtt://127.0.0.1:1883".to_string()], "mosquitto");
+}
