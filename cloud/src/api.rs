@@ -9,7 +9,9 @@
 //! | GET | /v1/artifacts/{sha256} (honours `Range: bytes=…`) | viewer |
 //! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | viewer |
 //! | POST | /v1/tokens (`{"name": "ci", "role": "operator"}`) | admin |
-//! | GET | /v1/devices (presence from MQTT: state, labels, last seen) | viewer |
+//! | GET | /v1/devices (presence from MQTT: state, labels, last seen, active model) | viewer |
+//! | POST | /v1/deployments (`{"model","version","devices":[…]` or `"selector":{…}`, `"probe"`}) | operator |
+//! | GET | /v1/deployments/{id} (each device's install state) | viewer |
 
 use std::sync::Arc;
 
@@ -86,6 +88,8 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", post(create_token))
         .route("/v1/devices", get(devices))
+        .route("/v1/deployments", post(deploy))
+        .route("/v1/deployments/{id}", get(show_deployment))
         .with_state(c)
 }
 
@@ -188,6 +192,16 @@ async fn datasets(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
 async fn runs(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
     Ok(Json(registry::runs(&c).await?).into_response())
+}
+
+async fn deploy(State(c): Api, headers: HeaderMap, Json(req): Json<crate::deployments::DeployRequest>) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    Ok((StatusCode::CREATED, Json(crate::deployments::deploy(&c, &who, req).await?)).into_response())
+}
+
+async fn show_deployment(State(c): Api, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::deployments::get(&c, &id).await?).into_response())
 }
 
 async fn devices(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {

@@ -41,7 +41,11 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit (id {serial}, at BIGINT NOT NULL, actor TEXT NOT NULL,
         action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, state TEXT NOT NULL, labels TEXT NOT NULL,
-        last_seen BIGINT NOT NULL, first_seen BIGINT NOT NULL)",
+        last_seen BIGINT NOT NULL, first_seen BIGINT NOT NULL, active_model TEXT, active_version TEXT,
+        last_status TEXT)",
+    "CREATE TABLE IF NOT EXISTS deployments (id TEXT NOT NULL, device TEXT NOT NULL, model TEXT NOT NULL,
+        version TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, error TEXT, created_by TEXT NOT NULL,
+        updated_at BIGINT NOT NULL, PRIMARY KEY (id, device))",
 ];
 
 impl Db {

@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod deployments;
 pub mod mqtt;
 pub mod registry;
 
@@ -51,6 +52,8 @@ pub struct Coordinator {
     pub artifacts: artifacts::Artifacts,
     pub trust: TrustPolicy,
     pub max_artifact_bytes: usize,
+    /// The MQTT client, once the subscriber has started.
+    pub bus: std::sync::OnceLock<rumqttc::AsyncClient>,
 }
 
 impl Coordinator {
@@ -69,7 +72,7 @@ impl Coordinator {
             write_secret(&path, token.as_bytes())?;
             tracing::warn!("created the first admin token in {}", path.display());
         }
-        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes }))
+        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default() }))
     }
 }
 
@@ -89,12 +92,12 @@ pub async fn serve(config: CoordinatorConfig, shutdown: impl std::future::Future
     let coordinator = Coordinator::open(&config).await?;
     let (host, port) = match &config.mqtt {
         MqttConfig::Embedded(listen) => {
-            mqtt::start_embedded_broker(*listen)?;
+            mqtt::start_embedded_broker(*listen).await?;
             (listen.ip().to_string(), listen.port())
         }
         MqttConfig::External(url) => wasmops_devices::parse_mqtt_url(url)?,
     };
-    tokio::spawn(mqtt::run_presence(coordinator.clone(), host.clone(), port));
+    tokio::spawn(mqtt::run_subscriber(coordinator.clone(), host.clone(), port));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the port.

@@ -17,8 +17,9 @@ use crate::Coordinator;
 /// Largest MQTT message accepted by the embedded broker and the subscriber.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
-/// Starts rumqttd on `listen` in a background thread (it runs its own runtime).
-pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
+/// Starts rumqttd on `listen` in a background thread (it runs its own runtime)
+/// and returns once it completes an MQTT handshake.
+pub async fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
     // Fail early and clearly if the port is taken (rumqttd would only log it).
     drop(std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("embedded MQTT broker cannot listen on {listen}: {e}"))?);
@@ -62,11 +63,24 @@ pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
             tracing::error!("embedded MQTT broker stopped: {e}");
         }
     })?;
-    // Ready when it accepts connections, so nobody's first connect is refused.
+    // Ready when it answers a CONNECT, so nobody's first connect is refused.
     let started = std::time::Instant::now();
-    while std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "embedded MQTT broker did not start listening on {listen}");
-        std::thread::sleep(Duration::from_millis(10));
+    let (client, mut events) = AsyncClient::new(MqttOptions::new("wasmops-coordinator-readiness", listen.ip().to_string(), listen.port()), 4);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => break,
+            Ok(_) => {}
+            Err(_) => {
+                anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "embedded MQTT broker did not start on {listen}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    client.disconnect().await?;
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), events.poll()).await {
+        if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            break;
+        }
     }
     Ok(())
 }
@@ -78,27 +92,40 @@ pub struct Device {
     pub labels: BTreeMap<String, String>,
     pub last_seen_ms: i64,
     pub first_seen_ms: i64,
+    pub active_model: Option<String>,
+    pub active_version: Option<String>,
+    /// The device's last install status report.
+    pub last_status: Option<serde_json::Value>,
 }
 
-/// Subscribes to presence and keeps the `devices` table current, reconnecting
-/// with backoff and resubscribing after every reconnect. Never returns.
-pub async fn run_presence(c: Arc<Coordinator>, host: String, port: u16) {
+/// Subscribes to presence and install status and keeps the `devices` and
+/// `deployments` tables current, reconnecting with backoff and resubscribing
+/// after every reconnect. Its client is the coordinator's publisher. Never returns.
+pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16) {
     let mut opts = MqttOptions::new(format!("wasmops-coordinator-{}", std::process::id()), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_max_packet_size(MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
     let (client, mut events) = AsyncClient::new(opts, 256);
+    let _ = c.bus.set(client.clone());
     let mut backoff = Duration::from_millis(100);
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
-                if let Err(e) = client.subscribe(topics::ALL_PRESENCE, QoS::AtLeastOnce).await {
-                    tracing::error!("cannot subscribe to presence: {e}");
+                for t in [topics::ALL_PRESENCE, topics::ALL_STATUS] {
+                    if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                        tracing::error!("cannot subscribe to {t}: {e}");
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Err(e) = record_presence(&c, &p.topic, &p.payload).await {
-                    tracing::warn!("presence message on {} ignored: {e}", p.topic);
+                let result = if p.topic.ends_with("/presence") {
+                    record_presence(&c, &p.topic, &p.payload).await
+                } else {
+                    crate::deployments::record_status(&c, &p.topic, &p.payload).await
+                };
+                if let Err(e) = result {
+                    tracing::warn!("message on {} ignored: {e}", p.topic);
                 }
             }
             Ok(_) => {}
@@ -150,10 +177,22 @@ async fn record_presence(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow
     Ok(())
 }
 
+type DeviceRow = (String, String, String, i64, i64, Option<String>, Option<String>, Option<String>);
+
 pub async fn devices(c: &Coordinator) -> sqlx::Result<Vec<Device>> {
-    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as("SELECT id, state, labels, last_seen, first_seen FROM devices ORDER BY id").fetch_all(&c.db.pool).await?;
+    let rows: Vec<DeviceRow> =
+        sqlx::query_as("SELECT id, state, labels, last_seen, first_seen, active_model, active_version, last_status FROM devices ORDER BY id").fetch_all(&c.db.pool).await?;
     Ok(rows
         .into_iter()
-        .map(|(id, state, labels, last_seen_ms, first_seen_ms)| Device { id, state, labels: serde_json::from_str(&labels).unwrap_or_default(), last_seen_ms, first_seen_ms })
+        .map(|(id, state, labels, last_seen_ms, first_seen_ms, active_model, active_version, last_status)| Device {
+            id,
+            state,
+            labels: serde_json::from_str(&labels).unwrap_or_default(),
+            last_seen_ms,
+            first_seen_ms,
+            active_model,
+            active_version,
+            last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
+        })
         .collect())
 }

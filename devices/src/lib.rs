@@ -3,6 +3,8 @@
 //! every (re)connect and a retained Last Will the broker publishes if the device
 //! vanishes. The agent (downloads, A/B slots, telemetry) builds on these.
 
+pub mod agent;
+pub mod download;
 pub mod presence;
 pub mod topics;
 

@@ -35,6 +35,18 @@ pub struct Presence {
 impl Presence {
     /// Connects `device` to the broker at `mqtt_url` and keeps it connected.
     pub fn start(mqtt_url: &str, device: &str, labels: BTreeMap<String, String>, keep_alive: Duration) -> anyhow::Result<Presence> {
+        Ok(Presence::start_with(mqtt_url, device, labels, keep_alive, vec![])?.0)
+    }
+
+    /// Like [`Presence::start`], also (re)subscribing to `topics` (QoS 1) after
+    /// every connect; their messages arrive on the returned channel.
+    pub fn start_with(
+        mqtt_url: &str,
+        device: &str,
+        labels: BTreeMap<String, String>,
+        keep_alive: Duration,
+        subscriptions: Vec<String>,
+    ) -> anyhow::Result<(Presence, tokio::sync::mpsc::Receiver<rumqttc::Publish>)> {
         anyhow::ensure!(topics::valid_device_id(device), "device id `{device}` must be letters, digits, `-`, `_` or `.`");
         let (host, port) = crate::parse_mqtt_url(mqtt_url)?;
         let mut opts = MqttOptions::new(format!("wasmops-device-{device}"), host, port);
@@ -44,6 +56,7 @@ impl Presence {
         let (client, mut events) = AsyncClient::new(opts, 64);
         let birth = serde_json::to_vec(&PresenceMessage { state: State::Online, labels })?;
         let (c, topic) = (client.clone(), topics::presence(device));
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
@@ -52,6 +65,16 @@ impl Presence {
                         backoff = Duration::from_millis(100);
                         if let Err(e) = c.try_publish(&topic, QoS::AtLeastOnce, true, birth.clone()) {
                             tracing::warn!("cannot queue the birth message: {e}");
+                        }
+                        for t in &subscriptions {
+                            if let Err(e) = c.try_subscribe(t, QoS::AtLeastOnce) {
+                                tracing::warn!("cannot subscribe to {t}: {e}");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(p).await.is_err() {
+                            tracing::debug!("nobody listens for incoming messages");
                         }
                     }
                     Ok(_) => {}
@@ -63,7 +86,7 @@ impl Presence {
                 }
             }
         });
-        Ok(Presence { client, task, device: device.to_string() })
+        Ok((Presence { client, task, device: device.to_string() }, rx))
     }
 
     pub fn client(&self) -> &AsyncClient {

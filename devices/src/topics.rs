@@ -3,12 +3,25 @@
 //! | topic | from | QoS, retained | payload |
 //! |---|---|---|---|
 //! | `wasmops/v1/devices/{id}/presence` | device (birth), broker (Last Will) | 1, retained | [`PresenceMessage`](crate::presence::PresenceMessage) |
+//! | `wasmops/v1/devices/{id}/desired` | coordinator | 1, retained | [`Desired`](crate::agent::Desired): the model version the device should run |
+//! | `wasmops/v1/devices/{id}/status` | device | 1, retained | [`Status`](crate::agent::Status): every install state change |
 
 pub const PREFIX: &str = "wasmops/v1";
 
 pub fn presence(device: &str) -> String {
     format!("{PREFIX}/devices/{device}/presence")
 }
+
+pub fn desired(device: &str) -> String {
+    format!("{PREFIX}/devices/{device}/desired")
+}
+
+pub fn status(device: &str) -> String {
+    format!("{PREFIX}/devices/{device}/status")
+}
+
+/// What the coordinator subscribes to for install status.
+pub const ALL_STATUS: &str = "wasmops/v1/devices/+/status";
 
 /// What the coordinator subscribes to for presence.
 pub const ALL_PRESENCE: &str = "wasmops/v1/devices/+/presence";

@@ -57,7 +57,7 @@ pub enum ModelCommand {
 }
 
 impl Connection {
-    fn token(&self) -> Result<String> {
+    pub fn token(&self) -> Result<String> {
         if let Some(t) = &self.token {
             return Ok(t.trim().to_string());
         }
@@ -159,43 +159,13 @@ pub fn model(conn: &Connection, cmd: ModelCommand) -> Result<()> {
             let v = conn.get(&format!("/v1/models/{}/versions/{}", seg(&name), seg(&version)))?;
             let sha = v["sha256"].as_str().context("no sha256 in the registry's answer")?.to_string();
             let size = v["size_bytes"].as_u64().unwrap_or(0);
-            let resumed = download(conn, &sha, size, &out)?;
+            let http = reqwest::Client::new();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let resumed = rt.block_on(wasmops_devices::download::download(&http, &conn.coordinator, &conn.token()?, &sha, size, u64::MAX, &out))?;
             println!("{} {} → {} ({size} bytes, sha256 verified{})", name, v["version"].as_str().unwrap_or_default(), out.display(), if resumed > 0 { format!(", resumed at byte {resumed}") } else { String::new() });
         }
     }
     Ok(())
-}
-
-/// Fetches artifact `sha` into `out`, continuing `out.part` if an earlier
-/// download stopped; the file appears only once its sha256 matches.
-/// Returns the offset it resumed from.
-pub fn download(conn: &Connection, sha: &str, size: u64, out: &std::path::Path) -> Result<u64> {
-    use sha2::Digest;
-    use std::io::Write;
-    let part = out.with_extension("part");
-    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    let have = if have > size { 0 } else { have };
-    if have < size {
-        let mut req = conn.request(reqwest::Method::GET, &format!("/v1/artifacts/{sha}"))?;
-        if have > 0 {
-            req = req.header("range", format!("bytes={have}-"));
-        }
-        let mut resp = conn.send(req)?;
-        let append = have > 0 && resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
-        let mut file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(&part)?;
-        std::io::copy(&mut resp, &mut file).context("download interrupted; run the command again to resume")?;
-        file.sync_all()?;
-    }
-    let bytes = std::fs::read(&part)?;
-    let got = hex::encode(sha2::Sha256::digest(&bytes));
-    if got != sha {
-        std::fs::remove_file(&part)?;
-        bail!("downloaded artifact has sha256 {got}, expected {sha}; the partial file was discarded");
-    }
-    let _ = std::fs::File::open(&part).and_then(|f| f.sync_all());
-    std::fs::rename(&part, out)?;
-    let _ = std::io::stdout().flush();
-    Ok(have)
 }
 
 fn print_version(v: &Value) {
@@ -230,6 +200,69 @@ pub fn audit(conn: &Connection, limit: u32, json: bool) -> Result<()> {
     }
     for e in entries.as_array().into_iter().flatten() {
         println!("{:>6} {} {:<12} {:<16} {:<28} {}", e["id"], e["at_ms"], e["actor"].as_str().unwrap_or_default(), e["action"].as_str().unwrap_or_default(), e["target"].as_str().unwrap_or_default(), e["detail"]);
+    }
+    Ok(())
+}
+
+pub fn deploy(conn: &Connection, model: &str, version: &str, devices: &[String], selector: &[String], probe: Option<&std::path::Path>, wait: Option<u64>) -> Result<()> {
+    let mut sel = serde_json::Map::new();
+    for s in selector {
+        let (k, v) = s.split_once('=').with_context(|| format!("--selector `{s}`: expected KEY=VALUE"))?;
+        sel.insert(k.to_string(), Value::from(v));
+    }
+    let probe = match probe {
+        Some(p) => Some(serde_json::from_str::<Value>(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?).with_context(|| format!("{} is not JSON", p.display()))?),
+        None => None,
+    };
+    let body = serde_json::json!({"model": model, "version": version, "devices": devices, "selector": sel, "probe": probe});
+    let dep: Value = conn.send(conn.request(reqwest::Method::POST, "/v1/deployments")?.json(&body))?.json()?;
+    let id = dep["id"].as_str().unwrap_or_default().to_string();
+    let n = dep["targets"].as_array().map(|t| t.len()).unwrap_or(0);
+    eprintln!("deployment {id}: {} {} to {n} device(s)", dep["model"].as_str().unwrap_or_default(), dep["version"].as_str().unwrap_or_default());
+    let Some(secs) = wait else {
+        println!("{id}");
+        return Ok(());
+    };
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices done {msg}").expect("valid template"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let d = conn.get(&format!("/v1/deployments/{id}"))?;
+        let targets = d["targets"].as_array().cloned().unwrap_or_default();
+        let done = targets.iter().filter(|t| t["state"] == "active" || t["state"] == "failed").count();
+        let failed: Vec<String> = targets.iter().filter(|t| t["state"] == "failed").map(|t| format!("{}: {}", t["device"].as_str().unwrap_or_default(), t["error"].as_str().unwrap_or_default())).collect();
+        bar.set_position(done as u64);
+        bar.set_message(if failed.is_empty() { String::new() } else { format!("({} failed)", failed.len()) });
+        if done == targets.len() {
+            bar.finish();
+            println!("{d}");
+            if !failed.is_empty() {
+                bail!("deployment {id} failed on {} device(s):\n  {}", failed.len(), failed.join("\n  "));
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bar.abandon();
+            bail!("deployment {id}: {done}/{} devices done after {secs} s", targets.len());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+pub fn devices(conn: &Connection, json: bool) -> Result<()> {
+    let list = conn.get("/v1/devices")?;
+    if json {
+        println!("{list}");
+        return Ok(());
+    }
+    println!("{:<24} {:<8} {:<24} labels", "device", "state", "active");
+    for d in list.as_array().into_iter().flatten() {
+        let active = match (d["active_model"].as_str(), d["active_version"].as_str()) {
+            (Some(m), Some(v)) => format!("{m} {v}"),
+            _ => "-".into(),
+        };
+        let labels: Vec<String> = d["labels"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+        println!("{:<24} {:<8} {:<24} {}", d["id"].as_str().unwrap_or_default(), d["state"].as_str().unwrap_or_default(), active, labels.join(" "));
     }
     Ok(())
 }

@@ -148,6 +148,37 @@ enum Command {
         #[command(flatten)]
         conn: wasmops_cli::coordinator_client::Connection,
     },
+    /// Run the device agent: presence, installs from the coordinator, local predictions.
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Put a registered version (or alias) on devices, by id or label selector.
+    Deploy {
+        model: String,
+        version: String,
+        /// Device id; repeatable.
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// Label selector KEY=VALUE; repeatable (all must match).
+        #[arg(long = "selector")]
+        selector: Vec<String>,
+        /// Sample input for the devices' health probe ({"inputs":[...]}).
+        #[arg(long)]
+        probe: Option<PathBuf>,
+        /// Wait until every device reports active or failed (seconds).
+        #[arg(long)]
+        wait: Option<u64>,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
+    /// Devices the coordinator knows: presence, labels, active model.
+    Devices {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
     /// The coordinator's audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -530,7 +561,9 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
 }
 
 fn main() {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WASMOPS_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
+    // The embedded broker (rumqttd) logs routine disconnects as errors: silent
+    // unless asked for (WASMOPS_LOG=rumqttd=info).
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WASMOPS_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into())).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen { out } => keygen(&out).map(|(s, p)| eprintln!("wrote {} (secret, mode 0600) and {}", s.display(), p.display())),
@@ -566,6 +599,15 @@ fn main() {
                 let _ = tokio::signal::ctrl_c().await;
             }))
         })(),
+        Command::Agent { config } => (|| {
+            let config = wasmops_devices::agent::AgentConfig::from_file(&config)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(wasmops_devices::agent::run(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))
+        })(),
+        Command::Deploy { model, version, devices, selector, probe, wait, conn } => wasmops_cli::coordinator_client::deploy(&conn, &model, &version, &devices, &selector, probe.as_deref(), wait),
+        Command::Devices { json, conn } => wasmops_cli::coordinator_client::devices(&conn, json),
         Command::Model { command, conn } => wasmops_cli::coordinator_client::model(&conn, command),
         Command::Token { name, role, conn } => wasmops_cli::coordinator_client::create_token(&conn, &name, &role),
         Command::Audit { limit, json, conn } => wasmops_cli::coordinator_client::audit(&conn, limit, json),

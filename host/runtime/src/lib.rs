@@ -10,6 +10,7 @@ pub use cache::{CompileCache, default_cache_dir};
 mod engine;
 mod error;
 mod instance;
+pub mod tensors_json;
 
 pub use engine::{Host, HostConfig, LoadedModel, SignaturePolicy, engine_config};
 pub use error::HostError;
