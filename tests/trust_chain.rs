@@ -181,6 +181,13 @@ fn inspect_prints_the_signed_claims() {
     assert!(caps.iter().all(|c| ["random", "clocks", "stdio"].contains(c)), "{caps:?}");
     let text = ok(&["inspect", p(&wasm), "--trust", p(public)]);
     assert!(text.contains("training run     run-17") && text.contains("sequence         42"), "{text}");
+    // Without trust flags: the claims, read without running anything, marked unverified.
+    let text = ok(&["inspect", p(&wasm)]);
+    assert!(text.contains("UNVERIFIED") && text.contains("scaler-claims 2.0.0") && text.contains("sequence         42"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["signed"], true);
+    assert_eq!(json["claims"]["sequence"], 42);
 
     // Bad claims input is refused by name before any work.
     let err = fails(&["build", p(&fixtures().join("scaler_logreg/model.onnx")), "--out", p(&scratch().join("x.wasm")), "--version", "banana"]);

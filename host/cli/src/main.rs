@@ -430,8 +430,11 @@ fn type_name(t: wasmops_host::bindings::ElementType) -> &'static str {
 }
 
 fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
-    let host = host.host()?;
     let bytes = files::read(wasm)?;
+    if !host.allow_unsigned && host.trust.policy()?.is_none() {
+        return inspect_unverified(wasm, &bytes, json);
+    }
+    let host = host.host()?;
     let loaded = host.load(&bytes).with_context(|| format!("cannot load {}", wasm.display()))?;
     let info = loaded.instantiate()?.metadata()?;
     // Signed claims when the policy checked them; otherwise what the file says.
@@ -486,6 +489,27 @@ fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
                 println!("  {}. {p}", i + 1);
             }
         }
+    }
+    Ok(())
+}
+
+/// Without trust flags: what the file claims, read without running it and
+/// marked unverified (its inputs and outputs need the component to run).
+fn inspect_unverified(wasm: &Path, bytes: &[u8], json: bool) -> Result<()> {
+    let signed = wasmops_sign::sections(bytes)?.first().and_then(|s| s.custom_name()) == Some(wasmops_sign::SIGNATURE_SECTION);
+    let claims = Claims::read(bytes)?;
+    if json {
+        println!("{}", serde_json::json!({"verified": false, "signed": signed, "size_bytes": bytes.len(), "claims": claims}));
+        return Ok(());
+    }
+    println!("{}  ({} bytes, {})", wasm.display(), bytes.len(), if signed { "signed" } else { "NOT signed" });
+    println!("UNVERIFIED: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR to check the signature and show inputs and outputs");
+    match &claims {
+        Some(c) => {
+            println!("{} {}", c.name, c.version);
+            print_claims(c);
+        }
+        None => println!("no claims"),
     }
     Ok(())
 }
