@@ -93,7 +93,10 @@ fn deploy_probe_rollback_and_restart() {
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let (ops, device_token) = (token("ops", "operator"), token("devices", "viewer"));
+    let (ops, device_token) = (token("ops", "operator"), token("devices", "device"));
+    // A device token downloads artifacts and reads nothing else.
+    let denied = reqwest::blocking::Client::new().get(format!("{}/v1/models", c.url)).bearer_auth(&device_token).send().unwrap();
+    assert_eq!(denied.status().as_u16(), 403);
     for (file, version, seq) in [("agent-v1.wasm", "1.0.0", "1"), ("agent-v2.wasm", "1.1.0", "2")] {
         let out = cli(&c, &admin, &["model", "register", p(&signed(file, version, seq))]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

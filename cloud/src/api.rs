@@ -6,7 +6,7 @@
 //! | GET | /v1/models, /v1/models/{name}, /v1/models/{name}/versions/{version-or-alias} | viewer |
 //! | PUT, DELETE | /v1/models/{name}/aliases/{alias} (`{"version": "1.2.0"}`) | data-scientist, operator |
 //! | PUT | /v1/models/{name}/versions/{version}/tags/{key} (`{"value": "…"}`) | data-scientist, operator |
-//! | GET | /v1/artifacts/{sha256} (honours `Range: bytes=…`) | viewer |
+//! | GET | /v1/artifacts/{sha256} (honours `Range: bytes=…`) | device, viewer |
 //! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | viewer |
 //! | POST | /v1/tokens (`{"name": "ci", "role": "operator"}`) | admin |
 //! | GET | /v1/devices (presence from MQTT: state, labels, last seen, active model) | viewer |
@@ -151,7 +151,7 @@ fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
 }
 
 async fn artifact(State(c): Api, headers: HeaderMap, Path(sha256): Path<String>) -> ApiResult<Response> {
-    allow(&c, &headers, Action::Read).await?;
+    allow(&c, &headers, Action::Download).await?;
     if !crate::artifacts::is_sha256(&sha256) {
         return Err(ApiError(StatusCode::BAD_REQUEST, "artifacts are addressed by 64 lowercase hex digits".into()));
     }
@@ -227,7 +227,7 @@ struct TokenBody {
 
 async fn create_token(State(c): Api, headers: HeaderMap, Json(body): Json<TokenBody>) -> ApiResult<Response> {
     let who = allow(&c, &headers, Action::ManageTokens).await?;
-    let role = Role::parse(&body.role).ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("unknown role `{}` (viewer, data-scientist, operator, admin)", body.role)))?;
+    let role = Role::parse(&body.role).ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("unknown role `{}` (device, viewer, data-scientist, operator, admin)", body.role)))?;
     if body.name.is_empty() || body.name.len() > 64 {
         return Err(ApiError(StatusCode::BAD_REQUEST, "token name must be 1-64 characters".into()));
     }

@@ -7,6 +7,8 @@ use crate::db::Db;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// A device: downloads artifacts, nothing else.
+    Device,
     /// Reads everything.
     Viewer,
     /// Registers models and moves aliases.
@@ -20,6 +22,8 @@ pub enum Role {
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Fetch an artifact's bytes.
+    Download,
     Read,
     Register,
     Alias,
@@ -32,14 +36,16 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Viewer => action == Read,
-            Role::DataScientist => matches!(action, Read | Register | Alias),
-            Role::Operator => matches!(action, Read | Alias | Deploy),
+            Role::Device => action == Download,
+            Role::Viewer => matches!(action, Read | Download),
+            Role::DataScientist => matches!(action, Read | Download | Register | Alias),
+            Role::Operator => matches!(action, Read | Download | Alias | Deploy),
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Device => "device",
             Role::Viewer => "viewer",
             Role::DataScientist => "data-scientist",
             Role::Operator => "operator",
@@ -48,7 +54,7 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Viewer, Role::DataScientist, Role::Operator, Role::Admin].into_iter().find(|r| r.as_str() == s)
+        [Role::Device, Role::Viewer, Role::DataScientist, Role::Operator, Role::Admin].into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -110,7 +116,8 @@ mod tests {
         assert!(Role::DataScientist.allows(Action::Register) && !Role::DataScientist.allows(Action::Deploy));
         assert!(Role::Operator.allows(Action::Deploy) && !Role::Operator.allows(Action::Register));
         assert!(!Role::Operator.allows(Action::ManageTokens) && Role::Admin.allows(Action::ManageTokens));
-        for r in [Role::Viewer, Role::DataScientist, Role::Operator, Role::Admin] {
+        assert!(Role::Device.allows(Action::Download) && !Role::Device.allows(Action::Read));
+        for r in [Role::Device, Role::Viewer, Role::DataScientist, Role::Operator, Role::Admin] {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
     }
