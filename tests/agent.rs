@@ -75,6 +75,73 @@ fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().unwrap())
 }
 
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// A minimal HTTP server that records every POSTed JSON body (a webhook sink).
+fn webhook_sink() -> (String, Seen) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Seen = Default::default();
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    store.lock().unwrap().push(v);
+                }
+            }
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
+}
+
+/// Everything published under `wasmops/v1/events/#`.
+fn event_listener(mqtt: &str) -> Seen {
+    let (host, port) = wasmops_devices::parse_mqtt_url(mqtt).unwrap();
+    let (client, mut conn) = rumqttc::Client::new(rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port), 64);
+    client.subscribe("wasmops/v1/events/#", rumqttc::QoS::AtLeastOnce).unwrap();
+    let seen: Seen = Default::default();
+    let store = seen.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _client = client;
+        for ev in conn.iter() {
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        store.lock().unwrap().push(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed to events");
+    seen
+}
+
+fn count(seen: &Seen, kind: &str, subject: Option<&str>) -> usize {
+    seen.lock().unwrap().iter().filter(|e| e["kind"] == kind && subject.is_none_or(|s| e["subject"] == s)).count()
+}
+
 fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {
     let out = scratch().join(out);
     let model = fixtures().join("scaler_logreg/model.onnx");
@@ -86,7 +153,9 @@ fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {
 #[test]
 fn deploy_probe_rollback_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let c = start_coordinator(&dir.path().join("coordinator"), &["--trust".into(), p(&keys().1).into(), "--mqtt-listen".into(), free_addr()]);
+    let (hook, hooked) = webhook_sink();
+    let c = start_coordinator(&dir.path().join("coordinator"), &["--trust".into(), p(&keys().1).into(), "--mqtt-listen".into(), free_addr(), "--webhook".into(), hook]);
+    let events = event_listener(&c.mqtt);
     let admin = std::fs::read_to_string(dir.path().join("coordinator/admin.token")).unwrap().trim().to_string();
     let token = |name: &str, role: &str| {
         let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
@@ -155,5 +224,14 @@ fn deploy_probe_rollback_and_restart() {
     assert_outputs_match(&got, &expected, 1e-4, "after restart");
     let status: Value = reqwest::blocking::get(format!("{}/v1/status", eu.url)).unwrap().json().unwrap();
     assert_eq!(status["active"]["version"], "1.1.0", "{status}");
+
+    // Events, on MQTT and at the webhook: two registrations, four deployments
+    // started, two successful installs on gw-eu, and gw-us going offline (Last Will).
     drop(us);
+    wait_until("DeviceOffline for gw-us on both channels", || count(&events, "DeviceOffline", Some("gw-us")) >= 1 && count(&hooked, "DeviceOffline", Some("gw-us")) >= 1);
+    for seen in [&events, &hooked] {
+        assert_eq!(count(seen, "ModelRegistered", None), 2);
+        assert_eq!(count(seen, "DeploymentStarted", None), 4);
+        assert_eq!(count(seen, "ModelDeployed", Some("gw-eu")), 2);
+    }
 }

@@ -88,6 +88,7 @@ pub async fn deploy(c: &Coordinator, who: &Principal, req: DeployRequest) -> Res
     for d in &targets {
         bus.publish(topics::desired(d), QoS::AtLeastOnce, true, payload.clone()).await.map_err(|e| RegistryError::BadRequest(format!("cannot publish to MQTT: {e}")))?;
     }
+    crate::events::emit(c, "DeploymentStarted", id.clone(), serde_json::json!({"model": v.name, "version": v.version, "devices": targets, "by": who.name}));
     get(c, &id).await
 }
 
@@ -122,6 +123,11 @@ pub async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyh
             .bind(device)
             .execute(&c.db.pool)
             .await?;
+    }
+    if s.state == wasmops_devices::agent::InstallState::Active && s.deployment.is_some() {
+        if let Some(a) = &s.active {
+            crate::events::emit(c, "ModelDeployed", device.to_string(), serde_json::json!({"model": a.model, "version": a.version, "deployment": s.deployment}));
+        }
     }
     sqlx::query("UPDATE devices SET active_model = $1, active_version = $2, last_status = $3 WHERE id = $4")
         .bind(s.active.as_ref().map(|a| a.model.clone()))

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod deployments;
+pub mod events;
 pub mod mqtt;
 pub mod registry;
 
@@ -35,6 +36,8 @@ pub struct CoordinatorConfig {
     /// Largest component accepted, in bytes.
     pub max_artifact_bytes: usize,
     pub mqtt: MqttConfig,
+    /// URLs that receive every event as a JSON POST.
+    pub webhooks: Vec<String>,
 }
 
 /// Where devices talk to the coordinator.
@@ -54,6 +57,8 @@ pub struct Coordinator {
     pub max_artifact_bytes: usize,
     /// The MQTT client, once the subscriber has started.
     pub bus: std::sync::OnceLock<rumqttc::AsyncClient>,
+    pub webhooks: Vec<String>,
+    pub http: reqwest::Client,
 }
 
 impl Coordinator {
@@ -72,7 +77,7 @@ impl Coordinator {
             write_secret(&path, token.as_bytes())?;
             tracing::warn!("created the first admin token in {}", path.display());
         }
-        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default() }))
+        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default(), webhooks: config.webhooks.clone(), http: reqwest::Client::new() }))
     }
 }
 

@@ -173,6 +173,9 @@ async fn record_presence(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow
         .execute(&c.db.pool)
         .await?;
     }
+    if msg.state == State::Offline {
+        crate::events::emit(c, "DeviceOffline", device.to_string(), serde_json::json!({}));
+    }
     tracing::info!("device {device} is {state}");
     Ok(())
 }

@@ -143,6 +143,7 @@ pub async fn register(c: &Coordinator, who: &Principal, wasm: Vec<u8>) -> Result
     .await?;
     tx.commit().await?;
     let version = find_version(c, &claims.name, &claims.version).await?.ok_or_else(|| RegistryError::NotFound("just registered".into()))?;
+    crate::events::emit(c, "ModelRegistered", format!("{}@{}", version.name, version.version), serde_json::json!({"sha256": version.sha256, "sequence": version.sequence, "by": who.name}));
     Ok(Registered { created: true, version })
 }
 

@@ -129,6 +129,9 @@ enum Command {
         /// Where the embedded broker listens (away from 1883, where a system broker may run).
         #[arg(long, default_value = "127.0.0.1:18830")]
         mqtt_listen: std::net::SocketAddr,
+        /// POST every event (JSON) to this URL; repeatable.
+        #[arg(long = "webhook")]
+        webhooks: Vec<String>,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -611,13 +614,13 @@ fn main() {
             Ok(())
         })(),
         Command::Demo { dir } => demo(dir),
-        Command::Coordinator { data_dir, database, artifacts, listen, max_artifact_mb, mqtt, mqtt_listen, trust } => (|| {
+        Command::Coordinator { data_dir, database, artifacts, listen, max_artifact_mb, mqtt, mqtt_listen, webhooks, trust } => (|| {
             let trust = trust.policy()?.context("the coordinator needs to know whom to trust: --root ROOT.pub --trust-dir DIR, or --trust KEY.pub")?;
             let mqtt = match mqtt {
                 Some(url) => wasmops_cloud::MqttConfig::External(url),
                 None => wasmops_cloud::MqttConfig::Embedded(mqtt_listen),
             };
-            let config = wasmops_cloud::CoordinatorConfig { data_dir, database, artifacts, listen, trust, max_artifact_bytes: max_artifact_mb << 20, mqtt };
+            let config = wasmops_cloud::CoordinatorConfig { data_dir, database, artifacts, listen, trust, max_artifact_bytes: max_artifact_mb << 20, mqtt, webhooks };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(wasmops_cloud::serve(config, async {
                 let _ = tokio::signal::ctrl_c().await;
