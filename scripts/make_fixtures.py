@@ -295,6 +295,36 @@ op = "hwc-to-chw"
     save("image_pipeline", model, [(1, {"x": img}, {"x": x})], pipeline=pipeline, tolerance=1e-3)
 
 
+def slow_iris():
+    """Same contract as scaler_logreg (X [N,4] -> label [N], probabilities [N,3]) but
+    ~100 M multiply-adds per row and tiny weights: the "slow release" a latency gate must stop."""
+    inits, nodes = [], []
+    inits.append(numpy_helper.from_array(np.array([-1, 4, 1, 1], np.int64), "to4d"))
+    inits.append(numpy_helper.from_array(np.array([1, 4, 128, 128], np.int64), "plane"))
+    nodes.append(helper.make_node("Reshape", ["X", "to4d"], ["x4"]))
+    nodes.append(helper.make_node("Expand", ["x4", "plane"], ["img"]))
+    nodes.append(conv("c1", "img", 4, 16, 3, inits=inits))
+    prev = "c1"
+    for i in range(2, 5):
+        nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+        nodes.append(conv(f"c{i}", f"r{i}", 16, 16, 3, inits=inits))
+        prev = f"c{i}"
+    nodes.append(helper.make_node("GlobalAveragePool", [prev], ["gap"]))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], axis=1))
+    inits.append(numpy_helper.from_array((RNG.standard_normal((16, 3)) * 0.5).astype(np.float32), "fc_w"))
+    inits.append(numpy_helper.from_array(np.zeros(3, np.float32), "fc_b"))
+    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    nodes.append(helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0))
+    graph = helper.make_graph(nodes, "slow_iris", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                               helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    x = rounded(RNG.uniform(0, 8, (1, 4)))
+    save("slow_iris", model, [(1, {"X": x}, {"X": x})], tolerance=1e-3)
+
+
 def bad_fixtures():
     d = os.path.join(ROOT, "bad")
     os.makedirs(d, exist_ok=True)
@@ -309,7 +339,7 @@ def bad_fixtures():
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "bad"]
+    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "bad"]
     if "sklearn" in which:
         sklearn_fixtures()
     if "tabular" in which:
@@ -318,5 +348,7 @@ if __name__ == "__main__":
         small_cnn()
     if "mobilenet" in which:
         mobilenet_fixtures()
+    if "slow" in which:
+        slow_iris()
     if "bad" in which:
         bad_fixtures()

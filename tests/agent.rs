@@ -8,7 +8,6 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -52,30 +51,14 @@ fn write_agent_config(dir: &Path, id: &str, site: &str, c: &Coordinator, token: 
     path
 }
 
-fn cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output {
-    let mut all = args.to_vec();
-    all.extend(["--coordinator", &c.url, "--token", token]);
-    wasmops(&all)
-}
-
 fn devices(c: &Coordinator, token: &str) -> Value {
     reqwest::blocking::Client::new().get(format!("{}/v1/devices", c.url)).bearer_auth(token).send().unwrap().json().unwrap()
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
     let resp = reqwest::blocking::Client::new().post(format!("{}/v1/predict", agent.url)).body(std::fs::read(input).unwrap()).send().unwrap();
     (resp.status().as_u16(), resp.json().unwrap())
 }
-
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 
 /// A minimal HTTP server that records every POSTed JSON body (a webhook sink).
 fn webhook_sink() -> (String, Seen) {
@@ -107,39 +90,6 @@ fn webhook_sink() -> (String, Seen) {
         }
     });
     (url, seen)
-}
-
-/// Everything published under `wasmops/v1/events/#`.
-fn event_listener(mqtt: &str) -> Seen {
-    let (host, port) = wasmops_devices::parse_mqtt_url(mqtt).unwrap();
-    let (client, mut conn) = rumqttc::Client::new(rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port), 64);
-    client.subscribe("wasmops/v1/events/#", rumqttc::QoS::AtLeastOnce).unwrap();
-    let seen: Seen = Default::default();
-    let store = seen.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _client = client;
-        for ev in conn.iter() {
-            match ev {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(());
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    if let Ok(v) = serde_json::from_slice(&p.payload) {
-                        store.lock().unwrap().push(v);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed to events");
-    seen
-}
-
-fn count(seen: &Seen, kind: &str, subject: Option<&str>) -> usize {
-    seen.lock().unwrap().iter().filter(|e| e["kind"] == kind && subject.is_none_or(|s| e["subject"] == s)).count()
 }
 
 fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {

@@ -12,6 +12,10 @@
 //! | GET | /v1/devices (presence from MQTT: state, labels, last seen, active model) | viewer |
 //! | POST | /v1/deployments (`{"model","version","devices":[…]` or `"selector":{…}`, `"probe"`}) | operator |
 //! | GET | /v1/deployments/{id} (each device's install state) | viewer |
+//! | POST | /v1/rollouts ([`RolloutRequest`](crate::rollouts::RolloutRequest): model, version, selector, strategy, waves, gates, probe) | operator |
+//! | GET | /v1/rollouts, /v1/rollouts/{id} (state, waves, candidate telemetry) | viewer |
+//! | POST | /v1/rollouts/{id}/pause, …/resume, …/approve, …/abort | operator |
+//! | GET | /v1/telemetry?since_ms=T (per model version: counts, failure rate, latency quantiles, features, outputs) | viewer |
 
 use std::sync::Arc;
 
@@ -90,6 +94,10 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/devices", get(devices))
         .route("/v1/deployments", post(deploy))
         .route("/v1/deployments/{id}", get(show_deployment))
+        .route("/v1/rollouts", post(create_rollout).get(list_rollouts))
+        .route("/v1/rollouts/{id}", get(show_rollout))
+        .route("/v1/rollouts/{id}/{action}", post(rollout_action))
+        .route("/v1/telemetry", get(telemetry))
         .with_state(c)
 }
 
@@ -202,6 +210,38 @@ async fn deploy(State(c): Api, headers: HeaderMap, Json(req): Json<crate::deploy
 async fn show_deployment(State(c): Api, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
     Ok(Json(crate::deployments::get(&c, &id).await?).into_response())
+}
+
+async fn create_rollout(State(c): Api, headers: HeaderMap, Json(req): Json<crate::rollouts::RolloutRequest>) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    Ok((StatusCode::CREATED, Json(crate::rollouts::create(&c, &who, req).await?)).into_response())
+}
+
+async fn list_rollouts(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::rollouts::list(&c).await?).into_response())
+}
+
+async fn show_rollout(State(c): Api, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::rollouts::view(&c, &id).await?).into_response())
+}
+
+async fn rollout_action(State(c): Api, headers: HeaderMap, Path((id, action)): Path<(String, String)>) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    let action: crate::rollouts::Action =
+        serde_json::from_value(serde_json::Value::String(action.clone())).map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("unknown rollout action `{action}` (pause, resume, approve, abort)")))?;
+    Ok(Json(crate::rollouts::act(&c, &who, &id, action).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    since_ms: Option<i64>,
+}
+
+async fn telemetry(State(c): Api, headers: HeaderMap, Query(q): Query<SinceQuery>) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::telemetry::summary(&c, q.since_ms.unwrap_or(0)).await.map_err(internal)?).into_response())
 }
 
 async fn devices(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {

@@ -46,6 +46,22 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS deployments (id TEXT NOT NULL, device TEXT NOT NULL, model TEXT NOT NULL,
         version TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, error TEXT, created_by TEXT NOT NULL,
         updated_at BIGINT NOT NULL, PRIMARY KEY (id, device))",
+    "CREATE TABLE IF NOT EXISTS telemetry_reports (device TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL,
+        received_at BIGINT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
+        dropped_reports BIGINT NOT NULL, dropped_predictions BIGINT NOT NULL, PRIMARY KEY (device, stream, seq))",
+    "CREATE TABLE IF NOT EXISTS telemetry (device TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL,
+        model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, window_end BIGINT NOT NULL,
+        predictions BIGINT NOT NULL, errors BIGINT NOT NULL, agreed BIGINT NOT NULL, stats TEXT NOT NULL,
+        PRIMARY KEY (device, stream, seq, model, version, role))",
+    "CREATE INDEX IF NOT EXISTS telemetry_by_version ON telemetry (model, version, role, window_end)",
+    "CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
+        sha256 TEXT NOT NULL, size_bytes BIGINT NOT NULL, strategy TEXT NOT NULL, spec TEXT NOT NULL,
+        state TEXT NOT NULL, reason TEXT, current_wave BIGINT NOT NULL, wave_phase TEXT NOT NULL,
+        wave_started_at BIGINT, wave_ready_at BIGINT, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rollout_devices (rollout TEXT NOT NULL, device TEXT NOT NULL, wave BIGINT NOT NULL,
+        state TEXT NOT NULL, error TEXT, previous_model TEXT, previous_version TEXT, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (rollout, device))",
 ];
 
 impl Db {

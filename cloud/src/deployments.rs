@@ -1,6 +1,6 @@
 //! Deployments: put a registered version on a set of devices (by id or label
 //! selector) by publishing their desired state, and track what each reports.
-//! Canary, blue-green and shadow rollouts build on this.
+//! Canary, blue-green and shadow rollouts ([`crate::rollouts`]) use the same topics.
 
 use std::collections::BTreeMap;
 
@@ -47,26 +47,21 @@ pub struct Deployment {
 pub async fn deploy(c: &Coordinator, who: &Principal, req: DeployRequest) -> Result<Deployment, RegistryError> {
     let v = registry::resolve(c, &req.model, &req.version).await?;
     let known = crate::mqtt::devices(c).await?;
-    let targets: Vec<String> = if !req.devices.is_empty() {
-        for d in &req.devices {
-            if !known.iter().any(|k| &k.id == d) {
-                return Err(RegistryError::NotFound(format!("no device `{d}` has ever connected")));
-            }
-        }
-        req.devices.clone()
-    } else if !req.selector.is_empty() {
-        known.iter().filter(|d| req.selector.iter().all(|(k, v)| d.labels.get(k) == Some(v))).map(|d| d.id.clone()).collect()
-    } else {
-        return Err(RegistryError::BadRequest("name the devices or give a label selector".into()));
-    };
-    if targets.is_empty() {
-        return Err(RegistryError::BadRequest(format!("no device matches the selector {:?}", req.selector)));
-    }
+    let targets = select_targets(&known, &req.devices, &req.selector)?;
     let bus = c.bus.get().ok_or_else(|| RegistryError::BadRequest("the MQTT connection is not up yet; retry".into()))?;
     let mut rand = [0u8; 6];
     getrandom::fill(&mut rand).map_err(|e| RegistryError::BadRequest(format!("no randomness: {e}")))?;
     let id = format!("dep-{}-{}", crate::now_ms(), hex::encode(rand));
-    let desired = Desired { deployment: id.clone(), model: v.name.clone(), version: v.version.clone(), sha256: v.sha256.clone(), size_bytes: v.size_bytes as u64, probe: req.probe.clone() };
+    let desired = Desired {
+        deployment: id.clone(),
+        model: v.name.clone(),
+        version: v.version.clone(),
+        sha256: v.sha256.clone(),
+        size_bytes: v.size_bytes as u64,
+        probe: req.probe.clone(),
+        mode: Default::default(),
+        provisional: false,
+    };
     let payload = serde_json::to_vec(&desired).expect("desired serialises");
 
     let mut tx = c.db.pool.begin().await?;
@@ -92,6 +87,26 @@ pub async fn deploy(c: &Coordinator, who: &Principal, req: DeployRequest) -> Res
     get(c, &id).await
 }
 
+/// The devices named, or those whose labels match every `selector` entry.
+pub fn select_targets(known: &[crate::mqtt::Device], devices: &[String], selector: &BTreeMap<String, String>) -> Result<Vec<String>, RegistryError> {
+    let targets: Vec<String> = if !devices.is_empty() {
+        for d in devices {
+            if !known.iter().any(|k| &k.id == d) {
+                return Err(RegistryError::NotFound(format!("no device `{d}` has ever connected")));
+            }
+        }
+        devices.to_vec()
+    } else if !selector.is_empty() {
+        known.iter().filter(|d| selector.iter().all(|(k, v)| d.labels.get(k) == Some(v))).map(|d| d.id.clone()).collect()
+    } else {
+        return Err(RegistryError::BadRequest("name the devices or give a label selector".into()));
+    };
+    if targets.is_empty() {
+        return Err(RegistryError::BadRequest(format!("no device matches the selector {selector:?}")));
+    }
+    Ok(targets)
+}
+
 pub async fn get(c: &Coordinator, id: &str) -> Result<Deployment, RegistryError> {
     let rows: Vec<(String, String, String, String, String, Option<String>)> =
         sqlx::query_as("SELECT device, model, version, sha256, state, error FROM deployments WHERE id = $1 ORDER BY device").bind(id).fetch_all(&c.db.pool).await?;
@@ -114,7 +129,9 @@ pub async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyh
     let s: Status = serde_json::from_slice(payload)?;
     let state = serde_json::to_value(s.state)?.as_str().unwrap_or_default().to_string();
     let now = crate::now_ms();
-    if let Some(dep) = &s.deployment {
+    if let Some(rollout) = s.deployment.as_deref().filter(|d| d.starts_with("ro-")) {
+        crate::rollouts::record_status(c, rollout, device, &state, s.version.as_deref(), s.error.as_deref()).await?;
+    } else if let Some(dep) = &s.deployment {
         sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4 AND device = $5")
             .bind(&state)
             .bind(s.error.clone())

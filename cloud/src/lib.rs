@@ -5,6 +5,11 @@
 //! bytes content-addressed → the database ([`db`]) records the version, its
 //! lineage and an [`audit`] entry. Devices later fetch artifacts by sha256
 //! (with `Range`, so downloads resume).
+//!
+//! Fleet path: devices announce themselves over MQTT ([`mqtt`]); a
+//! [`deployments`] or a [`rollouts`] entry publishes their desired state; their
+//! status reports move it along; their [`telemetry`] (stored once, acknowledged)
+//! feeds the rollout gates; [`events`] tell the outside world.
 
 pub mod api;
 pub mod artifacts;
@@ -15,6 +20,8 @@ pub mod deployments;
 pub mod events;
 pub mod mqtt;
 pub mod registry;
+pub mod rollouts;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +66,8 @@ pub struct Coordinator {
     pub bus: std::sync::OnceLock<rumqttc::AsyncClient>,
     pub webhooks: Vec<String>,
     pub http: reqwest::Client,
+    /// Held by the rollout controller and by rollout actions: one writer at a time.
+    pub rollout_lock: tokio::sync::Mutex<()>,
 }
 
 impl Coordinator {
@@ -77,7 +86,7 @@ impl Coordinator {
             write_secret(&path, token.as_bytes())?;
             tracing::warn!("created the first admin token in {}", path.display());
         }
-        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default(), webhooks: config.webhooks.clone(), http: reqwest::Client::new() }))
+        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default(), webhooks: config.webhooks.clone(), http: reqwest::Client::new(), rollout_lock: Default::default() }))
     }
 }
 
@@ -103,6 +112,7 @@ pub async fn serve(config: CoordinatorConfig, shutdown: impl std::future::Future
         MqttConfig::External(url) => wasmops_devices::parse_mqtt_url(url)?,
     };
     tokio::spawn(mqtt::run_subscriber(coordinator.clone(), host.clone(), port));
+    tokio::spawn(rollouts::run_controller(coordinator.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the port.

@@ -1,6 +1,7 @@
 //! The coordinator's MQTT side: an embedded `rumqttd` broker as the zero-setup
 //! default (or an external broker such as Mosquitto), and the subscriber that
-//! turns device presence messages into the `devices` table.
+//! turns device presence into the `devices` table, status reports into
+//! deployment and rollout progress, and hands telemetry to its writer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -105,20 +106,31 @@ pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16) {
     let mut opts = MqttOptions::new(format!("wasmops-coordinator-{}", std::process::id()), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_max_packet_size(MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
-    let (client, mut events) = AsyncClient::new(opts, 256);
+    let (client, mut events) = AsyncClient::new(opts, 4096);
     let _ = c.bus.set(client.clone());
+    let telemetry = crate::telemetry::spawn_writer(c.clone());
     let mut backoff = Duration::from_millis(100);
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
-                for t in [topics::ALL_PRESENCE, topics::ALL_STATUS] {
+                for t in [topics::ALL_PRESENCE, topics::ALL_STATUS, topics::ALL_TELEMETRY] {
                     if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
                         tracing::error!("cannot subscribe to {t}: {e}");
                     }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if p.topic.ends_with("/telemetry") {
+                    match topics::device_of(&p.topic).filter(|d| topics::valid_device_id(d)) {
+                        // Backpressure: when the writer lags, stop reading; the broker queues.
+                        Some(d) => {
+                            let _ = telemetry.send((d.to_string(), p.payload.clone())).await;
+                        }
+                        None => tracing::warn!("telemetry on {} ignored: no valid device id", p.topic),
+                    }
+                    continue;
+                }
                 let result = if p.topic.ends_with("/presence") {
                     record_presence(&c, &p.topic, &p.payload).await
                 } else {

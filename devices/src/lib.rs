@@ -1,11 +1,15 @@
-//! The device side of the fleet loop. Today: the MQTT topic layout both sides
-//! share ([`topics`]) and presence ([`presence`]): a retained birth message on
-//! every (re)connect and a retained Last Will the broker publishes if the device
-//! vanishes. The agent (downloads, A/B slots, telemetry) builds on these.
+//! The device side of the fleet loop: the MQTT topic layout both sides share
+//! ([`topics`]), presence ([`presence`]: a retained birth message on every
+//! (re)connect and a retained Last Will), the [`agent`] (installs into slots
+//! kept by a [`store`], serves predictions, reports [`telemetry`]) and the
+//! [`fleet`] simulator that runs many agents in one process.
 
 pub mod agent;
 pub mod download;
+pub mod fleet;
 pub mod presence;
+pub mod store;
+pub mod telemetry;
 pub mod topics;
 
 /// `mqtt://host:port` → (host, port); the port defaults to 1883.

@@ -30,6 +30,7 @@ pub struct Presence {
     client: AsyncClient,
     task: JoinHandle<()>,
     device: String,
+    connections: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Presence {
@@ -57,12 +58,14 @@ impl Presence {
         let birth = serde_json::to_vec(&PresenceMessage { state: State::Online, labels })?;
         let (c, topic) = (client.clone(), topics::presence(device));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (connected, connections) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 match events.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(100);
+                        connected.send_modify(|n| *n += 1);
                         if let Err(e) = c.try_publish(&topic, QoS::AtLeastOnce, true, birth.clone()) {
                             tracing::warn!("cannot queue the birth message: {e}");
                         }
@@ -86,11 +89,16 @@ impl Presence {
                 }
             }
         });
-        Ok((Presence { client, task, device: device.to_string() }, rx))
+        Ok((Presence { client, task, device: device.to_string(), connections }, rx))
     }
 
     pub fn client(&self) -> &AsyncClient {
         &self.client
+    }
+
+    /// Counts successful connects: changes after every reconnect.
+    pub fn connections(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.connections.clone()
     }
 
     /// Says goodbye: a retained `offline`, then a clean disconnect.

@@ -5,6 +5,9 @@
 //! | `wasmops/v1/devices/{id}/presence` | device (birth), broker (Last Will) | 1, retained | [`PresenceMessage`](crate::presence::PresenceMessage) |
 //! | `wasmops/v1/devices/{id}/desired` | coordinator | 1, retained | [`Desired`](crate::agent::Desired): the model version the device should run |
 //! | `wasmops/v1/devices/{id}/status` | device | 1, retained | [`Status`](crate::agent::Status): every install state change |
+//! | `wasmops/v1/devices/{id}/telemetry` | device | 1 | [`Report`](crate::telemetry::Report): numbered, resent until acknowledged |
+//! | `wasmops/v1/devices/{id}/telemetry/ack` | coordinator | 1 | [`Ack`](crate::telemetry::Ack): sequence numbers stored |
+//! | `wasmops/v1/events/{kind}` | coordinator | 1 | fleet events (ModelRegistered, RolloutStarted, …) |
 
 pub const PREFIX: &str = "wasmops/v1";
 
@@ -19,6 +22,17 @@ pub fn desired(device: &str) -> String {
 pub fn status(device: &str) -> String {
     format!("{PREFIX}/devices/{device}/status")
 }
+
+pub fn telemetry(device: &str) -> String {
+    format!("{PREFIX}/devices/{device}/telemetry")
+}
+
+pub fn telemetry_ack(device: &str) -> String {
+    format!("{PREFIX}/devices/{device}/telemetry/ack")
+}
+
+/// What the coordinator subscribes to for telemetry.
+pub const ALL_TELEMETRY: &str = "wasmops/v1/devices/+/telemetry";
 
 /// What the coordinator subscribes to for install status.
 pub const ALL_STATUS: &str = "wasmops/v1/devices/+/status";

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
@@ -133,9 +135,14 @@ pub fn free_addr() -> String {
 /// Starts `wasmops coordinator --data-dir DIR --listen 127.0.0.1:0 EXTRA…` and
 /// waits for the line that says where it listens.
 pub fn start_coordinator(data_dir: &Path, extra: &[String]) -> Coordinator {
+    start_coordinator_at(data_dir, "127.0.0.1:0", extra)
+}
+
+/// Like [`start_coordinator`], on a given address (to restart it where devices expect it).
+pub fn start_coordinator_at(data_dir: &Path, listen: &str, extra: &[String]) -> Coordinator {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
-        .args(["coordinator", "--data-dir", p(data_dir), "--listen", "127.0.0.1:0"])
+        .args(["coordinator", "--data-dir", p(data_dir), "--listen", listen])
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -152,3 +159,54 @@ pub fn start_coordinator(data_dir: &Path, extra: &[String]) -> Coordinator {
         _ => panic!("coordinator did not start: {line:?}"),
     }
 }
+
+/// `wasmops ARGS --coordinator URL --token TOKEN`.
+pub fn cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--coordinator", &c.url, "--token", token]);
+    wasmops(&all)
+}
+
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// Everything published under `wasmops/v1/events/#`.
+pub fn event_listener(mqtt: &str) -> Seen {
+    let (host, port) = wasmops_devices::parse_mqtt_url(mqtt).unwrap();
+    let (client, mut conn) = rumqttc::Client::new(rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port), 64);
+    client.subscribe("wasmops/v1/events/#", rumqttc::QoS::AtLeastOnce).unwrap();
+    let seen: Seen = Default::default();
+    let store = seen.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _client = client;
+        for ev in conn.iter() {
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        store.lock().unwrap().push(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).expect("subscribed to events");
+    seen
+}
+
+pub fn count(seen: &Seen, kind: &str, subject: Option<&str>) -> usize {
+    seen.lock().unwrap().iter().filter(|e| e["kind"] == kind && subject.is_none_or(|s| e["subject"] == s)).count()
+}
+

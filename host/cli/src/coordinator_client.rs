@@ -67,13 +67,13 @@ impl Connection {
         bail!("no API token: pass --token, --token-file or set WASMOPS_TOKEN")
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> Result<RequestBuilder> {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> Result<RequestBuilder> {
         let client = Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
         Ok(client.request(method, format!("{}{path}", self.coordinator.trim_end_matches('/'))).bearer_auth(self.token()?))
     }
 
     /// Sends, and turns an error status into the API's error message.
-    fn send(&self, req: RequestBuilder) -> Result<Response> {
+    pub fn send(&self, req: RequestBuilder) -> Result<Response> {
         let resp = req.send().with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -204,16 +204,34 @@ pub fn audit(conn: &Connection, limit: u32, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn deploy(conn: &Connection, model: &str, version: &str, devices: &[String], selector: &[String], probe: Option<&std::path::Path>, wait: Option<u64>) -> Result<()> {
+/// `KEY=VALUE` flags as a JSON object.
+pub fn parse_selector(selector: &[String]) -> Result<serde_json::Map<String, Value>> {
     let mut sel = serde_json::Map::new();
     for s in selector {
         let (k, v) = s.split_once('=').with_context(|| format!("--selector `{s}`: expected KEY=VALUE"))?;
         sel.insert(k.to_string(), Value::from(v));
     }
-    let probe = match probe {
-        Some(p) => Some(serde_json::from_str::<Value>(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?).with_context(|| format!("{} is not JSON", p.display()))?),
-        None => None,
-    };
+    Ok(sel)
+}
+
+/// A probe sample file (`{"inputs":[…]}`), if given.
+pub fn read_probe(probe: Option<&std::path::Path>) -> Result<Option<Value>> {
+    probe
+        .map(|p| -> Result<Value> { serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?).with_context(|| format!("{} is not JSON", p.display())) })
+        .transpose()
+}
+
+pub fn deploy(conn: &Connection, model: &str, version: &str, devices: &[String], selector: &[String], probe: Option<&std::path::Path>, wait: Option<u64>) -> Result<()> {
+    if let Some(d) = deploy_and_wait(conn, model, version, devices, selector, probe, wait)? {
+        println!("{d}");
+    }
+    Ok(())
+}
+
+/// Creates a deployment; with `wait`, follows it with a progress bar and returns its final state.
+pub fn deploy_and_wait(conn: &Connection, model: &str, version: &str, devices: &[String], selector: &[String], probe: Option<&std::path::Path>, wait: Option<u64>) -> Result<Option<Value>> {
+    let sel = parse_selector(selector)?;
+    let probe = read_probe(probe)?;
     let body = serde_json::json!({"model": model, "version": version, "devices": devices, "selector": sel, "probe": probe});
     let dep: Value = conn.send(conn.request(reqwest::Method::POST, "/v1/deployments")?.json(&body))?.json()?;
     let id = dep["id"].as_str().unwrap_or_default().to_string();
@@ -221,7 +239,7 @@ pub fn deploy(conn: &Connection, model: &str, version: &str, devices: &[String],
     eprintln!("deployment {id}: {} {} to {n} device(s)", dep["model"].as_str().unwrap_or_default(), dep["version"].as_str().unwrap_or_default());
     let Some(secs) = wait else {
         println!("{id}");
-        return Ok(());
+        return Ok(None);
     };
     let bar = indicatif::ProgressBar::new(n as u64);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} devices done {msg}").expect("valid template"));
@@ -235,11 +253,10 @@ pub fn deploy(conn: &Connection, model: &str, version: &str, devices: &[String],
         bar.set_message(if failed.is_empty() { String::new() } else { format!("({} failed)", failed.len()) });
         if done == targets.len() {
             bar.finish();
-            println!("{d}");
             if !failed.is_empty() {
                 bail!("deployment {id} failed on {} device(s):\n  {}", failed.len(), failed.join("\n  "));
             }
-            return Ok(());
+            return Ok(Some(d));
         }
         if std::time::Instant::now() > deadline {
             bar.abandon();

@@ -4,5 +4,7 @@
 pub mod bench;
 pub mod coordinator_client;
 pub mod files;
+pub mod mosquitto;
+pub mod rollout;
 pub mod tensors;
 pub mod trust;

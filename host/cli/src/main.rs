@@ -13,6 +13,9 @@ use wasmops_sign::SecretKey;
 use wasmops_trust::claims::ClaimsFile;
 use wasmops_trust::{Claims, TrustDir, TrustPolicy};
 
+mod fleet_bench;
+mod fleet_demo;
+
 #[derive(Parser)]
 #[command(name = "wasmops", version, about = "ML models from the cloud to the edge as signed WebAssembly components")]
 struct Cli {
@@ -191,11 +194,103 @@ enum Command {
         #[command(flatten)]
         conn: wasmops_cli::coordinator_client::Connection,
     },
-    /// Build, sign, verify and run the bundled example model.
+    /// Canary, blue-green and shadow rollouts: create, list, status, pause, resume, approve, abort.
+    Rollout {
+        #[command(subcommand)]
+        command: wasmops_cli::rollout::RolloutCommand,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
+    /// Telemetry per model version: predictions, failure rate, latency, features, outputs.
+    Telemetry {
+        /// Only windows that ended at or after this time (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        since_ms: i64,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
+    /// Simulated fleets: `simulate` for tests and demos, benchmarks for load.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+    /// Build, sign, verify and run the bundled example model; then start a
+    /// coordinator with a simulated fleet and canary a new version across it.
     Demo {
-        /// Where to leave the demo's keys and component (a temporary directory by default).
+        /// Where to leave the demo's keys, components and coordinator data (a temporary directory by default).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Simulated devices.
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Stop after the rollout instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Run N device agents in this process, each with its own MQTT connection.
+    Simulate {
+        #[arg(long)]
+        devices: usize,
+        /// Device ids are PREFIX0000, PREFIX0001, …
+        #[arg(long, default_value = "sim-")]
+        id_prefix: String,
+        /// Label every device gets: KEY=VALUE; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// A label spread round-robin: KEY=V1,V2,…
+        #[arg(long)]
+        spread: Option<String>,
+        #[arg(long)]
+        mqtt: String,
+        /// Where each device keeps its state (one directory per device).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Trusted release key(s).
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+        #[arg(long, requires = "trust_dir")]
+        root: Option<PathBuf>,
+        #[arg(long, requires = "root")]
+        trust_dir: Option<PathBuf>,
+        /// Application traffic: predictions per second per device.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// The application's request ({"inputs":[...]}); no traffic without one.
+        #[arg(long)]
+        sample: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        telemetry_interval_ms: u64,
+        /// The simulator's status API (GET /v1/fleet).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Coordinator URL and a device token (downloads).
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
+    /// Time a canary rollout across N simulated devices (coordinator, broker and fleet in this process).
+    BenchRollout {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// An external broker (e.g. mqtt://127.0.0.1:1883); the embedded one otherwise.
+        #[arg(long)]
+        mqtt: Option<String>,
+        #[arg(long, default_value_t = 0.2)]
+        rate: f64,
+    },
+    /// Telemetry ingestion through a broker: messages/s stored by the coordinator, against raw broker throughput.
+    BenchTelemetry {
+        /// An existing broker; by default a private Mosquitto on a free port.
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Publishing connections (simulated devices).
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
     },
 }
 
@@ -542,7 +637,7 @@ const DEMO_INPUT: &str = r#"{"inputs":[
   {"name":"color","shape":[3],"data":["red","blue","green"]}
 ]}"#;
 
-fn demo(dir: Option<PathBuf>) -> Result<()> {
+fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
     let tmp;
     let keep = dir.is_some();
     let dir = match dir {
@@ -555,7 +650,7 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let step = |n: u32, what: &str| eprintln!("[{n}/5] {what}");
+    let step = |n: u32, what: &str| eprintln!("[{n}/7] {what}");
     step(1, "writing the bundled churn model (scikit-learn LogisticRegression) and its pipeline");
     let model = dir.join("churn.onnx");
     let pipeline = dir.join("churn.pipeline.toml");
@@ -579,12 +674,70 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
     inspect(&wasm, false, &host)?;
     println!("input:  {}", DEMO_INPUT.split_whitespace().collect::<Vec<_>>().join(" "));
     println!("output: {}", run(&wasm, &input, &host)?);
+
+    step(6, "two signed releases for the fleet: churn 1.0.0 (sequence 1) and 1.1.0 (sequence 2)");
+    let versions = fleet_demo::build_versions(&dir, &secret, &[("1.0.0", 1), ("1.1.0", 2)])?;
+    step(7, &format!("wasmops coordinator (SQLite, local artifacts, embedded MQTT) + {devices} simulated devices; deploy 1.0.0, then canary 1.1.0"));
+    let trust_key = host.trust.trust[0].clone();
+    let scenario = fleet_demo::Scenario {
+        dir: dir.clone(),
+        devices,
+        mqtt: None,
+        v1: versions[0].clone(),
+        v2: versions[1].clone(),
+        trust_key,
+        sample: DEMO_INPUT.to_string(),
+        rate: 5.0,
+        telemetry_interval_ms: 1000,
+        bake_s: 3,
+    };
+    fleet_demo::run(&scenario, !exit, false)?;
     if keep {
         eprintln!("done; the key pair, model and component are in {}", dir.display());
     } else {
         eprintln!("done (pass --dir DIR to keep the key pair, model and component)");
     }
     Ok(())
+}
+
+fn fleet(command: FleetCommand) -> Result<()> {
+    match command {
+        FleetCommand::Simulate { devices, id_prefix, labels, spread, mqtt, state_dir, trust, root, trust_dir, rate, sample, telemetry_interval_ms, listen, conn } => {
+            let mut label_map = std::collections::BTreeMap::new();
+            for l in &labels {
+                let (k, v) = l.split_once('=').with_context(|| format!("--label `{l}`: expected KEY=VALUE"))?;
+                label_map.insert(k.to_string(), v.to_string());
+            }
+            let spread = match spread {
+                Some(s) => {
+                    let (k, vs) = s.split_once('=').with_context(|| format!("--spread `{s}`: expected KEY=V1,V2"))?;
+                    Some((k.to_string(), vs.split(',').map(str::to_string).collect()))
+                }
+                None => None,
+            };
+            let sample = sample.map(|p| std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))).transpose()?;
+            let config = wasmops_devices::fleet::FleetConfig {
+                devices,
+                id_prefix,
+                labels: label_map,
+                spread,
+                coordinator: conn.coordinator.clone(),
+                token: conn.token()?,
+                mqtt,
+                state_dir,
+                trust: wasmops_devices::agent::TrustConfig { root, trust_dir, keys: trust },
+                telemetry_interval_ms,
+                rate,
+                sample,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(wasmops_devices::fleet::run(config, listen, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))
+        }
+        FleetCommand::BenchRollout { devices, mqtt, rate } => fleet_bench::rollout(devices, mqtt, rate),
+        FleetCommand::BenchTelemetry { mqtt, devices, messages } => fleet_bench::telemetry(mqtt.as_deref(), devices, messages),
+    }
 }
 
 fn main() {
@@ -613,7 +766,13 @@ fn main() {
             bench::print(&bench::run(&component, &onnx, &name, &opts)?);
             Ok(())
         })(),
-        Command::Demo { dir } => demo(dir),
+        Command::Demo { dir, devices, exit } => demo(dir, devices, exit),
+        Command::Rollout { command, conn } => wasmops_cli::rollout::rollout(&conn, command),
+        Command::Telemetry { since_ms, conn } => (|| {
+            println!("{}", serde_json::to_string_pretty(&conn.get(&format!("/v1/telemetry?since_ms={since_ms}"))?)?);
+            Ok(())
+        })(),
+        Command::Fleet { command } => fleet(command),
         Command::Coordinator { data_dir, database, artifacts, listen, max_artifact_mb, mqtt, mqtt_listen, webhooks, trust } => (|| {
             let trust = trust.policy()?.context("the coordinator needs to know whom to trust: --root ROOT.pub --trust-dir DIR, or --trust KEY.pub")?;
             let mqtt = match mqtt {

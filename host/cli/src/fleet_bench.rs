@@ -1,0 +1,192 @@
+//! Fleet benchmarks. Each prints a human summary, then ONE JSON object as the
+//! last line. Baselines run in the same process and the same broker.
+//!
+//! - `fleet bench-telemetry`: telemetry reports stored per second by the
+//!   coordinator (parse, de-duplicate, commit, acknowledge) through Mosquitto,
+//!   against the broker's raw throughput to a plain subscriber.
+//! - `fleet bench-rollout`: wall time of a three-wave canary across N simulated devices.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use wasmops_cli::mosquitto::Mosquitto;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use wasmops_devices::telemetry::{Histogram, Report, VersionStats};
+
+/// A realistic report: one version, a latency histogram, three feature summaries.
+fn report(device: &str, seq: u64) -> Vec<u8> {
+    let mut latency = Histogram::default();
+    for ms in [0.2, 0.3, 0.4, 1.2, 0.25] {
+        latency.record(ms);
+    }
+    let mut v = VersionStats { model: "churn".into(), version: "1.1.0".into(), role: "live".into(), predictions: 5, latency, ..Default::default() };
+    for f in 0..3 {
+        v.features.insert(format!("X[{f}]"), wasmops_devices::telemetry::Summary { count: 5, nulls: 0, min: Some(1.0), max: Some(9.0), sum: 22.0, bins: vec![1, 1, 1, 1, 1] });
+    }
+    serde_json::to_vec(&Report { device: device.into(), stream: "bench".into(), seq, window_start_ms: 0, window_end_ms: 1, versions: vec![v], dropped_reports: 0, dropped_predictions: 0 }).expect("serialises")
+}
+
+/// Publishes `per_device` reports from each of `devices` connections (QoS 1) as fast as the broker takes them.
+async fn publish_all(url: &str, devices: usize, per_device: usize, topic: impl Fn(&str) -> String) -> Result<()> {
+    let (host, port) = wasmops_devices::parse_mqtt_url(url)?;
+    let mut tasks = vec![];
+    for d in 0..devices {
+        let device = format!("bench-{d:04}");
+        let mut opts = MqttOptions::new(format!("{device}-{}", std::process::id()), host.clone(), port);
+        opts.set_inflight(200);
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(opts, 1000);
+        let topic = topic(&device);
+        tasks.push(tokio::spawn(async move {
+            let publisher = {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for seq in 0..per_device as u64 {
+                        client.publish(&topic, QoS::AtLeastOnce, false, report(&device, seq)).await?;
+                    }
+                    anyhow::Ok(())
+                })
+            };
+            let mut acked = 0;
+            while acked < per_device {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                    Ok(_) => {}
+                    Err(e) => bail!("publisher connection failed: {e}"),
+                }
+            }
+            publisher.await??;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<()> {
+    let own;
+    let url = match mqtt {
+        Some(u) => u.to_string(),
+        None => {
+            own = Mosquitto::start()?;
+            own.url()
+        }
+    };
+    let per_device = messages.div_ceil(devices);
+    let total = per_device * devices;
+    let rt = tokio::runtime::Runtime::new()?;
+
+    // Baseline: the broker alone, to a subscriber that only counts.
+    let raw_rate = rt.block_on(async {
+        let (host, port) = wasmops_devices::parse_mqtt_url(&url)?;
+        let mut opts = MqttOptions::new(format!("bench-raw-sub-{}", std::process::id()), host, port);
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (sub, mut events) = AsyncClient::new(opts, 100);
+        sub.subscribe("bench/raw/+/telemetry", QoS::AtLeastOnce).await?;
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) = events.poll().await? {
+                break;
+            }
+        }
+        let counter = tokio::spawn(async move {
+            let mut n = 0;
+            while n < total {
+                if let Ok(Event::Incoming(Packet::Publish(_))) = events.poll().await {
+                    n += 1;
+                }
+            }
+        });
+        let started = Instant::now();
+        publish_all(&url, devices, per_device, |d| format!("bench/raw/{d}/telemetry")).await?;
+        tokio::time::timeout(Duration::from_secs(300), counter).await.context("the raw subscriber did not get every message")??;
+        anyhow::Ok(total as f64 / started.elapsed().as_secs_f64())
+    })?;
+
+    // The coordinator: parse, de-duplicate, store in SQLite, acknowledge.
+    let dir = tempfile::tempdir()?;
+    let key = wasmops_sign::SecretKey::generate()?;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let config = wasmops_cloud::CoordinatorConfig {
+        data_dir: dir.path().to_path_buf(),
+        database: None,
+        artifacts: None,
+        listen,
+        trust: wasmops_trust::TrustPolicy::keys(vec![key.public()]),
+        max_artifact_bytes: 1 << 20,
+        mqtt: wasmops_cloud::MqttConfig::External(url.clone()),
+        webhooks: vec![],
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(wasmops_cloud::serve(config, async move {
+        let _ = stop_rx.await;
+    }));
+    let api = format!("http://{listen}");
+    let token = {
+        let started = Instant::now();
+        loop {
+            if let Ok(t) = std::fs::read_to_string(dir.path().join("admin.token")) {
+                if reqwest::blocking::get(format!("{api}/healthz")).is_ok() {
+                    break t.trim().to_string();
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the coordinator did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Let the coordinator's subscription land before publishing.
+    std::thread::sleep(Duration::from_millis(500));
+    let stored = || -> Result<u64> {
+        let v: serde_json::Value = reqwest::blocking::Client::new().get(format!("{api}/v1/telemetry?since_ms=0")).bearer_auth(&token).send()?.json()?;
+        Ok(v["reports"].as_u64().unwrap_or(0))
+    };
+    let started = Instant::now();
+    rt.block_on(publish_all(&url, devices, per_device, wasmops_devices::topics::telemetry))?;
+    let published = started.elapsed();
+    loop {
+        let n = stored()?;
+        if n as usize >= total {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {n} of {total} reports stored after 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = started.elapsed();
+    let ingest_rate = total as f64 / elapsed.as_secs_f64();
+    let _ = stop_tx.send(());
+    println!("telemetry ingestion through Mosquitto ({url}), {devices} publishing connections, {total} reports of {} bytes", report("bench-0000", 0).len());
+    println!("  broker alone (publish → subscriber):      {raw_rate:>9.0} msgs/s");
+    println!("  coordinator (publish → stored in SQLite): {ingest_rate:>9.0} msgs/s  (publishing took {:.2} s, all stored after {:.2} s)", published.as_secs_f64(), elapsed.as_secs_f64());
+    println!("{}", serde_json::json!({"reports": total, "devices": devices, "raw_broker_msgs_per_s": raw_rate.round(), "ingest_msgs_per_s": ingest_rate.round(), "ratio_ingest_to_raw": (ingest_rate / raw_rate * 1000.0).round() / 1000.0}));
+    Ok(())
+}
+
+pub fn rollout(devices: usize, mqtt: Option<String>, rate: f64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (secret, public) = crate::keygen(&dir.path().join("release"))?;
+    let versions = crate::fleet_demo::build_versions(dir.path(), &secret, &[("1.0.0", 1), ("1.1.0", 2)])?;
+    let scenario = crate::fleet_demo::Scenario {
+        dir: dir.path().to_path_buf(),
+        devices,
+        mqtt,
+        v1: versions[0].clone(),
+        v2: versions[1].clone(),
+        trust_key: public,
+        sample: crate::DEMO_INPUT.to_string(),
+        rate,
+        telemetry_interval_ms: 2000,
+        bake_s: 2,
+    };
+    let o = crate::fleet_demo::run(&scenario, false, false)?;
+    println!("{devices} simulated devices: online in {:.1} s, first deployment {:.1} s, canary 10/50/100% (2 s bake per wave) {:.1} s", o.fleet_start_time.as_secs_f64(), o.first_deploy_time.as_secs_f64(), o.rollout_time.as_secs_f64());
+    println!(
+        "{}",
+        serde_json::json!({"devices": devices, "fleet_online_s": o.fleet_start_time.as_secs_f64(), "first_deploy_s": o.first_deploy_time.as_secs_f64(), "canary_rollout_s": o.rollout_time.as_secs_f64(), "waves": 3, "bake_s_per_wave": 2})
+    );
+    Ok(())
+}
