@@ -38,10 +38,10 @@ fn start_agent(config: &Path) -> Agent {
     Agent { child, url }
 }
 
-fn write_agent_config(dir: &Path, id: &str, site: &str, c: &Coordinator, token: &str) -> PathBuf {
+fn write_agent_config(dir: &Path, id: &str, site: &str, c: &Coordinator, enrolment: &str) -> PathBuf {
     let path = dir.join(format!("{id}.toml"));
     let text = format!(
-        "device_id = \"{id}\"\ncoordinator = \"{}\"\ntoken = \"{token}\"\nmqtt = \"{}\"\nstate_dir = \"{id}-state\"\nlisten = \"{}\"\n[labels]\nsite = \"{site}\"\n[trust]\nkeys = [\"{}\"]\n",
+        "device_id = \"{id}\"\ncoordinator = \"{}\"\nenrolment_token = \"{enrolment}\"\nmqtt = \"{}\"\nstate_dir = \"{id}-state\"\nlisten = \"{}\"\n[labels]\nsite = \"{site}\"\n[trust]\nkeys = [\"{}\"]\n",
         c.url,
         c.mqtt,
         free_addr(),
@@ -105,8 +105,8 @@ fn deploy_probe_rollback_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = webhook_sink();
     let c = start_coordinator(&dir.path().join("coordinator"), &["--trust".into(), p(&keys().1).into(), "--mqtt-listen".into(), free_addr(), "--webhook".into(), hook]);
-    let events = event_listener(&c.mqtt);
     let admin = std::fs::read_to_string(dir.path().join("coordinator/admin.token")).unwrap().trim().to_string();
+    let events = event_listener(&c.mqtt, Some(&admin));
     let token = |name: &str, role: &str| {
         let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
         assert!(out.status.success());
@@ -121,8 +121,16 @@ fn deploy_probe_rollback_and_restart() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
-    let eu = start_agent(&write_agent_config(dir.path(), "gw-eu", "eu", &c, &device_token));
-    let us = start_agent(&write_agent_config(dir.path(), "gw-us", "us", &c, &device_token));
+    // Enrolment: one token for `gw-*`; each agent trades it for its own credential.
+    let out = cli(&c, &ops, &["enrolment", "--devices", "gw-*"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stranger = wasmops(&["agent", "--config", p(&write_agent_config(dir.path(), "intruder-1", "eu", &c, &enrolment))]);
+    let err = String::from_utf8_lossy(&stranger.stderr);
+    assert!(!stranger.status.success() && err.contains("enrolment of intruder-1 refused"), "{err}");
+    let eu = start_agent(&write_agent_config(dir.path(), "gw-eu", "eu", &c, &enrolment));
+    let us = start_agent(&write_agent_config(dir.path(), "gw-us", "us", &c, &enrolment));
+    assert!(dir.path().join("gw-eu-state/credentials.json").exists(), "the agent keeps its own credential");
     wait_until("both agents online", || {
         let d = devices(&c, &ops);
         d.as_array().is_some_and(|l| l.iter().filter(|x| x["state"] == "online").count() == 2)

@@ -51,14 +51,14 @@ impl Fleet {
     }
 }
 
-fn start_fleet(dir: &Path, c: &Coordinator, mqtt: &str, device_token: &str) -> Fleet {
+fn start_fleet(dir: &Path, c: &Coordinator, mqtt: &str, enrolment: &str) -> Fleet {
     use std::io::{BufRead, BufReader};
     let sample = fixtures().join("scaler_logreg/input_b1.json");
     let n = DEVICES.to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
         .args(["fleet", "simulate", "--devices", &n, "--mqtt", mqtt, "--state-dir", p(&dir.join("fleet")), "--trust", p(&keys().1)])
         .args(["--label", "fleet=e2e", "--spread", "site=eu,us", "--rate", "4", "--sample", p(&sample), "--telemetry-interval-ms", "500"])
-        .args(["--coordinator", &c.url, "--token", device_token])
+        .args(["--coordinator", &c.url, "--enrolment-token", enrolment])
         .env("WASMOPS_CACHE_DIR", cache_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -111,20 +111,23 @@ fn canary_blue_green_shadow_with_coordinator_and_broker_failures() {
     let data = dir.path().join("coordinator");
     let coordinator_args = ["--trust".to_string(), p(&keys().1).to_string(), "--mqtt".to_string(), broker.url()];
     let mut c = start_coordinator_at(&data, &listen, &coordinator_args);
-    let events = event_listener(&broker.url());
+    let events = event_listener(&broker.url(), None);
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
     let token = |name: &str, role: &str| {
         let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let (ops, device_token) = (token("ops", "operator"), token("fleet", "device"));
+    let ops = token("ops", "operator");
+    let out = cli(&c, &ops, &["enrolment", "--devices", "sim-*"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
     for (model, version, seq) in [("scaler_logreg", "1.0.0", "1"), ("scaler_logreg", "1.1.0", "2"), ("slow_iris", "1.2.0", "3"), ("scaler_logreg", "1.3.0", "4"), ("scaler_logreg", "1.4.0", "5")] {
         let out = cli(&c, &admin, &["model", "register", p(&release(model, version, seq))]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
-    let fleet = start_fleet(dir.path(), &c, &broker.url(), &device_token);
+    let fleet = start_fleet(dir.path(), &c, &broker.url(), &enrolment);
     wait_until("50 devices online", || {
         let d: Value = reqwest::blocking::Client::new().get(format!("{}/v1/devices", c.url)).bearer_auth(&ops).send().unwrap().json().unwrap();
         d.as_array().unwrap().iter().filter(|x| x["state"] == "online").count() == DEVICES

@@ -1,6 +1,7 @@
 //! Device presence over MQTT, against the embedded rumqttd broker and the real
 //! Mosquitto on 127.0.0.1:1883: a birth message marks a device online with its
-//! labels; a clean stop and a crash (the broker's Last Will) both mark it offline.
+//! labels; a clean stop and a crash (the broker's Last Will) both mark it offline;
+//! a device that never enrolled is rejected.
 
 mod common;
 use common::*;
@@ -40,16 +41,21 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap().trim().to_string();
     // Unique ids: a real broker keeps retained messages across runs.
     let stamp = format!("{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
-    let (a, b) = (format!("gw-a-{stamp}"), format!("gw-b-{stamp}"));
+    let (a, b, stranger) = (format!("gw-a-{stamp}"), format!("gw-b-{stamp}"), format!("gw-x-{stamp}"));
+    let (ka, kb) = (enrol(&c, &token, &a), enrol(&c, &token, &b));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let labels = BTreeMap::from([("site".to_string(), "eu-1".to_string()), ("tier".to_string(), "edge".to_string())]);
-    let (pa, pb) = rt.block_on(async {
-        let pa = Presence::start(&c.mqtt, &a, labels.clone(), Duration::from_secs(5)).unwrap();
-        let pb = Presence::start(&c.mqtt, &b, BTreeMap::new(), Duration::from_secs(5)).unwrap();
-        (pa, pb)
+    let (pa, pb, px) = rt.block_on(async {
+        // The stranger tries first, with a made-up credential.
+        let px = Presence::start(&c.mqtt, &stranger, Some("wo_made_up".into()), BTreeMap::new(), Duration::from_secs(5)).unwrap();
+        let pa = Presence::start(&c.mqtt, &a, Some(ka), labels.clone(), Duration::from_secs(5)).unwrap();
+        let pb = Presence::start(&c.mqtt, &b, Some(kb), BTreeMap::new(), Duration::from_secs(5)).unwrap();
+        (pa, pb, px)
     });
     let list = wait_for(&c, &token, "both devices online", |l| state_of(l, &a) == Some("online") && state_of(l, &b) == Some("online"));
+    assert!(state_of(&list, &stranger).is_none(), "a device that never enrolled must be rejected: {list}");
+    rt.block_on(async { px.crash() });
     let dev_a = list.as_array().unwrap().iter().find(|d| d["id"] == a.as_str()).unwrap();
     assert_eq!(dev_a["labels"]["site"], "eu-1");
 

@@ -9,6 +9,8 @@
 //! | GET | /v1/artifacts/{sha256} (honours `Range: bytes=…`) | device, viewer |
 //! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | viewer |
 //! | POST | /v1/tokens (`{"name": "ci", "role": "operator"}`) | admin |
+//! | POST | /v1/enrolments (`{"devices": "gw-7" or "factory-*", "valid_for_s": 86400}`) → one enrolment token | operator |
+//! | POST | /v1/enrol (`{"device": "gw-7"}`, bearer = enrolment token) → the device's own credential | enrolment token |
 //! | GET | /v1/devices (presence from MQTT: state, labels, last seen, active model) | viewer |
 //! | POST | /v1/deployments (`{"model","version","devices":[…]` or `"selector":{…}`, `"probe"`}) | operator |
 //! | GET | /v1/deployments/{id} (each device's install state) | viewer |
@@ -43,6 +45,7 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
         let status = match &e {
             RegistryError::Untrusted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
             RegistryError::Conflict(_) => StatusCode::CONFLICT,
             RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
             RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -64,13 +67,18 @@ type Api = State<Arc<Coordinator>>;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// The caller, if their token allows `action`.
-async fn allow(c: &Coordinator, headers: &HeaderMap, action: Action) -> ApiResult<Principal> {
-    let token = headers
+fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer TOKEN`".into()))?;
-    let who = crate::auth::authenticate(&c.db, token.trim()).await.map_err(internal)?.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown or revoked token".into()))?;
+        .map(str::trim)
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer TOKEN`".into()))
+}
+
+async fn allow(c: &Coordinator, headers: &HeaderMap, action: Action) -> ApiResult<Principal> {
+    let token = bearer(headers)?;
+    let who = crate::auth::authenticate(&c.db, token).await.map_err(internal)?.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown or revoked token".into()))?;
     if !who.role.allows(action) {
         return Err(ApiError(StatusCode::FORBIDDEN, format!("role {} may not {action:?}", who.role.as_str())));
     }
@@ -92,6 +100,8 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", post(create_token))
         .route("/v1/devices", get(devices))
+        .route("/v1/enrolments", post(create_enrolment))
+        .route("/v1/enrol", post(enrol))
         .route("/v1/deployments", post(deploy))
         .route("/v1/deployments/{id}", get(show_deployment))
         .route("/v1/rollouts", post(create_rollout).get(list_rollouts))
@@ -242,6 +252,21 @@ struct SinceQuery {
 async fn telemetry(State(c): Api, headers: HeaderMap, Query(q): Query<SinceQuery>) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
     Ok(Json(crate::telemetry::summary(&c, q.since_ms.unwrap_or(0)).await.map_err(internal)?).into_response())
+}
+
+async fn create_enrolment(State(c): Api, headers: HeaderMap, Json(req): Json<crate::enrolment::EnrolmentRequest>) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Enrol).await?;
+    Ok((StatusCode::CREATED, Json(crate::enrolment::create(&c, &who, req).await?)).into_response())
+}
+
+#[derive(Deserialize)]
+struct EnrolBody {
+    device: String,
+}
+
+async fn enrol(State(c): Api, headers: HeaderMap, Json(body): Json<EnrolBody>) -> ApiResult<Response> {
+    let token = bearer(&headers)?;
+    Ok((StatusCode::CREATED, Json(crate::enrolment::enrol(&c, token, &body.device).await?)).into_response())
 }
 
 async fn devices(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {

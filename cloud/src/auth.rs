@@ -28,6 +28,8 @@ pub enum Action {
     Register,
     Alias,
     Deploy,
+    /// Create enrolment tokens for devices.
+    Enrol,
     ManageTokens,
 }
 
@@ -39,7 +41,7 @@ impl Role {
             Role::Device => action == Download,
             Role::Viewer => matches!(action, Read | Download),
             Role::DataScientist => matches!(action, Read | Download | Register | Alias),
-            Role::Operator => matches!(action, Read | Download | Alias | Deploy),
+            Role::Operator => matches!(action, Read | Download | Alias | Deploy | Enrol),
         }
     }
 
@@ -65,16 +67,21 @@ pub struct Principal {
     pub role: Role,
 }
 
-fn hash(token: &str) -> String {
+pub fn hash(token: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
+/// A fresh secret: `{prefix}_` and 48 hex digits.
+pub fn random_token(prefix: &str) -> Result<String, crate::registry::RegistryError> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| crate::registry::RegistryError::BadRequest(format!("no randomness: {e}")))?;
+    Ok(format!("{prefix}_{}", hex::encode(raw)))
+}
+
 /// Creates a token inside `tx` and returns it (the only time it is visible).
 pub async fn create(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str, role: Role) -> anyhow::Result<String> {
-    let mut raw = [0u8; 24];
-    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let token = format!("wo_{}", hex::encode(raw));
+    let token = random_token("wo").map_err(|e| anyhow::anyhow!("{e}"))?;
     sqlx::query("INSERT INTO tokens (hash, name, role, created_at) VALUES ($1, $2, $3, $4)")
         .bind(hash(&token))
         .bind(name)

@@ -62,6 +62,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS rollout_devices (rollout TEXT NOT NULL, device TEXT NOT NULL, wave BIGINT NOT NULL,
         state TEXT NOT NULL, error TEXT, previous_model TEXT, previous_version TEXT, updated_at BIGINT NOT NULL,
         PRIMARY KEY (rollout, device))",
+    "CREATE TABLE IF NOT EXISTS enrolments (hash TEXT PRIMARY KEY, pattern TEXT NOT NULL, created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL)",
 ];
 
 impl Db {

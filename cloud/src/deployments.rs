@@ -126,6 +126,9 @@ pub async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyh
         return Ok(());
     }
     let device = topics::device_of(topic).filter(|d| topics::valid_device_id(d)).ok_or_else(|| anyhow::anyhow!("no valid device id in the topic"))?;
+    if !c.known.contains(c, device).await? {
+        anyhow::bail!("device `{device}` is not enrolled: rejected");
+    }
     let s: Status = serde_json::from_slice(payload)?;
     let state = serde_json::to_value(s.state)?.as_str().unwrap_or_default().to_string();
     let now = crate::now_ms();

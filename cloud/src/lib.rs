@@ -17,6 +17,7 @@ pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod deployments;
+pub mod enrolment;
 pub mod events;
 pub mod mqtt;
 pub mod registry;
@@ -68,6 +69,10 @@ pub struct Coordinator {
     pub http: reqwest::Client,
     /// Held by the rollout controller and by rollout actions: one writer at a time.
     pub rollout_lock: tokio::sync::Mutex<()>,
+    /// Device ids with a live credential.
+    pub known: enrolment::KnownDevices,
+    /// The coordinator's own password on the embedded broker (fresh each start).
+    pub mqtt_secret: String,
 }
 
 impl Coordinator {
@@ -83,35 +88,27 @@ impl Coordinator {
         let artifacts = artifacts::Artifacts::open(config.artifacts.as_deref(), &config.data_dir.join("artifacts"))?;
         if let Some(token) = auth::bootstrap_admin(&db).await? {
             let path = config.data_dir.join("admin.token");
-            write_secret(&path, token.as_bytes())?;
+            wasmops_trust::write_atomic_mode(&path, token.as_bytes(), Some(0o600))?;
             tracing::warn!("created the first admin token in {}", path.display());
         }
-        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default(), webhooks: config.webhooks.clone(), http: reqwest::Client::new(), rollout_lock: Default::default() }))
+        Ok(Arc::new(Coordinator { db, artifacts, trust: config.trust.clone(), max_artifact_bytes: config.max_artifact_bytes, bus: Default::default(), webhooks: config.webhooks.clone(), http: reqwest::Client::new(), rollout_lock: Default::default(), known: Default::default(), mqtt_secret: auth::random_token("mq")? }))
     }
-}
-
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    opts.open(path)?.write_all(bytes)
 }
 
 /// Serves the API until `shutdown` resolves.
 pub async fn serve(config: CoordinatorConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let coordinator = Coordinator::open(&config).await?;
-    let (host, port) = match &config.mqtt {
+    let (host, port, login) = match &config.mqtt {
         MqttConfig::Embedded(listen) => {
-            mqtt::start_embedded_broker(*listen).await?;
-            (listen.ip().to_string(), listen.port())
+            mqtt::start_embedded_broker(coordinator.clone(), *listen).await?;
+            (listen.ip().to_string(), listen.port(), Some((mqtt::COORDINATOR_USER.to_string(), coordinator.mqtt_secret.clone())))
         }
-        MqttConfig::External(url) => wasmops_devices::parse_mqtt_url(url)?,
+        MqttConfig::External(url) => {
+            let (h, p) = wasmops_devices::parse_mqtt_url(url)?;
+            (h, p, None)
+        }
     };
-    tokio::spawn(mqtt::run_subscriber(coordinator.clone(), host.clone(), port));
+    tokio::spawn(mqtt::run_subscriber(coordinator.clone(), host.clone(), port, login));
     tokio::spawn(rollouts::run_controller(coordinator.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

@@ -18,25 +18,46 @@ use crate::Coordinator;
 /// Largest MQTT message accepted by the embedded broker and the subscriber.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// The coordinator's own MQTT username on the embedded broker.
+pub const COORDINATOR_USER: &str = "wasmops-coordinator";
+
 /// Starts rumqttd on `listen` in a background thread (it runs its own runtime)
-/// and returns once it completes an MQTT handshake.
-pub async fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
+/// and returns once it completes an MQTT handshake. Every connection must log
+/// in (see [`crate::enrolment::mqtt_login`]): unknown devices are turned away.
+pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> anyhow::Result<()> {
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
     // Fail early and clearly if the port is taken (rumqttd would only log it).
     drop(std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("embedded MQTT broker cannot listen on {listen}: {e}"))?);
+    // The broker's runtime asks this runtime (which owns the database pool).
+    type Login = (String, String, tokio::sync::oneshot::Sender<bool>);
+    let (login_tx, mut login_rx) = tokio::sync::mpsc::unbounded_channel::<Login>();
+    let checker = c.clone();
+    tokio::spawn(async move {
+        while let Some((user, pass, answer)) = login_rx.recv().await {
+            let _ = answer.send(crate::enrolment::mqtt_login(&checker, &checker.mqtt_secret, &user, &pass).await);
+        }
+    });
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: MAX_MESSAGE_BYTES,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    connections.set_auth_handler(move |_client_id: String, user: String, pass: String| {
+        let login_tx = login_tx.clone();
+        async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            login_tx.send((user, pass, tx)).is_ok() && rx.await.unwrap_or(false)
+        }
+    });
     let server = ServerSettings {
         name: "v4".into(),
         listen,
         tls: None,
         next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: MAX_MESSAGE_BYTES,
-            max_inflight_count: 500,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
+        connections,
     };
     let config = Config {
         id: 0,
@@ -66,7 +87,9 @@ pub async fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
     })?;
     // Ready when it answers a CONNECT, so nobody's first connect is refused.
     let started = std::time::Instant::now();
-    let (client, mut events) = AsyncClient::new(MqttOptions::new("wasmops-coordinator-readiness", listen.ip().to_string(), listen.port()), 4);
+    let mut opts = MqttOptions::new("wasmops-coordinator-readiness", listen.ip().to_string(), listen.port());
+    opts.set_credentials(COORDINATOR_USER, c.mqtt_secret.clone());
+    let (client, mut events) = AsyncClient::new(opts, 4);
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => break,
@@ -102,8 +125,11 @@ pub struct Device {
 /// Subscribes to presence and install status and keeps the `devices` and
 /// `deployments` tables current, reconnecting with backoff and resubscribing
 /// after every reconnect. Its client is the coordinator's publisher. Never returns.
-pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16) {
+pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login: Option<(String, String)>) {
     let mut opts = MqttOptions::new(format!("wasmops-coordinator-{}", std::process::id()), host, port);
+    if let Some((user, pass)) = login {
+        opts.set_credentials(user, pass);
+    }
     opts.set_keep_alive(Duration::from_secs(10));
     opts.set_max_packet_size(MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
     let (client, mut events) = AsyncClient::new(opts, 4096);
@@ -156,6 +182,9 @@ async fn record_presence(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow
         return Ok(());
     }
     let device = topics::device_of(topic).filter(|d| topics::valid_device_id(d)).ok_or_else(|| anyhow::anyhow!("no valid device id in the topic"))?;
+    if !c.known.contains(c, device).await? {
+        anyhow::bail!("device `{device}` is not enrolled: rejected");
+    }
     let msg: PresenceMessage = serde_json::from_slice(payload)?;
     let now = crate::now_ms();
     let state = match msg.state {

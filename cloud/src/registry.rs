@@ -14,6 +14,8 @@ pub enum RegistryError {
     #[error("refused by the trust policy: {0}")]
     Untrusted(#[from] wasmops_trust::TrustError),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     NotFound(String),

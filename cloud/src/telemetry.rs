@@ -51,8 +51,13 @@ pub fn spawn_writer(c: Arc<Coordinator>) -> mpsc::Sender<Incoming> {
 async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
     let mut acks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let now = crate::now_ms();
+    let known = c.known.get(c).await?;
     let mut tx = c.db.pool.begin().await?;
     for (device, payload) in batch {
+        if !known.contains(device) {
+            tracing::warn!("telemetry from `{device}` rejected: not enrolled");
+            continue;
+        }
         let report: Report = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => {

@@ -58,10 +58,16 @@ pub struct AgentConfig {
     pub device_id: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Coordinator URL, for artifact downloads.
+    /// Coordinator URL, for enrolment and artifact downloads.
     pub coordinator: String,
-    /// This device's API token.
-    pub token: String,
+    /// This device's own credential (API token, and MQTT password with the
+    /// device id as username), if provisioned directly…
+    #[serde(default)]
+    pub token: Option<String>,
+    /// …or a one-time enrolment token that buys it on first start (kept in
+    /// `state_dir/credentials.json`, mode 0600).
+    #[serde(default)]
+    pub enrolment_token: Option<String>,
     pub mqtt: String,
     pub state_dir: PathBuf,
     /// Local prediction endpoint for the device's applications.
@@ -114,6 +120,41 @@ impl AgentConfig {
             (None, None) if !self.trust.keys.is_empty() => Ok(TrustPolicy::keys(self.trust.keys.iter().map(|k| read(k)).collect::<Result<_>>()?)),
             _ => bail!("[trust] needs root + trust_dir, or keys"),
         }
+    }
+
+    /// Makes sure `token` holds this device's credential: from the config, from
+    /// an earlier enrolment, or by enrolling now with the enrolment token.
+    pub async fn ensure_credential(&mut self, http: &reqwest::Client) -> Result<()> {
+        let file = self.state_dir.join("credentials.json");
+        if let Ok(bytes) = std::fs::read(&file) {
+            let saved: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", file.display()))?;
+            if saved["device"] == self.device_id.as_str() {
+                if let Some(t) = saved["token"].as_str() {
+                    self.token = Some(t.to_string());
+                    return Ok(());
+                }
+            }
+        }
+        if self.token.is_some() {
+            return Ok(());
+        }
+        let Some(enrolment) = &self.enrolment_token else { bail!("device {} has no credential: set `token` or `enrolment_token`", self.device_id) };
+        let url = format!("{}/v1/enrol", self.coordinator.trim_end_matches('/'));
+        let resp = http.post(&url).bearer_auth(enrolment).json(&serde_json::json!({"device": self.device_id})).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("enrolment of {} refused ({status}): {}", self.device_id, body["error"].as_str().unwrap_or("(no message)"));
+        }
+        let token = body["token"].as_str().context("the enrolment answer has no token")?.to_string();
+        std::fs::create_dir_all(&self.state_dir)?;
+        wasmops_trust::write_atomic_mode(&file, &serde_json::to_vec(&serde_json::json!({"device": self.device_id, "token": token}))?, Some(0o600))?;
+        self.token = Some(token);
+        Ok(())
+    }
+
+    fn credential(&self) -> &str {
+        self.token.as_deref().unwrap_or_default()
     }
 
     /// The host settings agents use: no state directory in the policy, because
@@ -398,7 +439,7 @@ impl Agent {
     /// Download → verify → rollback check → probe: a slot ready to serve.
     async fn prepare(self: &Arc<Self>, desired: &Desired, report: &(dyn Fn(Status) + Send + Sync)) -> Result<Arc<Slot>> {
         report(self.status(Some(desired), InstallState::Downloading, None));
-        self.store.fetch(&self.config.coordinator, &self.config.token, &desired.sha256, desired.size_bytes, self.config.max_artifact_mb << 20).await?;
+        self.store.fetch(&self.config.coordinator, self.config.credential(), &desired.sha256, desired.size_bytes, self.config.max_artifact_mb << 20).await?;
         report(self.status(Some(desired), InstallState::Verifying, None));
         let (me, d) = (self.clone(), desired.clone());
         let (loaded, info) = tokio::task::spawn_blocking(move || me.verify(&d)).await??;
@@ -590,7 +631,8 @@ impl Running {
 pub fn start(agent: Arc<Agent>) -> Result<Running> {
     let config = &agent.config;
     let subscriptions = vec![topics::desired(&config.device_id), topics::telemetry_ack(&config.device_id)];
-    let (presence, mut incoming) = Presence::start_with(&config.mqtt, &config.device_id, config.labels.clone(), Duration::from_secs(10), subscriptions)?;
+    let login = Some(config.credential().to_string()).filter(|t| !t.is_empty());
+    let (presence, mut incoming) = Presence::start_with(&config.mqtt, &config.device_id, login, config.labels.clone(), Duration::from_secs(10), subscriptions)?;
     let client = presence.client().clone();
     let status_topic = topics::status(&config.device_id);
     let publisher = {
@@ -667,7 +709,8 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
 
 /// Runs one agent until `shutdown` resolves: MQTT (see [`start`]) and the local
 /// prediction endpoint.
-pub async fn run(config: AgentConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(mut config: AgentConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    config.ensure_credential(&reqwest::Client::new()).await?;
     let agent = Arc::new(Agent::new(config.clone())?);
     if let Err(e) = agent.restore() {
         tracing::error!("could not restore the active model: {e:#}");

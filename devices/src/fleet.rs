@@ -26,7 +26,8 @@ pub struct FleetConfig {
     pub labels: BTreeMap<String, String>,
     pub spread: Option<(String, Vec<String>)>,
     pub coordinator: String,
-    pub token: String,
+    /// Enrolment token for the fleet's ids (e.g. for `sim-*`): each device enrols once.
+    pub enrolment_token: String,
     pub mqtt: String,
     pub state_dir: PathBuf,
     pub trust: TrustConfig,
@@ -81,7 +82,8 @@ impl Fleet {
                 device_id: id,
                 labels,
                 coordinator: c.coordinator.clone(),
-                token: c.token.clone(),
+                token: None,
+                enrolment_token: Some(c.enrolment_token.clone()),
                 mqtt: c.mqtt.clone(),
                 listen: "127.0.0.1:0".parse().expect("address"),
                 max_artifact_mb: 256,
@@ -95,8 +97,11 @@ impl Fleet {
         let rate_mhz = Arc::new(AtomicU64::new((c.rate * 1000.0) as u64));
         let mut running = Vec::with_capacity(c.devices);
         let mut traffic = Vec::new();
+        let http = reqwest::Client::new();
         for i in 0..c.devices {
-            let agent = Arc::new(Agent::with_store(template(i), store.clone())?);
+            let mut config = template(i);
+            config.ensure_credential(&http).await?;
+            let agent = Arc::new(Agent::with_store(config, store.clone())?);
             if let Err(e) = agent.restore() {
                 tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
             }

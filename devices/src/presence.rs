@@ -35,8 +35,9 @@ pub struct Presence {
 
 impl Presence {
     /// Connects `device` to the broker at `mqtt_url` and keeps it connected.
-    pub fn start(mqtt_url: &str, device: &str, labels: BTreeMap<String, String>, keep_alive: Duration) -> anyhow::Result<Presence> {
-        Ok(Presence::start_with(mqtt_url, device, labels, keep_alive, vec![])?.0)
+    /// `password` is the device's credential (the username is the device id).
+    pub fn start(mqtt_url: &str, device: &str, password: Option<String>, labels: BTreeMap<String, String>, keep_alive: Duration) -> anyhow::Result<Presence> {
+        Ok(Presence::start_with(mqtt_url, device, password, labels, keep_alive, vec![])?.0)
     }
 
     /// Like [`Presence::start`], also (re)subscribing to `topics` (QoS 1) after
@@ -44,6 +45,7 @@ impl Presence {
     pub fn start_with(
         mqtt_url: &str,
         device: &str,
+        password: Option<String>,
         labels: BTreeMap<String, String>,
         keep_alive: Duration,
         subscriptions: Vec<String>,
@@ -52,6 +54,9 @@ impl Presence {
         let (host, port) = crate::parse_mqtt_url(mqtt_url)?;
         let mut opts = MqttOptions::new(format!("wasmops-device-{device}"), host, port);
         opts.set_keep_alive(keep_alive);
+        if let Some(p) = password {
+            opts.set_credentials(device, p);
+        }
         let will = serde_json::to_vec(&PresenceMessage { state: State::Offline, labels: BTreeMap::new() })?;
         opts.set_last_will(LastWill::new(topics::presence(device), will, QoS::AtLeastOnce, true));
         let (client, mut events) = AsyncClient::new(opts, 64);

@@ -177,10 +177,15 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 
-/// Everything published under `wasmops/v1/events/#`.
-pub fn event_listener(mqtt: &str) -> Seen {
+/// Everything published under `wasmops/v1/events/#`; `login` is an API token
+/// (the embedded broker admits people's tokens, devices' own credentials, nobody else).
+pub fn event_listener(mqtt: &str, login: Option<&str>) -> Seen {
     let (host, port) = wasmops_devices::parse_mqtt_url(mqtt).unwrap();
-    let (client, mut conn) = rumqttc::Client::new(rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port), 64);
+    let mut opts = rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port);
+    if let Some(token) = login {
+        opts.set_credentials("events", token);
+    }
+    let (client, mut conn) = rumqttc::Client::new(opts, 64);
     client.subscribe("wasmops/v1/events/#", rumqttc::QoS::AtLeastOnce).unwrap();
     let seen: Seen = Default::default();
     let store = seen.clone();
@@ -210,3 +215,11 @@ pub fn count(seen: &Seen, kind: &str, subject: Option<&str>) -> usize {
     seen.lock().unwrap().iter().filter(|e| e["kind"] == kind && subject.is_none_or(|s| e["subject"] == s)).count()
 }
 
+
+/// Enrols `device` (an enrolment token for exactly it, then `POST /v1/enrol`); returns its own credential.
+pub fn enrol(c: &Coordinator, admin: &str, device: &str) -> String {
+    let http = reqwest::blocking::Client::new();
+    let e: Value = http.post(format!("{}/v1/enrolments", c.url)).bearer_auth(admin).json(&serde_json::json!({"devices": device})).send().unwrap().json().unwrap();
+    let r: Value = http.post(format!("{}/v1/enrol", c.url)).bearer_auth(e["token"].as_str().unwrap()).json(&serde_json::json!({"device": device})).send().unwrap().json().unwrap();
+    r["token"].as_str().unwrap_or_else(|| panic!("enrolment of {device} failed: {r}")).to_string()
+}

@@ -137,6 +137,13 @@ pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<
             std::thread::sleep(Duration::from_millis(50));
         }
     };
+    // The publishers are enrolled devices (telemetry from strangers is rejected).
+    let http = reqwest::blocking::Client::new();
+    let enrolment: serde_json::Value = http.post(format!("{api}/v1/enrolments")).bearer_auth(&token).json(&serde_json::json!({"devices": "bench-*"})).send()?.json()?;
+    for d in 0..devices {
+        let r = http.post(format!("{api}/v1/enrol")).bearer_auth(enrolment["token"].as_str().unwrap_or_default()).json(&serde_json::json!({"device": format!("bench-{d:04}")})).send()?;
+        anyhow::ensure!(r.status().is_success(), "enrolment failed: {}", r.text()?);
+    }
     // Let the coordinator's subscription land before publishing.
     std::thread::sleep(Duration::from_millis(500));
     let stored = || -> Result<u64> {

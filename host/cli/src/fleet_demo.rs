@@ -86,8 +86,7 @@ pub fn run(s: &Scenario, keep_serving: bool, quiet: bool) -> Result<Outcome> {
     let v1 = wasmops_trust::Claims::read(&std::fs::read(&s.v1)?)?.context("v1 has no claims")?;
     let v2 = wasmops_trust::Claims::read(&std::fs::read(&s.v2)?)?.context("v2 has no claims")?;
     say(format!("registered {} {} and {}", v1.name, v1.version, v2.version));
-    let device_token: serde_json::Value =
-        conn.send(conn.request(reqwest::Method::POST, "/v1/tokens")?.json(&serde_json::json!({"name": "simulated-fleet", "role": "device"})))?.json()?;
+    let enrolment: serde_json::Value = conn.send(conn.request(reqwest::Method::POST, "/v1/enrolments")?.json(&serde_json::json!({"devices": "sim-*"})))?.json()?;
 
     let fleet_started = Instant::now();
     let fleet_config = FleetConfig {
@@ -96,7 +95,7 @@ pub fn run(s: &Scenario, keep_serving: bool, quiet: bool) -> Result<Outcome> {
         labels: [("fleet".to_string(), "demo".to_string())].into(),
         spread: Some(("site".into(), vec!["eu".into(), "us".into()])),
         coordinator: api.clone(),
-        token: device_token["token"].as_str().unwrap_or_default().to_string(),
+        enrolment_token: enrolment["token"].as_str().unwrap_or_default().to_string(),
         mqtt: mqtt_url,
         state_dir: s.dir.join("fleet"),
         trust: TrustConfig { root: None, trust_dir: None, keys: vec![s.trust_key.clone()] },
@@ -111,7 +110,7 @@ pub fn run(s: &Scenario, keep_serving: bool, quiet: bool) -> Result<Outcome> {
     })
     .context("the simulated devices did not all come online")?;
     let fleet_start_time = fleet_started.elapsed();
-    say(format!("{} simulated devices online in {:.1} s (each its own MQTT connection), sending {} predictions/s each", s.devices, fleet_start_time.as_secs_f64(), s.rate));
+    say(format!("{} simulated devices enrolled (each its own credential) and online in {:.1} s (each its own MQTT connection), sending {} predictions/s each", s.devices, fleet_start_time.as_secs_f64(), s.rate));
 
     let first = Instant::now();
     say(format!("deploying {} {} to fleet=demo", v1.name, v1.version));

@@ -154,6 +154,17 @@ enum Command {
         #[command(flatten)]
         conn: wasmops_cli::coordinator_client::Connection,
     },
+    /// Create an enrolment token (operator): devices matching PATTERN trade it for their own credentials.
+    Enrolment {
+        /// A device id, or a pattern with `*` (e.g. factory-12-*).
+        #[arg(long)]
+        devices: String,
+        /// How long the token stays valid, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        valid_for_s: u64,
+        #[command(flatten)]
+        conn: wasmops_cli::coordinator_client::Connection,
+    },
     /// Run the device agent: presence, installs from the coordinator, local predictions.
     Agent {
         #[arg(long)]
@@ -267,7 +278,10 @@ enum FleetCommand {
         /// The simulator's status API (GET /v1/fleet).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
-        /// Coordinator URL and a device token (downloads).
+        /// Enrolment token for the fleet's device ids (`wasmops enrolment --devices 'sim-*'`).
+        #[arg(long)]
+        enrolment_token: String,
+        /// Coordinator URL.
         #[command(flatten)]
         conn: wasmops_cli::coordinator_client::Connection,
     },
@@ -702,7 +716,7 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
 
 fn fleet(command: FleetCommand) -> Result<()> {
     match command {
-        FleetCommand::Simulate { devices, id_prefix, labels, spread, mqtt, state_dir, trust, root, trust_dir, rate, sample, telemetry_interval_ms, listen, conn } => {
+        FleetCommand::Simulate { devices, id_prefix, labels, spread, mqtt, state_dir, trust, root, trust_dir, rate, sample, telemetry_interval_ms, listen, enrolment_token, conn } => {
             let mut label_map = std::collections::BTreeMap::new();
             for l in &labels {
                 let (k, v) = l.split_once('=').with_context(|| format!("--label `{l}`: expected KEY=VALUE"))?;
@@ -722,7 +736,7 @@ fn fleet(command: FleetCommand) -> Result<()> {
                 labels: label_map,
                 spread,
                 coordinator: conn.coordinator.clone(),
-                token: conn.token()?,
+                enrolment_token,
                 mqtt,
                 state_dir,
                 trust: wasmops_devices::agent::TrustConfig { root, trust_dir, keys: trust },
@@ -795,6 +809,12 @@ fn main() {
         Command::Deploy { model, version, devices, selector, probe, wait, conn } => wasmops_cli::coordinator_client::deploy(&conn, &model, &version, &devices, &selector, probe.as_deref(), wait),
         Command::Devices { json, conn } => wasmops_cli::coordinator_client::devices(&conn, json),
         Command::Model { command, conn } => wasmops_cli::coordinator_client::model(&conn, command),
+        Command::Enrolment { devices, valid_for_s, conn } => (|| {
+            let r: serde_json::Value = conn.send(conn.request(reqwest::Method::POST, "/v1/enrolments")?.json(&serde_json::json!({"devices": devices, "valid_for_s": valid_for_s})))?.json()?;
+            eprintln!("enrolment token for `{devices}`, valid until {} ms; shown only once:", r["expires_at_ms"]);
+            println!("{}", r["token"].as_str().unwrap_or_default());
+            Ok(())
+        })(),
         Command::Token { name, role, conn } => wasmops_cli::coordinator_client::create_token(&conn, &name, &role),
         Command::Audit { limit, json, conn } => wasmops_cli::coordinator_client::audit(&conn, limit, json),
     };
