@@ -4,8 +4,9 @@
 //!
 //! In order: a version whose health probe fails is aborted in wave 1 and the
 //! fleet keeps the old one; a slow version breaks the latency gate, is aborted
-//! and rolled back; a good version is canaried to all while the coordinator
-//! is SIGKILLed mid-rollout and restarted (it carries on); a shadow run
+//! and rolled back; a good version is canaried to all (approved wave by wave,
+//! paused and resumed) while the coordinator is SIGKILLed mid-rollout and
+//! restarted (it carries on); a shadow run
 //! reports agreement without touching the answers; blue-green switches all.
 //! Then the broker is SIGKILLed under traffic and restarted, and every
 //! prediction the devices made is counted exactly once by the coordinator.
@@ -72,7 +73,8 @@ fn start_fleet(dir: &Path, c: &Coordinator, mqtt: &str, enrolment: &str) -> Flee
 
 fn release(model: &str, version: &str, sequence: &str) -> PathBuf {
     let out = scratch().join(format!("iris-{version}.wasm"));
-    ok(&["build", p(&fixtures().join(model).join("model.onnx")), "--out", p(&out), "--name", "iris", "--version", version, "--sequence", sequence]);
+    let training = fixtures().join("scaler_logreg/input_b5.json");
+    ok(&["build", p(&fixtures().join(model).join("model.onnx")), "--out", p(&out), "--name", "iris", "--version", version, "--sequence", sequence, "--training-data", p(&training)]);
     ok(&["sign", p(&out), "--key", p(&keys().0)]);
     out
 }
@@ -149,15 +151,35 @@ fn canary_blue_green_shadow_with_coordinator_and_broker_failures() {
     assert!(!passed && err.contains("gate: p95 latency"), "{err}");
     wait_long("the canary devices rolled back to 1.0.0", Duration::from_secs(60), || fleet.all_on("1.0.0"));
 
-    // 3. A good version, canaried to all; the coordinator is SIGKILLed during wave 2 and restarted.
-    let out = cli(&c, &ops, &["rollout", "create", "iris", "1.3.0", "--selector", "fleet=e2e", "--waves", "10,50,100", "--min-predictions", "20", "--bake", "2", "--max-latency-ms", "50"]);
+    // 3. A good version, canaried to all with approval between waves, paused and resumed;
+    //    the coordinator is SIGKILLed during wave 2 and restarted.
+    let out = cli(&c, &ops, &["rollout", "create", "iris", "1.3.0", "--selector", "fleet=e2e", "--waves", "10,50,100", "--min-predictions", "20", "--bake", "2", "--max-latency-ms", "50", "--manual-approval"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    wait_long("wave 2 to start", Duration::from_secs(120), || rollout_view(&c, &ops, &id)["wave"] == 2);
+    let act = |c: &Coordinator, action: &str| {
+        let out = cli(c, &ops, &["rollout", action, &id]);
+        assert!(out.status.success(), "rollout {action}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    wait_long("wave 1 to pass and wait for approval", Duration::from_secs(120), || rollout_view(&c, &ops, &id)["state"] == "waiting-approval");
+    std::thread::sleep(Duration::from_millis(1500));
+    let v = rollout_view(&c, &ops, &id);
+    assert_eq!(v["state"], "waiting-approval", "{v}");
+    assert_eq!(v["wave_detail"][1]["states"]["pending"], v["wave_detail"][1]["devices"], "wave 2 must not start before approval: {v}");
+    act(&c, "approve");
+    wait_long("wave 2 to start", Duration::from_secs(60), || {
+        let v = rollout_view(&c, &ops, &id);
+        v["wave"] == 2 && v["phase"] != "pending"
+    });
+    act(&c, "pause");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rollout_view(&c, &ops, &id)["state"], "paused");
+    act(&c, "resume");
     c.child.kill().unwrap();
     c.child.wait().unwrap();
     drop(c);
     c = start_coordinator_at(&data, &listen, &coordinator_args);
+    wait_long("wave 2 to pass after the restart", Duration::from_secs(120), || rollout_view(&c, &ops, &id)["state"] == "waiting-approval");
+    act(&c, "approve");
     let out = cli(&c, &ops, &["rollout", "status", &id, "--wait", "300"]);
     assert!(out.status.success(), "the restarted coordinator did not finish the rollout: {}", String::from_utf8_lossy(&out.stderr));
     wait_long("the fleet on 1.3.0", Duration::from_secs(60), || fleet.all_on("1.3.0"));
@@ -192,6 +214,15 @@ fn canary_blue_green_shadow_with_coordinator_and_broker_failures() {
     assert_eq!(view["dropped_reports"], 0);
     assert!(made > 1000, "the fleet made only {made} predictions");
     assert_eq!(stored_predictions(&c, &ops), made, "the coordinator's telemetry must count every prediction once");
+
+    // Input features are binned by the training-data deciles signed into the claims.
+    let t: Value = reqwest::blocking::Client::new().get(format!("{}/v1/telemetry", c.url)).bearer_auth(&ops).send().unwrap().json().unwrap();
+    let live = t["versions"].as_array().unwrap().iter().find(|v| v["version"] == "1.4.0" && v["role"] == "live").expect("telemetry for 1.4.0");
+    for f in 0..4 {
+        let s = &live["stats"]["features"][format!("X[{f}]")];
+        let bins: u64 = s["bins"].as_array().unwrap_or_else(|| panic!("no bins for X[{f}]: {s}")).iter().map(|b| b.as_u64().unwrap()).sum();
+        assert_eq!(bins, s["count"].as_u64().unwrap() - s["nulls"].as_u64().unwrap(), "{s}");
+    }
 
     // Events on MQTT (the listener reconnects after the broker restart).
     assert!(count(&events, "RolloutStarted", None) >= 4, "{:?}", events.lock().unwrap());

@@ -272,7 +272,7 @@ pub async fn act(c: &Coordinator, who: &Principal, id: &str, action: Action) -> 
     let r = load(c, id).await?;
     let conflict = |m: &str| Err(RegistryError::Conflict(format!("rollout {id} is {}: cannot {m}", r.state)));
     match action {
-        Action::Pause if matches!(r.state.as_str(), "running" | "waiting-approval") => set_state(c, id, "paused", None).await?,
+        Action::Pause if r.state == "running" => set_state(c, id, "paused", None).await?,
         Action::Resume if r.state == "paused" => set_state(c, id, "running", None).await?,
         Action::Approve if r.state == "waiting-approval" => set_state(c, id, "running", None).await?,
         Action::Abort if !r.terminal() => abort(c, &r, &format!("aborted by {}", who.name)).await?,

@@ -322,7 +322,7 @@ impl Agent {
         let file: ActiveFile = serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))?;
         let loaded = self.store.load(&file.active.sha256)?;
         let metadata = loaded.instantiate()?.metadata()?;
-        *self.active.write().unwrap() = Some(Arc::new(Slot { info: file.active, loaded, metadata }));
+        self.set_active(Arc::new(Slot { info: file.active, loaded, metadata }));
         Ok(())
     }
 
@@ -463,6 +463,13 @@ impl Agent {
         Ok((loaded, ActiveInfo { model: claims.name, version: claims.version, sha256: d.sha256.clone(), sequence: claims.sequence }))
     }
 
+    /// Serves `slot` from now on; its live inputs are binned by its training quantiles.
+    fn set_active(&self, slot: Arc<Slot>) {
+        let bins = slot.loaded.accepted.as_ref().and_then(|a| a.claims.as_ref()).map(|c| c.feature_bins.clone()).unwrap_or_default();
+        self.window.lock().unwrap().edges = bins;
+        *self.active.write().unwrap() = Some(slot);
+    }
+
     fn switch(&self, slot: Arc<Slot>, provisional: bool) -> Result<()> {
         let info = slot.info.clone();
         if provisional {
@@ -473,7 +480,7 @@ impl Agent {
         let previous = self.active();
         let file = ActiveFile { active: info.clone(), previous: previous.clone() };
         wasmops_trust::write_atomic(&self.config.state_dir.join("active.json"), &serde_json::to_vec_pretty(&file)?)?;
-        *self.active.write().unwrap() = Some(slot);
+        self.set_active(slot);
         let mut staged = self.staged.write().unwrap();
         if staged.as_ref().is_some_and(|s| s.info.sha256 == info.sha256) {
             *staged = None;

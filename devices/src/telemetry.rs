@@ -216,6 +216,34 @@ impl VersionStats {
     }
 }
 
+/// Bin edges at the `bins`-quantiles of each feature of `inputs` (NaN
+/// skipped, repeated edges merged): how live inputs are binned later.
+/// Features are named as telemetry names them: `X[0]`, `X[1]`, … for
+/// `[rows, features]` float inputs.
+pub fn quantile_edges(inputs: &[Tensor], bins: usize) -> BTreeMap<String, Vec<f64>> {
+    let mut out = BTreeMap::new();
+    for t in inputs {
+        let TensorData::Float32(v) = &t.data else { continue };
+        if t.shape.len() != 2 || t.shape[1] == 0 || t.shape[1] > 256 {
+            continue;
+        }
+        let width = t.shape[1] as usize;
+        for col in 0..width {
+            let mut xs: Vec<f64> = v.iter().skip(col).step_by(width).map(|x| *x as f64).filter(|x| x.is_finite()).collect();
+            if xs.len() < 2 {
+                continue;
+            }
+            xs.sort_by(f64::total_cmp);
+            let mut edges: Vec<f64> = (1..bins).map(|i| xs[(i * (xs.len() - 1)) / bins]).collect();
+            edges.dedup();
+            if !edges.is_empty() {
+                out.insert(format!("{}[{col}]", t.name), edges);
+            }
+        }
+    }
+    out
+}
+
 /// What one prediction was, for [`Window::record`].
 pub struct Observation<'a> {
     pub model: &'a str,
@@ -421,6 +449,15 @@ mod tests {
         assert_eq!((s.count, s.nulls, s.min, s.max), (5, 1, Some(1.0), Some(10.0)));
         assert_eq!(s.mean(), Some(19.0 / 4.0));
         assert_eq!(s.bins, vec![1, 1, 2]);
+    }
+
+    #[test]
+    fn quantile_edges_split_training_data_evenly() {
+        let data: Vec<f32> = (0..100).flat_map(|i| [i as f32, 7.0]).collect();
+        let t = Tensor { name: "X".into(), shape: vec![100, 2], data: TensorData::Float32(data) };
+        let e = quantile_edges(&[t], 4);
+        assert_eq!(e["X[0]"], vec![24.0, 49.0, 74.0]);
+        assert_eq!(e["X[1]"], vec![7.0], "a constant feature has one edge");
     }
 
     #[test]

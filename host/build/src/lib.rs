@@ -53,6 +53,8 @@ pub struct BuildOptions {
     /// `build` adds name, version, hashes, created-at and the capabilities the
     /// component's imports need.
     pub claims: ClaimsFile,
+    /// Bin edges per input feature from training-data quantiles (signed into the claims).
+    pub feature_bins: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
 /// What `build` produced, with timings for the CLI to report.
@@ -90,6 +92,7 @@ fn claims(onnx: &[u8], component: &[u8], opts: &BuildOptions) -> Result<Claims, 
     c.sequence = user.sequence.unwrap_or(c.created_at.unix());
     c.lineage = user.lineage.clone();
     c.metrics = user.metrics.clone();
+    c.feature_bins = opts.feature_bins.clone();
     let mut caps = wasmops_trust::capabilities::required(component)?;
     caps.extend(user.capabilities.iter().cloned());
     caps.sort();

@@ -173,7 +173,7 @@ pub fn build_versions(dir: &Path, key: &Path, versions: &[(&str, u64)]) -> Resul
     for (version, sequence) in versions {
         let wasm = dir.join(format!("churn-{version}.wasm"));
         let claims = crate::ClaimsArgs { sequence: Some(*sequence), ..Default::default() };
-        crate::build(&model, &wasm, Some(&pipeline), Some("churn".into()), version.to_string(), vec![], None, &claims, &cache)?;
+        crate::build(&model, &wasm, Some(&pipeline), Some("churn".into()), version.to_string(), vec![], None, None, &claims, &cache)?;
         crate::sign(&wasm, key, None, None)?;
         out.push(wasm);
     }

@@ -45,6 +45,10 @@ enum Command {
         /// Fix or override an input shape, e.g. x=N,3,224,224 (N or ? keeps an axis dynamic).
         #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
         input_shapes: Vec<InputShape>,
+        /// Training data ({"inputs":[...]}, rows × features): its per-feature deciles become
+        /// signed bin edges that devices summarise live inputs with (drift against training).
+        #[arg(long)]
+        training_data: Option<PathBuf>,
         /// Use this generic guest instead of the built-in one (guest development).
         #[arg(long, hide = true)]
         guest: Option<PathBuf>,
@@ -461,7 +465,16 @@ fn keygen(prefix: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>, version: String, input_shapes: Vec<InputShape>, guest: Option<&Path>, claims: &ClaimsArgs, cache: &CacheArgs) -> Result<()> {
+fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>, version: String, input_shapes: Vec<InputShape>, training_data: Option<&Path>, guest: Option<&Path>, claims: &ClaimsArgs, cache: &CacheArgs) -> Result<()> {
+    let feature_bins = match training_data {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let bins = wasmops_devices::telemetry::quantile_edges(&tensors::parse_untyped(&text).with_context(|| format!("{}", p.display()))?, 10);
+            anyhow::ensure!(!bins.is_empty(), "{}: no [rows, features] float input with two or more finite rows", p.display());
+            bins
+        }
+        None => Default::default(),
+    };
     let onnx = files::read(model)?;
     let pipeline = match pipeline {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
@@ -469,7 +482,7 @@ fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>
     };
     let name = name.unwrap_or_else(|| model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
     let guest = guest.map(files::read).transpose()?;
-    let opts = BuildOptions { name, version, pipeline, input_shapes, cache_dir: cache.dir(), guest, claims: claims.resolve()? };
+    let opts = BuildOptions { name, version, pipeline, input_shapes, cache_dir: cache.dir(), guest, claims: claims.resolve()?, feature_bins };
     let built = wasmops_build::build(&onnx, &opts).with_context(|| format!("cannot build {}", model.display()))?;
     files::write_atomic(out, &built.component)?;
     eprintln!(
@@ -678,7 +691,7 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
     step(3, "wasmops build churn.onnx --pipeline churn.pipeline.toml --out churn.wasm");
     let wasm = dir.join("churn.wasm");
     let cache = CacheArgs { cache_dir: None, no_cache: false };
-    build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], None, &ClaimsArgs::default(), &cache)?;
+    build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], None, None, &ClaimsArgs::default(), &cache)?;
     step(4, "wasmops sign churn.wasm --key release.key && wasmops verify churn.wasm --trust release.pub");
     sign(&wasm, &secret, None, None)?;
     let trust = TrustArgs { trust: vec![public], ..Default::default() };
@@ -761,8 +774,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen { out } => keygen(&out).map(|(s, p)| eprintln!("wrote {} (secret, mode 0600) and {}", s.display(), p.display())),
-        Command::Build { model, out, pipeline, name, version, input_shapes, guest, claims, cache } => {
-            build(&model, &out, pipeline.as_deref(), name, version, input_shapes, guest.as_deref(), &claims, &cache)
+        Command::Build { model, out, pipeline, name, version, input_shapes, training_data, guest, claims, cache } => {
+            build(&model, &out, pipeline.as_deref(), name, version, input_shapes, training_data.as_deref(), guest.as_deref(), &claims, &cache)
         }
         Command::Sign { wasm, key, out, delegation } => sign(&wasm, &key, out.as_deref(), delegation.as_deref()),
         Command::Verify { wasm, trust } => verify(&wasm, &trust),

@@ -1,7 +1,7 @@
 //! Tensors for the bench's native baseline; the JSON format lives in
 //! `wasmops_host::tensors_json` (shared with the device agent).
 
-pub use wasmops_host::tensors_json::{JsonTensor, outputs_json, parse_inputs, to_json};
+pub use wasmops_host::tensors_json::{JsonTensor, outputs_json, parse_inputs, parse_untyped, to_json};
 use wasmops_host::bindings::{Tensor, TensorData};
 
 /// The same tensors in the pipeline crate's form, for the native baseline.

@@ -31,6 +31,20 @@ pub fn parse_inputs(text: &str, info: &ModelInfo) -> Result<Vec<Tensor>> {
     file.inputs.into_iter().map(|t| to_tensor(t, info)).collect()
 }
 
+/// The numeric tensors of an input file, without a model to type them
+/// (float32, `null` → NaN); text tensors are left out.
+pub fn parse_untyped(text: &str) -> Result<Vec<Tensor>> {
+    let file: InputFile = serde_json::from_str(text).context("malformed input JSON (expected {\"inputs\":[{\"name\",\"shape\",\"data\"}]})")?;
+    Ok(file
+        .inputs
+        .into_iter()
+        .filter_map(|t| {
+            let data: Option<Vec<f32>> = t.data.iter().map(|v| if v.is_null() { Some(f32::NAN) } else { v.as_f64().map(|x| x as f32) }).collect();
+            data.map(|d| Tensor { name: t.name, shape: t.shape, data: TensorData::Float32(d) })
+        })
+        .collect())
+}
+
 fn to_tensor(t: JsonTensor, info: &ModelInfo) -> Result<Tensor> {
     let ty = info.inputs.iter().find(|s| s.name == t.name).map(|s| s.element_type).unwrap_or(ElementType::Float32);
     let name = &t.name;

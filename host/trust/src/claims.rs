@@ -48,6 +48,10 @@ pub struct Claims {
     pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// Per input feature (`X[0]`, …): bin edges from training-data quantiles,
+    /// so devices summarise live inputs in the bins the model was trained on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_bins: BTreeMap<String, Vec<f64>>,
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -68,6 +72,7 @@ impl Claims {
             capabilities: vec![],
             created_at: Timestamp::build_time(),
             expires_at: None,
+            feature_bins: BTreeMap::new(),
         }
     }
 
@@ -91,6 +96,14 @@ impl Claims {
         if let Some(h) = &self.lineage.dataset_sha256 {
             if !is_sha256_hex(h) {
                 return bad("lineage.dataset_sha256 must be 64 lowercase hex digits".into());
+            }
+        }
+        if self.feature_bins.len() > 4096 {
+            return bad(format!("{} features with bins; at most 4096", self.feature_bins.len()));
+        }
+        for (k, edges) in &self.feature_bins {
+            if edges.is_empty() || edges.len() > 64 || edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!("bins of `{k}` must be 1-64 finite, strictly increasing edges"));
             }
         }
         if let Some((k, v)) = self.metrics.iter().find(|(_, v)| !v.is_finite()) {
