@@ -7,35 +7,13 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-struct Agent {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Agent = Served;
 
 fn start_agent(config: &Path) -> Agent {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
-        .args(["agent", "--config", p(config)])
-        .env("WASMOPS_CACHE_DIR", cache_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("agent did not start: {line:?}")).to_string();
-    Agent { child, url }
+    serve(&["agent", "--config", p(config)])
 }
 
 fn write_agent_config(dir: &Path, id: &str, site: &str, c: &Coordinator, enrolment: &str) -> PathBuf {

@@ -16,7 +16,6 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -24,25 +23,15 @@ use wasmops_cli::mosquitto::Mosquitto;
 
 const DEVICES: usize = 50;
 
-struct Fleet {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct Fleet(Served);
 
 impl Fleet {
     fn view(&self) -> Value {
-        reqwest::blocking::get(format!("{}/v1/fleet", self.url)).unwrap().json().unwrap()
+        reqwest::blocking::get(format!("{}/v1/fleet", self.0.url)).unwrap().json().unwrap()
     }
 
     fn post(&self, path: &str) {
-        assert!(reqwest::blocking::Client::new().post(format!("{}{path}", self.url)).send().unwrap().status().is_success());
+        assert!(reqwest::blocking::Client::new().post(format!("{}{path}", self.0.url)).send().unwrap().status().is_success());
     }
 
     /// Every device runs `version` (and no shadow).
@@ -53,22 +42,13 @@ impl Fleet {
 }
 
 fn start_fleet(dir: &Path, c: &Coordinator, mqtt: &str, enrolment: &str) -> Fleet {
-    use std::io::{BufRead, BufReader};
-    let sample = fixtures().join("scaler_logreg/input_b1.json");
-    let n = DEVICES.to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
-        .args(["fleet", "simulate", "--devices", &n, "--mqtt", mqtt, "--state-dir", p(&dir.join("fleet")), "--trust", p(&keys().1)])
-        .args(["--label", "fleet=e2e", "--spread", "site=eu,us", "--rate", "4", "--sample", p(&sample), "--telemetry-interval-ms", "500"])
-        .args(["--coordinator", &c.url, "--enrolment-token", enrolment])
-        .env("WASMOPS_CACHE_DIR", cache_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("fleet did not start: {line:?}")).trim_end_matches("/v1/fleet").to_string();
-    Fleet { child, url }
+    let (sample, state, n) = (fixtures().join("scaler_logreg/input_b1.json"), dir.join("fleet"), DEVICES.to_string());
+    let mut args = vec!["fleet", "simulate", "--devices", &n, "--mqtt", mqtt, "--state-dir", p(&state), "--trust", p(&keys().1)];
+    args.extend(["--label", "fleet=e2e", "--spread", "site=eu,us", "--rate", "4", "--sample", p(&sample), "--telemetry-interval-ms", "500"]);
+    args.extend(["--coordinator", &c.url, "--enrolment-token", enrolment]);
+    let mut fleet = serve(&args);
+    fleet.url = fleet.url.trim_end_matches("/v1/fleet").to_string();
+    Fleet(fleet)
 }
 
 fn release(model: &str, version: &str, sequence: &str) -> PathBuf {
@@ -105,13 +85,31 @@ fn stored_predictions(c: &Coordinator, token: &str) -> u64 {
     t["versions"].as_array().unwrap().iter().filter(|v| v["role"] == "live").map(|v| v["predictions"].as_u64().unwrap()).sum()
 }
 
+/// One fleet at a time: two would share the machine's two cores.
+static ONE_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn canary_blue_green_shadow_with_coordinator_and_broker_failures() {
+fn fleet_on_sqlite() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    scenario(None);
+}
+
+#[test]
+fn fleet_on_postgres() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let db = Postgres::fresh("fleet");
+    scenario(Some(&db.url));
+}
+
+fn scenario(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start().unwrap();
     let listen = free_addr();
     let data = dir.path().join("coordinator");
-    let coordinator_args = ["--trust".to_string(), p(&keys().1).to_string(), "--mqtt".to_string(), broker.url()];
+    let mut coordinator_args = vec!["--trust".to_string(), p(&keys().1).to_string(), "--mqtt".to_string(), broker.url()];
+    if let Some(url) = database {
+        coordinator_args.extend(["--database".to_string(), url.to_string()]);
+    }
     let mut c = start_coordinator_at(&data, &listen, &coordinator_args);
     let events = event_listener(&broker.url(), None);
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
@@ -153,7 +151,7 @@ fn canary_blue_green_shadow_with_coordinator_and_broker_failures() {
 
     // 3. A good version, canaried to all with approval between waves, paused and resumed;
     //    the coordinator is SIGKILLed during wave 2 and restarted.
-    let out = cli(&c, &ops, &["rollout", "create", "iris", "1.3.0", "--selector", "fleet=e2e", "--waves", "10,50,100", "--min-predictions", "20", "--bake", "2", "--max-latency-ms", "50", "--manual-approval"]);
+    let out = cli(&c, &ops, &["rollout", "create", "iris", "1.3.0", "--selector", "fleet=e2e", "--waves", "10,50,100", "--min-predictions", "20", "--bake", "2", "--max-latency-ms", "250", "--manual-approval"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let act = |c: &Coordinator, action: &str| {
@@ -174,8 +172,8 @@ fn canary_blue_green_shadow_with_coordinator_and_broker_failures() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(rollout_view(&c, &ops, &id)["state"], "paused");
     act(&c, "resume");
-    c.child.kill().unwrap();
-    c.child.wait().unwrap();
+    c.process.child.kill().unwrap();
+    c.process.child.wait().unwrap();
     drop(c);
     c = start_coordinator_at(&data, &listen, &coordinator_args);
     wait_long("wave 2 to pass after the restart", Duration::from_secs(120), || rollout_view(&c, &ops, &id)["state"] == "waiting-approval");

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -165,14 +164,7 @@ fn registry_on_sqlite() {
 /// The real PostgreSQL: a fresh database per run, dropped afterwards.
 #[test]
 fn registry_on_postgres() {
-    let db = format!("wasmops_test_{}", std::process::id());
-    let psql = |sql: &str| {
-        let out = Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().expect("psql runs");
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {db}"));
-    psql(&format!("CREATE DATABASE {db}"));
+    let db = Postgres::fresh("registry");
     let dir = tempfile::tempdir().unwrap();
-    exercise(dir.path(), Some(&format!("postgres://postgres@127.0.0.1:5432/{db}")), "postgres");
-    psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    exercise(dir.path(), Some(&db.url), "postgres");
 }

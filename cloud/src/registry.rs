@@ -1,6 +1,8 @@
 //! The model registry: models, immutable content-addressed versions, aliases,
 //! tags, and the lineage (datasets, runs) read from each version's signed claims.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use sqlx::Row;
 use thiserror::Error;
@@ -209,16 +211,23 @@ pub async fn versions(c: &Coordinator, name: &str) -> Result<Vec<Version>, Regis
 }
 
 pub async fn list(c: &Coordinator) -> Result<Vec<ModelSummary>, RegistryError> {
+    // Three queries whatever the number of models.
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT m.name, COUNT(v.version) FROM models m LEFT JOIN model_versions v ON v.name = m.name GROUP BY m.name ORDER BY m.name").fetch_all(&c.db.pool).await?;
-    let mut out = vec![];
-    for (name, n) in rows {
-        let latest: Option<(String,)> =
-            sqlx::query_as("SELECT version FROM model_versions WHERE name = $1 ORDER BY sequence DESC LIMIT 1").bind(&name).fetch_optional(&c.db.pool).await?;
-        let aliases: Vec<(String, String)> = sqlx::query_as("SELECT alias, version FROM aliases WHERE name = $1").bind(&name).fetch_all(&c.db.pool).await?;
-        out.push(ModelSummary { name, versions: n, latest_version: latest.map(|(v,)| v), aliases: aliases.into_iter().collect() });
+    let latest: Vec<(String, String)> = sqlx::query_as(
+        "SELECT v.name, v.version FROM model_versions v JOIN (SELECT name, MAX(sequence) AS top FROM model_versions GROUP BY name) t ON t.name = v.name AND t.top = v.sequence",
+    )
+    .fetch_all(&c.db.pool)
+    .await?;
+    let latest: BTreeMap<String, String> = latest.into_iter().collect();
+    let mut aliases: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, alias, version) in sqlx::query_as::<_, (String, String, String)>("SELECT name, alias, version FROM aliases").fetch_all(&c.db.pool).await? {
+        aliases.entry(name).or_default().insert(alias, version);
     }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(name, n)| ModelSummary { latest_version: latest.get(&name).cloned(), aliases: aliases.remove(&name).unwrap_or_default(), versions: n, name })
+        .collect())
 }
 
 fn valid_label(what: &str, s: &str) -> Result<(), RegistryError> {

@@ -115,16 +115,9 @@ pub fn assert_outputs_match(got: &Value, expected: &Value, tol: f64, what: &str)
 
 /// A `wasmops coordinator` process on a free port; killed on drop.
 pub struct Coordinator {
-    pub child: std::process::Child,
+    pub process: Served,
     pub url: String,
     pub mqtt: String,
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A free 127.0.0.1 port, as `127.0.0.1:PORT`.
@@ -140,24 +133,13 @@ pub fn start_coordinator(data_dir: &Path, extra: &[String]) -> Coordinator {
 
 /// Like [`start_coordinator`], on a given address (to restart it where devices expect it).
 pub fn start_coordinator_at(data_dir: &Path, listen: &str, extra: &[String]) -> Coordinator {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
-        .args(["coordinator", "--data-dir", p(data_dir), "--listen", listen])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut args = vec!["coordinator", "--data-dir", p(data_dir), "--listen", listen];
+    args.extend(extra.iter().map(String::as_str));
+    let process = serve(&args);
     // "wasmops coordinator listening on http://ADDR (MQTT: mqtt://HOST:PORT)"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let url = words.iter().find(|w| w.starts_with("http://")).map(|s| s.to_string());
-    let mqtt = words.iter().find(|w| w.starts_with("mqtt://")).map(|s| s.trim_end_matches(')').to_string());
-    match (url, mqtt) {
-        (Some(url), Some(mqtt)) => Coordinator { child, url, mqtt },
-        _ => panic!("coordinator did not start: {line:?}"),
-    }
+    let mqtt = process.line.split_whitespace().find(|w| w.starts_with("mqtt://")).map(|s| s.trim_end_matches(')').to_string());
+    let mqtt = mqtt.unwrap_or_else(|| panic!("coordinator did not say where MQTT is: {:?}", process.line));
+    Coordinator { url: process.url.clone(), mqtt, process }
 }
 
 /// `wasmops ARGS --coordinator URL --token TOKEN`.
@@ -222,4 +204,61 @@ pub fn enrol(c: &Coordinator, admin: &str, device: &str) -> String {
     let e: Value = http.post(format!("{}/v1/enrolments", c.url)).bearer_auth(admin).json(&serde_json::json!({"devices": device})).send().unwrap().json().unwrap();
     let r: Value = http.post(format!("{}/v1/enrol", c.url)).bearer_auth(e["token"].as_str().unwrap()).json(&serde_json::json!({"device": device})).send().unwrap().json().unwrap();
     r["token"].as_str().unwrap_or_else(|| panic!("enrolment of {device} failed: {r}")).to_string()
+}
+
+/// A `wasmops` process that serves HTTP (agent, fleet simulator); killed on drop.
+pub struct Served {
+    pub child: std::process::Child,
+    /// The first `http://…` word of its first stdout line.
+    pub url: String,
+    pub line: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `wasmops ARGS` and waits for the line that says where it serves.
+pub fn serve(args: &[&str]) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
+        .args(args)
+        .env("WASMOPS_CACHE_DIR", cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("wasmops {args:?} did not start: {line:?}")).to_string();
+    Served { child, url, line }
+}
+
+/// A fresh database on the real PostgreSQL (127.0.0.1:5432, trust auth), dropped with the guard.
+pub struct Postgres {
+    pub url: String,
+    name: String,
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Postgres {
+    pub fn fresh(tag: &str) -> Postgres {
+        let name = format!("wasmops_{tag}_{}", std::process::id());
+        psql(&format!("DROP DATABASE IF EXISTS {name}"));
+        psql(&format!("CREATE DATABASE {name}"));
+        Postgres { url: format!("postgres://postgres@127.0.0.1:5432/{name}"), name }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
 }

@@ -238,7 +238,7 @@ enum Command {
         /// Simulated devices.
         #[arg(long, default_value_t = 20)]
         devices: usize,
-        /// Stop after the rollout instead of serving until Ctrl-C.
+        /// Stop after the rollout instead of serving until Ctrl-C (the default when not run from a terminal).
         #[arg(long)]
         exit: bool,
     },
@@ -264,13 +264,8 @@ enum FleetCommand {
         /// Where each device keeps its state (one directory per device).
         #[arg(long)]
         state_dir: PathBuf,
-        /// Trusted release key(s).
-        #[arg(long)]
-        trust: Vec<PathBuf>,
-        #[arg(long, requires = "trust_dir")]
-        root: Option<PathBuf>,
-        #[arg(long, requires = "root")]
-        trust_dir: Option<PathBuf>,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Application traffic: predictions per second per device.
         #[arg(long, default_value_t = 2.0)]
         rate: f64,
@@ -381,7 +376,7 @@ impl ClaimsArgs {
 
 /// Whom to trust: plain keys (`--trust`) or a root and its metadata (`--root`, `--trust-dir`).
 #[derive(Args, Clone, Default)]
-struct TrustArgs {
+struct KeyArgs {
     /// Trusted release public key file(s) (no root: development, plain wasmsign2).
     #[arg(long)]
     trust: Vec<PathBuf>,
@@ -391,6 +386,13 @@ struct TrustArgs {
     /// Metadata signed by the root: root.N.json, delegations/, revocations.json.
     #[arg(long, requires = "root")]
     trust_dir: Option<PathBuf>,
+}
+
+/// [`KeyArgs`] plus what a host remembers and grants.
+#[derive(Args, Clone, Default)]
+struct TrustArgs {
+    #[command(flatten)]
+    keys: KeyArgs,
     /// Rollback protection: refuse a lower sequence than one accepted before, remembered here.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -402,9 +404,10 @@ struct TrustArgs {
 impl TrustArgs {
     /// `None` when no trust was configured at all.
     fn policy(&self) -> Result<Option<TrustPolicy>> {
-        let mut policy = match (&self.root, &self.trust_dir, self.trust.is_empty()) {
+        let k = &self.keys;
+        let mut policy = match (&k.root, &k.trust_dir, k.trust.is_empty()) {
             (Some(root), Some(dir), true) => TrustPolicy::root(vec![read_public(root)?], TrustDir::new(dir).load()?),
-            (None, None, false) => TrustPolicy::keys(self.trust.iter().map(|p| read_public(p)).collect::<Result<_>>()?),
+            (None, None, false) => TrustPolicy::keys(k.trust.iter().map(|p| read_public(p)).collect::<Result<_>>()?),
             (None, None, true) => return Ok(None),
             _ => bail!("give either --trust KEY.pub or --root ROOT.pub --trust-dir DIR, not both"),
         };
@@ -694,7 +697,7 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
     build(&model, &wasm, Some(&pipeline), Some("churn".into()), "1.0.0".into(), vec![], None, None, &ClaimsArgs::default(), &cache)?;
     step(4, "wasmops sign churn.wasm --key release.key && wasmops verify churn.wasm --trust release.pub");
     sign(&wasm, &secret, None, None)?;
-    let trust = TrustArgs { trust: vec![public], ..Default::default() };
+    let trust = TrustArgs { keys: KeyArgs { trust: vec![public], ..Default::default() }, ..Default::default() };
     verify(&wasm, &trust)?;
     step(5, "wasmops run churn.wasm --trust release.pub --input customers.json");
     let host = HostArgs { trust, allow_unsigned: false, memory_limit_mb: 256, deadline_ms: 10_000, cache };
@@ -705,7 +708,7 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
     step(6, "two signed releases for the fleet: churn 1.0.0 (sequence 1) and 1.1.0 (sequence 2)");
     let versions = fleet_demo::build_versions(&dir, &secret, &[("1.0.0", 1), ("1.1.0", 2)])?;
     step(7, &format!("wasmops coordinator (SQLite, local artifacts, embedded MQTT) + {devices} simulated devices; deploy 1.0.0, then canary 1.1.0"));
-    let trust_key = host.trust.trust[0].clone();
+    let trust_key = host.trust.keys.trust[0].clone();
     let scenario = fleet_demo::Scenario {
         dir: dir.clone(),
         devices,
@@ -718,7 +721,9 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
         telemetry_interval_ms: 1000,
         bake_s: 3,
     };
-    fleet_demo::run(&scenario, !exit, false)?;
+    // Interactive users get a coordinator to look around in; scripts get an exit.
+    let keep_serving = !exit && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    fleet_demo::run(&scenario, keep_serving, false)?;
     if keep {
         eprintln!("done; the key pair, model and component are in {}", dir.display());
     } else {
@@ -729,7 +734,7 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
 
 fn fleet(command: FleetCommand) -> Result<()> {
     match command {
-        FleetCommand::Simulate { devices, id_prefix, labels, spread, mqtt, state_dir, trust, root, trust_dir, rate, sample, telemetry_interval_ms, listen, enrolment_token, conn } => {
+        FleetCommand::Simulate { devices, id_prefix, labels, spread, mqtt, state_dir, keys, rate, sample, telemetry_interval_ms, listen, enrolment_token, conn } => {
             let mut label_map = std::collections::BTreeMap::new();
             for l in &labels {
                 let (k, v) = l.split_once('=').with_context(|| format!("--label `{l}`: expected KEY=VALUE"))?;
@@ -752,7 +757,7 @@ fn fleet(command: FleetCommand) -> Result<()> {
                 enrolment_token,
                 mqtt,
                 state_dir,
-                trust: wasmops_devices::agent::TrustConfig { root, trust_dir, keys: trust },
+                trust: wasmops_devices::agent::TrustConfig { root: keys.root, trust_dir: keys.trust_dir, keys: keys.trust },
                 telemetry_interval_ms,
                 rate,
                 sample,
