@@ -335,7 +335,9 @@ async fn abort(c: &Coordinator, r: &Rollout, reason: &str) -> Result<(), Registr
                 let key = (m.clone(), v.clone());
                 if !previous_of.contains_key(&key) {
                     let pv = registry::resolve(c, &m, &v).await?;
-                    previous_of.insert(key.clone(), Desired { deployment: rollback_id.clone(), model: m, version: v, sha256: pv.sha256, size_bytes: pv.size_bytes as u64, probe: None, mode: Mode::Active, provisional: false });
+                    // The rollout's sample is the application's request: probe the way back with it too.
+                    let probe = r.spec.probe.clone();
+                    previous_of.insert(key.clone(), Desired { deployment: rollback_id.clone(), model: m, version: v, sha256: pv.sha256, size_bytes: pv.size_bytes as u64, probe, mode: Mode::Active, provisional: false });
                 }
                 previous_of.get(&key).cloned()
             }
