@@ -43,6 +43,7 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     let stamp = format!("{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
     let (a, b, stranger) = (format!("gw-a-{stamp}"), format!("gw-b-{stamp}"), format!("gw-x-{stamp}"));
     let (ka, kb) = (enrol(&c, &token, &a), enrol(&c, &token, &b));
+    let (ka_junk, kb_again) = (ka.clone(), kb.clone());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let labels = BTreeMap::from([("site".to_string(), "eu-1".to_string()), ("tier".to_string(), "edge".to_string())]);
@@ -69,25 +70,40 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     rt.block_on(pb.stop());
     wait_for(&c, &token, "stopped device offline", |l| state_of(l, &b) == Some("offline"));
 
-    // Garbage on a presence topic is ignored; the coordinator keeps working.
+    // Garbage from an enrolled device — malformed presence and telemetry, a
+    // message over the size limit — is ignored; the coordinator keeps working.
     rt.block_on(async {
         let (host, port) = wasmops_devices::parse_mqtt_url(&c.mqtt).unwrap();
-        let (client, mut events) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(format!("junk-{stamp}"), host, port), 10);
-        client.publish(wasmops_devices::topics::presence(&format!("junk-{stamp}")), rumqttc::QoS::AtLeastOnce, false, b"{not json".to_vec()).await.unwrap();
-        client.publish("wasmops/v1/devices/+/presence", rumqttc::QoS::AtLeastOnce, false, b"{}".to_vec()).await.ok();
+        let mut opts = rumqttc::MqttOptions::new(format!("junk-{stamp}"), host, port);
+        opts.set_credentials(a.clone(), ka_junk);
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+        let qos = rumqttc::QoS::AtLeastOnce;
+        client.publish(wasmops_devices::topics::presence(&format!("junk-{stamp}")), qos, false, b"{not json".to_vec()).await.unwrap();
+        client.publish("wasmops/v1/devices/+/presence", qos, false, b"{}".to_vec()).await.ok();
+        client.publish(wasmops_devices::topics::telemetry(&a), qos, false, b"{not json".to_vec()).await.unwrap();
+        client.publish(wasmops_devices::topics::telemetry(&a), qos, false, vec![b'x'; 300 * 1024]).await.unwrap();
         for _ in 0..6 {
             let _ = tokio::time::timeout(Duration::from_millis(300), events.poll()).await;
         }
-        // Leave the real broker clean: clear our retained messages.
-        for id in [&a, &b] {
+    });
+    let list = devices(&c, &token);
+    assert!(state_of(&list, &format!("junk-{stamp}")).is_none(), "{list}");
+    let pb = rt.block_on(async { Presence::start(&c.mqtt, &b, Some(kb_again), BTreeMap::new(), Duration::from_secs(5)).unwrap() });
+    wait_for(&c, &token, "the coordinator still recording presence after the junk", |l| state_of(l, &b) == Some("online"));
+    rt.block_on(pb.stop());
+
+    // Leave the real broker clean: clear our retained messages.
+    rt.block_on(async {
+        let (host, port) = wasmops_devices::parse_mqtt_url(&c.mqtt).unwrap();
+        let (client, mut events) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(format!("clean-{stamp}"), host, port), 10);
+        for id in [&a, &b, &stranger] {
             client.publish(wasmops_devices::topics::presence(id), rumqttc::QoS::AtLeastOnce, true, Vec::<u8>::new()).await.unwrap();
         }
         for _ in 0..6 {
             let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
         }
     });
-    let list = devices(&c, &token);
-    assert!(state_of(&list, &format!("junk-{stamp}")).is_none(), "{list}");
 }
 
 #[test]

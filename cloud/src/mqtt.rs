@@ -131,7 +131,9 @@ pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login:
         opts.set_credentials(user, pass);
     }
     opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_max_packet_size(MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
+    // Read oversized messages and drop them here: refusing them at the packet
+    // layer would drop the whole connection, and with it everyone's messages.
+    opts.set_max_packet_size(64 << 20, MAX_MESSAGE_BYTES);
     let (client, mut events) = AsyncClient::new(opts, 4096);
     let _ = c.bus.set(client.clone());
     let telemetry = crate::telemetry::spawn_writer(c.clone());
@@ -147,6 +149,10 @@ pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login:
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if p.payload.len() > MAX_MESSAGE_BYTES {
+                    tracing::warn!("message on {} ignored: {} bytes, more than the {MAX_MESSAGE_BYTES} allowed", p.topic, p.payload.len());
+                    continue;
+                }
                 if p.topic.ends_with("/telemetry") {
                     match topics::device_of(&p.topic).filter(|d| topics::valid_device_id(d)) {
                         // Backpressure: when the writer lags, stop reading; the broker queues.
