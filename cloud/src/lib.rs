@@ -46,6 +46,8 @@ pub struct CoordinatorConfig {
     pub mqtt: MqttConfig,
     /// URLs that receive every event as a JSON POST.
     pub webhooks: Vec<String>,
+    /// Telemetry older than this is deleted (checked every minute).
+    pub telemetry_retention: std::time::Duration,
 }
 
 /// Where devices talk to the coordinator.
@@ -110,6 +112,7 @@ pub async fn serve(config: CoordinatorConfig, shutdown: impl std::future::Future
     };
     tokio::spawn(mqtt::run_subscriber(coordinator.clone(), host.clone(), port, login));
     tokio::spawn(rollouts::run_controller(coordinator.clone()));
+    tokio::spawn(telemetry::run_pruner(coordinator.clone(), config.telemetry_retention));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the port.

@@ -123,6 +123,29 @@ fn send_acks(c: &Coordinator, acks: BTreeMap<String, Vec<u64>>) {
     }
 }
 
+/// Deletes telemetry whose window ended before `cutoff_ms`, and the
+/// de-duplication records received before it; returns the rows deleted.
+pub async fn prune(c: &Coordinator, cutoff_ms: i64) -> sqlx::Result<u64> {
+    let mut tx = c.db.pool.begin().await?;
+    let a = sqlx::query("DELETE FROM telemetry WHERE window_end < $1").bind(cutoff_ms).execute(&mut *tx).await?.rows_affected();
+    let b = sqlx::query("DELETE FROM telemetry_reports WHERE received_at < $1").bind(cutoff_ms).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok(a + b)
+}
+
+/// Keeps `retention` of telemetry: prunes once a minute. Never returns.
+pub async fn run_pruner(c: Arc<Coordinator>, retention: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match prune(&c, crate::now_ms() - retention.as_millis() as i64).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("pruned {n} telemetry rows older than {retention:?}"),
+            Err(e) => tracing::error!("telemetry pruning failed: {e}"),
+        }
+    }
+}
+
 /// Telemetry for one model version, merged over devices and windows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Aggregate {
@@ -197,4 +220,43 @@ pub async fn summary(c: &Coordinator, since_ms: i64) -> sqlx::Result<serde_json:
         "versions": versions,
         "dropped": dropped.into_iter().map(|(d, r, p)| serde_json::json!({"device": d, "reports": r, "predictions": p})).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reports are stored once whatever the resends, rejected from strangers, and pruned by age.
+    #[tokio::test]
+    async fn store_dedups_rejects_strangers_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::CoordinatorConfig {
+            data_dir: dir.path().to_path_buf(),
+            database: None,
+            artifacts: None,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            trust: wasmops_trust::TrustPolicy::keys(vec![]),
+            max_artifact_bytes: 1 << 20,
+            mqtt: crate::MqttConfig::External("mqtt://127.0.0.1:1".into()),
+            webhooks: vec![],
+            telemetry_retention: std::time::Duration::from_secs(3600),
+        };
+        let c = crate::Coordinator::open(&config).await.unwrap();
+        let mut tx = c.db.pool.begin().await.unwrap();
+        crate::auth::create(&mut tx, &crate::enrolment::credential_name("gw-1"), crate::auth::Role::Device).await.unwrap();
+        tx.commit().await.unwrap();
+        let report = |device: &str, seq: u64, end: i64| -> Incoming {
+            let v = VersionStats { model: "m".into(), version: "1.0.0".into(), role: "live".into(), predictions: 10, errors: 1, ..Default::default() };
+            let r = Report { device: device.into(), stream: "s".into(), seq, window_start_ms: end - 1000, window_end_ms: end, versions: vec![v], dropped_reports: 0, dropped_predictions: 0 };
+            (device.to_string(), serde_json::to_vec(&r).unwrap().into())
+        };
+        let now = crate::now_ms();
+        let acks = store(&c, &[report("gw-1", 0, now - 10_000), report("gw-1", 1, now), report("gw-1", 1, now), report("stranger", 0, now)]).await.unwrap();
+        assert_eq!(acks.get("gw-1"), Some(&vec![0, 1, 1]), "duplicates are acknowledged too");
+        assert!(!acks.contains_key("stranger"));
+        let a = aggregate(&c, "m", "1.0.0", "live", None, 0).await.unwrap();
+        assert_eq!((a.predictions, a.errors, a.devices), (20, 2, 1), "the resent report counts once");
+        assert_eq!(prune(&c, now - 5_000).await.unwrap(), 1, "only the old window goes");
+        assert_eq!(aggregate(&c, "m", "1.0.0", "live", None, 0).await.unwrap().predictions, 10);
+    }
 }

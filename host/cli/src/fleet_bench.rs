@@ -117,6 +117,7 @@ pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<
         max_artifact_bytes: 1 << 20,
         mqtt: wasmops_cloud::MqttConfig::External(url.clone()),
         webhooks: vec![],
+        telemetry_retention: std::time::Duration::from_secs(7 * 86_400),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(wasmops_cloud::serve(config, async move {

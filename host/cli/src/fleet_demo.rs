@@ -63,6 +63,7 @@ pub fn run(s: &Scenario, keep_serving: bool, quiet: bool) -> Result<Outcome> {
         max_artifact_bytes: 256 << 20,
         mqtt: mqtt_config,
         webhooks: vec![],
+        telemetry_retention: std::time::Duration::from_secs(7 * 86_400),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(wasmops_cloud::serve(config, async move {

@@ -139,6 +139,9 @@ enum Command {
         /// POST every event (JSON) to this URL; repeatable.
         #[arg(long = "webhook")]
         webhooks: Vec<String>,
+        /// Hours of telemetry kept; older windows are deleted.
+        #[arg(long, default_value_t = 168)]
+        telemetry_retention_hours: u64,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -805,13 +808,14 @@ fn main() {
             Ok(())
         })(),
         Command::Fleet { command } => fleet(command),
-        Command::Coordinator { data_dir, database, artifacts, listen, max_artifact_mb, mqtt, mqtt_listen, webhooks, trust } => (|| {
+        Command::Coordinator { data_dir, database, artifacts, listen, max_artifact_mb, mqtt, mqtt_listen, webhooks, telemetry_retention_hours, trust } => (|| {
             let trust = trust.policy()?.context("the coordinator needs to know whom to trust: --root ROOT.pub --trust-dir DIR, or --trust KEY.pub")?;
             let mqtt = match mqtt {
                 Some(url) => wasmops_cloud::MqttConfig::External(url),
                 None => wasmops_cloud::MqttConfig::Embedded(mqtt_listen),
             };
-            let config = wasmops_cloud::CoordinatorConfig { data_dir, database, artifacts, listen, trust, max_artifact_bytes: max_artifact_mb << 20, mqtt, webhooks };
+            let telemetry_retention = Duration::from_secs(telemetry_retention_hours.saturating_mul(3600));
+            let config = wasmops_cloud::CoordinatorConfig { data_dir, database, artifacts, listen, trust, max_artifact_bytes: max_artifact_mb << 20, mqtt, webhooks, telemetry_retention };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(wasmops_cloud::serve(config, async {
                 let _ = tokio::signal::ctrl_c().await;
