@@ -122,7 +122,7 @@ fn scenario(database: Option<&str>) {
     let out = cli(&c, &ops, &["enrolment", "--devices", "sim-*"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    for (model, version, seq) in [("scaler_logreg", "1.0.0", "1"), ("scaler_logreg", "1.1.0", "2"), ("slow_iris", "1.2.0", "3"), ("scaler_logreg", "1.3.0", "4"), ("scaler_logreg", "1.4.0", "5")] {
+    for (model, version, seq) in [("scaler_logreg", "1.0.0", "1"), ("scaler_logreg", "1.1.0", "2"), ("slow_iris", "1.2.0", "3"), ("scaler_logreg", "1.3.0", "4"), ("scaler_logreg", "1.4.0", "5"), ("scaler_logreg", "1.5.0", "6")] {
         let out = cli(&c, &admin, &["model", "register", p(&release(model, version, seq))]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -221,6 +221,19 @@ fn scenario(database: Option<&str>) {
         let bins: u64 = s["bins"].as_array().unwrap_or_else(|| panic!("no bins for X[{f}]: {s}")).iter().map(|b| b.as_u64().unwrap()).sum();
         assert_eq!(bins, s["count"].as_u64().unwrap() - s["nulls"].as_u64().unwrap(), "{s}");
     }
+
+    // 7. A device vanishes; a blue-green with a budget of one unavailable device
+    //    goes ahead without it (it keeps its version until it returns).
+    fleet.post("/v1/fleet/traffic?rate=4");
+    fleet.post("/v1/fleet/devices/sim-0007/crash");
+    wait_until("sim-0007 offline", || {
+        let d: Value = reqwest::blocking::Client::new().get(format!("{}/v1/devices", c.url)).bearer_auth(&ops).send().unwrap().json().unwrap();
+        d.as_array().unwrap().iter().any(|x| x["id"] == "sim-0007" && x["state"] == "offline")
+    });
+    let (passed, err) = rollout(&c, &ops, &["iris", "1.5.0", "--strategy", "blue-green", "--max-unavailable", "1"]);
+    assert!(passed, "{err}");
+    let view = fleet.view();
+    assert_eq!(view["versions"]["iris@1.5.0"], DEVICES - 1, "{}", view["versions"]);
 
     // Events on MQTT (the listener reconnects after the broker restart).
     assert!(count(&events, "RolloutStarted", None) >= 4, "{:?}", events.lock().unwrap());

@@ -95,6 +95,10 @@ pub struct RolloutRequest {
     /// Wait for `approve` after each wave but the last.
     #[serde(default)]
     pub manual_approval: bool,
+    /// Devices per wave that may be offline without holding the wave up; they
+    /// get the retained desired state (and any rollback) when they return.
+    #[serde(default)]
+    pub max_unavailable: u32,
 }
 
 fn default_strategy() -> Strategy {
@@ -388,7 +392,7 @@ async fn step(c: &Coordinator, r: &Rollout) -> Result<(), RegistryError> {
             }
             let ready = wave.iter().filter(|d| d.2 == ready_state).count();
             let started = r.wave_started_at.unwrap_or(now);
-            if ready < wave.len() {
+            if ready < wave.len() && !only_offline_missing(c, &wave, ready_state, r.spec.max_unavailable).await? {
                 if now - started > r.spec.gates.timeout_s as i64 * 1000 {
                     return abort(c, r, &format!("timed out: {ready} of {} devices in wave {} are {ready_state}", wave.len(), r.current_wave + 1)).await;
                 }
@@ -455,6 +459,17 @@ async fn step(c: &Coordinator, r: &Rollout) -> Result<(), RegistryError> {
         other => return Err(RegistryError::BadRequest(format!("rollout {} is in an unknown phase `{other}`", r.id))),
     }
     Ok(())
+}
+
+/// Whether every device of the wave that is not `ready_state` yet is offline,
+/// and there are at most `budget` of them.
+async fn only_offline_missing(c: &Coordinator, wave: &[&DeviceRow], ready_state: &str, budget: u32) -> sqlx::Result<bool> {
+    let missing: Vec<&str> = wave.iter().filter(|d| d.2 != ready_state).map(|d| d.0.as_str()).collect();
+    if missing.len() > budget as usize {
+        return Ok(false);
+    }
+    let offline: Vec<(String,)> = sqlx::query_as("SELECT id FROM devices WHERE state = 'offline'").fetch_all(&c.db.pool).await?;
+    Ok(missing.iter().all(|m| offline.iter().any(|(o,)| o == m)))
 }
 
 /// Success: commit the floor on every device (or remove the shadow).

@@ -117,6 +117,18 @@ impl Fleet {
         Ok(Fleet { running: Mutex::new(running), rate_mhz, traffic })
     }
 
+    /// Makes device `id` vanish (no goodbye: the broker publishes its Last Will); false if unknown.
+    pub fn crash(&self, id: &str) -> bool {
+        let mut running = self.running.lock().unwrap();
+        match running.iter().position(|r| r.agent.id() == id) {
+            Some(i) => {
+                running.remove(i).crash();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn set_rate(&self, per_device_per_s: f64) {
         self.rate_mhz.store((per_device_per_s.max(0.0) * 1000.0) as u64, Ordering::Relaxed);
     }
@@ -183,7 +195,8 @@ async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, inde
 }
 
 /// The simulator's own HTTP API: `GET /v1/fleet` (each device's active
-/// version and counters), `POST /v1/fleet/traffic?rate=R`, `POST /v1/fleet/flush`.
+/// version and counters), `POST /v1/fleet/traffic?rate=R`, `POST /v1/fleet/flush`,
+/// `POST /v1/fleet/devices/{id}/crash`.
 pub fn api(fleet: Arc<Fleet>) -> axum::Router {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
@@ -198,6 +211,12 @@ pub fn api(fleet: Arc<Fleet>) -> axum::Router {
             post(|State(f): State<Arc<Fleet>>, Query(r): Query<Rate>| async move {
                 f.set_rate(r.rate);
                 "ok"
+            }),
+        )
+        .route(
+            "/v1/fleet/devices/{id}/crash",
+            post(|State(f): State<Arc<Fleet>>, axum::extract::Path(id): axum::extract::Path<String>| async move {
+                if f.crash(&id) { axum::http::StatusCode::OK } else { axum::http::StatusCode::NOT_FOUND }
             }),
         )
         .route(

@@ -59,6 +59,9 @@ pub enum RolloutCommand {
         /// Wait for `wasmops rollout approve` after each wave but the last.
         #[arg(long)]
         manual_approval: bool,
+        /// Offline devices per wave that do not hold it up (they install when they return).
+        #[arg(long, default_value_t = 0)]
+        max_unavailable: u32,
         /// Follow progress until the rollout ends (seconds); exit non-zero if it aborts.
         #[arg(long)]
         wait: Option<u64>,
@@ -102,6 +105,7 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
             min_agreement,
             probe,
             manual_approval,
+            max_unavailable,
             wait,
         } => {
             let strategy = match strategy {
@@ -111,7 +115,7 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
             };
             let body = serde_json::json!({
                 "model": model, "version": version, "selector": parse_selector(&selector)?, "devices": devices,
-                "strategy": strategy, "waves": waves, "probe": read_probe(probe.as_deref())?, "manual_approval": manual_approval,
+                "strategy": strategy, "waves": waves, "probe": read_probe(probe.as_deref())?, "manual_approval": manual_approval, "max_unavailable": max_unavailable,
                 "gates": {"max_failure_rate": max_failure_rate, "max_latency_ms": max_latency_ms, "latency_quantile": latency_quantile,
                           "min_predictions": min_predictions, "bake_s": bake, "timeout_s": timeout, "min_agreement": min_agreement},
             });
