@@ -132,19 +132,24 @@ pub async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyh
     let s: Status = serde_json::from_slice(payload)?;
     let state = serde_json::to_value(s.state)?.as_str().unwrap_or_default().to_string();
     let now = crate::now_ms();
-    if let Some(rollout) = s.deployment.as_deref().filter(|d| d.starts_with("ro-")) {
-        crate::rollouts::record_status(c, rollout, device, &state, s.version.as_deref(), s.error.as_deref()).await?;
+    // Only a row that changes counts: resent (retained) reports are no news.
+    let changed = if let Some(rollout) = s.deployment.as_deref().filter(|d| d.starts_with("ro-")) {
+        crate::rollouts::record_status(c, rollout, device, &state, s.version.as_deref(), s.error.as_deref()).await?
     } else if let Some(dep) = &s.deployment {
-        sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4 AND device = $5")
+        sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4 AND device = $5 AND state <> $1")
             .bind(&state)
             .bind(s.error.clone())
             .bind(now)
             .bind(dep)
             .bind(device)
             .execute(&c.db.pool)
-            .await?;
-    }
-    if s.state == wasmops_devices::agent::InstallState::Active && s.deployment.is_some() {
+            .await?
+            .rows_affected()
+            > 0
+    } else {
+        false
+    };
+    if changed && s.state == wasmops_devices::agent::InstallState::Active {
         if let Some(a) = &s.active {
             crate::events::emit(c, "ModelDeployed", device.to_string(), serde_json::json!({"model": a.model, "version": a.version, "deployment": s.deployment}));
         }

@@ -122,9 +122,10 @@ pub struct Device {
     pub last_status: Option<serde_json::Value>,
 }
 
-/// Subscribes to presence and install status and keeps the `devices` and
-/// `deployments` tables current, reconnecting with backoff and resubscribing
-/// after every reconnect. Its client is the coordinator's publisher. Never returns.
+/// Subscribes to presence, install status and telemetry and keeps the tables
+/// current, reconnecting with backoff and resubscribing after every reconnect
+/// (and every minute, to be sent the retained state again). Its client is the
+/// coordinator's publisher. Never returns.
 pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login: Option<(String, String)>) {
     let mut opts = MqttOptions::new(format!("wasmops-coordinator-{}", std::process::id()), host, port);
     if let Some((user, pass)) = login {
@@ -137,9 +138,41 @@ pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login:
     let (client, mut events) = AsyncClient::new(opts, 4096);
     let _ = c.bus.set(client.clone());
     let telemetry = crate::telemetry::spawn_writer(c.clone());
+    // Presence and status are recorded by their own task: the event loop only
+    // reads, so a slow database never makes the broker queue (and a stock
+    // Mosquitto drop) messages for us.
+    let (state_tx, mut state_rx) = tokio::sync::mpsc::channel::<rumqttc::Publish>(100_000);
+    {
+        let c = c.clone();
+        tokio::spawn(async move {
+            while let Some(p) = state_rx.recv().await {
+                let result = if p.topic.ends_with("/presence") {
+                    record_presence(&c, &p.topic, &p.payload).await
+                } else {
+                    crate::deployments::record_status(&c, &p.topic, &p.payload).await
+                };
+                if let Err(e) = result {
+                    tracing::warn!("message on {} ignored: {e}", p.topic);
+                }
+            }
+        });
+    }
+    // Re-subscribing makes the broker send every retained presence and status
+    // again: whatever was lost on the way is repaired within a minute.
+    let mut resync = tokio::time::interval(Duration::from_secs(60));
+    resync.tick().await;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match events.poll().await {
+        let polled = tokio::select! {
+            e = events.poll() => e,
+            _ = resync.tick() => {
+                for t in [topics::ALL_PRESENCE, topics::ALL_STATUS] {
+                    let _ = client.try_subscribe(t, QoS::AtLeastOnce);
+                }
+                continue;
+            }
+        };
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
                 for t in [topics::ALL_PRESENCE, topics::ALL_STATUS, topics::ALL_TELEMETRY] {
@@ -155,21 +188,18 @@ pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login:
                 }
                 if p.topic.ends_with("/telemetry") {
                     match topics::device_of(&p.topic).filter(|d| topics::valid_device_id(d)) {
-                        // Backpressure: when the writer lags, stop reading; the broker queues.
+                        // A full writer queue drops the report unacknowledged: the device resends it.
                         Some(d) => {
-                            let _ = telemetry.send((d.to_string(), p.payload.clone())).await;
+                            if telemetry.try_send((d.to_string(), p.payload.clone())).is_err() {
+                                tracing::debug!("telemetry backlog full; report from {d} left for its resend");
+                            }
                         }
                         None => tracing::warn!("telemetry on {} ignored: no valid device id", p.topic),
                     }
                     continue;
                 }
-                let result = if p.topic.ends_with("/presence") {
-                    record_presence(&c, &p.topic, &p.payload).await
-                } else {
-                    crate::deployments::record_status(&c, &p.topic, &p.payload).await
-                };
-                if let Err(e) = result {
-                    tracing::warn!("message on {} ignored: {e}", p.topic);
+                if state_tx.try_send(p).is_err() {
+                    tracing::warn!("presence/status backlog full: a message waits for the next resync");
                 }
             }
             Ok(_) => {}

@@ -497,9 +497,10 @@ async fn finish(c: &Coordinator, r: &Rollout, all: &[DeviceRow]) -> Result<(), R
 }
 
 /// A device's status report for rollout `id` (ignored once the rollout has ended).
-pub async fn record_status(c: &Coordinator, id: &str, device: &str, state: &str, version: Option<&str>, error: Option<&str>) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE rollout_devices SET state = $1, error = $2, updated_at = $3 WHERE rollout = $4 AND device = $5
+/// Returns whether the device's row changed.
+pub async fn record_status(c: &Coordinator, id: &str, device: &str, state: &str, version: Option<&str>, error: Option<&str>) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE rollout_devices SET state = $1, error = $2, updated_at = $3 WHERE rollout = $4 AND device = $5 AND state <> $1
          AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND version = $6 AND state IN ('running', 'paused', 'waiting-approval'))",
     )
     .bind(state)
@@ -510,7 +511,7 @@ pub async fn record_status(c: &Coordinator, id: &str, device: &str, state: &str,
     .bind(version.unwrap_or_default())
     .execute(&c.db.pool)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() > 0)
 }
 
 /// The controller: advances every running rollout twice a second. Never returns.
