@@ -188,11 +188,10 @@ pub async fn run_subscriber(c: Arc<Coordinator>, host: String, port: u16, login:
                 }
                 if p.topic.ends_with("/telemetry") {
                     match topics::device_of(&p.topic).filter(|d| topics::valid_device_id(d)) {
-                        // A full writer queue drops the report unacknowledged: the device resends it.
+                        // Backpressure: only when the writer is 20,000 reports behind does
+                        // reading wait (presence and status never wait on the database).
                         Some(d) => {
-                            if telemetry.try_send((d.to_string(), p.payload.clone())).is_err() {
-                                tracing::debug!("telemetry backlog full; report from {d} left for its resend");
-                            }
+                            let _ = telemetry.send((d.to_string(), p.payload.clone())).await;
                         }
                         None => tracing::warn!("telemetry on {} ignored: no valid device id", p.topic),
                     }

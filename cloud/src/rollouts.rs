@@ -322,32 +322,46 @@ async fn publish(c: &Coordinator, device: &str, desired: Option<&Desired>) -> Re
     bus.publish(topics::desired(device), QoS::AtLeastOnce, true, payload).await.map_err(|e| RegistryError::BadRequest(format!("cannot publish to MQTT: {e}")))
 }
 
+/// Desired states that put devices back on the version they ran before a
+/// rollout, resolved once per version.
+struct PreviousVersions {
+    deployment: String,
+    probe: Option<serde_json::Value>,
+    resolved: BTreeMap<(String, String), Desired>,
+}
+
+impl PreviousVersions {
+    fn new(deployment: String, probe: Option<serde_json::Value>) -> Self {
+        PreviousVersions { deployment, probe, resolved: BTreeMap::new() }
+    }
+
+    /// `None` when the device ran nothing before.
+    async fn get(&mut self, c: &Coordinator, model: Option<String>, version: Option<String>) -> Result<Option<Desired>, RegistryError> {
+        let (Some(model), Some(version)) = (model, version) else { return Ok(None) };
+        let key = (model.clone(), version.clone());
+        if !self.resolved.contains_key(&key) {
+            let v = registry::resolve(c, &model, &version).await?;
+            let d = Desired { deployment: self.deployment.clone(), model, version, sha256: v.sha256, size_bytes: v.size_bytes as u64, probe: self.probe.clone(), mode: Mode::Active, provisional: false };
+            self.resolved.insert(key.clone(), d);
+        }
+        Ok(self.resolved.get(&key).cloned())
+    }
+}
+
 /// Sends every started device back to what it ran before, and ends the rollout.
 async fn abort(c: &Coordinator, r: &Rollout, reason: &str) -> Result<(), RegistryError> {
     tracing::warn!("rollout {} aborted: {reason}", r.id);
     // Terminal first: status reports from now on no longer move the rows.
     set_state(c, &r.id, "aborted", Some(reason)).await?;
-    let rollback_id = format!("{}/rollback", r.id);
-    let mut previous_of: BTreeMap<(String, String), Desired> = BTreeMap::new();
+    // The rollout's sample is the application's request: probe the way back with it too.
+    let mut previous = PreviousVersions::new(format!("{}/rollback", r.id), r.spec.probe.clone());
     let mut rolled_back = vec![];
     for (device, wave, state, _, pm, pv) in devices(c, &r.id).await? {
         if wave > r.current_wave || state == "pending" {
             continue; // never asked to install
         }
-        let desired = match (pm, pv) {
-            (Some(m), Some(v)) => {
-                let key = (m.clone(), v.clone());
-                if !previous_of.contains_key(&key) {
-                    let pv = registry::resolve(c, &m, &v).await?;
-                    // The rollout's sample is the application's request: probe the way back with it too.
-                    let probe = r.spec.probe.clone();
-                    previous_of.insert(key.clone(), Desired { deployment: rollback_id.clone(), model: m, version: v, sha256: pv.sha256, size_bytes: pv.size_bytes as u64, probe, mode: Mode::Active, provisional: false });
-                }
-                previous_of.get(&key).cloned()
-            }
-            // Nothing ran before: withdraw the desired state (the device keeps what it has).
-            _ => None,
-        };
+        // Nothing ran before: withdraw the desired state (the device keeps what it has).
+        let desired = previous.get(c, pm, pv).await?;
         publish(c, &device, desired.as_ref()).await?;
         rolled_back.push(device);
     }
@@ -476,15 +490,11 @@ async fn only_offline_missing(c: &Coordinator, wave: &[&DeviceRow], ready_state:
 async fn finish(c: &Coordinator, r: &Rollout, all: &[DeviceRow]) -> Result<(), RegistryError> {
     set_state(c, &r.id, "succeeded", None).await?;
     if r.spec.strategy == Strategy::Shadow {
-        let mut previous: BTreeMap<(String, String), Desired> = BTreeMap::new();
+        let mut previous = PreviousVersions::new(format!("{}/end", r.id), None);
         for (device, _, _, _, pm, pv) in all {
-            let (Some(m), Some(v)) = (pm, pv) else { continue };
-            if !previous.contains_key(&(m.clone(), v.clone())) {
-                let x = registry::resolve(c, m, v).await?;
-                let d = Desired { deployment: format!("{}/end", r.id), model: m.clone(), version: v.clone(), sha256: x.sha256, size_bytes: x.size_bytes as u64, probe: None, mode: Mode::Active, provisional: false };
-                previous.insert((m.clone(), v.clone()), d);
+            if let Some(d) = previous.get(c, pm.clone(), pv.clone()).await? {
+                publish(c, device, Some(&d)).await?;
             }
-            publish(c, device, previous.get(&(m.clone(), v.clone()))).await?;
         }
     } else {
         let commit = r.desired(Mode::Active, false);

@@ -107,37 +107,8 @@ pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<
     // The coordinator: parse, de-duplicate, store in SQLite, acknowledge.
     let dir = tempfile::tempdir()?;
     let key = wasmops_sign::SecretKey::generate()?;
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let config = wasmops_cloud::CoordinatorConfig {
-        data_dir: dir.path().to_path_buf(),
-        database: None,
-        artifacts: None,
-        listen,
-        trust: wasmops_trust::TrustPolicy::keys(vec![key.public()]),
-        max_artifact_bytes: 1 << 20,
-        mqtt: wasmops_cloud::MqttConfig::External(url.clone()),
-        webhooks: vec![],
-        telemetry_retention: std::time::Duration::from_secs(7 * 86_400),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    rt.spawn(wasmops_cloud::serve(config, async move {
-        let _ = stop_rx.await;
-    }));
-    let api = format!("http://{listen}");
-    let token = {
-        let started = Instant::now();
-        loop {
-            if let Ok(t) = std::fs::read_to_string(dir.path().join("admin.token")) {
-                if reqwest::blocking::get(format!("{api}/healthz")).is_ok() {
-                    break t.trim().to_string();
-                }
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("the coordinator did not start");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let coordinator = crate::fleet_demo::InProcess::start(&rt, dir.path(), wasmops_trust::TrustPolicy::keys(vec![key.public()]), Some(&url))?;
+    let (api, token) = (coordinator.api.clone(), coordinator.admin_token()?);
     // The publishers are enrolled devices (telemetry from strangers is rejected).
     let http = reqwest::blocking::Client::new();
     let enrolment: serde_json::Value = http.post(format!("{api}/v1/enrolments")).bearer_auth(&token).json(&serde_json::json!({"devices": "bench-*"})).send()?.json()?;
@@ -166,7 +137,7 @@ pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<
     }
     let elapsed = started.elapsed();
     let ingest_rate = total as f64 / elapsed.as_secs_f64();
-    let _ = stop_tx.send(());
+    coordinator.stop(&rt);
     println!("telemetry ingestion through Mosquitto ({url}), {devices} publishing connections, {total} reports of {} bytes", report("bench-0000", 0).len());
     println!("  broker alone (publish → subscriber):      {raw_rate:>9.0} msgs/s");
     println!("  coordinator (publish → stored in SQLite): {ingest_rate:>9.0} msgs/s  (publishing took {:.2} s, all stored after {:.2} s)", published.as_secs_f64(), elapsed.as_secs_f64());

@@ -44,40 +44,9 @@ pub fn run(s: &Scenario, keep_serving: bool, quiet: bool) -> Result<Outcome> {
             eprintln!("{m}");
         }
     };
-    let listen = free_addr()?;
-    let (mqtt_config, mqtt_url) = match &s.mqtt {
-        Some(url) => (wasmops_cloud::MqttConfig::External(url.clone()), url.clone()),
-        None => {
-            let a = free_addr()?;
-            (wasmops_cloud::MqttConfig::Embedded(a), format!("mqtt://{a}"))
-        }
-    };
-    let data_dir = s.dir.join("coordinator");
     let trust = wasmops_trust::TrustPolicy::keys(vec![crate::read_public(&s.trust_key)?]);
-    let config = wasmops_cloud::CoordinatorConfig {
-        data_dir: data_dir.clone(),
-        database: None,
-        artifacts: None,
-        listen,
-        trust,
-        max_artifact_bytes: 256 << 20,
-        mqtt: mqtt_config,
-        webhooks: vec![],
-        telemetry_retention: std::time::Duration::from_secs(7 * 86_400),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(wasmops_cloud::serve(config, async move {
-        let _ = stop_rx.await;
-    }));
-    let api = format!("http://{listen}");
-    let token_file = data_dir.join("admin.token");
-    let started = Instant::now();
-    while reqwest::blocking::get(format!("{api}/healthz")).is_err() {
-        if server.is_finished() || started.elapsed() > Duration::from_secs(30) {
-            bail!("the coordinator did not start on {api}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let coordinator = InProcess::start(&rt, &s.dir.join("coordinator"), trust, s.mqtt.as_deref())?;
+    let (api, mqtt_url, token_file) = (coordinator.api.clone(), coordinator.mqtt.clone(), coordinator.token_file.clone());
     say(format!("coordinator API on {api} (MQTT {mqtt_url}); admin token in {}", token_file.display()));
     let conn = Connection { coordinator: api.clone(), token: None, token_file: Some(token_file.clone()) };
     for wasm in [&s.v1, &s.v2] {
@@ -145,9 +114,65 @@ pub fn run(s: &Scenario, keep_serving: bool, quiet: bool) -> Result<Outcome> {
         });
     }
     rt.block_on(fleet.stop());
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
+    coordinator.stop(&rt);
     Ok(Outcome { rollout_time, fleet_start_time, first_deploy_time })
+}
+
+/// A coordinator served on this process's runtime on a free port, with
+/// zero-setup defaults in `data_dir` and the embedded broker unless `mqtt` names one.
+pub struct InProcess {
+    pub api: String,
+    pub mqtt: String,
+    pub token_file: PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl InProcess {
+    /// Returns once the API answers.
+    pub fn start(rt: &tokio::runtime::Runtime, data_dir: &Path, trust: wasmops_trust::TrustPolicy, mqtt: Option<&str>) -> Result<InProcess> {
+        let listen = free_addr()?;
+        let (mqtt_config, mqtt) = match mqtt {
+            Some(url) => (wasmops_cloud::MqttConfig::External(url.to_string()), url.to_string()),
+            None => {
+                let a = free_addr()?;
+                (wasmops_cloud::MqttConfig::Embedded(a), format!("mqtt://{a}"))
+            }
+        };
+        let config = wasmops_cloud::CoordinatorConfig {
+            data_dir: data_dir.to_path_buf(),
+            database: None,
+            artifacts: None,
+            listen,
+            trust,
+            max_artifact_bytes: 256 << 20,
+            mqtt: mqtt_config,
+            webhooks: vec![],
+            telemetry_retention: Duration::from_secs(7 * 86_400),
+        };
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(wasmops_cloud::serve(config, async move {
+            let _ = stop_rx.await;
+        }));
+        let api = format!("http://{listen}");
+        let started = Instant::now();
+        while reqwest::blocking::get(format!("{api}/healthz")).is_err() {
+            if server.is_finished() || started.elapsed() > Duration::from_secs(30) {
+                bail!("the coordinator did not start on {api}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(InProcess { api, mqtt, token_file: data_dir.join("admin.token"), stop, server })
+    }
+
+    pub fn admin_token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(&self.token_file).with_context(|| format!("cannot read {}", self.token_file.display()))?.trim().to_string())
+    }
+
+    pub fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        let _ = rt.block_on(self.server);
+    }
 }
 
 fn wait_for(limit: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
