@@ -8,6 +8,22 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// LLVM settings that shrink the guest without slowing it. tract-core's ops are
+/// monomorphised over every datum type and at O3 each copy inlines everything it
+/// calls; capping the inliner for calls not marked `#[inline]` (hot iterator and
+/// kernel code is) took the MobileNetV2-style component from 14.2 to 12.9 MB with
+/// in-wasm latency unchanged within noise. Also capping vector interleaving and
+/// runtime unrolling saved 0.3 MB more but cost ~3 %; a threshold of 25 cost ~20 %.
+const SIZE_FLAGS: &[&str] = &["-Cllvm-args=-inline-threshold=75"];
+
+/// `-Ctarget-feature=...` plus [`SIZE_FLAGS`], in cargo's 0x1f-separated form.
+fn encoded_rustflags(target_features: &str) -> String {
+    std::iter::once(format!("-Ctarget-feature={target_features}"))
+        .chain(SIZE_FLAGS.iter().map(|f| f.to_string()))
+        .collect::<Vec<_>>()
+        .join("\x1f")
+}
+
 /// Builds one wasm32-wasip2 package and copies its `.wasm` to `OUT_DIR/dest`.
 fn build(root: &Path, target_dir: &Path, package: &str, features: &[&str], rustflags: &str, dest: &str) -> PathBuf {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -15,7 +31,7 @@ fn build(root: &Path, target_dir: &Path, package: &str, features: &[&str], rustf
         .args(["build", "-p", package, "--target", "wasm32-wasip2", "--profile", "guest"])
         .arg("--target-dir")
         .arg(target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", format!("-Ctarget-feature={rustflags}"));
+        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(rustflags));
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
