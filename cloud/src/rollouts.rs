@@ -482,8 +482,14 @@ async fn only_offline_missing(c: &Coordinator, wave: &[&DeviceRow], ready_state:
     if missing.len() > budget as usize {
         return Ok(false);
     }
-    let offline: Vec<(String,)> = sqlx::query_as("SELECT id FROM devices WHERE state = 'offline'").fetch_all(&c.db.pool).await?;
-    Ok(missing.iter().all(|m| offline.iter().any(|(o,)| o == m)))
+    // At most `budget` lookups, whatever the fleet's size.
+    for id in missing {
+        let state: Option<(String,)> = sqlx::query_as("SELECT state FROM devices WHERE id = $1").bind(id).fetch_optional(&c.db.pool).await?;
+        if state.is_none_or(|(s,)| s != "offline") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Success: commit the floor on every device (or remove the shadow).
