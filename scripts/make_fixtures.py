@@ -325,6 +325,37 @@ def slow_iris():
     save("slow_iris", model, [(1, {"X": x}, {"X": x})], tolerance=1e-3)
 
 
+def lstm_sequence():
+    """A sensor-window classifier as PyTorch exports an LSTM(batch_first=True)
+    without dynamic axes: x [1, 12, 3] -> Transpose -> LSTM(8) -> last hidden ->
+    Gemm -> Softmax [1, 2]. Its LSTM needs tract's scan ops, which only the full
+    generic guest carries. (tract 0.23 cannot expand an LSTM over a symbolic batch:
+    tests/bad_input.rs checks that `build` says so.)"""
+    hidden, feats, steps = 8, 3, 12
+    rng = np.random.default_rng(12)  # its own stream: regenerating it alone changes nothing else
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((1, 4 * hidden, feats)) * 0.4).astype(np.float32), "W"),
+        numpy_helper.from_array((rng.standard_normal((1, 4 * hidden, hidden)) * 0.4).astype(np.float32), "R"),
+        numpy_helper.from_array((rng.standard_normal((1, 8 * hidden)) * 0.1).astype(np.float32), "B"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array((rng.standard_normal((hidden, 2)) * 0.5).astype(np.float32), "fc_w"),
+        numpy_helper.from_array(np.zeros(2, np.float32), "fc_b"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_tnf"], perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["x_tnf", "W", "R", "B"], ["Y", "Y_h"], hidden_size=hidden),
+        helper.make_node("Squeeze", ["Y_h", "axis0"], ["h"]),
+        helper.make_node("Gemm", ["h", "fc_w", "fc_b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(nodes, "lstm_sequence", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, steps, feats])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    x = rounded(rng.uniform(-1, 1, (1, steps, feats)))
+    save("lstm_sequence", model, [(1, {"x": x}, {"x": x})])
+
+
 def bad_fixtures():
     d = os.path.join(ROOT, "bad")
     os.makedirs(d, exist_ok=True)
@@ -339,7 +370,7 @@ def bad_fixtures():
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "bad"]
+    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "lstm", "bad"]
     if "sklearn" in which:
         sklearn_fixtures()
     if "tabular" in which:
@@ -350,5 +381,7 @@ if __name__ == "__main__":
         mobilenet_fixtures()
     if "slow" in which:
         slow_iris()
+    if "lstm" in which:
+        lstm_sequence()
     if "bad" in which:
         bad_fixtures()

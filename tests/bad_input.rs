@@ -28,6 +28,14 @@ fn unsupported_op_is_named_with_its_node() {
     assert!(err.contains("node"), "{err}");
 }
 
+/// tract 0.23 panics expanding an ONNX LSTM over a symbolic batch; `build`
+/// reports it as an error instead of crashing.
+#[test]
+fn a_model_tract_panics_on_is_an_error() {
+    let err = build_fails(&fixtures().join("lstm_sequence/model.onnx"), &["--input-shape", "x=N,12,3"]);
+    assert!(err.contains("tract failed while converting the ONNX model") && err.contains("UndeterminedSymbol"), "{err}");
+}
+
 #[test]
 fn broken_pipeline_toml() {
     let bad = scratch().join("broken.toml");

@@ -4,8 +4,11 @@
 mod common;
 use common::*;
 
-fn check(name: &str) {
+/// `flavour`: the generic guest `build` must pick (the slim one whenever the
+/// model's ops allow, so components stay small).
+fn check(name: &str, flavour: &str) {
     let wasm = component(name);
+    assert_eq!(guest_flavour(name), flavour, "{name}: baked from the wrong generic guest");
     let dir = fixtures().join(name);
     let tol: f64 = std::fs::read_to_string(dir.join("tolerance.txt")).unwrap().trim().parse().unwrap();
     let mut cases = 0;
@@ -24,57 +27,62 @@ fn check(name: &str) {
 
 #[test]
 fn scaler_logistic_regression() {
-    check("scaler_logreg");
+    check("scaler_logreg", "slim");
 }
 
 #[test]
 fn scaler_mlp() {
-    check("scaler_mlp");
+    check("scaler_mlp", "slim");
 }
 
 #[test]
 fn random_forest_classifier() {
-    check("random_forest_classifier");
+    check("random_forest_classifier", "slim");
 }
 
 #[test]
 fn random_forest_multiclass_exported_with_zipmap() {
-    check("random_forest_iris_zipmap");
+    check("random_forest_iris_zipmap", "slim");
 }
 
 #[test]
 fn gradient_boosting_regressor() {
-    check("gradient_boosting_regressor");
+    check("gradient_boosting_regressor", "slim");
 }
 
 #[test]
 fn random_forest_regressor() {
-    check("random_forest_regressor");
+    check("random_forest_regressor", "slim");
 }
 
 #[test]
 fn scaler_linear_regression() {
-    check("scaler_linear_regression");
+    check("scaler_linear_regression", "slim");
 }
 
 #[test]
 fn tabular_pipeline_impute_onehot_categories_scale() {
-    check("tabular_pipeline");
+    check("tabular_pipeline", "slim");
 }
 
 #[test]
 fn small_cnn() {
-    check("small_cnn");
+    check("small_cnn", "slim");
 }
 
 #[test]
 fn mobilenet_v2_style_224() {
-    check("mobilenet_v2_style");
+    check("mobilenet_v2_style", "slim");
 }
 
 #[test]
 fn image_pipeline_resize_normalize_chw() {
-    check("image_pipeline");
+    check("image_pipeline", "slim");
+}
+
+#[test]
+fn lstm_sequence_falls_back_to_the_full_guest() {
+    check("lstm_sequence", "full");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Compiles `guest/component` for `wasm32-wasip2` with tract's wasm SIMD kernels
-//! and exposes the bytes as `GENERIC_GUEST`. With the `test-programs` feature it
+//! Compiles `guest/component` for `wasm32-wasip2` with tract's wasm SIMD kernels,
+//! in full and slim flavours, and exposes the bytes as `GENERIC_GUEST` and `SLIM_GUEST`. With the `test-programs` feature it
 //! also builds the hostile guests of `guest/test-programs` for the sandbox tests
 //! (as wasmtime's `test-programs/artifacts` does). A separate target directory
 //! keeps the nested cargo from waiting on the outer build's lock.
@@ -57,7 +57,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/guest"));
 
-    for path in ["guest/component", "guest/pipeline", "guest/test-programs", "wit", "Cargo.lock", "Cargo.toml"] {
+    for path in ["guest/component", "guest/pipeline", "guest/test-programs", "guest/vendor", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_FEATURES");
@@ -66,6 +66,8 @@ fn main() {
     let rustflags = env::var("WASMOPS_GUEST_FEATURES").unwrap_or_else(|_| "+simd128".into());
     let guest = build(&root, &target_dir, "wasmops-guest", &[], &rustflags, "wasmops_guest.wasm");
     println!("cargo:rustc-env=WASMOPS_GENERIC_GUEST={}", guest.display());
+    let slim = build(&root, &target_dir, "wasmops-guest", &["slim"], &rustflags, "wasmops_guest_slim.wasm");
+    println!("cargo:rustc-env=WASMOPS_SLIM_GUEST={}", slim.display());
     println!("cargo:rustc-env=WASMOPS_GUEST_TARGET_FEATURES={rustflags}");
 
     if env::var_os("CARGO_FEATURE_TEST_PROGRAMS").is_some() {

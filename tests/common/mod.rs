@@ -64,22 +64,36 @@ pub fn keys() -> &'static (PathBuf, PathBuf) {
 
 /// Builds and signs fixture `name` once; returns the component path.
 pub fn component(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(vec![]);
+    built(name).0
+}
+
+/// Which generic guest `build` baked fixture `name` from (`slim` or `full`).
+pub fn guest_flavour(name: &str) -> String {
+    built(name).1
+}
+
+fn built(name: &str) -> (PathBuf, String) {
+    static BUILT: Mutex<Vec<(String, String)>> = Mutex::new(vec![]);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch().join(format!("{name}.wasm"));
-    if !built.contains(&name.to_string()) {
-        let dir = fixtures().join(name);
-        let model = dir.join("model.onnx");
-        let mut args = vec!["build", p(&model), "--out", p(&out), "--name", name, "--version", "1.2.3"];
-        let pipeline = dir.join("pipeline.toml");
-        if pipeline.exists() {
-            args.extend(["--pipeline", p(&pipeline)]);
-        }
-        ok(&args);
-        ok(&["sign", p(&out), "--key", p(&keys().0)]);
-        built.push(name.to_string());
+    if let Some((_, flavour)) = built.iter().find(|(n, _)| n == name) {
+        return (out, flavour.clone());
     }
-    out
+    let dir = fixtures().join(name);
+    let model = dir.join("model.onnx");
+    let mut args = vec!["build", p(&model), "--out", p(&out), "--name", name, "--version", "1.2.3"];
+    let pipeline = dir.join("pipeline.toml");
+    if pipeline.exists() {
+        args.extend(["--pipeline", p(&pipeline)]);
+    }
+    let result = wasmops(&args);
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(result.status.success(), "wasmops {args:?} failed:\n{stderr}");
+    // "built X (12.34 MB, slim guest; ...)"
+    let flavour = stderr.split(" guest;").next().and_then(|s| s.rsplit(' ').next()).unwrap_or("?").to_string();
+    ok(&["sign", p(&out), "--key", p(&keys().0)]);
+    built.push((name.to_string(), flavour.clone()));
+    (out, flavour)
 }
 
 pub fn read_json(path: &Path) -> Value {

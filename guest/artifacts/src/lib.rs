@@ -1,7 +1,12 @@
 //! The generic guest component, compiled by this crate's build script.
 
-/// The `model-builder` component before any model is baked in.
+/// The `model-builder` component before any model is baked in: every op tract
+/// can load.
 pub const GENERIC_GUEST: &[u8] = include_bytes!(env!("WASMOPS_GENERIC_GUEST"));
+
+/// The same with only the op families of scikit-learn models and CNNs linked in
+/// (~2 MB smaller); `wasmops build` uses it whenever the model loads in it.
+pub const SLIM_GUEST: &[u8] = include_bytes!(env!("WASMOPS_SLIM_GUEST"));
 
 /// The wasm target features the guest was compiled with (e.g. `+simd128`).
 pub const TARGET_FEATURES: &str = env!("WASMOPS_GUEST_TARGET_FEATURES");

@@ -15,7 +15,6 @@ mod zeroing_alloc;
 use std::sync::OnceLock;
 
 use tract_nnef::internal::*;
-use tract_onnx_opl::WithOnnx;
 use wasmops_pipeline::Pipeline;
 
 wit_bindgen::generate!({
@@ -51,8 +50,7 @@ pub(crate) struct Bundle {
 
 fn load(bundle: &Bundle) -> TractResult<Loaded> {
     let pipeline = Pipeline::from_toml(&bundle.pipeline).map_err(|e| format_err!("{e}"))?;
-    let nnef = tract_nnef::nnef().with_onnx();
-    let model = nnef.model_for_read(&mut &bundle.nnef[..])?;
+    let model = loader().model_for_read(&mut &bundle.nnef[..])?;
     let plan = model.into_optimized()?.into_runnable()?;
     let model = plan.model();
     let input_names = model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>();
@@ -63,6 +61,21 @@ fn load(bundle: &Bundle) -> TractResult<Loaded> {
         .collect::<Vec<_>>();
     let info = convert::model_info(bundle, model, &pipeline, &input_names, &output_names)?;
     Ok(Loaded { plan, pipeline, info, input_names, output_names })
+}
+
+/// The NNEF loader. The full guest knows every op tract can serialise; the slim
+/// one (feature `slim`, see guest/vendor/README.md) only the op families that
+/// scikit-learn models and CNNs use, so the ops it leaves out are not linked in.
+/// `wasmops build` tries the slim guest first and falls back to the full one.
+fn loader() -> tract_nnef::framework::Nnef {
+    let onnx = if cfg!(feature = "slim") {
+        let mut registry = Registry::new("tract_onnx");
+        tract_onnx_opl::ml::register(&mut registry);
+        registry
+    } else {
+        tract_onnx_opl::onnx_opl_registry()
+    };
+    tract_nnef::nnef().with_registry(onnx)
 }
 
 struct Component;

@@ -9,6 +9,7 @@
 
 mod onnx;
 mod onnx_ml;
+mod panic_guard;
 mod snapshot;
 
 use std::time::{Duration, Instant};
@@ -57,11 +58,33 @@ pub struct BuildOptions {
     pub feature_bins: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
+/// Which generic guest a component was baked from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestFlavour {
+    /// Only the op families of scikit-learn models and CNNs (the smaller one).
+    Slim,
+    /// Every op tract can load.
+    Full,
+    /// [`BuildOptions::guest`].
+    Custom,
+}
+
+impl std::fmt::Display for GuestFlavour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GuestFlavour::Slim => "slim",
+            GuestFlavour::Full => "full",
+            GuestFlavour::Custom => "custom",
+        })
+    }
+}
+
 /// What `build` produced, with timings for the CLI to report.
 #[derive(Debug)]
 pub struct Built {
     pub claims: Claims,
     pub component: Vec<u8>,
+    pub guest: GuestFlavour,
     pub nnef_bytes: usize,
     pub convert_time: Duration,
     pub snapshot_time: Duration,
@@ -72,16 +95,27 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
     // Name and version become claims: refuse bad ones before the slow part.
     Claims::new(&opts.name, &opts.version, 0, b"", "").validate()?;
     let started = Instant::now();
-    let model = load_onnx(onnx_bytes, &opts.input_shapes)?;
-    let nnef = to_nnef(&model)?;
+    let model = panic_guard::guarded("converting the ONNX model", || load_onnx(onnx_bytes, &opts.input_shapes))?;
+    let nnef = panic_guard::guarded("writing the model as NNEF", || to_nnef(&model))?;
     let convert_time = started.elapsed();
     let started = Instant::now();
-    let guest = opts.guest.as_deref().unwrap_or(wasmops_guest_artifacts::GENERIC_GUEST);
-    let component = snapshot::bake(guest, &opts.name, &opts.version, &nnef, &opts.pipeline, opts.cache_dir.as_deref())?;
+    let bake = |guest: &[u8]| snapshot::bake(guest, &opts.name, &opts.version, &nnef, &opts.pipeline, opts.cache_dir.as_deref());
+    let (component, guest) = match &opts.guest {
+        Some(guest) => (bake(guest)?, GuestFlavour::Custom),
+        None => match bake(wasmops_guest_artifacts::SLIM_GUEST) {
+            Ok(component) => (component, GuestFlavour::Slim),
+            // An op family the slim guest leaves out; anything else would fail the same way in full.
+            Err(BuildError::Unsupported(why)) => {
+                tracing::debug!("the slim guest cannot load the model ({why}); using the full guest");
+                (bake(wasmops_guest_artifacts::GENERIC_GUEST)?, GuestFlavour::Full)
+            }
+            Err(e) => return Err(e),
+        },
+    };
     let claims = claims(onnx_bytes, &component, opts)?;
     let component = claims.embed(&component)?;
     Ok(Built {
-        claims, component, nnef_bytes: nnef.len(), convert_time, snapshot_time: started.elapsed() })
+        claims, component, guest, nnef_bytes: nnef.len(), convert_time, snapshot_time: started.elapsed() })
 }
 
 /// The claims `build` embeds: the user's parts plus what it knows itself.

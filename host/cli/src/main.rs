@@ -492,9 +492,10 @@ fn build(model: &Path, out: &Path, pipeline: Option<&Path>, name: Option<String>
     let built = wasmops_build::build(&onnx, &opts).with_context(|| format!("cannot build {}", model.display()))?;
     files::write_atomic(out, &built.component)?;
     eprintln!(
-        "built {} ({:.2} MB; model as NNEF {:.2} MB; convert {:.2}s, snapshot {:.2}s)",
+        "built {} ({:.2} MB, {} guest; model as NNEF {:.2} MB; convert {:.2}s, snapshot {:.2}s)",
         out.display(),
         built.component.len() as f64 / 1e6,
+        built.guest,
         built.nnef_bytes as f64 / 1e6,
         built.convert_time.as_secs_f64(),
         built.snapshot_time.as_secs_f64()
