@@ -1,7 +1,8 @@
 //! Compiles `guest/component` for `wasm32-wasip2` with tract's wasm SIMD kernels,
-//! in full and slim flavours, and exposes the bytes as `GENERIC_GUEST` and `SLIM_GUEST`. With the `test-programs` feature it
-//! also builds the hostile guests of `guest/test-programs` for the sandbox tests
-//! (as wasmtime's `test-programs/artifacts` does). A separate target directory
+//! in full and slim flavours, shrinks both with binaryen, and exposes the bytes
+//! as `GENERIC_GUEST` and `SLIM_GUEST`. With the `test-programs` feature it also
+//! builds the hostile guests of `guest/test-programs` for the sandbox tests (as
+//! wasmtime's `test-programs/artifacts` does). A separate target directory
 //! keeps the nested cargo from waiting on the outer build's lock.
 
 use std::env;
@@ -145,9 +146,9 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_FEATURES");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_NO_WASM_OPT");
 
     let rustflags = env::var("WASMOPS_GUEST_FEATURES").unwrap_or_else(|_| "+simd128".into());
-    println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_NO_WASM_OPT");
     let guest = build(&root, &target_dir, "wasmops-guest", &[], &rustflags, "wasmops_guest.wasm");
     shrink(&guest, &rustflags);
     println!("cargo:rustc-env=WASMOPS_GENERIC_GUEST={}", guest.display());
