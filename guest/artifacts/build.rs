@@ -35,11 +35,13 @@ fn shrink(component: &Path, target_features: &str) {
         return;
     }
     let bytes = std::fs::read(component).unwrap();
-    let (header, body) = largest_core_module(&bytes);
+    let sections = wasmops_sign::sections(&bytes).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
+    // Component-model section id 1: a core module.
+    let core_ix = (0..sections.len()).filter(|&i| sections[i].id == 1).max_by_key(|&i| sections[i].contents.len()).expect("the component holds no core module");
     let dir = component.with_extension("wasm-opt");
     std::fs::create_dir_all(&dir).unwrap();
     let (input, output) = (dir.join("core.wasm"), dir.join("core.opt.wasm"));
-    std::fs::write(&input, &bytes[body.clone()]).unwrap();
+    std::fs::write(&input, sections[core_ix].contents).unwrap();
 
     use wasm_opt::{Feature, OptimizationOptions};
     let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
@@ -57,55 +59,16 @@ fn shrink(component: &Path, target_features: &str) {
     opts.run(&input, &output).unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", component.display()));
 
     let core = std::fs::read(&output).unwrap();
-    let mut out = bytes[..header.start].to_vec();
-    out.push(1); // component-model section id: core module
-    leb128_u32(&mut out, u32::try_from(core.len()).unwrap());
-    out.extend_from_slice(&core);
-    out.extend_from_slice(&bytes[body.end..]);
+    let mut out = bytes[..8].to_vec();
+    for (i, section) in sections.iter().enumerate() {
+        if i == core_ix {
+            wasmops_sign::write_section(&mut out, 1, &core);
+        } else {
+            out.extend_from_slice(section.raw);
+        }
+    }
     std::fs::write(component, out).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The byte ranges of the largest top-level core-module section of a component:
-/// its header (id and size) and its body (the module).
-fn largest_core_module(component: &[u8]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-    assert!(component.len() > 8 && &component[..4] == b"\0asm", "not a wasm component");
-    let mut at = 8;
-    let mut best: Option<(std::ops::Range<usize>, std::ops::Range<usize>)> = None;
-    while at < component.len() {
-        let id = component[at];
-        let (size, len) = read_leb128_u32(&component[at + 1..]);
-        let body = at + 1 + len..at + 1 + len + size as usize;
-        if id == 1 && best.as_ref().is_none_or(|(_, b)| b.len() < body.len()) {
-            best = Some((at..body.start, body.clone()));
-        }
-        at = body.end;
-    }
-    best.expect("the component holds no core module")
-}
-
-fn read_leb128_u32(bytes: &[u8]) -> (u32, usize) {
-    let (mut value, mut shift) = (0u32, 0);
-    for (i, byte) in bytes.iter().enumerate().take(5) {
-        value |= u32::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return (value, i + 1);
-        }
-        shift += 7;
-    }
-    panic!("bad LEB128 section size")
-}
-
-fn leb128_u32(out: &mut Vec<u8>, mut value: u32) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// Builds one wasm32-wasip2 package and copies its `.wasm` to `OUT_DIR/dest`.

@@ -100,12 +100,17 @@ fn put_slice(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Appends a section: its id, its size and `contents`.
+pub fn write_section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
+    out.push(id);
+    put_slice(out, contents);
+}
+
 pub(crate) fn write_custom_section(out: &mut Vec<u8>, name: &str, payload: &[u8]) {
     let mut contents = vec![];
     put_slice(&mut contents, name.as_bytes());
     contents.extend_from_slice(payload);
-    out.push(0);
-    put_slice(out, &contents);
+    write_section(out, 0, &contents);
 }
 
 /// The `signature` section payload for one hash signed by one key.
