@@ -51,7 +51,10 @@ pub(crate) struct Bundle {
 fn load(bundle: &Bundle) -> TractResult<Loaded> {
     let pipeline = Pipeline::from_toml(&bundle.pipeline).map_err(|e| format_err!("{e}"))?;
     let model = loader().model_for_read(&mut &bundle.nnef[..])?;
-    let plan = model.into_optimized()?.into_runnable()?;
+    check_types(&model)?;
+    let model = model.into_optimized()?;
+    check_types(&model)?;
+    let plan = model.into_runnable()?;
     let model = plan.model();
     let input_names = model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>();
     let output_names = model
@@ -76,6 +79,20 @@ fn loader() -> tract_nnef::framework::Nnef {
         tract_onnx_opl::onnx_opl_registry()
     };
     tract_nnef::nnef().with_registry(onnx)
+}
+
+/// The slim guest's tract dispatches on fewer element types (tract-data feature
+/// `slim`, guest/vendor/README.md): a model with another type goes to the full guest.
+fn check_types(model: &TypedModel) -> TractResult<()> {
+    for node in &model.nodes {
+        for (ix, output) in node.outputs.iter().enumerate() {
+            let dt = output.fact.datum_type;
+            if !tract_data::dispatches(dt) {
+                bail!("this guest leaves out {dt:?} tensors (output {ix} of node `{}`)", node.name);
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Component;

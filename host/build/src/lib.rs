@@ -104,8 +104,10 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
         Some(guest) => (bake(guest)?, GuestFlavour::Custom),
         None => match bake(wasmops_guest_artifacts::SLIM_GUEST) {
             Ok(component) => (component, GuestFlavour::Slim),
-            // An op family the slim guest leaves out; anything else would fail the same way in full.
-            Err(BuildError::Unsupported(why)) => {
+            // The slim guest leaves out op families and element types: whatever stops it
+            // (an error, or a trap from a type it does not dispatch on) is retried on the
+            // full guest, whose answer is final.
+            Err(BuildError::Unsupported(why) | BuildError::Snapshot(why)) => {
                 tracing::debug!("the slim guest cannot load the model ({why}); using the full guest");
                 (bake(wasmops_guest_artifacts::GENERIC_GUEST)?, GuestFlavour::Full)
             }
