@@ -356,6 +356,73 @@ def lstm_sequence():
     save("lstm_sequence", model, [(1, {"x": x}, {"x": x})])
 
 
+def rows_model(name, nodes, inits, outputs):
+    """A checked opset-17 model from x [N, 4] float to y [N, outputs] float."""
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", outputs])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def comparisons():
+    """Every ONNX comparison on the same inputs, packed into one float output:
+    y = Less + 2 Greater + 4 Equal + 8 LessOrEqual + 16 GreaterOrEqual + 32 Not(Equal),
+    with x against a per-column threshold t (the inputs hit t exactly too). The slim
+    guest's tract runs the six comparisons through one shared kernel per type."""
+    rng = np.random.default_rng(6)  # its own stream: regenerating it alone changes nothing else
+    t = np.array([0.5, -1.0, 0.0, 2.0], np.float32)
+    inits = [numpy_helper.from_array(t, "t")]
+    nodes, terms = [], []
+    for ix, op in enumerate(["Less", "Greater", "Equal", "LessOrEqual", "GreaterOrEqual"]):
+        nodes.append(helper.make_node(op, ["x", "t"], [f"b{ix}"]))
+        terms.append((f"b{ix}", float(2 ** ix)))
+    nodes.append(helper.make_node("Not", ["b2"], ["b5"]))
+    terms.append(("b5", 32.0))
+    acc = None
+    for ix, (name, weight) in enumerate(terms):
+        inits.append(numpy_helper.from_array(np.array(weight, np.float32), f"w{ix}"))
+        nodes.append(helper.make_node("Cast", [name], [f"f{ix}"], to=TensorProto.FLOAT))
+        nodes.append(helper.make_node("Mul", [f"f{ix}", f"w{ix}"], [f"m{ix}"]))
+        if acc is None:
+            acc = f"m{ix}"
+        else:
+            nodes.append(helper.make_node("Add", [acc, f"m{ix}"], [f"s{ix}"]))
+            acc = f"s{ix}"
+    nodes.append(helper.make_node("Identity", [acc], ["y"]))
+    model = rows_model("comparisons", nodes, inits, 4)
+    cases = []
+    for batch in (1, 6):
+        x = rounded(rng.uniform(-3, 3, (batch, 4)))
+        x[0] = t  # equal to the thresholds
+        cases.append((batch, {"x": x}, {"x": x}))
+    save("comparisons", model, cases)
+
+
+def double_precision():
+    """A linear model that computes in float64, as exports with DoubleTensorType
+    parts do: x [N, 4] -> Cast(double) -> MatMul -> Add -> Cast(float) -> y [N, 3].
+    The slim generic guest leaves f64 out of tract's per-type kernels, so `build`
+    must fall back to the full guest for it."""
+    rng = np.random.default_rng(64)  # its own stream: regenerating it alone changes nothing else
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float64), "w"),
+        numpy_helper.from_array(rng.standard_normal(3).astype(np.float64), "b"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x64"], to=TensorProto.DOUBLE),
+        helper.make_node("MatMul", ["x64", "w"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], ["y64"]),
+        helper.make_node("Cast", ["y64"], ["y"], to=TensorProto.FLOAT),
+    ]
+    model = rows_model("double_precision", nodes, inits, 3)
+    cases = []
+    for batch in (1, 5):
+        x = rounded(rng.uniform(-2, 2, (batch, 4)))
+        cases.append((batch, {"x": x}, {"x": x}))
+    save("double_precision", model, cases)
+
+
 def bad_fixtures():
     d = os.path.join(ROOT, "bad")
     os.makedirs(d, exist_ok=True)
@@ -370,7 +437,7 @@ def bad_fixtures():
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "lstm", "bad"]
+    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "lstm", "double", "comparisons", "bad"]
     if "sklearn" in which:
         sklearn_fixtures()
     if "tabular" in which:
@@ -383,5 +450,9 @@ if __name__ == "__main__":
         slow_iris()
     if "lstm" in which:
         lstm_sequence()
+    if "double" in which:
+        double_precision()
+    if "comparisons" in which:
+        comparisons()
     if "bad" in which:
         bad_fixtures()

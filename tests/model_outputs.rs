@@ -85,6 +85,19 @@ fn lstm_sequence_falls_back_to_the_full_guest() {
     check("lstm_sequence", "full");
 }
 
+/// The slim guest runs every comparison through one shared kernel per type.
+#[test]
+fn comparisons() {
+    check("comparisons", "slim");
+}
+
+/// The slim guest leaves f64 out of tract's kernels (guest/vendor/README.md): a
+/// model that computes in double precision must land on the full guest, and right.
+#[test]
+fn a_float64_model_falls_back_to_the_full_guest() {
+    check("double_precision", "full");
+}
+
 #[test]
 fn input_from_stdin() {
     use std::io::Write;

@@ -7,6 +7,7 @@
 //! 3. [`snapshot::bake`] runs the generic guest's `init-model` under wizer and
 //!    snapshots its memory: the optimised tract plan is in the component's data.
 
+mod data_segments;
 mod onnx;
 mod onnx_ml;
 mod panic_guard;

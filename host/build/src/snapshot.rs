@@ -68,6 +68,13 @@ pub fn bake(guest: &[u8], name: &str, version: &str, nnef: &[u8], pipeline: &str
             .await
             .map_err(|e| snapshot_err(format!("{e:#}")))
     })?;
+    let wasm = match crate::data_segments::resplit(&wasm) {
+        Ok(split) => split,
+        Err(e) => {
+            tracing::warn!("could not re-split the snapshot's data segments ({e}); keeping wizer's");
+            wasm
+        }
+    };
     // Never hand out a component that would fail to load on a device.
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(&wasm)

@@ -83,7 +83,8 @@ pub fn sections(wasm: &[u8]) -> Result<Vec<Section<'_>>, SignError> {
     Ok(out)
 }
 
-fn put_leb(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as an unsigned LEB128, the encoding of every wasm size and count.
+pub fn put_leb(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;

@@ -14,7 +14,7 @@
 mod format;
 mod keys;
 
-pub use format::{Section, sections, signature_section_payload, write_section};
+pub use format::{Section, put_leb, sections, signature_section_payload, write_section};
 pub use keys::{PublicKey, SecretKey};
 
 use sha2::{Digest, Sha256};

@@ -158,6 +158,7 @@ inventory::collect!(ModelTransformFactory);
 #[macro_export]
 macro_rules! register_simple_model_transform {
     ($name: expr, $type: expr) => {
+        #[cfg(not(feature = "slim"))]
         $crate::internal::inventory::submit! {
             $crate::transform::ModelTransformFactory {
                 name: $name,
@@ -171,6 +172,7 @@ macro_rules! register_simple_model_transform {
 #[macro_export]
 macro_rules! register_model_transform {
     ($name:expr, $config:ty, $builder:expr) => {
+        #[cfg(not(feature = "slim"))]
         $crate::internal::inventory::submit! {
             $crate::transform::ModelTransformFactory {
                 name: $name,
@@ -457,6 +459,7 @@ register_model_transform!("set_property", SetPropertyConfig, |config| Ok(Box::ne
     SetPropertyTransform(config)
 )));
 
+#[cfg(not(feature = "slim"))]
 inventory::submit! {
     ModelTransformFactory {
         name: "f32_to_f16",
@@ -469,6 +472,7 @@ inventory::submit! {
     }
 }
 
+#[cfg(not(feature = "slim"))]
 inventory::submit! {
     ModelTransformFactory {
         name: "f16_to_f32",
@@ -481,6 +485,7 @@ inventory::submit! {
     }
 }
 
+#[cfg(not(feature = "slim"))]
 inventory::submit! {
     ModelTransformFactory {
         name: "float_precision",

@@ -67,14 +67,14 @@ macro_rules! dispatch_datum_by_size {
         match $dt {
             DatumType::Bool => $($path)::*::<i8>($($args),*),
             DatumType::U8   => $($path)::*::<i8>($($args),*),
-            DatumType::U16  => $($path)::*::<i16>($($args),*),
+            DatumType::U16 if $crate::ALL_TYPES  => $($path)::*::<i16>($($args),*),
             DatumType::U32  => $($path)::*::<i32>($($args),*),
             DatumType::U64  => $($path)::*::<i64>($($args),*),
             DatumType::I8   => $($path)::*::<i8>($($args),*),
-            DatumType::I16  => $($path)::*::<i16>($($args),*),
+            DatumType::I16 if $crate::ALL_TYPES  => $($path)::*::<i16>($($args),*),
             DatumType::I32  => $($path)::*::<i32>($($args),*),
             DatumType::I64  => $($path)::*::<i64>($($args),*),
-            DatumType::F16  => $($path)::*::<i16>($($args),*),
+            DatumType::F16 if $crate::ALL_TYPES  => $($path)::*::<i16>($($args),*),
             DatumType::F32  => $($path)::*::<i32>($($args),*),
             DatumType::F64  => $($path)::*::<i64>($($args),*),
             DatumType::Blob => $($path)::*::<Blob>($($args),*),
@@ -95,6 +95,7 @@ macro_rules! dispatch_datum_by_size {
             DatumType::ComplexF32 => $($path)::*::<Complex<f32>>($($args),*),
             #[cfg(feature = "complex")]
             DatumType::ComplexF64 => $($path)::*::<Complex<f64>>($($args),*),
+            _ => panic!("{:?} is left out of this build (tract-data feature `slim`)", $dt),
         }
     } }
 }
@@ -145,14 +146,14 @@ macro_rules! dispatch_copy_by_size {
         match $dt {
             DatumType::Bool => $($path)::*::<i8>($($args),*),
             DatumType::U8   => $($path)::*::<i8>($($args),*),
-            DatumType::U16  => $($path)::*::<i16>($($args),*),
+            DatumType::U16 if $crate::ALL_TYPES  => $($path)::*::<i16>($($args),*),
             DatumType::U32  => $($path)::*::<i32>($($args),*),
             DatumType::U64  => $($path)::*::<i64>($($args),*),
             DatumType::I8   => $($path)::*::<i8>($($args),*),
-            DatumType::I16  => $($path)::*::<i16>($($args),*),
+            DatumType::I16 if $crate::ALL_TYPES  => $($path)::*::<i16>($($args),*),
             DatumType::I32  => $($path)::*::<i32>($($args),*),
             DatumType::I64  => $($path)::*::<i64>($($args),*),
-            DatumType::F16  => $($path)::*::<i16>($($args),*),
+            DatumType::F16 if $crate::ALL_TYPES  => $($path)::*::<i16>($($args),*),
             DatumType::F32  => $($path)::*::<i32>($($args),*),
             DatumType::F64  => $($path)::*::<i64>($($args),*),
             DatumType::QI8(_)  => $($path)::*::<i8>($($args),*),

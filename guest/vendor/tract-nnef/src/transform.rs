@@ -154,6 +154,7 @@ impl ModelTransform for PatchTransform {
     }
 }
 
+#[cfg(not(feature = "slim"))]
 inventory::submit! {
     ModelTransformFactory {
         name: "patch",

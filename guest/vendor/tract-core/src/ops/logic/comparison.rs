@@ -64,6 +64,22 @@ fn eval_tdim_symbolic(
     Ok(Some(tvec!(c.into_tvalue())))
 }
 
+/// wasmops `slim` builds (tract-data feature): one instantiation per element type,
+/// shared by the six comparisons, instead of six.
+fn compare_shared<T: Datum + PartialOrd>(
+    c: &mut Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    holds: fn(Option<std::cmp::Ordering>) -> bool,
+) -> TractResult<()> {
+    let a = a.to_plain_array_view::<T>()?;
+    let b = b.to_plain_array_view::<T>()?;
+    let mut c_plain = c.try_as_plain_ram_mut()?;
+    let mut view = c_plain.to_array_view_mut::<bool>()?;
+    Zip::from(&mut view).and_broadcast(&a).and_broadcast(&b).for_each(|c, a, b| *c = holds(a.partial_cmp(b)));
+    Ok(())
+}
+
 macro_rules! comp_bin_mini_op {
     ($Op:ident, $name:literal, $cmp:tt, $prove_tdim:expr, $uniform_tdim:expr) => {
         #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -110,6 +126,17 @@ macro_rules! comp_bin_mini_op {
                     Zip::from(&mut view).and_broadcast(&a).and_broadcast(&b)
                         .for_each(|c, a, b| *c = f(a, b));
                     Ok(())
+                }
+                if !tract_data::ALL_TYPES {
+                    // Unordered (a NaN): what NaN $cmp NaN gives, true only for `!=`.
+                    let holds: fn(Option<std::cmp::Ordering>) -> bool = |o| match o {
+                        Some(o) => o $cmp std::cmp::Ordering::Equal,
+                        None => {
+                            let nan = f32::NAN;
+                            nan $cmp nan
+                        }
+                    };
+                    return dispatch_numbers!(compare_shared(dt)(c, a, b, holds));
                 }
                 dispatch_numbers!(inner(dt)(c, a, b, |a: &_, b: &_| a $cmp b))
             }
