@@ -25,9 +25,11 @@ const DATA_COUNT_SECTION: u8 = 12;
 /// Rewrites every core module of `component` (or `component` itself, if it is a
 /// core module) with split data segments.
 pub fn resplit(wasm: &[u8]) -> Result<Vec<u8>, String> {
-    let is_component = wasm.get(4..8) != Some(&[1, 0, 0, 0]);
+    // `sections` refuses anything without a module or component header.
+    let all = sections(wasm).map_err(|e| e.to_string())?;
+    let is_component = wasm[4..8] != [1, 0, 0, 0];
     let mut out = wasm[..8].to_vec();
-    for section in sections(wasm).map_err(|e| e.to_string())? {
+    for section in all {
         if is_component && section.id == MODULE_SECTION {
             write_section(&mut out, MODULE_SECTION, &resplit(section.contents)?);
         } else if !is_component && section.id == DATA_SECTION {

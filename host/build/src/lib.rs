@@ -5,7 +5,8 @@
 //!    fixes input shapes (batch stays symbolic) and declutters it;
 //! 2. [`onnx::to_nnef`] writes tract's NNEF form, so the guest needs no ONNX parser;
 //! 3. [`snapshot::bake`] runs the generic guest's `init-model` under wizer and
-//!    snapshots its memory: the optimised tract plan is in the component's data.
+//!    snapshots its memory: the optimised tract plan is in the component's data
+//!    ([`data_segments`] then leaves the zeros between its islands out).
 
 mod data_segments;
 mod onnx;
