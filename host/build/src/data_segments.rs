@@ -28,16 +28,22 @@ pub fn resplit(wasm: &[u8]) -> Result<Vec<u8>, String> {
     // `sections` refuses anything without a module or component header.
     let all = sections(wasm).map_err(|e| e.to_string())?;
     let is_component = wasm[4..8] != [1, 0, 0, 0];
+    // The data count section comes before the data section, so split first.
+    let split = match all.iter().find(|s| !is_component && s.id == DATA_SECTION) {
+        Some(data) => Some(split_section(data.contents)?),
+        None => None,
+    };
     let mut out = wasm[..8].to_vec();
     for section in all {
-        if is_component && section.id == MODULE_SECTION {
-            write_section(&mut out, MODULE_SECTION, &resplit(section.contents)?);
-        } else if !is_component && section.id == DATA_SECTION {
-            let (count, contents) = split_section(section.contents)?;
-            write_section(&mut out, DATA_SECTION, &contents);
-            patch_data_count(&mut out, count);
-        } else {
-            out.extend_from_slice(section.raw);
+        match (&split, section.id) {
+            (_, MODULE_SECTION) if is_component => write_section(&mut out, MODULE_SECTION, &resplit(section.contents)?),
+            (Some((_, contents)), DATA_SECTION) => write_section(&mut out, DATA_SECTION, contents),
+            (Some((count, _)), DATA_COUNT_SECTION) => {
+                let mut contents = vec![];
+                put_leb(&mut contents, u64::from(*count));
+                write_section(&mut out, DATA_COUNT_SECTION, &contents);
+            }
+            _ => out.extend_from_slice(section.raw),
         }
     }
     Ok(out)
@@ -135,18 +141,6 @@ fn put_active(out: &mut Vec<u8>, offset: u32, data: &[u8]) {
     out.push(0x0b);
     put_leb(out, data.len() as u64);
     out.extend_from_slice(data);
-}
-
-/// The data count section, when present, must match the new number of segments.
-fn patch_data_count(module: &mut Vec<u8>, count: u32) {
-    let Ok(all) = sections(module) else { return };
-    let Some(dc) = all.iter().find(|s| s.id == DATA_COUNT_SECTION) else { return };
-    let (start, end) = (dc.offset, dc.offset + dc.raw.len());
-    let mut contents = vec![];
-    put_leb(&mut contents, count as u64);
-    let mut replacement = vec![];
-    write_section(&mut replacement, DATA_COUNT_SECTION, &contents);
-    module.splice(start..end, replacement);
 }
 
 fn put_sleb(out: &mut Vec<u8>, mut v: i64) {
