@@ -423,6 +423,32 @@ def double_precision():
     save("double_precision", model, cases)
 
 
+def batch_mixing():
+    """A convolution whose outputs mix samples across the batch: softmax over axis 0
+    and the conv output minus its batch mean. tract optimises convolutional models for
+    batch 1 and runs a batch sample by sample (guest/batching); this model must be
+    recognised as unsafe for that and keep the whole-batch plan."""
+    rng = np.random.default_rng(71)  # its own stream: regenerating it alone changes nothing else
+    inits = [numpy_helper.from_array(rounded(rng.standard_normal((3, 2, 3, 3)) * 0.5), "w"),
+             numpy_helper.from_array(rounded(rng.standard_normal(3) * 0.1), "b")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Softmax", ["c"], ["across"], axis=0),
+        helper.make_node("ReduceMean", ["c"], ["mean"], axes=[0], keepdims=1),
+        helper.make_node("Sub", ["c", "mean"], ["centred"]),
+    ]
+    graph = helper.make_graph(nodes, "batch_mixing", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 6, 6])],
+                              [helper.make_tensor_value_info("across", TensorProto.FLOAT, ["N", 3, 6, 6]),
+                               helper.make_tensor_value_info("centred", TensorProto.FLOAT, ["N", 3, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    cases = []
+    for batch in (1, 3):
+        x = rounded(rng.uniform(-2, 2, (batch, 2, 6, 6)))
+        cases.append((batch, {"x": x}, {"x": x}))
+    save("batch_mixing", model, cases)
+
+
 def bad_fixtures():
     d = os.path.join(ROOT, "bad")
     os.makedirs(d, exist_ok=True)
@@ -437,7 +463,7 @@ def bad_fixtures():
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "lstm", "double", "comparisons", "bad"]
+    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "lstm", "double", "comparisons", "mixing", "bad"]
     if "sklearn" in which:
         sklearn_fixtures()
     if "tabular" in which:
@@ -454,5 +480,7 @@ if __name__ == "__main__":
         double_precision()
     if "comparisons" in which:
         comparisons()
+    if "mixing" in which:
+        batch_mixing()
     if "bad" in which:
         bad_fixtures()

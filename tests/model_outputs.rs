@@ -167,3 +167,11 @@ fn builds_are_reproducible() {
     let strip = |w: &[u8]| wasmops_sign::set_custom_section(w, wasmops_trust::CLAIMS_SECTION, None).unwrap();
     assert!(strip(&first) == strip(&third), "builds differ outside the claims");
 }
+
+/// Softmax over the batch axis and a batch mean: each output depends on every
+/// sample, so the per-sample plan that convolutional models get (guest/batching)
+/// must not be used for it.
+#[test]
+fn a_model_mixing_samples_across_the_batch() {
+    check("batch_mixing", "slim");
+}

@@ -1,6 +1,7 @@
 //! Conversions between the WIT tensor types, the pipeline's tensors and tract's.
 
 use tract_nnef::internal::*;
+use wasmops_batching::Plan;
 use wasmops_pipeline::{Data, Extent, Pipeline, PipelineError, Tensor as PTensor};
 
 use crate::Bundle;
@@ -39,16 +40,15 @@ pub fn pipeline_error(e: PipelineError) -> PredictError {
 
 /// Matches caller tensors to the model inputs by name, checking dtype and shape
 /// against the model's facts so errors name the input instead of a tract node.
-pub fn order_inputs(plan: &Arc<TypedSimplePlan>, names: &[String], mut given: Vec<PTensor>) -> Result<TVec<TValue>, PredictError> {
+pub fn order_inputs(plan: &Plan, names: &[String], mut given: Vec<PTensor>) -> Result<TVec<TValue>, PredictError> {
     if let Some(extra) = given.iter().find(|t| !names.contains(&t.name)) {
         return Err(PredictError::UnknownInput(format!("unknown input `{}`; the model takes {:?}", extra.name, names)));
     }
-    let model = plan.model();
     let mut out = tvec![];
     for (ix, name) in names.iter().enumerate() {
         let at = given.iter().position(|t| &t.name == name).ok_or_else(|| PredictError::MissingInput(format!("input `{name}` is missing")))?;
         let t = given.swap_remove(at);
-        let fact = model.input_fact(ix).map_err(|e| PredictError::Inference(e.to_string()))?;
+        let fact = plan.input_fact(ix).map_err(|e| PredictError::Inference(e.to_string()))?;
         check_shape(name, &fact.shape, &t.shape)?;
         wasmops_pipeline::check_finite(&t).map_err(pipeline_error)?;
         let tensor = to_tract(t, fact.datum_type)?;
@@ -135,7 +135,7 @@ fn spec(name: &str, dt: DatumType, shape: Vec<Extent>) -> TensorSpec {
     TensorSpec { name: name.to_string(), element_type: element_type(dt), shape }
 }
 
-pub fn model_info(bundle: &Bundle, model: &TypedModel, pipeline: &Pipeline, inputs: &[String], outputs: &[String]) -> TractResult<ModelInfo> {
+pub fn model_info(bundle: &Bundle, model: &Plan, pipeline: &Pipeline, inputs: &[String], outputs: &[String]) -> TractResult<ModelInfo> {
     // Callers send raw inputs: describe them as they are before the pipeline runs.
     let mut in_specs = inputs
         .iter()

@@ -15,6 +15,7 @@ mod zeroing_alloc;
 use std::sync::OnceLock;
 
 use tract_nnef::internal::*;
+use wasmops_batching::Plan;
 use wasmops_pipeline::Pipeline;
 
 wit_bindgen::generate!({
@@ -30,7 +31,7 @@ static ALLOC: zeroing_alloc::ZeroingAlloc = zeroing_alloc::ZeroingAlloc;
 
 /// Everything `predict` needs; built once by `init-model`, then frozen by the snapshot.
 struct Loaded {
-    plan: Arc<TypedSimplePlan>,
+    plan: Plan,
     pipeline: Pipeline,
     info: ModelInfo,
     /// The model's own input names, in plan order.
@@ -52,17 +53,16 @@ fn load(bundle: &Bundle) -> TractResult<Loaded> {
     let pipeline = Pipeline::from_toml(&bundle.pipeline).map_err(|e| format_err!("{e}"))?;
     let model = loader().model_for_read(&mut &bundle.nnef[..])?;
     check_types(&model)?;
-    let model = model.into_optimized()?;
-    check_types(&model)?;
-    let plan = model.into_runnable()?;
+    let plan = Plan::new(model)?;
     let model = plan.model();
+    check_types(model)?;
     let input_names = model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>();
     let output_names = model
         .outputs
         .iter()
         .map(|o| model.outlet_label(*o).map(|s| s.to_string()).unwrap_or_else(|| model.node(o.node).name.clone()))
         .collect::<Vec<_>>();
-    let info = convert::model_info(bundle, model, &pipeline, &input_names, &output_names)?;
+    let info = convert::model_info(bundle, &plan, &pipeline, &input_names, &output_names)?;
     Ok(Loaded { plan, pipeline, info, input_names, output_names })
 }
 

@@ -1,8 +1,10 @@
 //! `wasmops build`: ONNX model + preprocessing pipeline → one self-contained
 //! model component.
 //!
-//! 1. [`onnx::load_onnx`] parses the ONNX file natively (tract + [`onnx_ml`] ops),
-//!    fixes input shapes (batch stays symbolic) and declutters it;
+//! 1. [`onnx::load_model`] parses the ONNX file natively (tract + [`onnx_ml`] ops),
+//!    fixes input shapes (batch stays symbolic) and declutters it; a convolutional
+//!    model with independent samples is loaded for batch 1 instead and marked to
+//!    run a batch sample by sample (`wasmops_batching`);
 //! 2. [`onnx::to_nnef`] writes tract's NNEF form, so the guest needs no ONNX parser;
 //! 3. [`snapshot::bake`] runs the generic guest's `init-model` under wizer and
 //!    snapshots its memory: the optimised tract plan is in the component's data
@@ -16,7 +18,7 @@ mod snapshot;
 
 use std::time::{Duration, Instant};
 
-pub use onnx::{InputShape, load_onnx, to_nnef};
+pub use onnx::{InputShape, load_model, load_onnx, to_nnef};
 use thiserror::Error;
 use wasmops_pipeline::Pipeline;
 use wasmops_trust::claims::ClaimsFile;
@@ -97,7 +99,7 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
     // Name and version become claims: refuse bad ones before the slow part.
     Claims::new(&opts.name, &opts.version, 0, b"", "").validate()?;
     let started = Instant::now();
-    let model = panic_guard::guarded("converting the ONNX model", || load_onnx(onnx_bytes, &opts.input_shapes))?;
+    let model = panic_guard::guarded("converting the ONNX model", || load_model(onnx_bytes, &opts.input_shapes))?;
     let nnef = panic_guard::guarded("writing the model as NNEF", || to_nnef(&model))?;
     let convert_time = started.elapsed();
     let started = Instant::now();

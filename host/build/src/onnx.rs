@@ -136,6 +136,26 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
     typed.into_decluttered().map_err(|e| BuildError::Unsupported(format!("{e:?}")))
 }
 
+/// The model as the component runs it: [`load_onnx`], then, for a convolutional
+/// model whose samples are independent along a symbolic batch (see
+/// `wasmops_batching::per_sample_batch`), loaded again with batch 1 and marked to
+/// run a batch sample by sample. tract optimises convolutions far better for a
+/// concrete batch.
+pub fn load_model(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, BuildError> {
+    let model = load_onnx(bytes, shapes)?;
+    let Some(batch) = wasmops_batching::per_sample_batch(&model) else { return Ok(model) };
+    let batch_one = (0..model.inputs.len())
+        .map(|ix| {
+            let fact = model.input_fact(ix).map_err(tract_err)?;
+            let dims = std::iter::once(Some(1)).chain(fact.shape.iter().skip(1).map(|d| d.to_i64().ok().map(|d| d as usize))).collect();
+            Ok(InputShape { name: model.node(model.inputs[ix].node).name.clone(), dims })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let mut one = load_onnx(bytes, &batch_one)?;
+    wasmops_batching::per_sample(&mut one, &batch);
+    Ok(one)
+}
+
 fn tract_err(e: TractError) -> BuildError {
     BuildError::Unsupported(format!("{e:?}"))
 }

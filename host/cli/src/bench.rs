@@ -146,8 +146,9 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
 
     let mut wasm = sample(opts.budget, opts.min_iters, || instance.predict(&inputs).map(drop).map_err(Into::into))?;
 
-    // Native tract: same ONNX conversion as `build`, same pipeline code, same inputs.
-    let model = wasmops_build::load_onnx(onnx, &[])?.into_optimized()?.into_runnable()?;
+    // Native tract: same ONNX conversion as `build`, same plan (wasmops-batching),
+    // same pipeline code, same inputs.
+    let model = wasmops_batching::Plan::new(wasmops_build::load_model(onnx, &[])?)?;
     let pipeline = Pipeline::from_toml(opts.pipeline.as_deref().unwrap_or(""))?;
     let input_names: Vec<String> = model.model().inputs.iter().map(|o| model.model().node(o.node).name.clone()).collect();
     let mut tensors: Vec<wasmops_pipeline::Tensor> = inputs.iter().map(crate::tensors::to_pipeline).collect();

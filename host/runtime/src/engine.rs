@@ -66,6 +66,12 @@ pub fn engine_config(cache_dir: Option<&std::path::Path>) -> Config {
     c.relaxed_simd_deterministic(false);
     c.wasm_component_model(true);
     c.epoch_interruption(true);
+    // Lets `perf` name guest functions: `WASMOPS_PROFILER=perfmap` or `jitdump`.
+    match std::env::var("WASMOPS_PROFILER").as_deref() {
+        Ok("perfmap") => _ = c.profiler(wasmtime::ProfilingStrategy::PerfMap),
+        Ok("jitdump") => _ = c.profiler(wasmtime::ProfilingStrategy::JitDump),
+        _ => {}
+    }
     c
 }
 
