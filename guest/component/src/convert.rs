@@ -135,13 +135,13 @@ fn spec(name: &str, dt: DatumType, shape: Vec<Extent>) -> TensorSpec {
     TensorSpec { name: name.to_string(), element_type: element_type(dt), shape }
 }
 
-pub fn model_info(bundle: &Bundle, model: &Plan, pipeline: &Pipeline, inputs: &[String], outputs: &[String]) -> TractResult<ModelInfo> {
+pub fn model_info(bundle: &Bundle, plan: &Plan, pipeline: &Pipeline, inputs: &[String], outputs: &[String]) -> TractResult<ModelInfo> {
     // Callers send raw inputs: describe them as they are before the pipeline runs.
     let mut in_specs = inputs
         .iter()
         .enumerate()
         .map(|(ix, n)| {
-            let fact = model.input_fact(ix)?;
+            let fact = plan.input_fact(ix)?;
             Ok(spec(n, fact.datum_type, pipeline.raw_shape(n, &inputs[0], extents(fact))))
         })
         .collect::<TractResult<Vec<_>>>()?;
@@ -152,7 +152,7 @@ pub fn model_info(bundle: &Bundle, model: &Plan, pipeline: &Pipeline, inputs: &[
         .iter()
         .enumerate()
         .map(|(ix, n)| {
-            let fact = model.output_fact(ix)?;
+            let fact = plan.output_fact(ix)?;
             Ok(spec(n, fact.datum_type, extents(fact)))
         })
         .collect::<TractResult<Vec<_>>>()?;
