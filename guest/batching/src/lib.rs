@@ -140,16 +140,21 @@ pub fn per_sample_batch(model: &TypedModel) -> Option<Symbol> {
     let mut has_conv = false;
     for node in model.nodes() {
         let facts = model.node_input_facts(node.id).ok()?;
-        let touches = |f: &TypedFact| f.shape.iter().any(|d| d.symbols().contains(&batch));
-        if !facts.iter().copied().chain(node.outputs.iter().map(|o| &o.fact)).any(touches) {
+        let carrying: Vec<&TypedFact> = facts
+            .iter()
+            .copied()
+            .chain(node.outputs.iter().map(|o| &o.fact))
+            .filter(|f| f.shape.iter().any(|d| d.symbols().contains(&batch)))
+            .collect();
+        if carrying.is_empty() {
             continue;
         }
         // Every fact that carries the batch carries it alone, at axis 0.
-        let at_zero = |f: &TypedFact| {
+        let at_zero = |f: &&TypedFact| {
             let mut dims = f.shape.iter();
             dims.next().is_some_and(is_batch) && dims.all(|d| !d.symbols().contains(&batch))
         };
-        if !facts.iter().copied().chain(node.outputs.iter().map(|o| &o.fact)).all(|f| !touches(f) || at_zero(f)) {
+        if !carrying.iter().all(at_zero) {
             return None;
         }
         let op = node.op();
