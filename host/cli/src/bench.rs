@@ -77,6 +77,26 @@ fn sample(budget: Duration, min: usize, mut f: impl FnMut() -> Result<()>) -> Re
     Ok(out)
 }
 
+/// Times `a` and `b` in alternating rounds (five each, budget split evenly)
+/// after two warm-up calls each, so both see the same machine: on a shared VM the
+/// speed drifts over seconds, and timing one after the other puts that drift into
+/// their ratio. Rounds, not single calls, keep each side's working set warm in the
+/// caches, as it is when a device serves one model.
+fn sample_alternating(
+    budget: Duration,
+    min: usize,
+    mut a: impl FnMut() -> Result<()>,
+    mut b: impl FnMut() -> Result<()>,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    const ROUNDS: u32 = 5;
+    let (mut out_a, mut out_b) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        out_a.extend(sample(budget / (2 * ROUNDS), min.div_ceil(ROUNDS as usize), &mut a)?);
+        out_b.extend(sample(budget / (2 * ROUNDS), min.div_ceil(ROUNDS as usize), &mut b)?);
+    }
+    Ok((out_a, out_b))
+}
+
 /// Deterministic inputs in [0, 1) following the model's declared inputs; symbolic dims take `batch`.
 pub fn synthetic_inputs(info: &ModelInfo, batch: u32) -> Result<Vec<Tensor>> {
     let mut state = 0x2545F4914F6CDD1Du64;
@@ -144,8 +164,6 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
     let mut call_samples = sample(opts.budget / 4, opts.min_iters, || instance.metadata().map(drop).map_err(Into::into))?;
     let call_overhead_us = percentile(&mut call_samples, 0.5).as_secs_f64() * 1e6;
 
-    let mut wasm = sample(opts.budget, opts.min_iters, || instance.predict(&inputs).map(drop).map_err(Into::into))?;
-
     // Native tract: same ONNX conversion as `build`, same plan (wasmops-batching),
     // same pipeline code, same inputs.
     let model = wasmops_batching::Plan::new(wasmops_build::load_model(onnx, &[])?)?;
@@ -165,7 +183,12 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
             Ok(tensor.into_tvalue())
         })
         .collect::<Result<_>>()?;
-    let mut native = sample(opts.budget, opts.min_iters, || model.run(native_inputs.clone()).map(drop).map_err(Into::into))?;
+    let (mut wasm, mut native) = sample_alternating(
+        opts.budget * 2,
+        opts.min_iters,
+        || instance.predict(&inputs).map(drop).map_err(Into::into),
+        || model.run(native_inputs.clone()).map(drop).map_err(Into::into),
+    )?;
 
     let (n50, n90) = (percentile(&mut native, 0.5), percentile(&mut native, 0.9));
     let (w50, w90) = (percentile(&mut wasm, 0.5), percentile(&mut wasm, 0.9));

@@ -1,14 +1,20 @@
 //! Compiled components on disk, so a device compiles each model once.
 //!
 //! The key covers the component's SHA-256 and wasmtime's own compatibility hash
-//! (its version plus every engine setting that changes generated code): a new
-//! wasmtime or a different config can never load a stale artifact.
+//! (its version plus every engine setting that changes generated code) and
+//! [`CODEGEN_PATCHES`]: a new wasmtime, a different config or a different patch
+//! of our vendored compiler can never load a stale artifact.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+/// The patches in `host/vendor` that change generated code. wasmtime's own hash
+/// cannot see them (the version string stays 48.0.8), so a stock-wasmtime
+/// artifact must not load here; change this when a patch changes.
+pub(crate) const CODEGEN_PATCHES: &str = "wasmops-epoch-preserve-all-1";
 
 pub struct CompileCache {
     dir: PathBuf,
@@ -22,6 +28,7 @@ impl CompileCache {
     fn path(&self, engine: &Engine, content_sha256: &str) -> PathBuf {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
+        CODEGEN_PATCHES.hash(&mut h);
         self.dir.join(format!("{content_sha256}-{:016x}.cwasm", h.finish()))
     }
 

@@ -1,0 +1,104 @@
+//! The epoch check of the patched compiler (host/vendor/README.md) calls
+//! `new_epoch` through a trampoline that must preserve every register, then
+//! reloads the deadline `new_epoch` stored. Both are checked here on the
+//! production engine config: vector accumulators stay intact across hundreds of
+//! slow-path calls, and each call moves the deadline on (a stale reload would
+//! take the slow path on every loop turn).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Instance, Module, Store, UpdateDeadline};
+
+/// Eight vector accumulators live across the loop (each lane adds a different
+/// constant) and one scalar float; the result folds them into one checksum.
+const ACCUMULATE: &str = r#"
+(module
+  (func (export "run") (param $n i32) (result i64)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $a4 v128) (local $a5 v128) (local $a6 v128) (local $a7 v128)
+    (local $f f64) (local $i i32) (local $sum i64)
+    (loop $turn
+      (local.set $a0 (i32x4.add (local.get $a0) (v128.const i32x4 1 2 3 4)))
+      (local.set $a1 (i32x4.add (local.get $a1) (v128.const i32x4 5 6 7 8)))
+      (local.set $a2 (i32x4.add (local.get $a2) (v128.const i32x4 9 10 11 12)))
+      (local.set $a3 (i32x4.add (local.get $a3) (v128.const i32x4 13 14 15 16)))
+      (local.set $a4 (i32x4.add (local.get $a4) (v128.const i32x4 17 18 19 20)))
+      (local.set $a5 (i32x4.add (local.get $a5) (v128.const i32x4 21 22 23 24)))
+      (local.set $a6 (i32x4.add (local.get $a6) (v128.const i32x4 25 26 27 28)))
+      (local.set $a7 (i32x4.add (local.get $a7) (v128.const i32x4 29 30 31 32)))
+      (local.set $f (f64.add (local.get $f) (f64.const 0.5)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $turn (local.get $n)))
+    ;; sum of every lane of every accumulator, weighted by its position
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a1) (i32x4.splat (i32.const 2)))))
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a2) (i32x4.splat (i32.const 3)))))
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a3) (i32x4.splat (i32.const 4)))))
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a4) (i32x4.splat (i32.const 5)))))
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a5) (i32x4.splat (i32.const 6)))))
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a6) (i32x4.splat (i32.const 7)))))
+    (local.set $a0 (i32x4.add (local.get $a0) (i32x4.mul (local.get $a7) (i32x4.splat (i32.const 8)))))
+    (local.set $sum (i64.add (i64.extend_i32_u (i32x4.extract_lane 0 (local.get $a0)))
+                             (i64.extend_i32_u (i32x4.extract_lane 1 (local.get $a0)))))
+    (local.set $sum (i64.add (local.get $sum) (i64.extend_i32_u (i32x4.extract_lane 2 (local.get $a0)))))
+    (local.set $sum (i64.add (local.get $sum) (i64.extend_i32_u (i32x4.extract_lane 3 (local.get $a0)))))
+    (i64.add (local.get $sum) (i64.trunc_f64_u (local.get $f)))))
+"#;
+
+/// The same checksum computed here, with the same 32-bit lane wrap-around.
+fn expected(n: u32) -> i64 {
+    let mut total: i64 = 0;
+    for lane in 0..4u32 {
+        let mut lane_sum = 0u32;
+        for acc in 0..8u32 {
+            let step = acc * 4 + lane + 1;
+            lane_sum = lane_sum.wrapping_add(step.wrapping_mul(n).wrapping_mul(acc + 1));
+        }
+        total += lane_sum as i64;
+    }
+    total + (n as i64) / 2
+}
+
+#[test]
+fn epoch_slow_path_keeps_vector_registers_and_moves_the_deadline_on() {
+    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
+    let module = Module::new(&engine, ACCUMULATE).unwrap();
+
+    let mut store = Store::new(&engine, 0u64);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| {
+        *cx.data_mut() += 1;
+        Ok(UpdateDeadline::Continue(1))
+    });
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let run = instance.get_typed_func::<i32, i64>(&mut store, "run").unwrap();
+
+    // Tick fast so the loop takes the slow path many times.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ticks = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(200));
+                engine.increment_epoch();
+                ticks += 1;
+            }
+            ticks
+        })
+    };
+    let n = 100_000_000u32;
+    let started = Instant::now();
+    let got = run.call(&mut store, n as i32).unwrap();
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let ticks = ticker.join().unwrap();
+    let callbacks = *store.data();
+
+    assert_eq!(got, expected(n), "accumulators changed across epoch slow-path calls");
+    // Each slow-path call must have moved the deadline a tick ahead: callbacks are
+    // bounded by ticks, not by loop turns (a stale deadline would give ~n calls).
+    assert!(callbacks >= 10, "the slow path ran only {callbacks} times in {took:?}; the test needs more ticks");
+    assert!(callbacks <= ticks + 1, "{callbacks} slow-path calls for {ticks} epoch ticks");
+}
