@@ -77,8 +77,8 @@ fn sample(budget: Duration, min: usize, mut f: impl FnMut() -> Result<()>) -> Re
     Ok(out)
 }
 
-/// Times `a` and `b` in alternating rounds (five each, budget split evenly)
-/// after two warm-up calls each, so both see the same machine: on a shared VM the
+/// Times `a` and `b` in alternating rounds (five each, budget split evenly, each
+/// round after two untimed calls), so both see the same machine: on a shared VM the
 /// speed drifts over seconds, and timing one after the other puts that drift into
 /// their ratio. Rounds, not single calls, keep each side's working set warm in the
 /// caches, as it is when a device serves one model.
