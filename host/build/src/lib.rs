@@ -18,7 +18,7 @@ mod snapshot;
 
 use std::time::{Duration, Instant};
 
-pub use onnx::{InputShape, load_model, load_onnx, to_nnef};
+pub use onnx::{InputShape, load_model, to_nnef};
 use thiserror::Error;
 use wasmops_pipeline::Pipeline;
 use wasmops_trust::claims::ClaimsFile;

@@ -77,22 +77,23 @@ fn sample(budget: Duration, min: usize, mut f: impl FnMut() -> Result<()>) -> Re
     Ok(out)
 }
 
-/// Times `a` and `b` in alternating rounds (five each, budget split evenly, each
-/// round after two untimed calls), so both see the same machine: on a shared VM the
+/// Times `a` and `b` in alternating rounds (five each, each side's budget split
+/// evenly, each round after two untimed calls), so both see the same machine: on a shared VM the
 /// speed drifts over seconds, and timing one after the other puts that drift into
 /// their ratio. Rounds, not single calls, keep each side's working set warm in the
 /// caches, as it is when a device serves one model.
 fn sample_alternating(
-    budget: Duration,
+    budget_each: Duration,
     min: usize,
     mut a: impl FnMut() -> Result<()>,
     mut b: impl FnMut() -> Result<()>,
 ) -> Result<(Vec<Duration>, Vec<Duration>)> {
     const ROUNDS: u32 = 5;
     let (mut out_a, mut out_b) = (vec![], vec![]);
+    let (round, min_per_round) = (budget_each / ROUNDS, min.div_ceil(ROUNDS as usize));
     for _ in 0..ROUNDS {
-        out_a.extend(sample(budget / (2 * ROUNDS), min.div_ceil(ROUNDS as usize), &mut a)?);
-        out_b.extend(sample(budget / (2 * ROUNDS), min.div_ceil(ROUNDS as usize), &mut b)?);
+        out_a.extend(sample(round, min_per_round, &mut a)?);
+        out_b.extend(sample(round, min_per_round, &mut b)?);
     }
     Ok((out_a, out_b))
 }
@@ -184,7 +185,7 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
         })
         .collect::<Result<_>>()?;
     let (mut wasm, mut native) = sample_alternating(
-        opts.budget * 2,
+        opts.budget,
         opts.min_iters,
         || instance.predict(&inputs).map(drop).map_err(Into::into),
         || model.run(native_inputs.clone()).map(drop).map_err(Into::into),
