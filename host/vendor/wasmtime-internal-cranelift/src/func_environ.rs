@@ -63,6 +63,12 @@ pub(crate) struct BuiltinFunctions {
     new_epoch_preserve_all: Option<ir::FuncRef>,
 }
 
+// wasmops: offsets in the epoch frame slot (see `epoch_check_slot`).
+const EPOCH_SLOT_PTR: i32 = 0;
+const EPOCH_SLOT_DEADLINE: i32 = 8;
+const EPOCH_SLOT_VMCTX: i32 = 16;
+const EPOCH_SLOT_SIZE: u32 = 24;
+
 impl BuiltinFunctions {
     pub(crate) fn new(compiler: &Compiler) -> Self {
         Self {
@@ -218,18 +224,10 @@ pub struct FuncEnvironment<'module_environment> {
     /// in `*const VMStoreContext`
     fuel_var: cranelift_frontend::Variable,
 
-    /// A cached epoch deadline value, when performing epoch-based
-    /// interruption. Loaded from `VMStoreContext` and reloaded after
-    /// any yield.
-    epoch_deadline_var: cranelift_frontend::Variable,
-
-    /// A cached pointer to the per-Engine epoch counter, when
-    /// performing epoch-based interruption. Initialized in the
-    /// function prologue. We prefer to use a variable here rather
-    /// than reload on each check because it's better to let the
-    /// regalloc keep it in a register if able; if not, it can always
-    /// spill, and this isn't any worse than reloading each time.
-    epoch_ptr_var: cranelift_frontend::Variable,
+    /// wasmops: the frame slot holding the epoch pointer, the cached epoch
+    /// deadline and vmctx (in place of two variables), so epoch checks keep
+    /// no register live between them; see `epoch_check_slot`.
+    epoch_slot: Option<ir::StackSlot>,
 
     fuel_consumed: i64,
 
@@ -319,8 +317,7 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
             offsets,
             tunables,
             fuel_var: Variable::reserved_value(),
-            epoch_deadline_var: Variable::reserved_value(),
-            epoch_ptr_var: Variable::reserved_value(),
+            epoch_slot: None,
 
             // Start with at least one fuel being consumed because even empty
             // functions should consume at least some fuel.
@@ -696,14 +693,24 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
     }
 
     fn epoch_function_entry(&mut self, builder: &mut FunctionBuilder<'_>) {
-        debug_assert!(self.epoch_deadline_var.is_reserved_value());
-        self.epoch_deadline_var = builder.declare_var(ir::types::I64);
-        // Let epoch_check_full load the current deadline and call def_var
-
-        debug_assert!(self.epoch_ptr_var.is_reserved_value());
-        self.epoch_ptr_var = builder.declare_var(self.pointer_type());
+        debug_assert!(self.epoch_slot.is_none());
+        // wasmops: fill the frame slot instead of defining variables.
+        let ptr_ty = self.pointer_type();
+        let slot = builder.func.create_sized_stack_slot(ir::StackSlotData::new(
+            ir::StackSlotKind::ExplicitSlot,
+            EPOCH_SLOT_SIZE,
+            3,
+        ));
+        let vmctx = self.vmctx_val(&mut builder.cursor());
         let epoch_ptr = self.epoch_ptr(builder);
-        builder.def_var(self.epoch_ptr_var, epoch_ptr);
+        builder.ins().stack_store(ptr_ty, epoch_ptr, slot, EPOCH_SLOT_PTR);
+        builder.ins().stack_store(ptr_ty, vmctx, slot, EPOCH_SLOT_VMCTX);
+        let vmstore_ctx = self.get_vmstore_context_ptr(builder);
+        let deadline = self
+            .alias_regions
+            .vmstore_context_epoch_deadline(&mut builder.cursor(), vmstore_ctx);
+        builder.ins().stack_store(ptr_ty, deadline, slot, EPOCH_SLOT_DEADLINE);
+        self.epoch_slot = Some(slot);
 
         // We must check for an epoch change when entering a
         // function. Why? Why aren't checks at loops sufficient to
@@ -722,9 +729,55 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
         // sufficient. Then, combined with checks at every backedge
         // (loop) the longest runtime between checks is bounded by the
         // straightline length of any function body.
-        let continuation_block = builder.create_block();
-        let cur_epoch_value = self.epoch_load_current(builder);
-        self.epoch_check_full(builder, cur_epoch_value, continuation_block);
+        self.epoch_check(builder);
+    }
+
+    /// wasmops: an epoch check that keeps nothing in registers between checks.
+    /// Upstream keeps the epoch pointer and the cached deadline in variables;
+    /// live across a whole loop they cost two registers, and regalloc2 spills
+    /// and reloads them (and vmctx, for the cold call) on every turn of a hot
+    /// loop. With all three in a frame slot a loop's check is a load of the
+    /// pointer, a load of the epoch, a compare against the slot and a branch.
+    fn epoch_check_slot(
+        &mut self,
+        builder: &mut FunctionBuilder<'_>,
+        slot: ir::StackSlot,
+        continuation_block: ir::Block,
+    ) {
+        let ptr_ty = self.pointer_type();
+        let epoch_ptr = builder.ins().stack_load(ptr_ty, ptr_ty, slot, EPOCH_SLOT_PTR);
+        let cur = self.alias_regions.epoch_counter(&mut builder.cursor(), epoch_ptr);
+        let cached = builder.ins().stack_load(ptr_ty, ir::types::I64, slot, EPOCH_SLOT_DEADLINE);
+        let cmp = builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, cur, cached);
+        let reload_block = builder.create_block();
+        builder.set_cold_block(reload_block);
+        builder.ins().brif(cmp, reload_block, &[], continuation_block, &[]);
+        builder.seal_block(reload_block);
+
+        // Cold: the cached deadline may be stale (another call moved it).
+        builder.switch_to_block(reload_block);
+        let vmctx = builder.ins().stack_load(ptr_ty, ptr_ty, slot, EPOCH_SLOT_VMCTX);
+        let vmstore_ctx = self.alias_regions.vmctx_store_context(&mut builder.cursor(), vmctx);
+        let deadline = self
+            .alias_regions
+            .vmstore_context_epoch_deadline(&mut builder.cursor(), vmstore_ctx);
+        builder.ins().stack_store(ptr_ty, deadline, slot, EPOCH_SLOT_DEADLINE);
+        let cmp = builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, cur, deadline);
+        let call_block = builder.create_block();
+        builder.set_cold_block(call_block);
+        builder.ins().brif(cmp, call_block, &[], continuation_block, &[]);
+        builder.seal_block(call_block);
+
+        builder.switch_to_block(call_block);
+        let new_epoch = self.builtin_functions.new_epoch_preserve_all(builder.func);
+        builder.ins().call(new_epoch, &[vmctx]);
+        let deadline = self
+            .alias_regions
+            .vmstore_context_epoch_deadline(&mut builder.cursor(), vmstore_ctx);
+        builder.ins().stack_store(ptr_ty, deadline, slot, EPOCH_SLOT_DEADLINE);
+        builder.ins().jump(continuation_block, &[]);
+        builder.seal_block(continuation_block);
+        builder.switch_to_block(continuation_block);
     }
 
     fn hook_malloc_exit(&mut self, builder: &mut FunctionBuilder, retvals: &[ir::Value]) {
@@ -772,78 +825,10 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
             .vmctx_epoch_ptr(&mut builder.cursor(), vmctx)
     }
 
-    fn epoch_load_current(&mut self, builder: &mut FunctionBuilder<'_>) -> ir::Value {
-        let addr = builder.use_var(self.epoch_ptr_var);
-        self.alias_regions
-            .epoch_counter(&mut builder.cursor(), addr)
-    }
-
     fn epoch_check(&mut self, builder: &mut FunctionBuilder<'_>) {
+        let slot = self.epoch_slot.expect("epoch_function_entry made the slot");
         let continuation_block = builder.create_block();
-
-        // Load new epoch and check against the cached deadline.
-        let cur_epoch_value = self.epoch_load_current(builder);
-        self.epoch_check_cached(builder, cur_epoch_value, continuation_block);
-
-        // At this point we've noticed that the epoch has exceeded our
-        // cached deadline. However the real deadline may have been
-        // updated (within another yield) during some function that we
-        // called in the meantime, so reload the cache and check again.
-        self.epoch_check_full(builder, cur_epoch_value, continuation_block);
-    }
-
-    fn epoch_check_cached(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        cur_epoch_value: ir::Value,
-        continuation_block: ir::Block,
-    ) {
-        let new_epoch_block = builder.create_block();
-        builder.set_cold_block(new_epoch_block);
-
-        let epoch_deadline = builder.use_var(self.epoch_deadline_var);
-        let cmp = builder.ins().icmp(
-            IntCC::UnsignedGreaterThanOrEqual,
-            cur_epoch_value,
-            epoch_deadline,
-        );
-        builder
-            .ins()
-            .brif(cmp, new_epoch_block, &[], continuation_block, &[]);
-        builder.seal_block(new_epoch_block);
-
-        builder.switch_to_block(new_epoch_block);
-    }
-
-    fn epoch_check_full(
-        &mut self,
-        builder: &mut FunctionBuilder,
-        cur_epoch_value: ir::Value,
-        continuation_block: ir::Block,
-    ) {
-        // We keep the deadline cached in a register to speed the checks
-        // in the common case (between epoch ticks) but we want to do a
-        // precise check here by reloading the cache first.
-        let vmstore_ctx = self.get_vmstore_context_ptr(builder);
-        let deadline = self
-            .alias_regions
-            .vmstore_context_epoch_deadline(&mut builder.cursor(), vmstore_ctx);
-        builder.def_var(self.epoch_deadline_var, deadline);
-        self.epoch_check_cached(builder, cur_epoch_value, continuation_block);
-
-        // wasmops: call new_epoch() through the register-preserving
-        // trampoline, then reload the deadline it stored.
-        let new_epoch = self.builtin_functions.new_epoch_preserve_all(builder.func);
-        let vmctx = self.vmctx_val(&mut builder.cursor());
-        builder.ins().call(new_epoch, &[vmctx]);
-        let new_deadline = self
-            .alias_regions
-            .vmstore_context_epoch_deadline(&mut builder.cursor(), vmstore_ctx);
-        builder.def_var(self.epoch_deadline_var, new_deadline);
-        builder.ins().jump(continuation_block, &[]);
-        builder.seal_block(continuation_block);
-
-        builder.switch_to_block(continuation_block);
+        self.epoch_check_slot(builder, slot, continuation_block);
     }
 
     /// Get the Memory for the given index.
