@@ -63,7 +63,7 @@ pub(crate) struct BuiltinFunctions {
     new_epoch_preserve_all: Option<ir::FuncRef>,
 }
 
-// wasmops: offsets in the epoch frame slot (see `epoch_check_slot`).
+// wasmops: offsets in the epoch frame slot (see `epoch_check`).
 const EPOCH_SLOT_PTR: i32 = 0;
 const EPOCH_SLOT_DEADLINE: i32 = 8;
 const EPOCH_SLOT_VMCTX: i32 = 16;
@@ -226,7 +226,7 @@ pub struct FuncEnvironment<'module_environment> {
 
     /// wasmops: the frame slot holding the epoch pointer, the cached epoch
     /// deadline and vmctx (in place of two variables), so epoch checks keep
-    /// no register live between them; see `epoch_check_slot`.
+    /// no register live between them; see `epoch_check`.
     epoch_slot: Option<ir::StackSlot>,
 
     fuel_consumed: i64,
@@ -729,7 +729,9 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
         // sufficient. Then, combined with checks at every backedge
         // (loop) the longest runtime between checks is bounded by the
         // straightline length of any function body.
-        self.epoch_check(builder);
+        //
+        // wasmops: the entry check uses the values just stored.
+        self.epoch_check(builder, Some((epoch_ptr, deadline, vmctx)));
     }
 
     /// wasmops: an epoch check that keeps nothing in registers between checks.
@@ -738,17 +740,25 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
     /// and reloads them (and vmctx, for the cold call) on every turn of a hot
     /// loop. With all three in a frame slot a loop's check is a load of the
     /// pointer, a load of the epoch, a compare against the slot and a branch.
-    fn epoch_check_slot(
+    /// `known` holds (epoch pointer, cached deadline, vmctx) at function entry,
+    /// where they are still in values; elsewhere they come from the slot.
+    fn epoch_check(
         &mut self,
         builder: &mut FunctionBuilder<'_>,
-        slot: ir::StackSlot,
-        continuation_block: ir::Block,
+        known: Option<(ir::Value, ir::Value, ir::Value)>,
     ) {
+        let slot = self.epoch_slot.expect("epoch_function_entry made the slot");
         let ptr_ty = self.pointer_type();
-        let epoch_ptr = builder.ins().stack_load(ptr_ty, ptr_ty, slot, EPOCH_SLOT_PTR);
+        let (epoch_ptr, cached) = match known {
+            Some((epoch_ptr, deadline, _)) => (epoch_ptr, deadline),
+            None => (
+                builder.ins().stack_load(ptr_ty, ptr_ty, slot, EPOCH_SLOT_PTR),
+                builder.ins().stack_load(ptr_ty, ir::types::I64, slot, EPOCH_SLOT_DEADLINE),
+            ),
+        };
         let cur = self.alias_regions.epoch_counter(&mut builder.cursor(), epoch_ptr);
-        let cached = builder.ins().stack_load(ptr_ty, ir::types::I64, slot, EPOCH_SLOT_DEADLINE);
         let cmp = builder.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, cur, cached);
+        let continuation_block = builder.create_block();
         let reload_block = builder.create_block();
         builder.set_cold_block(reload_block);
         builder.ins().brif(cmp, reload_block, &[], continuation_block, &[]);
@@ -756,7 +766,10 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
 
         // Cold: the cached deadline may be stale (another call moved it).
         builder.switch_to_block(reload_block);
-        let vmctx = builder.ins().stack_load(ptr_ty, ptr_ty, slot, EPOCH_SLOT_VMCTX);
+        let vmctx = match known {
+            Some((_, _, vmctx)) => vmctx,
+            None => builder.ins().stack_load(ptr_ty, ptr_ty, slot, EPOCH_SLOT_VMCTX),
+        };
         let vmstore_ctx = self.alias_regions.vmctx_store_context(&mut builder.cursor(), vmctx);
         let deadline = self
             .alias_regions
@@ -823,12 +836,6 @@ impl<'module_environment> FuncEnvironment<'module_environment> {
         let vmctx = self.vmctx_val(&mut builder.cursor());
         self.alias_regions
             .vmctx_epoch_ptr(&mut builder.cursor(), vmctx)
-    }
-
-    fn epoch_check(&mut self, builder: &mut FunctionBuilder<'_>) {
-        let slot = self.epoch_slot.expect("epoch_function_entry made the slot");
-        let continuation_block = builder.create_block();
-        self.epoch_check_slot(builder, slot, continuation_block);
     }
 
     /// Get the Memory for the given index.
@@ -5093,7 +5100,7 @@ impl FuncEnvironment<'_> {
         // If we are performing epoch-based interruption, check to see
         // if the epoch counter has changed.
         if self.tunables.epoch_interruption {
-            self.epoch_check(builder);
+            self.epoch_check(builder, None);
         }
 
         Ok(())
