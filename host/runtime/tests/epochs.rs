@@ -149,17 +149,23 @@ impl Drop for Ticker {
     }
 }
 
+/// The call-tree module of `levels` levels, instantiated on the production engine config.
+fn instantiate<T: 'static>(levels: u32, data: T) -> (Engine, Store<T>, Instance) {
+    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
+    let module = Module::new(&engine, call_tree(levels)).unwrap();
+    let mut store = Store::new(&engine, data);
+    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    (engine, store, instance)
+}
+
 fn is_interrupt(err: &wasmtime::Error) -> bool {
     err.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
 }
 
 #[test]
 fn a_call_tree_without_loops_is_stopped_at_the_deadline() {
-    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
     // 10^10 leaf calls: tens of seconds if nothing checked the epoch.
-    let module = Module::new(&engine, call_tree(10)).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let (engine, mut store, instance) = instantiate(10, ());
     let run = instance.get_typed_func::<(), i64>(&mut store, "run").unwrap();
     store.set_epoch_deadline(2);
     let ticker = Ticker::start(&engine, Duration::from_millis(5));
@@ -173,16 +179,13 @@ fn a_call_tree_without_loops_is_stopped_at_the_deadline() {
 
 #[test]
 fn entry_checks_move_the_deadline_on() {
-    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
-    // 10^8 leaf calls, about a second, with a tick every 200 µs.
-    let module = Module::new(&engine, call_tree(8)).unwrap();
-    let mut store = Store::new(&engine, 0u64);
+    // 10^8 leaf calls, well under a second, with a tick every 200 µs.
+    let (engine, mut store, instance) = instantiate(8, 0u64);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| {
         *cx.data_mut() += 1;
         Ok(UpdateDeadline::Continue(1))
     });
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
     let run = instance.get_typed_func::<(), i64>(&mut store, "run").unwrap();
     let ticker = Ticker::start(&engine, Duration::from_micros(200));
     let got = run.call(&mut store, ()).unwrap();
@@ -194,11 +197,8 @@ fn entry_checks_move_the_deadline_on() {
 }
 
 #[test]
-fn a_spinning_leaf_is_stopped_at_the_deadline() {
-    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
-    let module = Module::new(&engine, call_tree(1)).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+fn a_spinning_function_is_stopped_at_the_deadline() {
+    let (engine, mut store, instance) = instantiate(1, ());
     let spin = instance.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
     store.set_epoch_deadline(2);
     let ticker = Ticker::start(&engine, Duration::from_millis(5));
@@ -209,10 +209,7 @@ fn a_spinning_leaf_is_stopped_at_the_deadline() {
 
 #[test]
 fn a_bulk_fill_past_the_deadline_is_interrupted_and_writes_nothing() {
-    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
-    let module = Module::new(&engine, call_tree(1)).unwrap();
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).unwrap();
+    let (engine, mut store, instance) = instantiate(1, ());
     let fill = instance.get_typed_func::<i32, ()>(&mut store, "fill").unwrap();
     let memory = instance.get_memory(&mut store, "memory").unwrap();
 
