@@ -14,7 +14,7 @@ use wasmtime::component::Component;
 /// The patches in `host/vendor` that change generated code. wasmtime's own hash
 /// cannot see them (the version string stays 48.0.8), so a stock-wasmtime
 /// artifact must not load here; change this when a patch changes.
-pub(crate) const CODEGEN_PATCHES: &str = "wasmops-epoch-slot-3";
+pub(crate) const CODEGEN_PATCHES: &str = "wasmops-epoch-slot-4";
 
 pub struct CompileCache {
     dir: PathBuf,
