@@ -72,6 +72,7 @@ const EPOCH_SLOT_VMCTX: i32 = 16;
 // off alignment, so some spills split cache lines depending on where the stack
 // sat (wasm runs on the thread's stack): up to 2x slower kernels.
 const EPOCH_SLOT_SIZE: u32 = 32;
+const _: () = assert!(EPOCH_SLOT_SIZE % 16 == 0, "keeps the spill slots after it 16-aligned");
 
 impl BuiltinFunctions {
     pub(crate) fn new(compiler: &Compiler) -> Self {
