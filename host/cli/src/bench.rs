@@ -42,6 +42,11 @@ pub struct BenchReport {
     pub wasm_p90_ms: f64,
     pub ratio_p50: f64,
     pub ratio_p90: f64,
+    /// Each alternating round's p50: a side that is fast in one round and slow
+    /// in the others (a machine or runtime effect after idling) shows here,
+    /// where the pooled percentiles would hide it.
+    pub wasm_round_p50_ms: Vec<f64>,
+    pub native_round_p50_ms: Vec<f64>,
     pub compile_ms: f64,
     /// Compiled component on disk → signature verified, loaded, instantiated.
     pub cached_ready_ms: f64,
@@ -81,21 +86,27 @@ fn sample(budget: Duration, min: usize, mut f: impl FnMut() -> Result<()>) -> Re
 /// evenly, each round after two untimed calls), so both see the same machine: on a shared VM the
 /// speed drifts over seconds, and timing one after the other puts that drift into
 /// their ratio. Rounds, not single calls, keep each side's working set warm in the
-/// caches, as it is when a device serves one model.
+/// caches, as it is when a device serves one model. Returns each side's rounds.
 fn sample_alternating(
     budget_each: Duration,
     min: usize,
     mut a: impl FnMut() -> Result<()>,
     mut b: impl FnMut() -> Result<()>,
-) -> Result<(Vec<Duration>, Vec<Duration>)> {
+) -> Result<(Vec<Vec<Duration>>, Vec<Vec<Duration>>)> {
     const ROUNDS: u32 = 5;
     let (mut out_a, mut out_b) = (vec![], vec![]);
     let (round, min_per_round) = (budget_each / ROUNDS, min.div_ceil(ROUNDS as usize));
     for _ in 0..ROUNDS {
-        out_a.extend(sample(round, min_per_round, &mut a)?);
-        out_b.extend(sample(round, min_per_round, &mut b)?);
+        out_a.push(sample(round, min_per_round, &mut a)?);
+        out_b.push(sample(round, min_per_round, &mut b)?);
     }
     Ok((out_a, out_b))
+}
+
+/// Every round's p50 in ms, and all samples pooled.
+fn rounds_p50(rounds: &mut [Vec<Duration>]) -> (Vec<f64>, Vec<Duration>) {
+    let p50s = rounds.iter_mut().map(|r| ms(percentile(r, 0.5))).collect();
+    (p50s, rounds.concat())
 }
 
 /// Deterministic inputs in [0, 1) following the model's declared inputs; symbolic dims take `batch`.
@@ -184,12 +195,14 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
             Ok(tensor.into_tvalue())
         })
         .collect::<Result<_>>()?;
-    let (mut wasm, mut native) = sample_alternating(
+    let (mut wasm_rounds, mut native_rounds) = sample_alternating(
         opts.budget,
         opts.min_iters,
         || instance.predict(&inputs).map(drop).map_err(Into::into),
         || model.run(native_inputs.clone()).map(drop).map_err(Into::into),
     )?;
+    let (wasm_round_p50_ms, mut wasm) = rounds_p50(&mut wasm_rounds);
+    let (native_round_p50_ms, mut native) = rounds_p50(&mut native_rounds);
 
     let (n50, n90) = (percentile(&mut native, 0.5), percentile(&mut native, 0.9));
     let (w50, w90) = (percentile(&mut wasm, 0.5), percentile(&mut wasm, 0.9));
@@ -204,6 +217,8 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
         wasm_p90_ms: ms(w90),
         ratio_p50: w50.as_secs_f64() / n50.as_secs_f64(),
         ratio_p90: w90.as_secs_f64() / n90.as_secs_f64(),
+        wasm_round_p50_ms,
+        native_round_p50_ms,
         compile_ms,
         cached_ready_ms,
         cached_start_ms,
@@ -221,6 +236,9 @@ pub fn print(report: &BenchReport) {
     println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "native tract", report.native_p50_ms, report.native_p90_ms, report.iterations_native);
     println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "wasm (wasmtime)", report.wasm_p50_ms, report.wasm_p90_ms, report.iterations_wasm);
     println!("  {:<28} {:>9.3}x {:>9.3}x", "wasm / native", report.ratio_p50, report.ratio_p90);
+    let rounds = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ");
+    println!("  {:<28} {}", "wasm p50 per round (ms)", rounds(&report.wasm_round_p50_ms));
+    println!("  {:<28} {}", "native p50 per round (ms)", rounds(&report.native_round_p50_ms));
     println!("  {:<28} {:>10.1} ms", "compile (cranelift)", report.compile_ms);
     println!("  {:<28} {:>10.1} ms", "cached start → ready", report.cached_ready_ms);
     println!("  {:<28} {:>10.1} ms", "cached start → 1st predict", report.cached_start_ms);
