@@ -552,17 +552,7 @@ impl Agent {
 /// Whether a shadow's outputs match the live ones: integer and text outputs
 /// exactly, floats within 1e-3 (relative, absolute near zero).
 fn agree(live: &[Tensor], shadow: &[Tensor]) -> bool {
-    live.iter().all(|l| {
-        shadow.iter().find(|s| s.name == l.name).is_some_and(|s| {
-            s.shape == l.shape
-                && match (&l.data, &s.data) {
-                    (TensorData::Float32(a), TensorData::Float32(b)) => a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-3 * x.abs().max(1.0)),
-                    (TensorData::Int64(a), TensorData::Int64(b)) => a == b,
-                    (TensorData::Text(a), TensorData::Text(b)) => a == b,
-                    _ => false,
-                }
-        })
-    })
+    wasmops_host::output_difference(live, shadow).is_ok_and(|d| d <= 1e-3)
 }
 
 /// The health probe: one prediction on the stored sample (or zeros of each

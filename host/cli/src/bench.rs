@@ -136,13 +136,24 @@ pub fn synthetic_inputs(info: &ModelInfo, batch: u32) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// Measure the device path: each component signed with a fresh key that the
+/// returned config (compiled-component cache in `cache_dir`) trusts.
+fn signed_for_bench(components: &[&[u8]], cache_dir: &Path) -> Result<(Vec<Vec<u8>>, HostConfig)> {
+    let key = wasmops_sign::SecretKey::generate()?;
+    let signed = components.iter().map(|c| wasmops_sign::sign(c, &key)).collect::<Result<_, _>>()?;
+    let config = HostConfig { cache_dir: Some(cache_dir.to_path_buf()), ..HostConfig::new(SignaturePolicy::Trusted(wasmops_trust::TrustPolicy::keys(vec![key.public()]))) };
+    Ok((signed, config))
+}
+
+/// "name version" from the component's metadata, or `fallback` when it has no name.
+fn label(info: &ModelInfo, fallback: &str) -> String {
+    if info.name.is_empty() { fallback.to_string() } else { format!("{} {}", info.name, info.version) }
+}
+
 pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions) -> Result<BenchReport> {
     let cache_dir = tempfile::tempdir()?;
-    // Measure the device path: a signed component checked against a trusted key.
-    let key = wasmops_sign::SecretKey::generate()?;
-    let signed = wasmops_sign::sign(component, &key)?;
-    let component = &signed[..];
-    let config = HostConfig { cache_dir: Some(cache_dir.path().to_path_buf()), ..HostConfig::new(SignaturePolicy::Trusted(wasmops_trust::TrustPolicy::keys(vec![key.public()]))) };
+    let (signed, config) = signed_for_bench(&[component], cache_dir.path())?;
+    let component = &signed[0][..];
 
     // Cold: compile with Cranelift (and fill the cache).
     let host = Host::new(config.clone())?;
@@ -207,7 +218,7 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
     let (n50, n90) = (percentile(&mut native, 0.5), percentile(&mut native, 0.9));
     let (w50, w90) = (percentile(&mut wasm, 0.5), percentile(&mut wasm, 0.9));
     Ok(BenchReport {
-        model: if info.name.is_empty() { model_name.to_string() } else { format!("{} {}", info.name, info.version) },
+        model: label(&info, model_name),
         batch: opts.batch,
         iterations_native: native.len(),
         iterations_wasm: wasm.len(),
@@ -236,9 +247,8 @@ pub fn print(report: &BenchReport) {
     println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "native tract", report.native_p50_ms, report.native_p90_ms, report.iterations_native);
     println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "wasm (wasmtime)", report.wasm_p50_ms, report.wasm_p90_ms, report.iterations_wasm);
     println!("  {:<28} {:>9.3}x {:>9.3}x", "wasm / native", report.ratio_p50, report.ratio_p90);
-    let rounds = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ");
-    println!("  {:<28} {}", "wasm p50 per round (ms)", rounds(&report.wasm_round_p50_ms));
-    println!("  {:<28} {}", "native p50 per round (ms)", rounds(&report.native_round_p50_ms));
+    println!("  {:<28} {}", "wasm p50 per round (ms)", round_list(&report.wasm_round_p50_ms));
+    println!("  {:<28} {}", "native p50 per round (ms)", round_list(&report.native_round_p50_ms));
     println!("  {:<28} {:>10.1} ms", "compile (cranelift)", report.compile_ms);
     println!("  {:<28} {:>10.1} ms", "cached start → ready", report.cached_ready_ms);
     println!("  {:<28} {:>10.1} ms", "cached start → 1st predict", report.cached_start_ms);
@@ -246,6 +256,96 @@ pub fn print(report: &BenchReport) {
     println!("  {:<28} {:>10.1} us", "per-call overhead", report.call_overhead_us);
     println!("  {:<28} {:>10} bytes ({:.2} MB)", "component size", report.size_bytes, report.size_bytes as f64 / 1e6);
     println!("{}", serde_json::to_string(report).expect("report serialises"));
+}
+
+/// Two components of the same model head to head (`bench A --against B`).
+#[derive(Debug, Serialize)]
+pub struct ComparisonReport {
+    pub model: String,
+    pub against: String,
+    pub batch: u32,
+    pub iterations: usize,
+    pub iterations_against: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub against_p50_ms: f64,
+    pub against_p90_ms: f64,
+    /// This component's latency over the other's: below 1 means this one is faster.
+    pub ratio_p50: f64,
+    pub ratio_p90: f64,
+    pub round_p50_ms: Vec<f64>,
+    pub against_round_p50_ms: Vec<f64>,
+    /// Largest `|a - b| / max(|a|, 1)` between the two components' outputs on the bench inputs.
+    pub max_output_difference: f64,
+    pub size_bytes: usize,
+    pub against_size_bytes: usize,
+}
+
+/// Times `component` against `other` in one process with alternating rounds, so a
+/// machine's speed drift hits both alike; both must take the same inputs, and
+/// their outputs must be comparable (same names, shapes and types).
+pub fn compare(component: &[u8], other: &[u8], opts: &BenchOptions) -> Result<ComparisonReport> {
+    let cache_dir = tempfile::tempdir()?;
+    let (signed, config) = signed_for_bench(&[component, other], cache_dir.path())?;
+    let host = Host::new(config)?;
+    let (loaded, loaded_other) = (host.load(&signed[0]).context("this component")?, host.load(&signed[1]).context("the --against component")?);
+    let (mut a, mut b) = (loaded.instantiate()?, loaded_other.instantiate()?);
+    let (info, info_other) = (a.metadata()?, b.metadata()?);
+    if info.inputs != info_other.inputs {
+        bail!("the components take different inputs: {:?} against {:?}", info.inputs, info_other.inputs);
+    }
+    let inputs = match &opts.inputs {
+        Some(json) => crate::tensors::parse_inputs(json, &info)?,
+        None => synthetic_inputs(&info, opts.batch)?,
+    };
+    let max_output_difference = wasmops_host::output_difference(&a.predict(&inputs)?, &b.predict(&inputs)?)
+        .map_err(|why| anyhow::anyhow!("the components' outputs are not comparable: {why}"))?;
+    let (mut rounds, mut rounds_other) = sample_alternating(
+        opts.budget,
+        opts.min_iters,
+        || a.predict(&inputs).map(drop).map_err(Into::into),
+        || b.predict(&inputs).map(drop).map_err(Into::into),
+    )?;
+    let (round_p50_ms, mut mine) = rounds_p50(&mut rounds);
+    let (against_round_p50_ms, mut theirs) = rounds_p50(&mut rounds_other);
+    let (a50, a90) = (percentile(&mut mine, 0.5), percentile(&mut mine, 0.9));
+    let (b50, b90) = (percentile(&mut theirs, 0.5), percentile(&mut theirs, 0.9));
+    Ok(ComparisonReport {
+        model: label(&info, "component"),
+        against: label(&info_other, "component"),
+        batch: opts.batch,
+        iterations: mine.len(),
+        iterations_against: theirs.len(),
+        p50_ms: ms(a50),
+        p90_ms: ms(a90),
+        against_p50_ms: ms(b50),
+        against_p90_ms: ms(b90),
+        ratio_p50: a50.as_secs_f64() / b50.as_secs_f64(),
+        ratio_p90: a90.as_secs_f64() / b90.as_secs_f64(),
+        round_p50_ms,
+        against_round_p50_ms,
+        max_output_difference,
+        size_bytes: component.len(),
+        against_size_bytes: other.len(),
+    })
+}
+
+/// The comparison's table, then the report as one JSON line.
+pub fn print_comparison(report: &ComparisonReport) {
+    println!("wasmops bench: {} against {} (batch {})", report.model, report.against, report.batch);
+    println!("  {:<28} {:>10} {:>10}", "", "p50", "p90");
+    println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "this component", report.p50_ms, report.p90_ms, report.iterations);
+    println!("  {:<28} {:>8.3}ms {:>8.3}ms   ({} runs)", "--against component", report.against_p50_ms, report.against_p90_ms, report.iterations_against);
+    println!("  {:<28} {:>9.3}x {:>9.3}x", "this / against", report.ratio_p50, report.ratio_p90);
+    println!("  {:<28} {}", "p50 per round (ms)", round_list(&report.round_p50_ms));
+    println!("  {:<28} {}", "against p50 per round (ms)", round_list(&report.against_round_p50_ms));
+    println!("  {:<28} {:>10.2e}", "max output difference", report.max_output_difference);
+    println!("  {:<28} {:>10} / {} bytes", "sizes", report.size_bytes, report.against_size_bytes);
+    println!("{}", serde_json::to_string(report).expect("report serialises"));
+}
+
+fn round_list(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
 }
 
 pub fn read_pipeline(path: Option<&Path>) -> Result<Option<String>> {

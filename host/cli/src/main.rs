@@ -98,11 +98,18 @@ enum Command {
         host: HostArgs,
     },
     /// In-wasm vs native tract latency, compile and start times, size. Last line is JSON.
+    ///
+    /// With `--against B.wasm`: this component against another build of the same
+    /// model (a guest or kernel change), both in wasm, in one process.
     Bench {
         wasm: PathBuf,
         /// The ONNX model the component was built from (the native baseline).
-        #[arg(long)]
-        model: PathBuf,
+        #[arg(long, required_unless_present = "against")]
+        model: Option<PathBuf>,
+        /// A second component taking the same inputs: time the two head to head
+        /// (alternating rounds) and report their outputs' largest difference.
+        #[arg(long, conflicts_with_all = ["model", "pipeline"])]
+        against: Option<PathBuf>,
         #[arg(long)]
         pipeline: Option<PathBuf>,
         /// Inputs to use instead of synthetic ones.
@@ -791,15 +798,20 @@ fn main() {
         Command::Trust { command } => wasmops_cli::trust::run(command),
         Command::Run { wasm, input, host } => run(&wasm, &input, &host).map(|json| println!("{json}")),
         Command::Inspect { wasm, json, host } => inspect(&wasm, json, &host),
-        Command::Bench { wasm, model, pipeline, input, batch, seconds } => (|| {
+        Command::Bench { wasm, model, against, pipeline, input, batch, seconds } => (|| {
             let component = files::read(&wasm)?;
-            let onnx = files::read(&model)?;
             let mut opts = bench::BenchOptions { batch, budget: Duration::from_secs_f64(seconds), pipeline: bench::read_pipeline(pipeline.as_deref())?, ..Default::default() };
             if let Some(input) = input {
                 opts.inputs = Some(std::fs::read_to_string(&input).with_context(|| format!("cannot read {}", input.display()))?);
             }
-            let name = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            bench::print(&bench::run(&component, &onnx, &name, &opts)?);
+            match (against, model) {
+                (Some(against), _) => bench::print_comparison(&bench::compare(&component, &files::read(&against)?, &opts)?),
+                (None, Some(model)) => {
+                    let name = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    bench::print(&bench::run(&component, &files::read(&model)?, &name, &opts)?)
+                }
+                (None, None) => bail!("pass --model MODEL.onnx (the native baseline) or --against OTHER.wasm"),
+            }
             Ok(())
         })(),
         Command::Demo { dir, devices, exit } => demo(dir, devices, exit),

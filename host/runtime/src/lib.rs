@@ -6,6 +6,8 @@
 //! `InstancePre` → [`ModelInstance::predict`].
 
 mod cache;
+mod compare;
+pub use compare::output_difference;
 pub use cache::{CompileCache, default_cache_dir};
 mod engine;
 mod error;
@@ -27,6 +29,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "model-component",
+        additional_derives: [PartialEq],
     });
     pub use exports::wasmops::model::model::Guest;
     pub use wasmops::model::types::{Dim, ElementType, ModelInfo, PredictError, Tensor, TensorData, TensorSpec};
