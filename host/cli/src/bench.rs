@@ -145,6 +145,14 @@ fn signed_for_bench(components: &[&[u8]], cache_dir: &Path) -> Result<(Vec<Vec<u
     Ok((signed, config))
 }
 
+/// The `--input` file's tensors, or synthetic ones at the bench's batch size.
+fn bench_inputs(opts: &BenchOptions, info: &ModelInfo) -> Result<Vec<Tensor>> {
+    match &opts.inputs {
+        Some(json) => crate::tensors::parse_inputs(json, info),
+        None => synthetic_inputs(info, opts.batch),
+    }
+}
+
 /// "name version" from the component's metadata, or `fallback` when it has no name.
 fn label(info: &ModelInfo, fallback: &str) -> String {
     if info.name.is_empty() { fallback.to_string() } else { format!("{} {}", info.name, info.version) }
@@ -164,10 +172,7 @@ pub fn run(component: &[u8], onnx: &[u8], model_name: &str, opts: &BenchOptions)
     if !info.preprocessing.is_empty() && opts.pipeline.is_none() {
         bail!("this component preprocesses its inputs; pass the same --pipeline file so the native baseline does too");
     }
-    let inputs = match &opts.inputs {
-        Some(json) => crate::tensors::parse_inputs(json, &info)?,
-        None => synthetic_inputs(&info, opts.batch)?,
-    };
+    let inputs = bench_inputs(opts, &info)?;
     drop(instance);
     drop(loaded);
     drop(host);
@@ -294,10 +299,7 @@ pub fn compare(component: &[u8], other: &[u8], opts: &BenchOptions) -> Result<Co
     if info.inputs != info_other.inputs {
         bail!("the components take different inputs: {:?} against {:?}", info.inputs, info_other.inputs);
     }
-    let inputs = match &opts.inputs {
-        Some(json) => crate::tensors::parse_inputs(json, &info)?,
-        None => synthetic_inputs(&info, opts.batch)?,
-    };
+    let inputs = bench_inputs(opts, &info)?;
     let max_output_difference = wasmops_host::output_difference(&a.predict(&inputs)?, &b.predict(&inputs)?)
         .map_err(|why| anyhow::anyhow!("the components' outputs are not comparable: {why}"))?;
     let (mut rounds, mut rounds_other) = sample_alternating(
