@@ -8,7 +8,7 @@ use wasmops_sign::{PublicKey, SignError, Verified};
 
 use crate::capabilities::{self, DEFAULT_GRANTED};
 use crate::metadata::{Delegation, Document, Revocations, Root, Signed};
-use crate::state::StateDir;
+use crate::state::{State, StateDir};
 use crate::store::TrustMetadata;
 use crate::{Claims, Timestamp, TrustError};
 
@@ -69,13 +69,20 @@ impl TrustPolicy {
         self.now.unwrap_or_else(Timestamp::now)
     }
 
+    /// The state file read once per check: the root walk, the revocation list
+    /// and the rollback check all judge against the same snapshot.
+    fn load_state(&self) -> Result<Option<State>, TrustError> {
+        self.state.as_ref().map(StateDir::load).transpose()
+    }
+
     /// Checks `wasm` without recording anything about the component (the walked
     /// root and revocation version are recorded: they are facts about the world).
     pub fn check(&self, wasm: &[u8]) -> Result<Accepted, TrustError> {
+        let state = self.load_state()?;
         let (verified, delegation) = match &self.keys {
             KeySource::Keys(keys) => (wasmops_sign::verify(wasm, keys)?, None),
             KeySource::Root { anchor, metadata } => {
-                let (verified, d) = self.check_chain(wasm, anchor, metadata)?;
+                let (verified, d) = self.check_chain(wasm, anchor, metadata, state.as_ref())?;
                 (verified, Some(d))
             }
         };
@@ -93,7 +100,7 @@ impl TrustPolicy {
             }
         }
         capabilities::check(&claims.capabilities, &self.granted, delegation.as_ref().and_then(|d| d.capabilities.as_deref()), wasm)?;
-        if let Some(state) = &self.state {
+        if let Some(state) = &state {
             state.check_sequence(&claims.name, claims.sequence)?;
         }
         Ok(Accepted { verified, claims: Some(claims), delegation: delegation.map(|d| d.name) })
@@ -113,8 +120,7 @@ impl TrustPolicy {
     pub fn check_metadata(&self) -> Result<String, TrustError> {
         let KeySource::Root { anchor, metadata } = &self.keys else { return Ok("plain trusted keys, no root".into()) };
         let now = self.now();
-        let root = self.walk_roots(anchor, &metadata.roots, now)?;
-        let revocations = self.check_revocations(&root, metadata.revocations.as_ref(), now)?;
+        let (root, revocations) = self.current_root(anchor, metadata, self.load_state()?.as_ref(), now)?;
         let mut lines = vec![format!("root version {}", root.version)];
         for d in &metadata.delegations {
             match judge(d, &root, revocations.as_ref(), now) {
@@ -126,10 +132,9 @@ impl TrustPolicy {
     }
 
     /// Checks the whole chain; returns the signature and the delegation that covers it.
-    fn check_chain(&self, wasm: &[u8], anchor: &[PublicKey], metadata: &TrustMetadata) -> Result<(Verified, Delegation), TrustError> {
+    fn check_chain(&self, wasm: &[u8], anchor: &[PublicKey], metadata: &TrustMetadata, state: Option<&State>) -> Result<(Verified, Delegation), TrustError> {
         let now = self.now();
-        let root = self.walk_roots(anchor, &metadata.roots, now)?;
-        let revocations = self.check_revocations(&root, metadata.revocations.as_ref(), now)?;
+        let (root, revocations) = self.current_root(anchor, metadata, state, now)?;
 
         let mut candidates: Vec<Signed<Delegation>> = metadata.delegations.clone();
         for payload in wasmops_sign::custom_sections(wasm, DELEGATION_SECTION)? {
@@ -170,16 +175,20 @@ impl TrustPolicy {
         Err(first_error.unwrap_or(TrustError::NoDelegation { key_id: verified.key_id }))
     }
 
+    /// The root in force and the revocation list it signed, both checked against
+    /// what this device saw before (`state`).
+    fn current_root(&self, anchor: &[PublicKey], metadata: &TrustMetadata, state: Option<&State>, now: Timestamp) -> Result<(Root, Option<Revocations>), TrustError> {
+        let root = self.walk_roots(anchor, &metadata.roots, state, now)?;
+        let revocations = self.check_revocations(&root, metadata.revocations.as_ref(), state, now)?;
+        Ok((root, revocations))
+    }
+
     /// Walks from the newest root this device trusts (the anchor, or the one in
     /// its state) through each next version, as TUF does.
-    fn walk_roots(&self, anchor: &[PublicKey], roots: &[Signed<Root>], now: Timestamp) -> Result<Root, TrustError> {
-        let stored = match &self.state {
-            Some(s) => s.load()?.root,
-            None => None,
-        };
+    fn walk_roots(&self, anchor: &[PublicKey], roots: &[Signed<Root>], state: Option<&State>, now: Timestamp) -> Result<Root, TrustError> {
         // Version 0 is the bare anchor: root.1.json must be signed by it.
-        let mut current = match stored {
-            Some(r) => r.signed,
+        let mut current = match state.and_then(|s| s.root.as_ref()) {
+            Some(r) => r.signed.clone(),
             None => Root {
                 version: 0,
                 expires: Timestamp::from_unix(u64::MAX),
@@ -223,11 +232,8 @@ impl TrustPolicy {
         Ok(current)
     }
 
-    fn check_revocations(&self, root: &Root, list: Option<&Signed<Revocations>>, now: Timestamp) -> Result<Option<Revocations>, TrustError> {
-        let have = match &self.state {
-            Some(s) => s.load()?.revocations_version,
-            None => 0,
-        };
+    fn check_revocations(&self, root: &Root, list: Option<&Signed<Revocations>>, state: Option<&State>, now: Timestamp) -> Result<Option<Revocations>, TrustError> {
+        let have = state.map_or(0, |s| s.revocations_version);
         let Some(list) = list else {
             // Dropping the list must not un-revoke keys on a device that saw one.
             if have > 0 {

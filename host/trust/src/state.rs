@@ -30,6 +30,16 @@ pub struct State {
     pub revocations_version: u64,
 }
 
+impl State {
+    /// Refuses `sequence` if a higher one was accepted for `name`.
+    pub fn check_sequence(&self, name: &str, sequence: u64) -> Result<(), TrustError> {
+        match self.models.get(name) {
+            Some(&highest) if sequence < highest => Err(TrustError::Rollback { name: name.into(), sequence, highest }),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
@@ -75,23 +85,16 @@ impl StateDir {
 
     /// Refuses `sequence` if a higher one was accepted for `name`.
     pub fn check_sequence(&self, name: &str, sequence: u64) -> Result<(), TrustError> {
-        check(&self.load()?, name, sequence)
+        self.load()?.check_sequence(name, sequence)
     }
 
     /// Records that (`name`, `sequence`) was accepted, re-checking under the lock.
     pub fn accept(&self, name: &str, sequence: u64) -> Result<(), TrustError> {
         self.update(|s| {
-            check(s, name, sequence)?;
+            s.check_sequence(name, sequence)?;
             s.models.insert(name.to_string(), sequence);
             Ok(())
         })
-    }
-}
-
-fn check(state: &State, name: &str, sequence: u64) -> Result<(), TrustError> {
-    match state.models.get(name) {
-        Some(&highest) if sequence < highest => Err(TrustError::Rollback { name: name.into(), sequence, highest }),
-        _ => Ok(()),
     }
 }
 
