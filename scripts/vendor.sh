@@ -9,6 +9,7 @@ VENDORED=(
   "guest/vendor tract-data 0.23.9"
   "guest/vendor tract-core 0.23.9"
   "guest/vendor tract-nnef 0.23.9"
+  "guest/vendor tract-linalg 0.23.9"
   "host/vendor wasmtime-internal-cranelift 48.0.8"
 )
 cd "$(dirname "$0")/.."
@@ -35,8 +36,9 @@ for entry in "${VENDORED[@]}"; do
   rm -rf "$out"
   mkdir -p "$out"
   cp -r "$src"/{Cargo.toml,src} "$src"/LICENSE* "$out"/
-  for extra in stdlib.nnef build.rs; do
-    if [ -e "$src/$extra" ]; then cp "$src/$extra" "$out"/; fi
+  # tract-linalg's build.rs assembles its native kernels from these template folders.
+  for extra in stdlib.nnef build.rs arm32 arm64 riscv64 x86_64; do
+    if [ -e "$src/$extra" ]; then cp -r "$src/$extra" "$out"/; fi
   done
   patch --quiet -d "$out" -p1 < "$dir/$crate.patch"
   echo "recreated $out from $crate $version + $dir/$crate.patch"
