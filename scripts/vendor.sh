@@ -3,7 +3,17 @@
 # crates.io crate plus <dir>/<crate>.patch (see guest/vendor/README.md and
 # host/vendor/README.md). Run it after changing a patch or moving to a new
 # release (then bump the version below and redo the patches against it).
+#
+# `scripts/vendor.sh --check` recreates them in a temporary directory instead
+# and fails on any difference from the checked-in copies (CI runs it), so a
+# vendored crate is always exactly upstream + its one .patch.
 set -euo pipefail
+check=false
+case "${1:-}" in
+  --check) check=true ;;
+  "") ;;
+  *) echo "usage: scripts/vendor.sh [--check]" >&2; exit 2 ;;
+esac
 # directory crate version
 VENDORED=(
   "guest/vendor tract-data 0.23.9"
@@ -33,6 +43,7 @@ for entry in "${VENDORED[@]}"; do
   read -r dir crate version <<< "$entry"
   src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate-$version" | head -n 1)
   out=$dir/$crate
+  if $check; then out=$tmp/check/$dir/$crate; fi
   rm -rf "$out"
   mkdir -p "$out"
   cp -r "$src"/{Cargo.toml,src} "$src"/LICENSE* "$out"/
@@ -40,6 +51,16 @@ for entry in "${VENDORED[@]}"; do
   for extra in stdlib.nnef build.rs arm32 arm64 riscv64 x86_64; do
     if [ -e "$src/$extra" ]; then cp -r "$src/$extra" "$out"/; fi
   done
-  patch --quiet -d "$out" -p1 < "$dir/$crate.patch"
-  echo "recreated $out from $crate $version + $dir/$crate.patch"
+  patch --quiet --no-backup-if-mismatch -d "$out" -p1 < "$dir/$crate.patch"
+  if $check; then
+    if ! diff -r -q "$out" "$dir/$crate"; then
+      echo "error: $dir/$crate is not $crate $version + $dir/$crate.patch (run scripts/vendor.sh, or update the patch)" >&2
+      failed=1
+    else
+      echo "ok: $dir/$crate = $crate $version + $dir/$crate.patch"
+    fi
+  else
+    echo "recreated $out from $crate $version + $dir/$crate.patch"
+  fi
 done
+exit "${failed:-0}"

@@ -9,6 +9,9 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "toolchain.rs"]
+mod toolchain;
+
 /// LLVM settings that shrink the guest without slowing it. tract-core's ops are
 /// monomorphised over every datum type and at O3 each copy inlines everything it
 /// calls; capping the inliner for calls not marked `#[inline]` (hot iterator and
@@ -35,9 +38,13 @@ fn shrink(component: &Path, target_features: &str) {
         return;
     }
     let bytes = std::fs::read(component).unwrap();
-    let sections = wasmops_sign::sections(&bytes).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
+    let sections =
+        wasmops_sign::sections(&bytes).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
     // Component-model section id 1: a core module.
-    let core_ix = (0..sections.len()).filter(|&i| sections[i].id == 1).max_by_key(|&i| sections[i].contents.len()).expect("the component holds no core module");
+    let core_ix = (0..sections.len())
+        .filter(|&i| sections[i].id == 1)
+        .max_by_key(|&i| sections[i].contents.len())
+        .expect("the component holds no core module");
     let dir = component.with_extension("wasm-opt");
     std::fs::create_dir_all(&dir).unwrap();
     let (input, output) = (dir.join("core.wasm"), dir.join("core.opt.wasm"));
@@ -47,7 +54,14 @@ fn shrink(component: &Path, target_features: &str) {
     let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
     // Exactly the features rustc's wasm32-wasip2 target emits, plus the guest's own.
     opts.mvp_features_only();
-    for feature in [Feature::MutableGlobals, Feature::SignExt, Feature::TruncSat, Feature::BulkMemory, Feature::Multivalue, Feature::ReferenceTypes] {
+    for feature in [
+        Feature::MutableGlobals,
+        Feature::SignExt,
+        Feature::TruncSat,
+        Feature::BulkMemory,
+        Feature::Multivalue,
+        Feature::ReferenceTypes,
+    ] {
         opts.enable_feature(feature);
     }
     if target_features.contains("+simd128") {
@@ -56,7 +70,8 @@ fn shrink(component: &Path, target_features: &str) {
     if target_features.contains("+relaxed-simd") {
         opts.enable_feature(Feature::RelaxedSimd);
     }
-    opts.run(&input, &output).unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", component.display()));
+    opts.run(&input, &output)
+        .unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", component.display()));
 
     let core = std::fs::read(&output).unwrap();
     let mut out = bytes[..8].to_vec();
@@ -72,10 +87,25 @@ fn shrink(component: &Path, target_features: &str) {
 }
 
 /// Builds one wasm32-wasip2 package and copies its `.wasm` to `OUT_DIR/dest`.
-fn build(root: &Path, target_dir: &Path, package: &str, features: &[&str], rustflags: &str, dest: &str) -> PathBuf {
+fn build(
+    root: &Path,
+    target_dir: &Path,
+    package: &str,
+    features: &[&str],
+    rustflags: &str,
+    dest: &str,
+) -> PathBuf {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
-        .args(["build", "-p", package, "--target", "wasm32-wasip2", "--profile", "guest"])
+        .args([
+            "build",
+            "-p",
+            package,
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "guest",
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(rustflags));
@@ -83,7 +113,13 @@ fn build(root: &Path, target_dir: &Path, package: &str, features: &[&str], rustf
         cmd.args(["--features", &features.join(",")]);
     }
     // Do not leak the outer build's settings into the guest build.
-    for var in ["RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_PROFILE_RELEASE_DEBUG", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("failed to run cargo for a wasm guest");
@@ -91,7 +127,9 @@ fn build(root: &Path, target_dir: &Path, package: &str, features: &[&str], rustf
         status.success(),
         "building the wasm32-wasip2 guest `{package}` failed (if the error above says the target is missing: rustup target add wasm32-wasip2)"
     );
-    let wasm = target_dir.join("wasm32-wasip2/guest").join(format!("{}.wasm", package.replace('-', "_")));
+    let wasm = target_dir
+        .join("wasm32-wasip2/guest")
+        .join(format!("{}.wasm", package.replace('-', "_")));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join(dest);
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
     out
@@ -104,28 +142,83 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/guest"));
 
-    for path in ["guest/component", "guest/pipeline", "guest/test-programs", "guest/vendor", "wit", "Cargo.lock", "Cargo.toml"] {
+    for path in [
+        "guest/component",
+        "guest/pipeline",
+        "guest/test-programs",
+        "guest/vendor",
+        "wit",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_FEATURES");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_TARGET_DIR");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_NO_WASM_OPT");
 
+    // Before anything compiles for wasm: the target must be there (rustup adds a
+    // toolchain file's targets only when it installs the toolchain itself).
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    match toolchain::ensure_target(&rustc, "rustup", toolchain.as_deref(), "wasm32-wasip2") {
+        Ok(true) => println!(
+            "cargo:warning=installed the wasm32-wasip2 target with rustup (needed for the model guests)"
+        ),
+        Ok(false) => {}
+        Err(e) => panic!("{e}"),
+    }
+
     let rustflags = env::var("WASMOPS_GUEST_FEATURES").unwrap_or_else(|_| "+simd128".into());
-    let guest = build(&root, &target_dir, "wasmops-guest", &[], &rustflags, "wasmops_guest.wasm");
+    let guest = build(
+        &root,
+        &target_dir,
+        "wasmops-guest",
+        &[],
+        &rustflags,
+        "wasmops_guest.wasm",
+    );
     shrink(&guest, &rustflags);
     println!("cargo:rustc-env=WASMOPS_GENERIC_GUEST={}", guest.display());
-    let slim = build(&root, &target_dir, "wasmops-guest", &["slim"], &rustflags, "wasmops_guest_slim.wasm");
+    let slim = build(
+        &root,
+        &target_dir,
+        "wasmops-guest",
+        &["slim"],
+        &rustflags,
+        "wasmops_guest_slim.wasm",
+    );
     shrink(&slim, &rustflags);
     println!("cargo:rustc-env=WASMOPS_SLIM_GUEST={}", slim.display());
     println!("cargo:rustc-env=WASMOPS_GUEST_TARGET_FEATURES={rustflags}");
 
     if env::var_os("CARGO_FEATURE_TEST_PROGRAMS").is_some() {
-        let hostile = build(&root, &target_dir, "wasmops-test-programs", &[], "+simd128", "hostile.wasm");
+        let hostile = build(
+            &root,
+            &target_dir,
+            "wasmops-test-programs",
+            &[],
+            "+simd128",
+            "hostile.wasm",
+        );
         println!("cargo:rustc-env=WASMOPS_TEST_HOSTILE={}", hostile.display());
-        for (feature, var) in [("filesystem", "FS"), ("environment", "ENV"), ("sockets", "SOCKETS")] {
-            let wasm = build(&root, &target_dir, "wasmops-test-programs", &[feature], "+simd128", &format!("hostile_{feature}.wasm"));
-            println!("cargo:rustc-env=WASMOPS_TEST_HOSTILE_{var}={}", wasm.display());
+        for (feature, var) in [
+            ("filesystem", "FS"),
+            ("environment", "ENV"),
+            ("sockets", "SOCKETS"),
+        ] {
+            let wasm = build(
+                &root,
+                &target_dir,
+                "wasmops-test-programs",
+                &[feature],
+                "+simd128",
+                &format!("hostile_{feature}.wasm"),
+            );
+            println!(
+                "cargo:rustc-env=WASMOPS_TEST_HOSTILE_{var}={}",
+                wasm.display()
+            );
         }
     }
 }

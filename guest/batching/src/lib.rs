@@ -47,7 +47,9 @@ pub struct Plan {
 /// already lowers some convolutions into transposes and einsums that a concrete
 /// batch does not need.
 pub fn per_sample(batch_one: &mut TypedModel, batch: &Symbol) {
-    batch_one.properties.insert(PER_SAMPLE.to_string(), rctensor0(batch.to_string()));
+    batch_one
+        .properties
+        .insert(PER_SAMPLE.to_string(), rctensor0(batch.to_string()));
 }
 
 impl Plan {
@@ -55,7 +57,11 @@ impl Plan {
     /// still see its batch symbol), anything else for every batch at once.
     pub fn new(model: TypedModel) -> TractResult<Plan> {
         let batch = match model.properties.get(PER_SAMPLE) {
-            Some(name) => Some(model.symbols.sym(name.try_as_plain_ram()?.to_scalar::<String>()?)),
+            Some(name) => Some(
+                model
+                    .symbols
+                    .sym(name.try_as_plain_ram()?.to_scalar::<String>()?),
+            ),
             None => None,
         };
         let interface = |fact: &TypedFact| match &batch {
@@ -66,10 +72,19 @@ impl Plan {
             }
             None => fact.clone(),
         };
-        let inputs = (0..model.inputs.len()).map(|ix| model.input_fact(ix).map(interface)).collect::<TractResult<Vec<_>>>()?;
-        let outputs = (0..model.outputs.len()).map(|ix| model.output_fact(ix).map(interface)).collect::<TractResult<Vec<_>>>()?;
+        let inputs = (0..model.inputs.len())
+            .map(|ix| model.input_fact(ix).map(interface))
+            .collect::<TractResult<Vec<_>>>()?;
+        let outputs = (0..model.outputs.len())
+            .map(|ix| model.output_fact(ix).map(interface))
+            .collect::<TractResult<Vec<_>>>()?;
         let plan = model.into_optimized()?.into_runnable()?;
-        Ok(Plan { plan, inputs, outputs, per_sample: batch.is_some() })
+        Ok(Plan {
+            plan,
+            inputs,
+            outputs,
+            per_sample: batch.is_some(),
+        })
     }
 
     /// The optimised model (node names, output labels).
@@ -78,11 +93,15 @@ impl Plan {
     }
 
     pub fn input_fact(&self, ix: usize) -> TractResult<&TypedFact> {
-        self.inputs.get(ix).with_context(|| format!("the model has no input #{ix}"))
+        self.inputs
+            .get(ix)
+            .with_context(|| format!("the model has no input #{ix}"))
     }
 
     pub fn output_fact(&self, ix: usize) -> TractResult<&TypedFact> {
-        self.outputs.get(ix).with_context(|| format!("the model has no output #{ix}"))
+        self.outputs
+            .get(ix)
+            .with_context(|| format!("the model has no output #{ix}"))
     }
 
     /// Whether a batch runs sample by sample through a batch-1 plan.
@@ -94,9 +113,15 @@ impl Plan {
         if !self.per_sample {
             return self.plan.run(inputs);
         }
-        let batch = inputs.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(1);
+        let batch = inputs
+            .first()
+            .map(|t| t.shape().first().copied().unwrap_or(1))
+            .unwrap_or(1);
         if let Some(t) = inputs.iter().find(|t| t.shape().first() != Some(&batch)) {
-            bail!("inputs disagree on the batch size: {batch} and {:?}", t.shape().first());
+            bail!(
+                "inputs disagree on the batch size: {batch} and {:?}",
+                t.shape().first()
+            );
         }
         if batch == 0 {
             bail!("the batch is empty (batch dimension 0)");
@@ -106,12 +131,18 @@ impl Plan {
         }
         let mut outputs: Vec<Vec<Tensor>> = vec![Vec::with_capacity(batch); self.outputs.len()];
         for i in 0..batch {
-            let sample = inputs.iter().map(|t| Ok(t.slice(0, i, i + 1)?.into_tvalue())).collect::<TractResult<TVec<_>>>()?;
+            let sample = inputs
+                .iter()
+                .map(|t| Ok(t.slice(0, i, i + 1)?.into_tvalue()))
+                .collect::<TractResult<TVec<_>>>()?;
             for (all, one) in outputs.iter_mut().zip(self.plan.run(sample)?) {
                 all.push(one.into_tensor());
             }
         }
-        outputs.into_iter().map(|parts| Ok(Tensor::stack_tensors(0, &parts)?.into_tvalue())).collect()
+        outputs
+            .into_iter()
+            .map(|parts| Ok(Tensor::stack_tensors(0, &parts)?.into_tvalue()))
+            .collect()
     }
 }
 
@@ -128,12 +159,21 @@ pub fn per_sample_batch(model: &TypedModel) -> Option<Symbol> {
     let is_batch = |d: &TDim| matches!(d, TDim::Sym(s) if *s == batch);
     for ix in 0..model.inputs.len() {
         let shape = &model.input_fact(ix).ok()?.shape;
-        if !shape.iter().next().is_some_and(is_batch) || shape.iter().skip(1).any(|d| d.to_i64().is_err()) {
+        if !shape.iter().next().is_some_and(is_batch)
+            || shape.iter().skip(1).any(|d| d.to_i64().is_err())
+        {
             return None;
         }
     }
     for ix in 0..model.outputs.len() {
-        if !model.output_fact(ix).ok()?.shape.iter().next().is_some_and(is_batch) {
+        if !model
+            .output_fact(ix)
+            .ok()?
+            .shape
+            .iter()
+            .next()
+            .is_some_and(is_batch)
+        {
             return None;
         }
     }
@@ -158,12 +198,22 @@ pub fn per_sample_batch(model: &TypedModel) -> Option<Symbol> {
             return None;
         }
         let op = node.op();
-        let ok = if op.is::<TypedSource>() || op.is::<Const>() || op.is::<ElementWiseOp>() || op.is::<Cast>() {
+        let ok = if op.is::<TypedSource>()
+            || op.is::<Const>()
+            || op.is::<ElementWiseOp>()
+            || op.is::<Cast>()
+        {
             true
         } else if op.is::<TypedBinOp>() {
             // Broadcasting operands line up with the batch or have 1 there.
             let rank = node.outputs[0].fact.rank();
-            facts.iter().all(|f| f.rank() == rank && f.shape.iter().next().is_some_and(|d| is_batch(d) || d.is_one()))
+            facts.iter().all(|f| {
+                f.rank() == rank
+                    && f.shape
+                        .iter()
+                        .next()
+                        .is_some_and(|d| is_batch(d) || d.is_one())
+            })
         } else if let Some(conv) = op.downcast_ref::<Conv>() {
             has_conv = true;
             conv.pool_spec.data_format.has_n()
@@ -203,8 +253,15 @@ pub fn per_sample_batch(model: &TypedModel) -> Option<Symbol> {
 /// output's axis 0 and sits at axis 0 of any other input that has it.
 fn einsum_keeps_batch(einsum: &EinSum) -> bool {
     let axes = &einsum.axes;
-    let Some(axis) = axes.iter_all_axes().find(|a| a.inputs.first().is_some_and(|p| p.contains(&0))) else {
+    let Some(axis) = axes
+        .iter_all_axes()
+        .find(|a| a.inputs.first().is_some_and(|p| p.contains(&0)))
+    else {
         return false;
     };
-    axis.outputs.first().is_some_and(|p| p.as_slice() == [0]) && axis.inputs.iter().all(|p| p.is_empty() || p.as_slice() == [0])
+    axis.outputs.first().is_some_and(|p| p.as_slice() == [0])
+        && axis
+            .inputs
+            .iter()
+            .all(|p| p.is_empty() || p.as_slice() == [0])
 }

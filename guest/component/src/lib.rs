@@ -56,14 +56,29 @@ fn load(bundle: &Bundle) -> TractResult<Loaded> {
     let plan = Plan::new(model)?;
     let model = plan.model();
     check_types(model)?;
-    let input_names = model.inputs.iter().map(|o| model.node(o.node).name.clone()).collect::<Vec<_>>();
+    let input_names = model
+        .inputs
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect::<Vec<_>>();
     let output_names = model
         .outputs
         .iter()
-        .map(|o| model.outlet_label(*o).map(|s| s.to_string()).unwrap_or_else(|| model.node(o.node).name.clone()))
+        .map(|o| {
+            model
+                .outlet_label(*o)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| model.node(o.node).name.clone())
+        })
         .collect::<Vec<_>>();
     let info = convert::model_info(bundle, &plan, &pipeline, &input_names, &output_names)?;
-    Ok(Loaded { plan, pipeline, info, input_names, output_names })
+    Ok(Loaded {
+        plan,
+        pipeline,
+        info,
+        input_names,
+        output_names,
+    })
 }
 
 /// The NNEF loader. The full guest knows every op tract can serialise; the slim
@@ -88,7 +103,10 @@ fn check_types(model: &TypedModel) -> TractResult<()> {
         for (ix, output) in node.outputs.iter().enumerate() {
             let dt = output.fact.datum_type;
             if !tract_data::dispatches(dt) {
-                bail!("this guest leaves out {dt:?} tensors (output {ix} of node `{}`)", node.name);
+                bail!(
+                    "this guest leaves out {dt:?} tensors (output {ix} of node `{}`)",
+                    node.name
+                );
             }
         }
     }
@@ -98,8 +116,18 @@ fn check_types(model: &TypedModel) -> TractResult<()> {
 struct Component;
 
 impl Guest for Component {
-    fn init_model(name: String, version: String, nnef: Vec<u8>, pipeline: String) -> Result<(), String> {
-        let bundle = Bundle { name, version, nnef, pipeline };
+    fn init_model(
+        name: String,
+        version: String,
+        nnef: Vec<u8>,
+        pipeline: String,
+    ) -> Result<(), String> {
+        let bundle = Bundle {
+            name,
+            version,
+            nnef,
+            pipeline,
+        };
         if LOADED.get().is_some() {
             return Err("model already initialised".into());
         }
@@ -116,18 +144,37 @@ impl Guest for Component {
 impl ModelGuest for Component {
     fn predict(inputs: Vec<Tensor>) -> Result<Vec<Tensor>, PredictError> {
         let loaded = LOADED.get().ok_or(PredictError::NotInitialized)?;
-        let mut tensors = inputs.into_iter().map(convert::from_wit).collect::<Result<Vec<_>, _>>()?;
+        let mut tensors = inputs
+            .into_iter()
+            .map(convert::from_wit)
+            .collect::<Result<Vec<_>, _>>()?;
         let default_input = &loaded.input_names[0];
-        loaded.pipeline.apply(&mut tensors, default_input).map_err(convert::pipeline_error)?;
+        loaded
+            .pipeline
+            .apply(&mut tensors, default_input)
+            .map_err(convert::pipeline_error)?;
         let model_inputs = convert::order_inputs(&loaded.plan, &loaded.input_names, tensors)?;
-        let outputs = loaded.plan.run(model_inputs).map_err(|e| PredictError::Inference(format!("{e:?}")))?;
-        outputs.into_iter().zip(&loaded.output_names).map(|(t, name)| convert::to_wit(name, t)).collect()
+        let outputs = loaded
+            .plan
+            .run(model_inputs)
+            .map_err(|e| PredictError::Inference(format!("{e:?}")))?;
+        outputs
+            .into_iter()
+            .zip(&loaded.output_names)
+            .map(|(t, name)| convert::to_wit(name, t))
+            .collect()
     }
 
     fn metadata() -> ModelInfo {
         match LOADED.get() {
             Some(l) => l.info.clone(),
-            None => ModelInfo { name: String::new(), version: String::new(), inputs: vec![], outputs: vec![], preprocessing: vec![] },
+            None => ModelInfo {
+                name: String::new(),
+                version: String::new(),
+                inputs: vec![],
+                outputs: vec![],
+                preprocessing: vec![],
+            },
         }
     }
 }

@@ -5,27 +5,48 @@ use crate::spec::{Encoding, Step, Unknown};
 use crate::{Data, PipelineError, Tensor};
 
 fn bad_shape(t: &Tensor, message: String) -> PipelineError {
-    PipelineError::BadShape { input: t.name.clone(), message }
+    PipelineError::BadShape {
+        input: t.name.clone(),
+        message,
+    }
 }
 
 fn floats<'a>(t: &'a mut Tensor) -> Result<&'a mut Vec<f32>, PipelineError> {
     let got = t.data.type_name();
     match &mut t.data {
         Data::F32(v) => Ok(v),
-        _ => Err(PipelineError::BadType { input: t.name.clone(), expected: "float32", got }),
+        _ => Err(PipelineError::BadType {
+            input: t.name.clone(),
+            expected: "float32",
+            got,
+        }),
     }
 }
 
 /// Number of columns (size of the last axis) checked against a per-column parameter list.
 fn columns(t: &Tensor, wanted: usize, what: &str) -> Result<usize, PipelineError> {
-    let cols = *t.shape.last().ok_or_else(|| bad_shape(t, format!("{what} needs at least one axis")))?;
+    let cols = *t
+        .shape
+        .last()
+        .ok_or_else(|| bad_shape(t, format!("{what} needs at least one axis")))?;
     if cols != wanted {
-        return Err(bad_shape(t, format!("{what} has {wanted} columns but the last axis is {cols} (shape {:?})", t.shape)));
+        return Err(bad_shape(
+            t,
+            format!(
+                "{what} has {wanted} columns but the last axis is {cols} (shape {:?})",
+                t.shape
+            ),
+        ));
     }
     Ok(cols)
 }
 
-fn per_column(t: &mut Tensor, params: usize, what: &str, f: impl Fn(usize, f32) -> f32) -> Result<(), PipelineError> {
+fn per_column(
+    t: &mut Tensor,
+    params: usize,
+    what: &str,
+    f: impl Fn(usize, f32) -> f32,
+) -> Result<(), PipelineError> {
     let cols = columns(t, params, what)?;
     for (i, x) in floats(t)?.iter_mut().enumerate() {
         *x = f(i % cols, *x);
@@ -33,18 +54,33 @@ fn per_column(t: &mut Tensor, params: usize, what: &str, f: impl Fn(usize, f32) 
     Ok(())
 }
 
-pub(crate) fn apply_step(step: &Step, t: &mut Tensor, source: Option<Tensor>) -> Result<(), PipelineError> {
+pub(crate) fn apply_step(
+    step: &Step,
+    t: &mut Tensor,
+    source: Option<Tensor>,
+) -> Result<(), PipelineError> {
     match step {
         Step::Impute { value, values, .. } => match values {
-            Some(vals) => per_column(t, vals.len(), "impute", |c, x| if x.is_nan() { vals[c] } else { x }),
+            Some(vals) => per_column(t, vals.len(), "impute", |c, x| {
+                if x.is_nan() { vals[c] } else { x }
+            }),
             None => {
                 let v = value.unwrap_or(0.0);
-                floats(t)?.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = v);
+                floats(t)?
+                    .iter_mut()
+                    .filter(|x| x.is_nan())
+                    .for_each(|x| *x = v);
                 Ok(())
             }
         },
-        Step::StandardScale { mean, std, .. } => per_column(t, mean.len(), "standard-scale", |c, x| (x - mean[c]) / std[c]),
-        Step::MinMax { min, max, range, .. } => {
+        Step::StandardScale { mean, std, .. } => {
+            per_column(t, mean.len(), "standard-scale", |c, x| {
+                (x - mean[c]) / std[c]
+            })
+        }
+        Step::MinMax {
+            min, max, range, ..
+        } => {
             let [lo, hi] = range.unwrap_or([0.0, 1.0]);
             per_column(t, min.len(), "min-max", |c, x| {
                 let span = max[c] - min[c];
@@ -57,24 +93,50 @@ pub(crate) fn apply_step(step: &Step, t: &mut Tensor, source: Option<Tensor>) ->
             floats(t)?.iter_mut().for_each(|x| *x = x.clamp(*min, *max));
             Ok(())
         }
-        Step::OneHot { column, categories, unknown, .. } => one_hot_column(t, *column, categories, *unknown),
-        Step::CategoryMap { categories, encoding, unknown, source: name, .. } => {
+        Step::OneHot {
+            column,
+            categories,
+            unknown,
+            ..
+        } => one_hot_column(t, *column, categories, *unknown),
+        Step::CategoryMap {
+            categories,
+            encoding,
+            unknown,
+            source: name,
+            ..
+        } => {
             let source = source.ok_or_else(|| PipelineError::MissingInput(name.clone()))?;
             append_categories(t, source, categories, *encoding, *unknown)
         }
         Step::Resize { height, width, .. } => resize(t, *height, *width),
-        Step::Normalize { scale, mean, std, .. } => {
+        Step::Normalize {
+            scale, mean, std, ..
+        } => {
             let s = scale.unwrap_or(1.0);
-            per_column(t, mean.len(), "normalize", |c, x| (x * s - mean[c]) / std[c])
+            per_column(t, mean.len(), "normalize", |c, x| {
+                (x * s - mean[c]) / std[c]
+            })
         }
         Step::HwcToChw { .. } => hwc_to_chw(t),
     }
 }
 
-fn one_hot_column(t: &mut Tensor, column: usize, categories: &[f32], unknown: Unknown) -> Result<(), PipelineError> {
-    let cols = *t.shape.last().ok_or_else(|| bad_shape(t, "one-hot needs a [.., F] tensor".into()))?;
+fn one_hot_column(
+    t: &mut Tensor,
+    column: usize,
+    categories: &[f32],
+    unknown: Unknown,
+) -> Result<(), PipelineError> {
+    let cols = *t
+        .shape
+        .last()
+        .ok_or_else(|| bad_shape(t, "one-hot needs a [.., F] tensor".into()))?;
     if column >= cols {
-        return Err(bad_shape(t, format!("one-hot column {column} is outside {cols} columns")));
+        return Err(bad_shape(
+            t,
+            format!("one-hot column {column} is outside {cols} columns"),
+        ));
     }
     let name = t.name.clone();
     let data = floats(t)?;
@@ -90,7 +152,9 @@ fn one_hot_column(t: &mut Tensor, column: usize, categories: &[f32], unknown: Un
             None => {
                 return Err(PipelineError::InvalidValue {
                     input: name,
-                    message: format!("column {column}: unknown category {v} (known: {categories:?})"),
+                    message: format!(
+                        "column {column}: unknown category {v} (known: {categories:?})"
+                    ),
                 });
             }
         }
@@ -101,18 +165,37 @@ fn one_hot_column(t: &mut Tensor, column: usize, categories: &[f32], unknown: Un
     Ok(())
 }
 
-fn append_categories(t: &mut Tensor, source: Tensor, categories: &[String], encoding: Encoding, unknown: Unknown) -> Result<(), PipelineError> {
+fn append_categories(
+    t: &mut Tensor,
+    source: Tensor,
+    categories: &[String],
+    encoding: Encoding,
+    unknown: Unknown,
+) -> Result<(), PipelineError> {
     let Data::Text(values) = &source.data else {
-        return Err(PipelineError::BadType { input: source.name.clone(), expected: "text", got: source.data.type_name() });
+        return Err(PipelineError::BadType {
+            input: source.name.clone(),
+            expected: "text",
+            got: source.data.type_name(),
+        });
     };
     if t.shape.len() != 2 {
-        return Err(bad_shape(t, format!("category-map appends to a [N, F] tensor, got shape {:?}", t.shape)));
+        return Err(bad_shape(
+            t,
+            format!(
+                "category-map appends to a [N, F] tensor, got shape {:?}",
+                t.shape
+            ),
+        ));
     }
     let (rows, cols) = (t.shape[0], t.shape[1]);
     if values.len() != rows || !(source.shape == [rows] || source.shape == [rows, 1]) {
         return Err(PipelineError::BadShape {
             input: source.name.clone(),
-            message: format!("expected shape [{rows}] or [{rows}, 1] to match `{}`, got {:?}", t.name, source.shape),
+            message: format!(
+                "expected shape [{rows}] or [{rows}, 1] to match `{}`, got {:?}",
+                t.name, source.shape
+            ),
         });
     }
     let width = match encoding {
@@ -132,7 +215,9 @@ fn append_categories(t: &mut Tensor, source: Tensor, categories: &[String], enco
             });
         }
         match encoding {
-            Encoding::OneHot => out.extend((0..width).map(|i| if Some(i) == hit { 1.0 } else { 0.0 })),
+            Encoding::OneHot => {
+                out.extend((0..width).map(|i| if Some(i) == hit { 1.0 } else { 0.0 }))
+            }
             Encoding::Ordinal => out.push(hit.map(|i| i as f32).unwrap_or(-1.0)),
         }
     }
@@ -147,14 +232,23 @@ fn nhwc(t: &Tensor) -> Result<[usize; 4], PipelineError> {
     match t.shape[..] {
         [n, h, w, c] => Ok([n, h, w, c]),
         [h, w, c] => Ok([1, h, w, c]),
-        _ => Err(bad_shape(t, format!("expected an [N,H,W,C] or [H,W,C] image, got shape {:?}", t.shape))),
+        _ => Err(bad_shape(
+            t,
+            format!(
+                "expected an [N,H,W,C] or [H,W,C] image, got shape {:?}",
+                t.shape
+            ),
+        )),
     }
 }
 
 fn resize(t: &mut Tensor, oh: usize, ow: usize) -> Result<(), PipelineError> {
     let [n, h, w, c] = nhwc(t)?;
     if h == 0 || w == 0 {
-        return Err(bad_shape(t, format!("cannot resize an empty image {:?}", t.shape)));
+        return Err(bad_shape(
+            t,
+            format!("cannot resize an empty image {:?}", t.shape),
+        ));
     }
     let batched = t.shape.len() == 4;
     let src = floats(t)?;
@@ -185,7 +279,11 @@ fn resize(t: &mut Tensor, oh: usize, ow: usize) -> Result<(), PipelineError> {
             }
         }
     }
-    t.shape = if batched { vec![n, oh, ow, c] } else { vec![oh, ow, c] };
+    t.shape = if batched {
+        vec![n, oh, ow, c]
+    } else {
+        vec![oh, ow, c]
+    };
     t.data = Data::F32(out);
     Ok(())
 }

@@ -29,7 +29,8 @@ pub struct Pipeline {
 impl Pipeline {
     /// Parses and validates pipeline TOML. An empty string is the empty pipeline.
     pub fn from_toml(text: &str) -> Result<Pipeline, PipelineError> {
-        let file: spec::PipelineFile = toml::from_str(text).map_err(|e| PipelineError::Parse(e.to_string()))?;
+        let file: spec::PipelineFile =
+            toml::from_str(text).map_err(|e| PipelineError::Parse(e.to_string()))?;
         for (i, step) in file.steps.iter().enumerate() {
             step.validate(i + 1)?;
         }
@@ -54,9 +55,19 @@ impl Pipeline {
 
     /// The shape callers send for `input`, worked back from the shape the model
     /// expects after preprocessing (one-hot widens, resize accepts any H and W...).
-    pub fn raw_shape(&self, input: &str, default_input: &str, model_shape: Vec<Extent>) -> Vec<Extent> {
+    pub fn raw_shape(
+        &self,
+        input: &str,
+        default_input: &str,
+        model_shape: Vec<Extent>,
+    ) -> Vec<Extent> {
         let mut shape = model_shape;
-        for step in self.steps.iter().rev().filter(|s| s.target().unwrap_or(default_input) == input) {
+        for step in self
+            .steps
+            .iter()
+            .rev()
+            .filter(|s| s.target().unwrap_or(default_input) == input)
+        {
             let narrow = |shape: &mut Vec<Extent>, by: u64| {
                 if let Some(Extent::Fixed(d)) = shape.last_mut() {
                     *d = d.saturating_sub(by);
@@ -64,8 +75,26 @@ impl Pipeline {
             };
             match step {
                 Step::OneHot { categories, .. } => narrow(&mut shape, categories.len() as u64 - 1),
-                Step::CategoryMap { categories, encoding, .. } => narrow(&mut shape, if *encoding == Encoding::OneHot { categories.len() as u64 } else { 1 }),
-                Step::HwcToChw { .. } if shape.len() == 4 => shape = vec![shape[0].clone(), shape[2].clone(), shape[3].clone(), shape[1].clone()],
+                Step::CategoryMap {
+                    categories,
+                    encoding,
+                    ..
+                } => narrow(
+                    &mut shape,
+                    if *encoding == Encoding::OneHot {
+                        categories.len() as u64
+                    } else {
+                        1
+                    },
+                ),
+                Step::HwcToChw { .. } if shape.len() == 4 => {
+                    shape = vec![
+                        shape[0].clone(),
+                        shape[2].clone(),
+                        shape[3].clone(),
+                        shape[1].clone(),
+                    ]
+                }
                 Step::Resize { .. } if shape.len() >= 3 => {
                     let h = shape.len() - 3;
                     shape[h] = Extent::Symbol("H".into());
@@ -82,12 +111,19 @@ impl Pipeline {
     }
 
     /// Runs every step in order. Steps without an explicit tensor name work on `default_input`.
-    pub fn apply(&self, tensors: &mut Vec<Tensor>, default_input: &str) -> Result<(), PipelineError> {
+    pub fn apply(
+        &self,
+        tensors: &mut Vec<Tensor>,
+        default_input: &str,
+    ) -> Result<(), PipelineError> {
         for step in &self.steps {
             let target = step.target().unwrap_or(default_input);
             let source = match step {
                 Step::CategoryMap { source, .. } => {
-                    let at = tensors.iter().position(|t| &t.name == source).ok_or_else(|| PipelineError::MissingInput(source.clone()))?;
+                    let at = tensors
+                        .iter()
+                        .position(|t| &t.name == source)
+                        .ok_or_else(|| PipelineError::MissingInput(source.clone()))?;
                     Some(tensors.remove(at))
                 }
                 _ => None,

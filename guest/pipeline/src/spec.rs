@@ -29,15 +29,38 @@ pub enum Encoding {
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Step {
     /// Replace NaN by `value`, or per column by `values` (e.g. training means).
-    Impute { input: Option<String>, value: Option<f32>, values: Option<Vec<f32>> },
+    Impute {
+        input: Option<String>,
+        value: Option<f32>,
+        values: Option<Vec<f32>>,
+    },
     /// `(x - mean) / std` per column (scikit-learn StandardScaler).
-    StandardScale { input: Option<String>, mean: Vec<f32>, std: Vec<f32> },
+    StandardScale {
+        input: Option<String>,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+    },
     /// Map `[min, max]` per column onto `range` (default `[0, 1]`), like MinMaxScaler.
-    MinMax { input: Option<String>, min: Vec<f32>, max: Vec<f32>, range: Option<[f32; 2]> },
+    MinMax {
+        input: Option<String>,
+        min: Vec<f32>,
+        max: Vec<f32>,
+        range: Option<[f32; 2]>,
+    },
     /// Bound every value to `[min, max]`.
-    Clip { input: Option<String>, min: f32, max: f32 },
+    Clip {
+        input: Option<String>,
+        min: f32,
+        max: f32,
+    },
     /// Replace numeric column `column` (category codes) by one column per category.
-    OneHot { input: Option<String>, column: usize, categories: Vec<f32>, #[serde(default)] unknown: Unknown },
+    OneHot {
+        input: Option<String>,
+        column: usize,
+        categories: Vec<f32>,
+        #[serde(default)]
+        unknown: Unknown,
+    },
     /// Encode the text input `source` (shape `[N]` or `[N,1]`) and append the encoded
     /// columns to the numeric tensor `into`; `source` is consumed.
     CategoryMap {
@@ -50,9 +73,18 @@ pub enum Step {
         unknown: Unknown,
     },
     /// Bilinear resize (half-pixel centres) of an `[N,H,W,C]` or `[H,W,C]` image.
-    Resize { input: Option<String>, height: usize, width: usize },
+    Resize {
+        input: Option<String>,
+        height: usize,
+        width: usize,
+    },
     /// `(x * scale - mean[c]) / std[c]` per channel (last axis); `scale` defaults to 1.
-    Normalize { input: Option<String>, scale: Option<f32>, mean: Vec<f32>, std: Vec<f32> },
+    Normalize {
+        input: Option<String>,
+        scale: Option<f32>,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+    },
     /// `[N,H,W,C]` (or `[H,W,C]`) to `[N,C,H,W]`.
     HwcToChw { input: Option<String> },
 }
@@ -91,20 +123,59 @@ impl Step {
     pub fn describe(&self) -> String {
         let on = |t: Option<&str>| t.map(|t| format!(" on `{t}`")).unwrap_or_default();
         match self {
-            Step::Impute { input, value, values } => match (value, values) {
-                (_, Some(v)) => format!("impute NaN with per-column values ({} columns){}", v.len(), on(input.as_deref())),
-                (v, None) => format!("impute NaN with {}{}", v.unwrap_or(0.0), on(input.as_deref())),
+            Step::Impute {
+                input,
+                value,
+                values,
+            } => match (value, values) {
+                (_, Some(v)) => format!(
+                    "impute NaN with per-column values ({} columns){}",
+                    v.len(),
+                    on(input.as_deref())
+                ),
+                (v, None) => format!(
+                    "impute NaN with {}{}",
+                    v.unwrap_or(0.0),
+                    on(input.as_deref())
+                ),
             },
-            Step::StandardScale { input, mean, .. } => format!("standard-scale {} columns{}", mean.len(), on(input.as_deref())),
-            Step::MinMax { input, min, range, .. } => {
+            Step::StandardScale { input, mean, .. } => format!(
+                "standard-scale {} columns{}",
+                mean.len(),
+                on(input.as_deref())
+            ),
+            Step::MinMax {
+                input, min, range, ..
+            } => {
                 let [lo, hi] = range.unwrap_or([0.0, 1.0]);
-                format!("min-max scale {} columns to [{lo}, {hi}]{}", min.len(), on(input.as_deref()))
+                format!(
+                    "min-max scale {} columns to [{lo}, {hi}]{}",
+                    min.len(),
+                    on(input.as_deref())
+                )
             }
-            Step::Clip { input, min, max } => format!("clip to [{min}, {max}]{}", on(input.as_deref())),
-            Step::OneHot { input, column, categories, .. } => {
-                format!("one-hot column {column} over {} categories{}", categories.len(), on(input.as_deref()))
+            Step::Clip { input, min, max } => {
+                format!("clip to [{min}, {max}]{}", on(input.as_deref()))
             }
-            Step::CategoryMap { source, into, categories, encoding, .. } => format!(
+            Step::OneHot {
+                input,
+                column,
+                categories,
+                ..
+            } => {
+                format!(
+                    "one-hot column {column} over {} categories{}",
+                    categories.len(),
+                    on(input.as_deref())
+                )
+            }
+            Step::CategoryMap {
+                source,
+                into,
+                categories,
+                encoding,
+                ..
+            } => format!(
                 "{} `{source}` over {} categories, appended{}",
                 match encoding {
                     Encoding::OneHot => "one-hot encode",
@@ -113,9 +184,25 @@ impl Step {
                 categories.len(),
                 on(into.as_deref())
             ),
-            Step::Resize { input, height, width } => format!("resize to {height}x{width} (bilinear){}", on(input.as_deref())),
-            Step::Normalize { input, scale, mean, std } => {
-                format!("normalize x*{} - mean {mean:?} / std {std:?}{}", scale.unwrap_or(1.0), on(input.as_deref()))
+            Step::Resize {
+                input,
+                height,
+                width,
+            } => format!(
+                "resize to {height}x{width} (bilinear){}",
+                on(input.as_deref())
+            ),
+            Step::Normalize {
+                input,
+                scale,
+                mean,
+                std,
+            } => {
+                format!(
+                    "normalize x*{} - mean {mean:?} / std {std:?}{}",
+                    scale.unwrap_or(1.0),
+                    on(input.as_deref())
+                )
             }
             Step::HwcToChw { input } => format!("HWC to CHW{}", on(input.as_deref())),
         }
@@ -123,28 +210,46 @@ impl Step {
 
     /// Checks the parameters alone, before any data is seen.
     pub(crate) fn validate(&self, index: usize) -> Result<(), PipelineError> {
-        let fail = |message: String| Err(PipelineError::Config { step: index, op: self.op(), message });
+        let fail = |message: String| {
+            Err(PipelineError::Config {
+                step: index,
+                op: self.op(),
+                message,
+            })
+        };
         let non_finite = |v: &[f32]| v.iter().any(|x| !x.is_finite());
         match self {
             Step::Impute { value, values, .. } => {
                 if value.is_some() && values.is_some() {
                     return fail("give either `value` or `values`, not both".into());
                 }
-                if value.is_some_and(|v| !v.is_finite()) || values.as_deref().is_some_and(non_finite) {
+                if value.is_some_and(|v| !v.is_finite())
+                    || values.as_deref().is_some_and(non_finite)
+                {
                     return fail("imputation values must be finite".into());
                 }
             }
             Step::StandardScale { mean, std, .. } => {
                 if mean.len() != std.len() || mean.is_empty() {
-                    return fail(format!("`mean` ({}) and `std` ({}) need the same non-zero length", mean.len(), std.len()));
+                    return fail(format!(
+                        "`mean` ({}) and `std` ({}) need the same non-zero length",
+                        mean.len(),
+                        std.len()
+                    ));
                 }
                 if non_finite(mean) || non_finite(std) || std.iter().any(|s| *s == 0.0) {
                     return fail("`mean` and `std` must be finite and `std` non-zero".into());
                 }
             }
-            Step::MinMax { min, max, range, .. } => {
+            Step::MinMax {
+                min, max, range, ..
+            } => {
                 if min.len() != max.len() || min.is_empty() {
-                    return fail(format!("`min` ({}) and `max` ({}) need the same non-zero length", min.len(), max.len()));
+                    return fail(format!(
+                        "`min` ({}) and `max` ({}) need the same non-zero length",
+                        min.len(),
+                        max.len()
+                    ));
                 }
                 if non_finite(min) || non_finite(max) || range.is_some_and(|r| non_finite(&r)) {
                     return fail("bounds must be finite".into());
@@ -173,12 +278,24 @@ impl Step {
                     return fail(format!("size {height}x{width} is out of range (1..=16384)"));
                 }
             }
-            Step::Normalize { scale, mean, std, .. } => {
+            Step::Normalize {
+                scale, mean, std, ..
+            } => {
                 if mean.len() != std.len() || mean.is_empty() {
-                    return fail(format!("`mean` ({}) and `std` ({}) need the same non-zero length", mean.len(), std.len()));
+                    return fail(format!(
+                        "`mean` ({}) and `std` ({}) need the same non-zero length",
+                        mean.len(),
+                        std.len()
+                    ));
                 }
-                if non_finite(mean) || non_finite(std) || std.iter().any(|s| *s == 0.0) || scale.is_some_and(|s| !s.is_finite()) {
-                    return fail("`scale`, `mean` and `std` must be finite and `std` non-zero".into());
+                if non_finite(mean)
+                    || non_finite(std)
+                    || std.iter().any(|s| *s == 0.0)
+                    || scale.is_some_and(|s| !s.is_finite())
+                {
+                    return fail(
+                        "`scale`, `mean` and `std` must be finite and `std` non-zero".into(),
+                    );
                 }
             }
             Step::HwcToChw { .. } => {}

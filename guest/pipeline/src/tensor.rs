@@ -36,6 +36,10 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn f32(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        Tensor { name: name.into(), shape, data: Data::F32(data) }
+        Tensor {
+            name: name.into(),
+            shape,
+            data: Data::F32(data),
+        }
     }
 }

@@ -35,17 +35,32 @@ impl Guest for Hostile {
                 }
             }
             #[cfg(feature = "filesystem")]
-            "read-file" => Err(PredictError::Inference(format!("{:?}", std::fs::read_to_string("/etc/passwd")))),
+            "read-file" => Err(PredictError::Inference(format!(
+                "{:?}",
+                std::fs::read_to_string("/etc/passwd")
+            ))),
             #[cfg(feature = "environment")]
-            "read-env" => Err(PredictError::Inference(format!("{:?}", std::env::args().collect::<Vec<_>>()))),
+            "read-env" => Err(PredictError::Inference(format!(
+                "{:?}",
+                std::env::args().collect::<Vec<_>>()
+            ))),
             #[cfg(feature = "sockets")]
-            "connect" => Err(PredictError::Inference(format!("{:?}", std::net::TcpStream::connect("127.0.0.1:1883").map(drop)))),
+            "connect" => Err(PredictError::Inference(format!(
+                "{:?}",
+                std::net::TcpStream::connect("127.0.0.1:1883").map(drop)
+            ))),
             _ => Ok(inputs),
         }
     }
 
     fn metadata() -> ModelInfo {
-        ModelInfo { name: "hostile".into(), version: "0.0.0".into(), inputs: vec![], outputs: vec![], preprocessing: vec![] }
+        ModelInfo {
+            name: "hostile".into(),
+            version: "0.0.0".into(),
+            inputs: vec![],
+            outputs: vec![],
+            preprocessing: vec![],
+        }
     }
 }
 

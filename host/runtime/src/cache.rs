@@ -6,15 +6,15 @@
 //! of our vendored compiler can never load a stale artifact.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The patches in `host/vendor` that change generated code. wasmtime's own hash
-/// cannot see them (the version string stays 48.0.8), so a stock-wasmtime
-/// artifact must not load here; change this when a patch changes.
-pub(crate) const CODEGEN_PATCHES: &str = "wasmops-epoch-slot-4";
+/// The patches in `host/vendor` that change generated code, as a digest of their
+/// bytes (`build.rs`). wasmtime's own hash cannot see them (the version string
+/// stays 48.0.8), so a stock-wasmtime artifact must not load here.
+pub(crate) const CODEGEN_PATCHES: &str = env!("WASMOPS_CODEGEN_PATCHES");
 
 pub struct CompileCache {
     dir: PathBuf,
@@ -29,7 +29,8 @@ impl CompileCache {
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         CODEGEN_PATCHES.hash(&mut h);
-        self.dir.join(format!("{content_sha256}-{:016x}.cwasm", h.finish()))
+        self.dir
+            .join(format!("{content_sha256}-{:016x}.cwasm", h.finish()))
     }
 
     /// A cached compilation, if one is present and loads. A corrupt entry is removed.
@@ -44,7 +45,10 @@ impl CompileCache {
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!("discarding unreadable compiled component {}: {e}", path.display());
+                tracing::warn!(
+                    "discarding unreadable compiled component {}: {e}",
+                    path.display()
+                );
                 let _ = std::fs::remove_file(&path);
                 None
             }
@@ -52,7 +56,12 @@ impl CompileCache {
     }
 
     /// Writes atomically (temp file + rename) so a crash never leaves half an artifact.
-    pub fn store(&self, engine: &Engine, content_sha256: &str, component: &Component) -> std::io::Result<PathBuf> {
+    pub fn store(
+        &self,
+        engine: &Engine,
+        content_sha256: &str,
+        component: &Component,
+    ) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
         let bytes = component.serialize().map_err(std::io::Error::other)?;
         let path = self.path(engine, content_sha256);
@@ -77,20 +86,23 @@ impl FunctionCache {
     }
 
     fn path(&self, key: &[u8]) -> PathBuf {
-        use sha2::Digest;
-        let name = hex::encode(sha2::Sha256::digest(key));
+        let name = wasmops_trust::sha256_hex(key);
         self.dir.join(&name[..2]).join(&name[2..])
     }
 }
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-        std::fs::read(self.path(key)).ok().map(std::borrow::Cow::Owned)
+        std::fs::read(self.path(key))
+            .ok()
+            .map(std::borrow::Cow::Owned)
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
         let path = self.path(key);
-        let Some(dir) = path.parent() else { return false };
+        let Some(dir) = path.parent() else {
+            return false;
+        };
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -100,15 +112,4 @@ impl wasmtime::CacheStore for FunctionCache {
         };
         write().is_ok()
     }
-}
-
-/// `$WASMOPS_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmops`, else `~/.cache/wasmops`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("WASMOPS_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return Path::new(&d).join("wasmops");
-    }
-    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wasmops")).unwrap_or_else(|| std::env::temp_dir().join("wasmops-cache"))
 }

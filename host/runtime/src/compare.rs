@@ -8,13 +8,23 @@ use crate::bindings::{Tensor, TensorData};
 /// different shape or type, a differing integer or text value, or a NaN on one side only.
 pub fn output_difference(reference: &[Tensor], other: &[Tensor]) -> Result<f64, String> {
     if reference.len() != other.len() {
-        return Err(format!("{} outputs against {}", reference.len(), other.len()));
+        return Err(format!(
+            "{} outputs against {}",
+            reference.len(),
+            other.len()
+        ));
     }
     let mut worst = 0f64;
     for r in reference {
-        let o = other.iter().find(|o| o.name == r.name).ok_or_else(|| format!("no output `{}`", r.name))?;
+        let o = other
+            .iter()
+            .find(|o| o.name == r.name)
+            .ok_or_else(|| format!("no output `{}`", r.name))?;
         if o.shape != r.shape {
-            return Err(format!("output `{}` has shape {:?} against {:?}", r.name, o.shape, r.shape));
+            return Err(format!(
+                "output `{}` has shape {:?} against {:?}",
+                r.name, o.shape, r.shape
+            ));
         }
         match (&r.data, &o.data) {
             (TensorData::Float32(a), TensorData::Float32(b)) => {
@@ -29,7 +39,8 @@ pub fn output_difference(reference: &[Tensor], other: &[Tensor]) -> Result<f64, 
             }
             (TensorData::Int64(a), TensorData::Int64(b)) if a == b => {}
             (TensorData::Text(a), TensorData::Text(b)) if a == b => {}
-            (TensorData::Int64(_), TensorData::Int64(_)) | (TensorData::Text(_), TensorData::Text(_)) => {
+            (TensorData::Int64(_), TensorData::Int64(_))
+            | (TensorData::Text(_), TensorData::Text(_)) => {
                 return Err(format!("output `{}` differs", r.name));
             }
             _ => return Err(format!("output `{}` has a different element type", r.name)),
@@ -48,7 +59,11 @@ mod tests {
             TensorData::Int64(v) => v.len(),
             TensorData::Text(v) => v.len(),
         };
-        Tensor { name: name.into(), shape: vec![n as u32], data }
+        Tensor {
+            name: name.into(),
+            shape: vec![n as u32],
+            data,
+        }
     }
 
     #[test]
@@ -63,11 +78,27 @@ mod tests {
     #[test]
     fn incomparable_outputs_are_named() {
         let a = [t("label", TensorData::Int64(vec![1, 2]))];
-        assert!(output_difference(&a, &[t("label", TensorData::Int64(vec![1, 3]))]).unwrap_err().contains("`label` differs"));
-        assert!(output_difference(&a, &[t("other", TensorData::Int64(vec![1, 2]))]).unwrap_err().contains("no output `label`"));
-        assert!(output_difference(&a, &[t("label", TensorData::Float32(vec![1.0, 2.0]))]).unwrap_err().contains("element type"));
+        assert!(
+            output_difference(&a, &[t("label", TensorData::Int64(vec![1, 3]))])
+                .unwrap_err()
+                .contains("`label` differs")
+        );
+        assert!(
+            output_difference(&a, &[t("other", TensorData::Int64(vec![1, 2]))])
+                .unwrap_err()
+                .contains("no output `label`")
+        );
+        assert!(
+            output_difference(&a, &[t("label", TensorData::Float32(vec![1.0, 2.0]))])
+                .unwrap_err()
+                .contains("element type")
+        );
         let nan = [t("y", TensorData::Float32(vec![f32::NAN]))];
-        assert!(output_difference(&nan, &[t("y", TensorData::Float32(vec![0.0]))]).unwrap_err().contains("NaN"));
+        assert!(
+            output_difference(&nan, &[t("y", TensorData::Float32(vec![0.0]))])
+                .unwrap_err()
+                .contains("NaN")
+        );
         assert_eq!(output_difference(&nan, &nan).unwrap(), 0.0);
     }
 }

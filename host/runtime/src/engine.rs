@@ -4,15 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmops_trust::{Accepted, TrustPolicy};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
-use wasmops_trust::{Accepted, TrustPolicy};
 
-use crate::bindings::ModelComponentPre;
-use crate::cache::{CompileCache, default_cache_dir};
-use crate::sha256_hex;
-use crate::instance::{GuestState, ModelInstance};
 use crate::HostError;
+use crate::bindings::ModelComponentPre;
+use crate::cache::CompileCache;
+use crate::instance::{GuestState, ModelInstance};
+use crate::sha256_hex;
 
 /// How often the epoch ticks; deadlines are rounded up to this.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -26,6 +26,25 @@ pub enum SignaturePolicy {
     AllowUnsigned,
 }
 
+/// Linear memory an instance may grow to unless configured otherwise. MobileNetV2
+/// at batch 32 peaks near 300 MB; 1 GiB leaves room and still bounds a runaway guest.
+pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
+
+/// Wall-clock budget of one call unless configured otherwise (the slowest fixture
+/// at batch 64 takes ~1 s; a deadline is for runaways, not for pacing).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether compiled guest code is announced to a profiler (`perf`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profiler {
+    #[default]
+    None,
+    /// `/tmp/perf-PID.map`, read by `perf report`.
+    PerfMap,
+    /// jitdump files, for `perf inject --jit`.
+    JitDump,
+}
+
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     pub signatures: SignaturePolicy,
@@ -35,11 +54,19 @@ pub struct HostConfig {
     pub deadline: Duration,
     /// Where compiled components are kept; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    pub profiler: Profiler,
 }
 
 impl HostConfig {
+    /// The default limits, no compile cache, no profiler.
     pub fn new(signatures: SignaturePolicy) -> HostConfig {
-        HostConfig { signatures, memory_limit: 1 << 30, deadline: Duration::from_secs(30), cache_dir: Some(default_cache_dir()) }
+        HostConfig {
+            signatures,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            deadline: DEFAULT_DEADLINE,
+            cache_dir: None,
+            profiler: Profiler::None,
+        }
     }
 }
 
@@ -54,11 +81,12 @@ pub struct Host {
 /// Settings that change generated code live here only, so every compile and the
 /// cache key agree (the cache hashes the engine's compatibility hash). With a
 /// cache directory, Cranelift also reuses compiled functions across components.
-pub fn engine_config(cache_dir: Option<&std::path::Path>) -> Config {
+pub fn engine_config(cache_dir: Option<&std::path::Path>, profiler: Profiler) -> Config {
     let mut c = Config::new();
     if let Some(dir) = cache_dir {
         let store = Arc::new(crate::cache::FunctionCache::new(dir.join("functions")));
-        c.enable_incremental_compilation(store).expect("cranelift supports incremental compilation");
+        c.enable_incremental_compilation(store)
+            .expect("cranelift supports incremental compilation");
     }
     c.cranelift_opt_level(OptLevel::Speed);
     c.wasm_simd(true);
@@ -66,18 +94,19 @@ pub fn engine_config(cache_dir: Option<&std::path::Path>) -> Config {
     c.relaxed_simd_deterministic(false);
     c.wasm_component_model(true);
     c.epoch_interruption(true);
-    // Lets `perf` name guest functions: `WASMOPS_PROFILER=perfmap` or `jitdump`.
-    match std::env::var("WASMOPS_PROFILER").as_deref() {
-        Ok("perfmap") => _ = c.profiler(wasmtime::ProfilingStrategy::PerfMap),
-        Ok("jitdump") => _ = c.profiler(wasmtime::ProfilingStrategy::JitDump),
-        _ => {}
+    // Lets `perf` name guest functions.
+    match profiler {
+        Profiler::PerfMap => _ = c.profiler(wasmtime::ProfilingStrategy::PerfMap),
+        Profiler::JitDump => _ = c.profiler(wasmtime::ProfilingStrategy::JitDump),
+        Profiler::None => {}
     }
     c
 }
 
 impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
-        let engine = Engine::new(&engine_config(config.cache_dir.as_deref())).map_err(|e| HostError::Compile(format!("engine: {e}")))?;
+        let engine = Engine::new(&engine_config(config.cache_dir.as_deref(), config.profiler))
+            .map_err(|e| HostError::Compile(format!("engine: {e}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasmops-epoch".into())
@@ -94,7 +123,12 @@ impl Host {
             tracing::warn!("signature checks are OFF (--allow-unsigned): any component will run");
         }
         let cache = config.cache_dir.clone().map(CompileCache::new);
-        Ok(Host { engine, linker: Arc::new(linker), config, cache })
+        Ok(Host {
+            engine,
+            linker: Arc::new(linker),
+            config,
+            cache,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -123,21 +157,30 @@ impl Host {
             None => sha256_hex(wasm),
         };
         let started = Instant::now();
-        let (component, from_cache) = match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha)) {
-            Some(c) => (c, true),
-            None => {
-                let c = Component::new(&self.engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
-                if let Some(cache) = &self.cache {
-                    if let Err(e) = cache.store(&self.engine, &sha, &c) {
-                        tracing::warn!("could not cache the compiled component: {e}");
+        let (component, from_cache) =
+            match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha)) {
+                Some(c) => (c, true),
+                None => {
+                    let c = Component::new(&self.engine, wasm)
+                        .map_err(|e| HostError::Compile(format!("{e:#}")))?;
+                    if let Some(cache) = &self.cache {
+                        if let Err(e) = cache.store(&self.engine, &sha, &c) {
+                            tracing::warn!("could not cache the compiled component: {e}");
+                        }
                     }
+                    (c, false)
                 }
-                (c, false)
-            }
-        };
+            };
         let compile_time = started.elapsed();
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| HostError::Link(crate::instance::describe_link_error(&component, &self.engine, e)))?;
-        let pre = ModelComponentPre::new(pre).map_err(|e| HostError::Link(format!("not a wasmops model component: {e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            HostError::Link(crate::instance::describe_link_error(
+                &component,
+                &self.engine,
+                e,
+            ))
+        })?;
+        let pre = ModelComponentPre::new(pre)
+            .map_err(|e| HostError::Link(format!("not a wasmops model component: {e:#}")))?;
         if let (SignaturePolicy::Trusted(policy), Some(a)) = (&self.config.signatures, &accepted) {
             policy.commit(a)?;
         }
@@ -154,7 +197,8 @@ impl Host {
     }
 
     pub fn load_file(&self, path: &std::path::Path) -> Result<LoadedModel, HostError> {
-        let wasm = std::fs::read(path).map_err(|e| HostError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let wasm = std::fs::read(path)
+            .map_err(|e| HostError::Io(format!("cannot read {}: {e}", path.display())))?;
         self.load(&wasm)
     }
 }

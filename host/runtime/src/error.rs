@@ -41,6 +41,8 @@ fn describe_predict(e: &PredictError) -> String {
         PredictError::BadType(m) => format!("bad input type: {m}"),
         PredictError::InvalidValue(m) => format!("invalid input value: {m}"),
         PredictError::Inference(m) => format!("inference failed: {m}"),
-        PredictError::NotInitialized => "the component has no model baked in (build it with `wasmops build`)".into(),
+        PredictError::NotInitialized => {
+            "the component has no model baked in (build it with `wasmops build`)".into()
+        }
     }
 }

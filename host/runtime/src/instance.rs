@@ -6,9 +6,9 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::HostError;
 use crate::bindings::{ModelComponent, ModelComponentPre, ModelInfo, Tensor};
 use crate::engine::EPOCH_TICK;
-use crate::HostError;
 
 /// Per-store host state: the sandbox's WASI context and resource limits.
 pub struct GuestState {
@@ -19,7 +19,10 @@ pub struct GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -30,12 +33,22 @@ struct Limits {
 }
 
 impl ResourceLimiter for Limits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory;
         self.hit |= !ok;
         Ok(ok)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
     fn instances(&self) -> usize {
@@ -88,10 +101,12 @@ pub fn linker(engine: &Engine) -> Result<Linker<GuestState>, HostError> {
     // The shared type-only interface: an instance with nothing in it satisfies it.
     l.instance("wasmops:model/types@0.1.0").map_err(link)?;
     random::random::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random()).map_err(link)?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random()).map_err(link)?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(&mut l, |t| t.wasi.random())
+        .map_err(link)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks).map_err(link)?;
     clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(&mut l, T::clocks).map_err(link)?;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, Io>(&mut l, |t| &mut t.table).map_err(link)?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, Io>(&mut l, |t| &mut t.table)
+        .map_err(link)?;
     io::poll::add_to_linker::<T, Io>(&mut l, |t| &mut t.table).map_err(link)?;
     io::streams::add_to_linker::<T, Io>(&mut l, |t| &mut t.table).map_err(link)?;
     cli::stdin::add_to_linker::<T, WasiCli>(&mut l, T::cli).map_err(link)?;
@@ -119,10 +134,18 @@ pub fn forbidden_imports(component: &Component, engine: &Engine) -> Vec<String> 
 }
 
 /// Names the imports that could not be satisfied, instead of wasmtime's generic text.
-pub(crate) fn describe_link_error(component: &Component, engine: &Engine, e: wasmtime::Error) -> String {
+pub(crate) fn describe_link_error(
+    component: &Component,
+    engine: &Engine,
+    e: wasmtime::Error,
+) -> String {
     match forbidden_imports(component, engine) {
         bad if bad.is_empty() => format!("{e:#}"),
-        bad => format!("the component imports {} which model components may not use (allowed: {})", bad.join(", "), ALLOWED_IMPORTS.join(", ")),
+        bad => format!(
+            "the component imports {} which model components may not use (allowed: {})",
+            bad.join(", "),
+            ALLOWED_IMPORTS.join(", ")
+        ),
     }
 }
 
@@ -144,7 +167,14 @@ pub fn new_seeded_store(engine: &Engine, memory_limit: usize, seed: [u8; 32]) ->
 }
 
 fn store_with(engine: &Engine, memory_limit: usize, wasi: WasiCtx) -> Store<GuestState> {
-    let state = GuestState { wasi, table: ResourceTable::new(), limits: Limits { memory: memory_limit, hit: false } };
+    let state = GuestState {
+        wasi,
+        table: ResourceTable::new(),
+        limits: Limits {
+            memory: memory_limit,
+            hit: false,
+        },
+    };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store
@@ -159,15 +189,31 @@ pub struct ModelInstance {
 }
 
 impl ModelInstance {
-    pub(crate) fn new(pre: ModelComponentPre<GuestState>, memory_limit: usize, deadline: Duration) -> Result<ModelInstance, HostError> {
+    pub(crate) fn new(
+        pre: ModelComponentPre<GuestState>,
+        memory_limit: usize,
+        deadline: Duration,
+    ) -> Result<ModelInstance, HostError> {
         let (store, bindings) = Self::fresh(&pre, memory_limit, deadline)?;
-        Ok(ModelInstance { pre, store, bindings, deadline, memory_limit })
+        Ok(ModelInstance {
+            pre,
+            store,
+            bindings,
+            deadline,
+            memory_limit,
+        })
     }
 
-    fn fresh(pre: &ModelComponentPre<GuestState>, memory_limit: usize, deadline: Duration) -> Result<(Store<GuestState>, ModelComponent), HostError> {
+    fn fresh(
+        pre: &ModelComponentPre<GuestState>,
+        memory_limit: usize,
+        deadline: Duration,
+    ) -> Result<(Store<GuestState>, ModelComponent), HostError> {
         let mut store = new_store(pre.engine(), memory_limit);
         store.set_epoch_deadline(ticks(deadline));
-        let bindings = pre.instantiate(&mut store).map_err(|e| classify(e, &store, deadline, memory_limit))?;
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store, deadline, memory_limit))?;
         Ok((store, bindings))
     }
 
@@ -182,7 +228,10 @@ impl ModelInstance {
 
     /// Runs one guest call under the deadline. After a trap the instance's state is
     /// undefined, so it is replaced by a fresh one before the error is returned.
-    fn call<R>(&mut self, f: impl FnOnce(&ModelComponent, &mut Store<GuestState>) -> wasmtime::Result<R>) -> Result<R, HostError> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&ModelComponent, &mut Store<GuestState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
         self.store.set_epoch_deadline(ticks(self.deadline));
         self.store.data_mut().limits.hit = false;
         match f(&self.bindings, &mut self.store) {
@@ -202,7 +251,12 @@ fn ticks(deadline: Duration) -> u64 {
     (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
-fn classify(e: wasmtime::Error, store: &Store<GuestState>, deadline: Duration, memory_limit: usize) -> HostError {
+fn classify(
+    e: wasmtime::Error,
+    store: &Store<GuestState>,
+    deadline: Duration,
+    memory_limit: usize,
+) -> HostError {
     if store.data().limits.hit {
         return HostError::MemoryLimit(memory_limit);
     }

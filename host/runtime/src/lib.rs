@@ -7,22 +7,26 @@
 
 mod cache;
 mod compare;
+pub use cache::CompileCache;
 pub use compare::output_difference;
-pub use cache::{CompileCache, default_cache_dir};
 mod engine;
 mod error;
 mod instance;
+pub mod synthetic;
 pub mod tensors_json;
 
-pub use engine::{Host, HostConfig, LoadedModel, SignaturePolicy, engine_config};
+pub use engine::{
+    DEFAULT_DEADLINE, DEFAULT_MEMORY_LIMIT, Host, HostConfig, LoadedModel, Profiler,
+    SignaturePolicy, engine_config,
+};
 pub use error::HostError;
 
+pub use instance::{
+    ALLOWED_IMPORTS, GuestState, ModelInstance, forbidden_imports, linker, new_seeded_store,
+    new_store,
+};
 /// Hex SHA-256, the content address used for cache keys and registries.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-pub use instance::{ALLOWED_IMPORTS, GuestState, ModelInstance, forbidden_imports, linker, new_seeded_store, new_store};
+pub use wasmops_trust::sha256_hex;
 
 /// Types generated from `wit/model.wit`, re-exported for callers.
 pub mod bindings {
@@ -32,5 +36,7 @@ pub mod bindings {
         additional_derives: [PartialEq],
     });
     pub use exports::wasmops::model::model::Guest;
-    pub use wasmops::model::types::{Dim, ElementType, ModelInfo, PredictError, Tensor, TensorData, TensorSpec};
+    pub use wasmops::model::types::{
+        Dim, ElementType, ModelInfo, PredictError, Tensor, TensorData, TensorSpec,
+    };
 }

@@ -2,10 +2,10 @@
 //! `{"inputs":[{"name":"x","shape":[2,4],"data":[...]}]}` in,
 //! `{"outputs":[{"name":"probs","shape":[2,10],"data":[...]}]}` out.
 
+use crate::bindings::{ElementType, ModelInfo, Tensor, TensorData};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use crate::bindings::{ElementType, ModelInfo, Tensor, TensorData};
 
 #[derive(Deserialize)]
 struct InputFile {
@@ -27,26 +27,50 @@ struct OutputFile<'a> {
 /// Parses an input file, typing each tensor by the model's declared input type
 /// (text inputs for category maps, int64 inputs, float32 otherwise).
 pub fn parse_inputs(text: &str, info: &ModelInfo) -> Result<Vec<Tensor>> {
-    let file: InputFile = serde_json::from_str(text).context("malformed input JSON (expected {\"inputs\":[{\"name\",\"shape\",\"data\"}]})")?;
-    file.inputs.into_iter().map(|t| to_tensor(t, info)).collect()
+    let file: InputFile = serde_json::from_str(text)
+        .context("malformed input JSON (expected {\"inputs\":[{\"name\",\"shape\",\"data\"}]})")?;
+    file.inputs
+        .into_iter()
+        .map(|t| to_tensor(t, info))
+        .collect()
 }
 
 /// The numeric tensors of an input file, without a model to type them
 /// (float32, `null` → NaN); text tensors are left out.
 pub fn parse_untyped(text: &str) -> Result<Vec<Tensor>> {
-    let file: InputFile = serde_json::from_str(text).context("malformed input JSON (expected {\"inputs\":[{\"name\",\"shape\",\"data\"}]})")?;
+    let file: InputFile = serde_json::from_str(text)
+        .context("malformed input JSON (expected {\"inputs\":[{\"name\",\"shape\",\"data\"}]})")?;
     Ok(file
         .inputs
         .into_iter()
         .filter_map(|t| {
-            let data: Option<Vec<f32>> = t.data.iter().map(|v| if v.is_null() { Some(f32::NAN) } else { v.as_f64().map(|x| x as f32) }).collect();
-            data.map(|d| Tensor { name: t.name, shape: t.shape, data: TensorData::Float32(d) })
+            let data: Option<Vec<f32>> = t
+                .data
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        Some(f32::NAN)
+                    } else {
+                        v.as_f64().map(|x| x as f32)
+                    }
+                })
+                .collect();
+            data.map(|d| Tensor {
+                name: t.name,
+                shape: t.shape,
+                data: TensorData::Float32(d),
+            })
         })
         .collect())
 }
 
 fn to_tensor(t: JsonTensor, info: &ModelInfo) -> Result<Tensor> {
-    let ty = info.inputs.iter().find(|s| s.name == t.name).map(|s| s.element_type).unwrap_or(ElementType::Float32);
+    let ty = info
+        .inputs
+        .iter()
+        .find(|s| s.name == t.name)
+        .map(|s| s.element_type)
+        .unwrap_or(ElementType::Float32);
     let name = &t.name;
     let data = match ty {
         ElementType::Text => TensorData::Text(
@@ -63,7 +87,11 @@ fn to_tensor(t: JsonTensor, info: &ModelInfo) -> Result<Tensor> {
             t.data
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_i64().with_context(|| format!("input `{name}` element {i}: expected an integer, got {v}")))
+                .map(|(i, v)| {
+                    v.as_i64().with_context(|| {
+                        format!("input `{name}` element {i}: expected an integer, got {v}")
+                    })
+                })
                 .collect::<Result<_>>()?,
         ),
         _ => TensorData::Float32(
@@ -80,20 +108,34 @@ fn to_tensor(t: JsonTensor, info: &ModelInfo) -> Result<Tensor> {
                 .collect::<Result<_>>()?,
         ),
     };
-    Ok(Tensor { name: t.name, shape: t.shape, data })
+    Ok(Tensor {
+        name: t.name,
+        shape: t.shape,
+        data,
+    })
 }
 
 pub fn to_json(t: &Tensor) -> JsonTensor {
     let data = match &t.data {
-        TensorData::Float32(v) => v.iter().map(|x| serde_json::Number::from_f64(*x as f64).map(Value::Number).unwrap_or(Value::Null)).collect(),
+        TensorData::Float32(v) => v
+            .iter()
+            .map(|x| {
+                serde_json::Number::from_f64(*x as f64)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            })
+            .collect(),
         TensorData::Int64(v) => v.iter().map(|x| Value::from(*x)).collect(),
         TensorData::Text(v) => v.iter().map(|x| Value::from(x.clone())).collect(),
     };
-    JsonTensor { name: t.name.clone(), shape: t.shape.clone(), data }
+    JsonTensor {
+        name: t.name.clone(),
+        shape: t.shape.clone(),
+        data,
+    }
 }
 
 pub fn outputs_json(outputs: &[Tensor]) -> String {
     let json: Vec<JsonTensor> = outputs.iter().map(to_json).collect();
     serde_json::to_string(&OutputFile { outputs: &json }).expect("tensors serialise")
 }
-

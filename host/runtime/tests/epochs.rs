@@ -67,7 +67,11 @@ fn expected(n: u32) -> i64 {
 
 #[test]
 fn epoch_slow_path_keeps_vector_registers_and_moves_the_deadline_on() {
-    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
+    let engine = Engine::new(&wasmops_runtime::engine_config(
+        None,
+        wasmops_runtime::Profiler::None,
+    ))
+    .unwrap();
     let module = Module::new(&engine, ACCUMULATE).unwrap();
 
     let mut store = Store::new(&engine, 0u64);
@@ -77,7 +81,9 @@ fn epoch_slow_path_keeps_vector_registers_and_moves_the_deadline_on() {
         Ok(UpdateDeadline::Continue(1))
     });
     let instance = Instance::new(&mut store, &module, &[]).unwrap();
-    let run = instance.get_typed_func::<i32, i64>(&mut store, "run").unwrap();
+    let run = instance
+        .get_typed_func::<i32, i64>(&mut store, "run")
+        .unwrap();
 
     // Tick fast so the loop takes the slow path many times.
     let ticker = Ticker::start(&engine, Duration::from_micros(200));
@@ -88,11 +94,21 @@ fn epoch_slow_path_keeps_vector_registers_and_moves_the_deadline_on() {
     let ticks = ticker.finish();
     let callbacks = *store.data();
 
-    assert_eq!(got, expected(n), "accumulators changed across epoch slow-path calls");
+    assert_eq!(
+        got,
+        expected(n),
+        "accumulators changed across epoch slow-path calls"
+    );
     // Each slow-path call must have moved the deadline a tick ahead: callbacks are
     // bounded by ticks, not by loop turns (a stale deadline would give ~n calls).
-    assert!(callbacks >= 10, "the slow path ran only {callbacks} times in {took:?}; the test needs more ticks");
-    assert!(callbacks <= ticks + 1, "{callbacks} slow-path calls for {ticks} epoch ticks");
+    assert!(
+        callbacks >= 10,
+        "the slow path ran only {callbacks} times in {took:?}; the test needs more ticks"
+    );
+    assert!(
+        callbacks <= ticks + 1,
+        "{callbacks} slow-path calls for {ticks} epoch ticks"
+    );
 }
 
 /// A call tree without loops: `$l0` is a leaf returning 1 and `$lK` adds ten
@@ -134,7 +150,10 @@ impl Ticker {
             }
             ticks
         });
-        Ticker { stop, thread: Some(thread) }
+        Ticker {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn finish(mut self) -> u64 {
@@ -151,7 +170,11 @@ impl Drop for Ticker {
 
 /// The call-tree module of `levels` levels, instantiated on the production engine config.
 fn instantiate<T: 'static>(levels: u32, data: T) -> (Engine, Store<T>, Instance) {
-    let engine = Engine::new(&wasmops_host::engine_config(None)).unwrap();
+    let engine = Engine::new(&wasmops_runtime::engine_config(
+        None,
+        wasmops_runtime::Profiler::None,
+    ))
+    .unwrap();
     let module = Module::new(&engine, call_tree(levels)).unwrap();
     let mut store = Store::new(&engine, data);
     let instance = Instance::new(&mut store, &module, &[]).unwrap();
@@ -166,7 +189,9 @@ fn is_interrupt(err: &wasmtime::Error) -> bool {
 fn a_call_tree_without_loops_is_stopped_at_the_deadline() {
     // 10^10 leaf calls: tens of seconds if nothing checked the epoch.
     let (engine, mut store, instance) = instantiate(10, ());
-    let run = instance.get_typed_func::<(), i64>(&mut store, "run").unwrap();
+    let run = instance
+        .get_typed_func::<(), i64>(&mut store, "run")
+        .unwrap();
     store.set_epoch_deadline(2);
     let ticker = Ticker::start(&engine, Duration::from_millis(5));
     let result = run.call(&mut store, ());
@@ -186,44 +211,72 @@ fn entry_checks_move_the_deadline_on() {
         *cx.data_mut() += 1;
         Ok(UpdateDeadline::Continue(1))
     });
-    let run = instance.get_typed_func::<(), i64>(&mut store, "run").unwrap();
+    let run = instance
+        .get_typed_func::<(), i64>(&mut store, "run")
+        .unwrap();
     let ticker = Ticker::start(&engine, Duration::from_micros(200));
     let got = run.call(&mut store, ()).unwrap();
     let ticks = ticker.finish();
     let callbacks = *store.data();
-    assert_eq!(got, 100_000_000, "the call tree's sum changed across entry slow-path calls");
-    assert!(callbacks >= 1, "the entry check never took the slow path in {ticks} ticks");
-    assert!(callbacks <= ticks + 1, "{callbacks} slow-path calls for {ticks} epoch ticks");
+    assert_eq!(
+        got, 100_000_000,
+        "the call tree's sum changed across entry slow-path calls"
+    );
+    assert!(
+        callbacks >= 1,
+        "the entry check never took the slow path in {ticks} ticks"
+    );
+    assert!(
+        callbacks <= ticks + 1,
+        "{callbacks} slow-path calls for {ticks} epoch ticks"
+    );
 }
 
 #[test]
 fn a_spinning_function_is_stopped_at_the_deadline() {
     let (engine, mut store, instance) = instantiate(1, ());
-    let spin = instance.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
+    let spin = instance
+        .get_typed_func::<(), ()>(&mut store, "spin")
+        .unwrap();
     store.set_epoch_deadline(2);
     let ticker = Ticker::start(&engine, Duration::from_millis(5));
     let err = spin.call(&mut store, ()).unwrap_err();
     ticker.finish();
-    assert!(is_interrupt(&err), "expected an epoch interrupt, got {err:?}");
+    assert!(
+        is_interrupt(&err),
+        "expected an epoch interrupt, got {err:?}"
+    );
 }
 
 #[test]
 fn a_bulk_fill_past_the_deadline_is_interrupted_and_writes_nothing() {
     let (engine, mut store, instance) = instantiate(1, ());
-    let fill = instance.get_typed_func::<i32, ()>(&mut store, "fill").unwrap();
+    let fill = instance
+        .get_typed_func::<i32, ()>(&mut store, "fill")
+        .unwrap();
     let memory = instance.get_memory(&mut store, "memory").unwrap();
 
     // Before the deadline the fill runs and writes exactly `len` bytes.
     store.set_epoch_deadline(1);
     fill.call(&mut store, 1000).unwrap();
     let data = memory.data(&store);
-    assert!(data[..1000].iter().all(|&b| b == 7) && data[1000] == 0, "memory.fill wrote the wrong bytes");
+    assert!(
+        data[..1000].iter().all(|&b| b == 7) && data[1000] == 0,
+        "memory.fill wrote the wrong bytes"
+    );
 
     // Past it, the call is interrupted before the fill writes anything.
     store.set_epoch_deadline(1);
     engine.increment_epoch();
     engine.increment_epoch();
     let err = fill.call(&mut store, 2000).unwrap_err();
-    assert!(is_interrupt(&err), "expected an epoch interrupt, got {err:?}");
-    assert_eq!(memory.data(&store)[1500], 0, "the interrupted fill wrote memory");
+    assert!(
+        is_interrupt(&err),
+        "expected an epoch interrupt, got {err:?}"
+    );
+    assert_eq!(
+        memory.data(&store)[1500],
+        0,
+        "the interrupted fill wrote memory"
+    );
 }

@@ -18,7 +18,10 @@ impl<'a> Section<'a> {
         if self.id != 0 {
             return None;
         }
-        let mut r = Reader { data: self.contents, pos: 0 };
+        let mut r = Reader {
+            data: self.contents,
+            pos: 0,
+        };
         let len = r.leb().ok()? as usize;
         let name = r.take(len).ok()?;
         std::str::from_utf8(name).ok()
@@ -26,7 +29,10 @@ impl<'a> Section<'a> {
 
     pub fn custom_payload(&self) -> Option<&'a [u8]> {
         self.custom_name()?;
-        let mut r = Reader { data: self.contents, pos: 0 };
+        let mut r = Reader {
+            data: self.contents,
+            pos: 0,
+        };
         let len = r.leb().ok()? as usize;
         r.take(len).ok()?;
         Some(&self.contents[r.pos..])
@@ -42,7 +48,10 @@ impl<'a> Reader<'a> {
     pub fn leb(&mut self) -> Result<u64, SignError> {
         let mut result = 0u64;
         for shift in (0..35).step_by(7) {
-            let byte = *self.data.get(self.pos).ok_or_else(|| SignError::Malformed("truncated LEB128".into()))?;
+            let byte = *self
+                .data
+                .get(self.pos)
+                .ok_or_else(|| SignError::Malformed("truncated LEB128".into()))?;
             self.pos += 1;
             result |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
@@ -53,9 +62,17 @@ impl<'a> Reader<'a> {
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], SignError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or_else(|| {
-            SignError::Malformed(format!("{n} bytes wanted at offset {} but only {} remain", self.pos, self.data.len() - self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or_else(|| {
+                SignError::Malformed(format!(
+                    "{n} bytes wanted at offset {} but only {} remain",
+                    self.pos,
+                    self.data.len() - self.pos
+                ))
+            })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -77,8 +94,18 @@ pub fn sections(wasm: &[u8]) -> Result<Vec<Section<'_>>, SignError> {
         let id = wasm[offset];
         r.pos += 1;
         let size = r.leb()? as usize;
-        let contents = r.take(size).map_err(|_| SignError::Malformed(format!("section {} at offset {offset} is truncated", out.len())))?;
-        out.push(Section { id, offset, raw: &wasm[offset..r.pos], contents });
+        let contents = r.take(size).map_err(|_| {
+            SignError::Malformed(format!(
+                "section {} at offset {offset} is truncated",
+                out.len()
+            ))
+        })?;
+        out.push(Section {
+            id,
+            offset,
+            raw: &wasm[offset..r.pos],
+            contents,
+        });
     }
     Ok(out)
 }
@@ -128,7 +155,11 @@ pub fn signature_section_payload(hash: &[u8; 32], key_id: &[u8], signature: &[u8
     put_slice(&mut signed_hashes, &sig);
 
     let mut out = vec![];
-    for b in [crate::SPEC_VERSION, crate::CONTENT_TYPE_MODULE, crate::HASH_SHA256] {
+    for b in [
+        crate::SPEC_VERSION,
+        crate::CONTENT_TYPE_MODULE,
+        crate::HASH_SHA256,
+    ] {
         put_leb(&mut out, b.into());
     }
     put_leb(&mut out, 1);
@@ -153,10 +184,22 @@ const MAX_SIGNATURES: u64 = 256;
 pub(crate) fn parse_signature_payload(payload: &[u8]) -> Result<Vec<SignedHashes>, SignError> {
     let bad = |m: &str| SignError::MalformedSignature(m.to_string());
     let wrap = |e: SignError| SignError::MalformedSignature(e.to_string());
-    let mut r = Reader { data: payload, pos: 0 };
-    let (version, content, hash_fn) = (r.leb().map_err(wrap)?, r.leb().map_err(wrap)?, r.leb().map_err(wrap)?);
-    if version != u64::from(crate::SPEC_VERSION) || content != u64::from(crate::CONTENT_TYPE_MODULE) || hash_fn != u64::from(crate::HASH_SHA256) {
-        return Err(SignError::MalformedSignature(format!("unsupported version/content type/hash function {version}/{content}/{hash_fn}")));
+    let mut r = Reader {
+        data: payload,
+        pos: 0,
+    };
+    let (version, content, hash_fn) = (
+        r.leb().map_err(wrap)?,
+        r.leb().map_err(wrap)?,
+        r.leb().map_err(wrap)?,
+    );
+    if version != u64::from(crate::SPEC_VERSION)
+        || content != u64::from(crate::CONTENT_TYPE_MODULE)
+        || hash_fn != u64::from(crate::HASH_SHA256)
+    {
+        return Err(SignError::MalformedSignature(format!(
+            "unsupported version/content type/hash function {version}/{content}/{hash_fn}"
+        )));
     }
     let sets = r.leb().map_err(wrap)?;
     if sets > MAX_HASHES {
@@ -165,7 +208,10 @@ pub(crate) fn parse_signature_payload(payload: &[u8]) -> Result<Vec<SignedHashes
     let mut out = vec![];
     for _ in 0..sets {
         let len = r.leb().map_err(wrap)? as usize;
-        let mut s = Reader { data: r.take(len).map_err(wrap)?, pos: 0 };
+        let mut s = Reader {
+            data: r.take(len).map_err(wrap)?,
+            pos: 0,
+        };
         let n_hashes = s.leb().map_err(wrap)?;
         if n_hashes > MAX_HASHES {
             return Err(bad("too many hashes"));
@@ -181,7 +227,10 @@ pub(crate) fn parse_signature_payload(payload: &[u8]) -> Result<Vec<SignedHashes
         let mut signatures = vec![];
         for _ in 0..n_sigs {
             let len = s.leb().map_err(wrap)? as usize;
-            let mut e = Reader { data: s.take(len).map_err(wrap)?, pos: 0 };
+            let mut e = Reader {
+                data: s.take(len).map_err(wrap)?,
+                pos: 0,
+            };
             let key_len = e.leb().map_err(wrap)? as usize;
             let key_id = e.take(key_len).map_err(wrap)?.to_vec();
             let alg = e.take(1).map_err(wrap)?[0];

@@ -18,7 +18,8 @@ impl SecretKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Result<SecretKey, SignError> {
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| SignError::BadKey(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut seed)
+            .map_err(|e| SignError::BadKey(format!("no OS randomness: {e}")))?;
         Ok(SecretKey(SigningKey::from_bytes(&seed)))
     }
 
@@ -47,10 +48,17 @@ impl SecretKey {
                 let pair: [u8; 64] = rest.try_into().unwrap();
                 SigningKey::from_keypair_bytes(&pair)
                     .map(SecretKey)
-                    .map_err(|e| SignError::BadKey(format!("secret and public halves disagree: {e}")))
+                    .map_err(|e| {
+                        SignError::BadKey(format!("secret and public halves disagree: {e}"))
+                    })
             }
-            [PK_ID, ..] => Err(SignError::BadKey("this is a public key; signing needs the secret key".into())),
-            _ => Err(SignError::BadKey(format!("expected 65 bytes starting with 0x81, got {} bytes", bytes.len()))),
+            [PK_ID, ..] => Err(SignError::BadKey(
+                "this is a public key; signing needs the secret key".into(),
+            )),
+            _ => Err(SignError::BadKey(format!(
+                "expected 65 bytes starting with 0x81, got {} bytes",
+                bytes.len()
+            ))),
         }
     }
 }
@@ -65,11 +73,18 @@ impl PublicKey {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<PublicKey, SignError> {
         match bytes {
-            [PK_ID, rest @ ..] if rest.len() == 32 => VerifyingKey::from_bytes(rest.try_into().unwrap())
-                .map(PublicKey)
-                .map_err(|e| SignError::BadKey(format!("not a valid Ed25519 point: {e}"))),
-            [SK_ID, ..] => Err(SignError::BadKey("this is a secret key; give the .pub file".into())),
-            _ => Err(SignError::BadKey(format!("expected 33 bytes starting with 0x01, got {} bytes", bytes.len()))),
+            [PK_ID, rest @ ..] if rest.len() == 32 => {
+                VerifyingKey::from_bytes(rest.try_into().unwrap())
+                    .map(PublicKey)
+                    .map_err(|e| SignError::BadKey(format!("not a valid Ed25519 point: {e}")))
+            }
+            [SK_ID, ..] => Err(SignError::BadKey(
+                "this is a secret key; give the .pub file".into(),
+            )),
+            _ => Err(SignError::BadKey(format!(
+                "expected 33 bytes starting with 0x01, got {} bytes",
+                bytes.len()
+            ))),
         }
     }
 
@@ -83,7 +98,9 @@ impl PublicKey {
     }
 
     pub fn verify(&self, msg: &[u8], signature: &[u8]) -> bool {
-        let Ok(sig) = Signature::from_slice(signature) else { return false };
+        let Ok(sig) = Signature::from_slice(signature) else {
+            return false;
+        };
         self.0.verify(msg, &sig).is_ok()
     }
 }

@@ -37,8 +37,13 @@ pub enum SignError {
     Unsigned,
     #[error("malformed signature section: {0}")]
     MalformedSignature(String),
-    #[error("no signature by a trusted key ({signatures} signature(s) present; trusted key ids {trusted:?})")]
-    UntrustedKey { signatures: usize, trusted: Vec<String> },
+    #[error(
+        "no signature by a trusted key ({signatures} signature(s) present; trusted key ids {trusted:?})"
+    )]
+    UntrustedKey {
+        signatures: usize,
+        trusted: Vec<String>,
+    },
     #[error("signature does not match the content: the component was modified after signing")]
     Tampered,
     #[error("invalid key file: {0}")]
@@ -63,7 +68,10 @@ fn message(hash: &[u8; 32]) -> Vec<u8> {
 pub fn sign(wasm: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignError> {
     let secs = sections(wasm)?;
     let mut body = Vec::with_capacity(wasm.len());
-    for s in secs.iter().filter(|s| s.custom_name() != Some(SIGNATURE_SECTION)) {
+    for s in secs
+        .iter()
+        .filter(|s| s.custom_name() != Some(SIGNATURE_SECTION))
+    {
         body.extend_from_slice(s.raw);
     }
     let hash: [u8; 32] = Sha256::digest(&body).into();
@@ -82,14 +90,21 @@ pub fn sign(wasm: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignError> {
 /// Returns `wasm` without its signature and with `payload` as the only custom
 /// section called `name`, placed first so readers find it without a full scan.
 /// (`None` removes the section.) Sign the result afterwards: the signature covers it.
-pub fn set_custom_section(wasm: &[u8], name: &str, payload: Option<&[u8]>) -> Result<Vec<u8>, SignError> {
+pub fn set_custom_section(
+    wasm: &[u8],
+    name: &str,
+    payload: Option<&[u8]>,
+) -> Result<Vec<u8>, SignError> {
     let secs = sections(wasm)?;
     let mut out = Vec::with_capacity(wasm.len() + payload.map_or(0, |p| p.len() + 16));
     out.extend_from_slice(&wasm[..8]);
     if let Some(payload) = payload {
         format::write_custom_section(&mut out, name, payload);
     }
-    for s in secs.iter().filter(|s| !matches!(s.custom_name(), Some(n) if n == name || n == SIGNATURE_SECTION)) {
+    for s in secs
+        .iter()
+        .filter(|s| !matches!(s.custom_name(), Some(n) if n == name || n == SIGNATURE_SECTION))
+    {
         out.extend_from_slice(s.raw);
     }
     Ok(out)
@@ -97,7 +112,11 @@ pub fn set_custom_section(wasm: &[u8], name: &str, payload: Option<&[u8]>) -> Re
 
 /// The payloads of every custom section called `name`, in order.
 pub fn custom_sections<'a>(wasm: &'a [u8], name: &str) -> Result<Vec<&'a [u8]>, SignError> {
-    Ok(sections(wasm)?.into_iter().filter(|s| s.custom_name() == Some(name)).filter_map(|s| s.custom_payload()).collect())
+    Ok(sections(wasm)?
+        .into_iter()
+        .filter(|s| s.custom_name() == Some(name))
+        .filter_map(|s| s.custom_payload())
+        .collect())
 }
 
 /// Checks that `wasm` carries a valid signature by one of `trusted`, over all of its content.
@@ -105,13 +124,23 @@ pub fn verify(wasm: &[u8], trusted: &[PublicKey]) -> Result<Verified, SignError>
     let secs = sections(wasm)?;
     let first = secs.first().ok_or(SignError::Unsigned)?;
     if first.custom_name() != Some(SIGNATURE_SECTION) {
-        return match secs.iter().position(|s| s.custom_name() == Some(SIGNATURE_SECTION)) {
-            Some(i) => Err(SignError::MalformedSignature(format!("the `signature` section must be the first section, found it at section {i}"))),
+        return match secs
+            .iter()
+            .position(|s| s.custom_name() == Some(SIGNATURE_SECTION))
+        {
+            Some(i) => Err(SignError::MalformedSignature(format!(
+                "the `signature` section must be the first section, found it at section {i}"
+            ))),
             None => Err(SignError::Unsigned),
         };
     }
-    if secs[1..].iter().any(|s| s.custom_name() == Some(SIGNATURE_SECTION)) {
-        return Err(SignError::MalformedSignature("more than one `signature` section".into()));
+    if secs[1..]
+        .iter()
+        .any(|s| s.custom_name() == Some(SIGNATURE_SECTION))
+    {
+        return Err(SignError::MalformedSignature(
+            "more than one `signature` section".into(),
+        ));
     }
     let signed = format::parse_signature_payload(first.custom_payload().unwrap_or_default())?;
     let body_start = first.offset + first.raw.len();
@@ -121,10 +150,20 @@ pub fn verify(wasm: &[u8], trusted: &[PublicKey]) -> Result<Verified, SignError>
     for set in &signed {
         for sig in &set.signatures {
             signatures += 1;
-            for key in trusted.iter().filter(|k| sig.key_id.is_empty() || sig.key_id == k.key_id_bytes()) {
-                for h in set.hashes.iter().filter(|h| key.verify(&message(h), &sig.signature)) {
+            for key in trusted
+                .iter()
+                .filter(|k| sig.key_id.is_empty() || sig.key_id == k.key_id_bytes())
+            {
+                for h in set
+                    .hashes
+                    .iter()
+                    .filter(|h| key.verify(&message(h), &sig.signature))
+                {
                     if *h == hash {
-                        return Ok(Verified { content_sha256: hash, key_id: key.key_id() });
+                        return Ok(Verified {
+                            content_sha256: hash,
+                            key_id: key.key_id(),
+                        });
                     }
                     genuine_but_stale = true;
                 }
@@ -135,7 +174,10 @@ pub fn verify(wasm: &[u8], trusted: &[PublicKey]) -> Result<Verified, SignError>
     if genuine_but_stale {
         return Err(SignError::Tampered);
     }
-    Err(SignError::UntrustedKey { signatures, trusted: trusted.iter().map(PublicKey::key_id).collect() })
+    Err(SignError::UntrustedKey {
+        signatures,
+        trusted: trusted.iter().map(PublicKey::key_id).collect(),
+    })
 }
 
 #[cfg(test)]

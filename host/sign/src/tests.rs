@@ -27,7 +27,10 @@ fn every_flipped_byte_after_the_signature_is_caught() {
     for i in body_start..signed.len() {
         let mut bad = signed.clone();
         bad[i] ^= 0x01;
-        assert!(verify(&bad, &[key.public()]).is_err(), "flip at {i} accepted");
+        assert!(
+            verify(&bad, &[key.public()]).is_err(),
+            "flip at {i} accepted"
+        );
     }
 }
 
@@ -37,9 +40,18 @@ fn refusals_are_specific() {
     let other = SecretKey::from_seed([3; 32]);
     let signed = sign(&module(), &key).unwrap();
     assert_eq!(verify(&module(), &[key.public()]), Err(SignError::Unsigned));
-    assert!(matches!(verify(&signed, &[other.public()]), Err(SignError::UntrustedKey { .. })));
-    assert_eq!(verify(b"\x7fELF....", &[key.public()]), Err(SignError::NotWasm));
-    assert!(matches!(verify(&signed[..signed.len() - 1], &[key.public()]), Err(SignError::Malformed(_))));
+    assert!(matches!(
+        verify(&signed, &[other.public()]),
+        Err(SignError::UntrustedKey { .. })
+    ));
+    assert_eq!(
+        verify(b"\x7fELF....", &[key.public()]),
+        Err(SignError::NotWasm)
+    );
+    assert!(matches!(
+        verify(&signed[..signed.len() - 1], &[key.public()]),
+        Err(SignError::Malformed(_))
+    ));
     let mut extra = signed.clone();
     extra.extend_from_slice(&[0x00, 0x02, 0x01, b'x']);
     assert_eq!(verify(&extra, &[key.public()]), Err(SignError::Tampered));
@@ -50,7 +62,10 @@ fn key_files_round_trip_and_refuse_the_wrong_half() {
     let key = SecretKey::from_seed([9; 32]);
     let sk = SecretKey::from_bytes(&key.to_bytes()).unwrap();
     assert_eq!(sk.public(), key.public());
-    assert_eq!(PublicKey::from_bytes(&key.public().to_bytes()).unwrap(), key.public());
+    assert_eq!(
+        PublicKey::from_bytes(&key.public().to_bytes()).unwrap(),
+        key.public()
+    );
     assert!(PublicKey::from_bytes(&key.to_bytes()).is_err());
     assert!(SecretKey::from_bytes(&key.public().to_bytes()).is_err());
 }

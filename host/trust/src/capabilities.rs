@@ -18,9 +18,11 @@ pub fn capability_of(import: &str) -> Option<String> {
         ("wasmops:model", _) | ("wasi:io", _) => None,
         ("wasi:random", _) => Some("random".into()),
         ("wasi:clocks", _) => Some("clocks".into()),
-        ("wasi:cli", "stdin" | "stdout" | "stderr" | "terminal-input" | "terminal-output" | "terminal-stdin" | "terminal-stdout" | "terminal-stderr") => {
-            Some("stdio".into())
-        }
+        (
+            "wasi:cli",
+            "stdin" | "stdout" | "stderr" | "terminal-input" | "terminal-output" | "terminal-stdin"
+            | "terminal-stdout" | "terminal-stderr",
+        ) => Some("stdio".into()),
         ("wasi:cli", "environment") => Some("environment".into()),
         ("wasi:cli", "exit") => Some("exit".into()),
         (p, _) => Some(p.rsplit(':').next().unwrap_or(p).to_string()),
@@ -29,7 +31,9 @@ pub fn capability_of(import: &str) -> Option<String> {
 
 /// The names of a component's top-level imports, read without compiling it.
 pub fn imports(wasm: &[u8]) -> Result<Vec<String>, TrustError> {
-    let err = |e: wasmparser::BinaryReaderError| TrustError::Io(format!("cannot read the component's imports: {e}"));
+    let err = |e: wasmparser::BinaryReaderError| {
+        TrustError::Io(format!("cannot read the component's imports: {e}"))
+    };
     let mut out = vec![];
     // Nested modules and components import from their parent, not from the host:
     // only depth 0 counts.
@@ -51,21 +55,35 @@ pub fn imports(wasm: &[u8]) -> Result<Vec<String>, TrustError> {
 
 /// Refuses claims asking for more than `granted` (or than the delegation allows),
 /// and imports that need a capability the claims do not declare.
-pub fn check(claimed: &[String], granted: &[String], delegated: Option<&[String]>, wasm: &[u8]) -> Result<(), TrustError> {
+pub fn check(
+    claimed: &[String],
+    granted: &[String],
+    delegated: Option<&[String]>,
+    wasm: &[u8],
+) -> Result<(), TrustError> {
     for c in claimed {
         if !granted.contains(c) {
-            return Err(TrustError::CapabilityDenied { capability: c.clone(), granted: granted.to_vec() });
+            return Err(TrustError::CapabilityDenied {
+                capability: c.clone(),
+                granted: granted.to_vec(),
+            });
         }
         if let Some(allowed) = delegated {
             if !allowed.contains(c) {
-                return Err(TrustError::CapabilityDenied { capability: c.clone(), granted: allowed.to_vec() });
+                return Err(TrustError::CapabilityDenied {
+                    capability: c.clone(),
+                    granted: allowed.to_vec(),
+                });
             }
         }
     }
     for import in imports(wasm)? {
         if let Some(cap) = capability_of(&import) {
             if !claimed.contains(&cap) {
-                return Err(TrustError::UndeclaredImport { import, capability: cap });
+                return Err(TrustError::UndeclaredImport {
+                    import,
+                    capability: cap,
+                });
             }
         }
     }
@@ -74,7 +92,10 @@ pub fn check(claimed: &[String], granted: &[String], delegated: Option<&[String]
 
 /// The capabilities a component's imports need, sorted: what `build` claims.
 pub fn required(wasm: &[u8]) -> Result<Vec<String>, TrustError> {
-    let mut caps: Vec<String> = imports(wasm)?.iter().filter_map(|i| capability_of(i)).collect();
+    let mut caps: Vec<String> = imports(wasm)?
+        .iter()
+        .filter_map(|i| capability_of(i))
+        .collect();
     caps.sort();
     caps.dedup();
     Ok(caps)
@@ -88,10 +109,25 @@ mod tests {
     fn names_capabilities() {
         assert_eq!(capability_of("wasmops:model/types@0.1.0"), None);
         assert_eq!(capability_of("wasi:io/streams@0.2.6"), None);
-        assert_eq!(capability_of("wasi:random/insecure-seed@0.2.6").as_deref(), Some("random"));
-        assert_eq!(capability_of("wasi:cli/terminal-stdout@0.2.6").as_deref(), Some("stdio"));
-        assert_eq!(capability_of("wasi:cli/environment@0.2.6").as_deref(), Some("environment"));
-        assert_eq!(capability_of("wasi:filesystem/preopens@0.2.6").as_deref(), Some("filesystem"));
-        assert_eq!(capability_of("wasi:sockets/tcp@0.2.6").as_deref(), Some("sockets"));
+        assert_eq!(
+            capability_of("wasi:random/insecure-seed@0.2.6").as_deref(),
+            Some("random")
+        );
+        assert_eq!(
+            capability_of("wasi:cli/terminal-stdout@0.2.6").as_deref(),
+            Some("stdio")
+        );
+        assert_eq!(
+            capability_of("wasi:cli/environment@0.2.6").as_deref(),
+            Some("environment")
+        );
+        assert_eq!(
+            capability_of("wasi:filesystem/preopens@0.2.6").as_deref(),
+            Some("filesystem")
+        );
+        assert_eq!(
+            capability_of("wasi:sockets/tcp@0.2.6").as_deref(),
+            Some("sockets")
+        );
     }
 }

@@ -55,7 +55,9 @@ pub struct Claims {
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl Claims {
@@ -70,7 +72,7 @@ impl Claims {
             lineage: Lineage::default(),
             metrics: BTreeMap::new(),
             capabilities: vec![],
-            created_at: Timestamp::build_time(),
+            created_at: Timestamp::now(),
             expires_at: None,
             feature_bins: BTreeMap::new(),
         }
@@ -80,15 +82,30 @@ impl Claims {
     pub fn validate(&self) -> Result<(), TrustError> {
         let bad = |m: String| Err(TrustError::MalformedClaims(m));
         if self.format != FORMAT {
-            return bad(format!("unknown claims format {} (this wasmops reads {FORMAT})", self.format));
+            return bad(format!(
+                "unknown claims format {} (this wasmops reads {FORMAT})",
+                self.format
+            ));
         }
-        if self.name.is_empty() || self.name.len() > 128 || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return bad(format!("model name `{}` must be 1-128 characters of [A-Za-z0-9-_.]", self.name));
+        if self.name.is_empty()
+            || self.name.len() > 128
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return bad(format!(
+                "model name `{}` must be 1-128 characters of [A-Za-z0-9-_.]",
+                self.name
+            ));
         }
         if let Err(e) = semver::Version::parse(&self.version) {
             return bad(format!("version `{}` is not semver: {e}", self.version));
         }
-        for (what, h) in [("model_sha256", &self.model_sha256), ("pipeline_sha256", &self.pipeline_sha256)] {
+        for (what, h) in [
+            ("model_sha256", &self.model_sha256),
+            ("pipeline_sha256", &self.pipeline_sha256),
+        ] {
             if !is_sha256_hex(h) {
                 return bad(format!("{what} must be 64 lowercase hex digits"));
             }
@@ -99,22 +116,40 @@ impl Claims {
             }
         }
         if self.feature_bins.len() > 4096 {
-            return bad(format!("{} features with bins; at most 4096", self.feature_bins.len()));
+            return bad(format!(
+                "{} features with bins; at most 4096",
+                self.feature_bins.len()
+            ));
         }
         for (k, edges) in &self.feature_bins {
-            if edges.is_empty() || edges.len() > 64 || edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
-                return bad(format!("bins of `{k}` must be 1-64 finite, strictly increasing edges"));
+            if edges.is_empty()
+                || edges.len() > 64
+                || edges.iter().any(|e| !e.is_finite())
+                || edges.windows(2).any(|w| w[0] >= w[1])
+            {
+                return bad(format!(
+                    "bins of `{k}` must be 1-64 finite, strictly increasing edges"
+                ));
             }
         }
         if let Some((k, v)) = self.metrics.iter().find(|(_, v)| !v.is_finite()) {
             return bad(format!("metric `{k}` is {v}; metrics must be finite"));
         }
-        if let Some(c) = self.capabilities.iter().find(|c| c.is_empty() || !c.chars().all(|c| c.is_ascii_lowercase() || c == '-')) {
-            return bad(format!("capability `{c}` must be lowercase letters and dashes"));
+        if let Some(c) = self
+            .capabilities
+            .iter()
+            .find(|c| c.is_empty() || !c.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        {
+            return bad(format!(
+                "capability `{c}` must be lowercase letters and dashes"
+            ));
         }
         if let Some(exp) = self.expires_at {
             if exp <= self.created_at {
-                return bad(format!("expires_at {exp} is not after created_at {}", self.created_at));
+                return bad(format!(
+                    "expires_at {exp} is not after created_at {}",
+                    self.created_at
+                ));
             }
         }
         Ok(())
@@ -127,9 +162,13 @@ impl Claims {
     /// Parses and validates one claims payload.
     pub fn parse(bytes: &[u8]) -> Result<Claims, TrustError> {
         if bytes.len() > MAX_CLAIMS_BYTES {
-            return Err(TrustError::MalformedClaims(format!("{} bytes, more than the {MAX_CLAIMS_BYTES} allowed", bytes.len())));
+            return Err(TrustError::MalformedClaims(format!(
+                "{} bytes, more than the {MAX_CLAIMS_BYTES} allowed",
+                bytes.len()
+            )));
         }
-        let claims: Claims = serde_json::from_slice(bytes).map_err(|e| TrustError::MalformedClaims(e.to_string()))?;
+        let claims: Claims = serde_json::from_slice(bytes)
+            .map_err(|e| TrustError::MalformedClaims(e.to_string()))?;
         claims.validate()?;
         Ok(claims)
     }
@@ -140,7 +179,10 @@ impl Claims {
         match wasmops_sign::custom_sections(wasm, CLAIMS_SECTION)?.as_slice() {
             [] => Ok(None),
             [one] => Claims::parse(one).map(Some),
-            many => Err(TrustError::MalformedClaims(format!("{} `{CLAIMS_SECTION}` sections; there must be one", many.len()))),
+            many => Err(TrustError::MalformedClaims(format!(
+                "{} `{CLAIMS_SECTION}` sections; there must be one",
+                many.len()
+            ))),
         }
     }
 
@@ -148,13 +190,20 @@ impl Claims {
     /// (sign it next).
     pub fn embed(&self, wasm: &[u8]) -> Result<Vec<u8>, TrustError> {
         self.validate()?;
-        Ok(wasmops_sign::set_custom_section(wasm, CLAIMS_SECTION, Some(&self.to_json()))?)
+        Ok(wasmops_sign::set_custom_section(
+            wasm,
+            CLAIMS_SECTION,
+            Some(&self.to_json()),
+        )?)
     }
 
     /// Whether the claims have expired at `now`.
     pub fn check_expiry(&self, now: Timestamp) -> Result<(), TrustError> {
         match self.expires_at {
-            Some(exp) if now >= exp => Err(TrustError::ClaimsExpired { name: self.name.clone(), expired: exp }),
+            Some(exp) if now >= exp => Err(TrustError::ClaimsExpired {
+                name: self.name.clone(),
+                expired: exp,
+            }),
             _ => Ok(()),
         }
     }
@@ -195,7 +244,10 @@ mod tests {
     fn round_trip_and_independent_hashes() {
         let c = sample();
         // sha256("") is the well-known e3b0c442... digest.
-        assert_eq!(c.pipeline_sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            c.pipeline_sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(Claims::parse(&c.to_json()).unwrap(), c);
     }
 
@@ -205,9 +257,20 @@ mod tests {
             (|c| c.version = "one".into(), "not semver"),
             (|c| c.name = "../etc".into(), "model name"),
             (|c| c.model_sha256 = "abc".into(), "model_sha256"),
-            (|c| { c.metrics.insert("auc".into(), f64::NAN); }, "metric `auc`"),
-            (|c| c.capabilities = vec!["File System".into()], "capability"),
-            (|c| c.expires_at = Some(Timestamp::from_unix(1)), "expires_at"),
+            (
+                |c| {
+                    c.metrics.insert("auc".into(), f64::NAN);
+                },
+                "metric `auc`",
+            ),
+            (
+                |c| c.capabilities = vec!["File System".into()],
+                "capability",
+            ),
+            (
+                |c| c.expires_at = Some(Timestamp::from_unix(1)),
+                "expires_at",
+            ),
         ];
         for (edit, want) in cases {
             let mut c = sample();
@@ -215,7 +278,9 @@ mod tests {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(want), "{err} should mention {want}");
         }
-        let err = Claims::parse(br#"{"format":1,"name":"x","extra":1}"#).unwrap_err().to_string();
+        let err = Claims::parse(br#"{"format":1,"name":"x","extra":1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -14,12 +14,13 @@
 pub mod capabilities;
 pub mod claims;
 pub mod metadata;
+pub mod ops;
 pub mod policy;
 pub mod state;
 pub mod store;
 mod time;
 
-pub use claims::{Claims, Lineage, CLAIMS_SECTION};
+pub use claims::{CLAIMS_SECTION, Claims, Lineage};
 pub use metadata::{Delegation, Revocations, Root, Signed};
 pub use policy::{Accepted, KeySource, TrustPolicy};
 pub use state::StateDir;
@@ -34,7 +35,9 @@ use wasmops_sign::SignError;
 pub enum TrustError {
     #[error(transparent)]
     Signature(#[from] SignError),
-    #[error("the component carries no claims (`{CLAIMS_SECTION}` section); build it with wasmops build")]
+    #[error(
+        "the component carries no claims (`{CLAIMS_SECTION}` section); build it with wasmops build"
+    )]
     NoClaims,
     #[error("malformed claims: {0}")]
     MalformedClaims(String),
@@ -43,30 +46,60 @@ pub enum TrustError {
     #[error("malformed trust metadata {what}: {reason}")]
     MalformedMetadata { what: String, reason: String },
     #[error("{what} is not signed by enough root keys ({valid} valid of {threshold} needed)")]
-    MetadataSignature { what: String, valid: usize, threshold: usize },
+    MetadataSignature {
+        what: String,
+        valid: usize,
+        threshold: usize,
+    },
     #[error("root metadata chain broken: {0}")]
     RootChain(String),
     #[error("the root metadata (version {version}) expired at {expired}; fetch a newer root")]
     RootExpired { version: u64, expired: Timestamp },
-    #[error("{what} version {got} is older than version {have} already trusted here (metadata rollback)")]
+    #[error(
+        "{what} version {got} is older than version {have} already trusted here (metadata rollback)"
+    )]
     MetadataRollback { what: String, have: u64, got: u64 },
     #[error("the revocation list expired at {0}; fetch a fresh one")]
     RevocationsExpired(Timestamp),
     #[error("signed by key {key_id}, which no valid root delegation names")]
     NoDelegation { key_id: String },
     #[error("the delegation `{name}` for key {key_id} expired at {expired}")]
-    DelegationExpired { name: String, key_id: String, expired: Timestamp },
+    DelegationExpired {
+        name: String,
+        key_id: String,
+        expired: Timestamp,
+    },
     #[error("key {key_id} is revoked{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
-    KeyRevoked { key_id: String, reason: Option<String> },
+    KeyRevoked {
+        key_id: String,
+        reason: Option<String>,
+    },
     #[error("delegation `{0}` is revoked")]
     DelegationRevoked(String),
     #[error("delegation `{delegation}` may sign models {patterns:?}, not `{model}`")]
-    OutOfScope { model: String, delegation: String, patterns: Vec<String> },
-    #[error("rollback refused: `{name}` sequence {sequence} is lower than {highest}, already accepted on this host")]
-    Rollback { name: String, sequence: u64, highest: u64 },
-    #[error("the component requires capability `{capability}`, which this host does not grant (granted: {granted:?})")]
-    CapabilityDenied { capability: String, granted: Vec<String> },
-    #[error("the component imports `{import}` (capability `{capability}`) but its claims do not declare it")]
+    OutOfScope {
+        model: String,
+        delegation: String,
+        patterns: Vec<String>,
+    },
+    #[error(
+        "rollback refused: `{name}` sequence {sequence} is lower than {highest}, already accepted on this host"
+    )]
+    Rollback {
+        name: String,
+        sequence: u64,
+        highest: u64,
+    },
+    #[error(
+        "the component requires capability `{capability}`, which this host does not grant (granted: {granted:?})"
+    )]
+    CapabilityDenied {
+        capability: String,
+        granted: Vec<String>,
+    },
+    #[error(
+        "the component imports `{import}` (capability `{capability}`) but its claims do not declare it"
+    )]
     UndeclaredImport { import: String, capability: String },
     #[error("state directory {path}: {reason}")]
     State { path: String, reason: String },
@@ -88,13 +121,21 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 
 /// Like [`write_atomic`], with Unix permissions set before any byte is
 /// written (0o600 for secrets). The one atomic writer every crate uses.
-pub fn write_atomic_mode(path: &std::path::Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+pub fn write_atomic_mode(
+    path: &std::path::Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     #[cfg(unix)]
     if let Some(mode) = mode {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     #[cfg(not(unix))]
     let _ = mode;

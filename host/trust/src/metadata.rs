@@ -125,7 +125,12 @@ impl Root {
     pub fn public_keys(&self) -> Result<Vec<PublicKey>, TrustError> {
         self.keys
             .iter()
-            .map(|k| key_from_hex(k).map_err(|reason| TrustError::MalformedMetadata { what: self.describe(), reason }))
+            .map(|k| {
+                key_from_hex(k).map_err(|reason| TrustError::MalformedMetadata {
+                    what: self.describe(),
+                    reason,
+                })
+            })
             .collect()
     }
 
@@ -143,7 +148,10 @@ impl Root {
 
 impl Delegation {
     pub fn public_key(&self) -> Result<PublicKey, TrustError> {
-        key_from_hex(&self.key).map_err(|reason| TrustError::MalformedMetadata { what: self.describe(), reason })
+        key_from_hex(&self.key).map_err(|reason| TrustError::MalformedMetadata {
+            what: self.describe(),
+            reason,
+        })
     }
 
     /// Whether this delegation covers the model `name`.
@@ -157,8 +165,12 @@ fn glob(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else { return false };
-            (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| glob(rest, &tail[i..]))
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|i| tail.is_char_boundary(*i))
+                .any(|i| glob(rest, &tail[i..]))
         }
     }
 }
@@ -167,23 +179,41 @@ impl<T: Document> Signed<T> {
     /// Signs `doc` with each of `keys`.
     pub fn sign(doc: T, keys: &[&SecretKey]) -> Signed<T> {
         let msg = message(&doc);
-        let signatures = keys.iter().map(|k| KeySignature { keyid: k.public().key_id(), sig: hex::encode(k.sign(&msg)) }).collect();
-        Signed { signed: doc, signatures }
+        let signatures = keys
+            .iter()
+            .map(|k| KeySignature {
+                keyid: k.public().key_id(),
+                sig: hex::encode(k.sign(&msg)),
+            })
+            .collect();
+        Signed {
+            signed: doc,
+            signatures,
+        }
     }
 
     /// Adds a signature by `key` (e.g. the second root key of a threshold).
     pub fn add_signature(&mut self, key: &SecretKey) {
         let msg = message(&self.signed);
         self.signatures.retain(|s| s.keyid != key.public().key_id());
-        self.signatures.push(KeySignature { keyid: key.public().key_id(), sig: hex::encode(key.sign(&msg)) });
+        self.signatures.push(KeySignature {
+            keyid: key.public().key_id(),
+            sig: hex::encode(key.sign(&msg)),
+        });
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Signed<T>, TrustError> {
         let what = || format!("({} document)", T::KIND);
         if bytes.len() > MAX_METADATA_BYTES {
-            return Err(TrustError::MalformedMetadata { what: what(), reason: format!("{} bytes, more than {MAX_METADATA_BYTES}", bytes.len()) });
+            return Err(TrustError::MalformedMetadata {
+                what: what(),
+                reason: format!("{} bytes, more than {MAX_METADATA_BYTES}", bytes.len()),
+            });
         }
-        serde_json::from_slice(bytes).map_err(|e| TrustError::MalformedMetadata { what: what(), reason: e.to_string() })
+        serde_json::from_slice(bytes).map_err(|e| TrustError::MalformedMetadata {
+            what: what(),
+            reason: e.to_string(),
+        })
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -208,7 +238,11 @@ impl<T: Document> Signed<T> {
     pub fn check_signed_by(&self, keys: &[PublicKey], threshold: usize) -> Result<(), TrustError> {
         let valid = self.valid_signatures(keys);
         if valid < threshold.max(1) {
-            return Err(TrustError::MetadataSignature { what: self.signed.describe(), valid, threshold: threshold.max(1) });
+            return Err(TrustError::MetadataSignature {
+                what: self.signed.describe(),
+                valid,
+                threshold: threshold.max(1),
+            });
         }
         Ok(())
     }
@@ -239,7 +273,12 @@ mod tests {
     #[test]
     fn signatures_cover_every_field_and_the_kind() {
         let k = SecretKey::from_seed([7; 32]);
-        let root = Root { version: 1, expires: Timestamp::from_unix(2_000_000_000), threshold: 1, keys: vec![key_to_hex(&k.public())] };
+        let root = Root {
+            version: 1,
+            expires: Timestamp::from_unix(2_000_000_000),
+            threshold: 1,
+            keys: vec![key_to_hex(&k.public())],
+        };
         let signed = Signed::sign(root, &[&k]);
         assert_eq!(signed.valid_signatures(&[k.public()]), 1);
         let mut edited = signed.clone();

@@ -20,7 +20,10 @@ pub enum KeySource {
     /// Components signed by any of these keys (development; plain wasmsign2).
     Keys(Vec<PublicKey>),
     /// A root key (what a device holds) and the metadata it vouches for.
-    Root { anchor: Vec<PublicKey>, metadata: TrustMetadata },
+    Root {
+        anchor: Vec<PublicKey>,
+        metadata: TrustMetadata,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +60,11 @@ impl TrustPolicy {
     }
 
     pub fn root(anchor: Vec<PublicKey>, metadata: TrustMetadata) -> TrustPolicy {
-        TrustPolicy { keys: KeySource::Root { anchor, metadata }, require_claims: true, ..TrustPolicy::keys(vec![]) }
+        TrustPolicy {
+            keys: KeySource::Root { anchor, metadata },
+            require_claims: true,
+            ..TrustPolicy::keys(vec![])
+        }
     }
 
     pub fn with_state(mut self, state: StateDir) -> TrustPolicy {
@@ -91,19 +98,36 @@ impl TrustPolicy {
             if self.require_claims || self.state.is_some() {
                 return Err(TrustError::NoClaims);
             }
-            return Ok(Accepted { verified, claims: None, delegation: None });
+            return Ok(Accepted {
+                verified,
+                claims: None,
+                delegation: None,
+            });
         };
         claims.check_expiry(self.now())?;
         if let Some(d) = &delegation {
             if !d.covers(&claims.name) {
-                return Err(TrustError::OutOfScope { model: claims.name.clone(), delegation: d.name.clone(), patterns: d.models.clone() });
+                return Err(TrustError::OutOfScope {
+                    model: claims.name.clone(),
+                    delegation: d.name.clone(),
+                    patterns: d.models.clone(),
+                });
             }
         }
-        capabilities::check(&claims.capabilities, &self.granted, delegation.as_ref().and_then(|d| d.capabilities.as_deref()), wasm)?;
+        capabilities::check(
+            &claims.capabilities,
+            &self.granted,
+            delegation.as_ref().and_then(|d| d.capabilities.as_deref()),
+            wasm,
+        )?;
         if let Some(state) = &state {
             state.check_sequence(&claims.name, claims.sequence)?;
         }
-        Ok(Accepted { verified, claims: Some(claims), delegation: delegation.map(|d| d.name) })
+        Ok(Accepted {
+            verified,
+            claims: Some(claims),
+            delegation: delegation.map(|d| d.name),
+        })
     }
 
     /// Records an accepted component (after it loaded): later, lower sequences
@@ -118,9 +142,12 @@ impl TrustPolicy {
     /// Checks the metadata alone: the root chain, the revocation list and each
     /// delegation, one line per finding.
     pub fn check_metadata(&self) -> Result<String, TrustError> {
-        let KeySource::Root { anchor, metadata } = &self.keys else { return Ok("plain trusted keys, no root".into()) };
+        let KeySource::Root { anchor, metadata } = &self.keys else {
+            return Ok("plain trusted keys, no root".into());
+        };
         let now = self.now();
-        let (root, revocations) = self.current_root(anchor, metadata, self.load_state()?.as_ref(), now)?;
+        let (root, revocations) =
+            self.current_root(anchor, metadata, self.load_state()?.as_ref(), now)?;
         let mut lines = vec![format!("root version {}", root.version)];
         for d in &metadata.delegations {
             match judge(d, &root, revocations.as_ref(), now) {
@@ -132,7 +159,13 @@ impl TrustPolicy {
     }
 
     /// Checks the whole chain; returns the signature and the delegation that covers it.
-    fn check_chain(&self, wasm: &[u8], anchor: &[PublicKey], metadata: &TrustMetadata, state: Option<&State>) -> Result<(Verified, Delegation), TrustError> {
+    fn check_chain(
+        &self,
+        wasm: &[u8],
+        anchor: &[PublicKey],
+        metadata: &TrustMetadata,
+        state: Option<&State>,
+    ) -> Result<(Verified, Delegation), TrustError> {
         let now = self.now();
         let (root, revocations) = self.current_root(anchor, metadata, state, now)?;
 
@@ -156,7 +189,14 @@ impl TrustPolicy {
         let verified = match wasmops_sign::verify(wasm, &keys) {
             Ok(v) => v,
             Err(SignError::UntrustedKey { signatures, .. }) => {
-                return Err(SignError::UntrustedKey { signatures, trusted: judged.iter().map(|(d, _, _)| format!("{} ({})", d.name, d.key)).collect() }.into());
+                return Err(SignError::UntrustedKey {
+                    signatures,
+                    trusted: judged
+                        .iter()
+                        .map(|(d, _, _)| format!("{} ({})", d.name, d.key))
+                        .collect(),
+                }
+                .into());
             }
             Err(e) => return Err(e.into()),
         };
@@ -172,20 +212,35 @@ impl TrustPolicy {
                 }
             }
         }
-        Err(first_error.unwrap_or(TrustError::NoDelegation { key_id: verified.key_id }))
+        Err(first_error.unwrap_or(TrustError::NoDelegation {
+            key_id: verified.key_id,
+        }))
     }
 
     /// The root in force and the revocation list it signed, both checked against
     /// what this device saw before (`state`).
-    fn current_root(&self, anchor: &[PublicKey], metadata: &TrustMetadata, state: Option<&State>, now: Timestamp) -> Result<(Root, Option<Revocations>), TrustError> {
+    fn current_root(
+        &self,
+        anchor: &[PublicKey],
+        metadata: &TrustMetadata,
+        state: Option<&State>,
+        now: Timestamp,
+    ) -> Result<(Root, Option<Revocations>), TrustError> {
         let root = self.walk_roots(anchor, &metadata.roots, state, now)?;
-        let revocations = self.check_revocations(&root, metadata.revocations.as_ref(), state, now)?;
+        let revocations =
+            self.check_revocations(&root, metadata.revocations.as_ref(), state, now)?;
         Ok((root, revocations))
     }
 
     /// Walks from the newest root this device trusts (the anchor, or the one in
     /// its state) through each next version, as TUF does.
-    fn walk_roots(&self, anchor: &[PublicKey], roots: &[Signed<Root>], state: Option<&State>, now: Timestamp) -> Result<Root, TrustError> {
+    fn walk_roots(
+        &self,
+        anchor: &[PublicKey],
+        roots: &[Signed<Root>],
+        state: Option<&State>,
+        now: Timestamp,
+    ) -> Result<Root, TrustError> {
         // Version 0 is the bare anchor: root.1.json must be signed by it.
         let mut current = match state.and_then(|s| s.root.as_ref()) {
             Some(r) => r.signed.clone(),
@@ -210,20 +265,36 @@ impl TrustPolicy {
                 )));
             }
             next.validate()?;
-            next.check_signed_by(&current.public_keys()?, current.threshold).map_err(|e| {
-                TrustError::RootChain(format!("{} is not signed by the keys of root version {}: {e}", next.signed.describe(), current.version))
-            })?;
+            next.check_signed_by(&current.public_keys()?, current.threshold)
+                .map_err(|e| {
+                    TrustError::RootChain(format!(
+                        "{} is not signed by the keys of root version {}: {e}",
+                        next.signed.describe(),
+                        current.version
+                    ))
+                })?;
             next.check_signed_by(&next.signed.public_keys()?, next.signed.threshold)
-                .map_err(|e| TrustError::RootChain(format!("{} is not signed by its own keys: {e}", next.signed.describe())))?;
+                .map_err(|e| {
+                    TrustError::RootChain(format!(
+                        "{} is not signed by its own keys: {e}",
+                        next.signed.describe()
+                    ))
+                })?;
             current = next.signed.clone();
             newest = Some(next);
         }
         if current.version > 0 && now >= current.expires {
-            return Err(TrustError::RootExpired { version: current.version, expired: current.expires });
+            return Err(TrustError::RootExpired {
+                version: current.version,
+                expired: current.expires,
+            });
         }
         if let (Some(state), Some(root)) = (&self.state, newest) {
             state.update(|s| {
-                if s.root.as_ref().is_none_or(|r| r.signed.version < root.signed.version) {
+                if s.root
+                    .as_ref()
+                    .is_none_or(|r| r.signed.version < root.signed.version)
+                {
                     s.root = Some(root.clone());
                 }
                 Ok(())
@@ -232,19 +303,33 @@ impl TrustPolicy {
         Ok(current)
     }
 
-    fn check_revocations(&self, root: &Root, list: Option<&Signed<Revocations>>, state: Option<&State>, now: Timestamp) -> Result<Option<Revocations>, TrustError> {
+    fn check_revocations(
+        &self,
+        root: &Root,
+        list: Option<&Signed<Revocations>>,
+        state: Option<&State>,
+        now: Timestamp,
+    ) -> Result<Option<Revocations>, TrustError> {
         let have = state.map_or(0, |s| s.revocations_version);
         let Some(list) = list else {
             // Dropping the list must not un-revoke keys on a device that saw one.
             if have > 0 {
-                return Err(TrustError::MetadataRollback { what: "revocation list".into(), have, got: 0 });
+                return Err(TrustError::MetadataRollback {
+                    what: "revocation list".into(),
+                    have,
+                    got: 0,
+                });
             }
             return Ok(None);
         };
         list.check_signed_by(&root.public_keys()?, root.threshold)?;
         let got = list.signed.version;
         if got < have {
-            return Err(TrustError::MetadataRollback { what: "revocation list".into(), have, got });
+            return Err(TrustError::MetadataRollback {
+                what: "revocation list".into(),
+                have,
+                got,
+            });
         }
         if let Some(exp) = list.signed.expires {
             if now >= exp {
@@ -262,19 +347,31 @@ impl TrustPolicy {
 }
 
 /// Whether one delegation is currently good: signed by the root, in date, not revoked.
-fn judge(d: &Signed<Delegation>, root: &Root, revocations: Option<&Revocations>, now: Timestamp) -> Result<(), TrustError> {
+fn judge(
+    d: &Signed<Delegation>,
+    root: &Root,
+    revocations: Option<&Revocations>,
+    now: Timestamp,
+) -> Result<(), TrustError> {
     d.check_signed_by(&root.public_keys()?, root.threshold)?;
     let key_id = d.signed.public_key()?.key_id();
     if let Some(r) = revocations {
         if let Some(k) = r.keys.iter().find(|k| k.key_id == key_id) {
-            return Err(TrustError::KeyRevoked { key_id, reason: k.reason.clone() });
+            return Err(TrustError::KeyRevoked {
+                key_id,
+                reason: k.reason.clone(),
+            });
         }
         if r.delegations.contains(&d.signed.name) {
             return Err(TrustError::DelegationRevoked(d.signed.name.clone()));
         }
     }
     if now >= d.signed.expires {
-        return Err(TrustError::DelegationExpired { name: d.signed.name.clone(), key_id, expired: d.signed.expires });
+        return Err(TrustError::DelegationExpired {
+            name: d.signed.name.clone(),
+            key_id,
+            expired: d.signed.expires,
+        });
     }
     Ok(())
 }
@@ -291,21 +388,40 @@ mod tests {
         SecretKey::from_seed([n; 32])
     }
 
-    fn root(version: u64, keys: &[&SecretKey], threshold: usize, signers: &[&SecretKey]) -> Signed<Root> {
-        let doc = Root { version, expires: Timestamp::from_unix(T0 + 1000), threshold, keys: keys.iter().map(|k| key_to_hex(&k.public())).collect() };
+    fn root(
+        version: u64,
+        keys: &[&SecretKey],
+        threshold: usize,
+        signers: &[&SecretKey],
+    ) -> Signed<Root> {
+        let doc = Root {
+            version,
+            expires: Timestamp::from_unix(T0 + 1000),
+            threshold,
+            keys: keys.iter().map(|k| key_to_hex(&k.public())).collect(),
+        };
         Signed::sign(doc, signers)
     }
 
     fn policy(metadata: TrustMetadata, now: u64) -> TrustPolicy {
-        TrustPolicy { now: Some(Timestamp::from_unix(now)), ..TrustPolicy::root(vec![key(1).public()], metadata) }
+        TrustPolicy {
+            now: Some(Timestamp::from_unix(now)),
+            ..TrustPolicy::root(vec![key(1).public()], metadata)
+        }
     }
 
     #[test]
     fn expired_root_is_refused() {
-        let meta = TrustMetadata { roots: vec![root(1, &[&key(1)], 1, &[&key(1)])], ..Default::default() };
+        let meta = TrustMetadata {
+            roots: vec![root(1, &[&key(1)], 1, &[&key(1)])],
+            ..Default::default()
+        };
         policy(meta.clone(), T0).check_metadata().unwrap();
         let err = policy(meta, T0 + 1000).check_metadata().unwrap_err();
-        assert!(matches!(err, TrustError::RootExpired { version: 1, .. }), "{err}");
+        assert!(
+            matches!(err, TrustError::RootExpired { version: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -314,25 +430,65 @@ mod tests {
         let v1 = root(1, &[&k1], 1, &[&k1]);
         // v2 has two keys and needs both: signed by v1's key and only one of its own.
         let short = root(2, &[&k2, &k3], 2, &[&k1, &k2]);
-        let err = policy(TrustMetadata { roots: vec![v1.clone(), short], ..Default::default() }, T0).check_metadata().unwrap_err();
-        assert!(matches!(&err, TrustError::RootChain(m) if m.contains("its own keys")), "{err}");
+        let err = policy(
+            TrustMetadata {
+                roots: vec![v1.clone(), short],
+                ..Default::default()
+            },
+            T0,
+        )
+        .check_metadata()
+        .unwrap_err();
+        assert!(
+            matches!(&err, TrustError::RootChain(m) if m.contains("its own keys")),
+            "{err}"
+        );
         let full = root(2, &[&k2, &k3], 2, &[&k1, &k2, &k3]);
         let k4 = key(4);
         // v3 signed by only one of v2's two keys (plus its own): not enough.
         let weak = root(3, &[&k4], 1, &[&k2, &k4]);
-        let err = policy(TrustMetadata { roots: vec![v1.clone(), full.clone(), weak], ..Default::default() }, T0).check_metadata().unwrap_err();
-        assert!(matches!(&err, TrustError::RootChain(m) if m.contains("keys of root version 2")), "{err}");
+        let err = policy(
+            TrustMetadata {
+                roots: vec![v1.clone(), full.clone(), weak],
+                ..Default::default()
+            },
+            T0,
+        )
+        .check_metadata()
+        .unwrap_err();
+        assert!(
+            matches!(&err, TrustError::RootChain(m) if m.contains("keys of root version 2")),
+            "{err}"
+        );
         let mut strong = root(3, &[&k4], 1, &[&k2, &k4]);
         strong.add_signature(&k3);
-        let out = policy(TrustMetadata { roots: vec![v1, full, strong], ..Default::default() }, T0).check_metadata().unwrap();
+        let out = policy(
+            TrustMetadata {
+                roots: vec![v1, full, strong],
+                ..Default::default()
+            },
+            T0,
+        )
+        .check_metadata()
+        .unwrap();
         assert!(out.starts_with("root version 3"), "{out}");
     }
 
     #[test]
     fn expired_revocation_list_is_refused() {
         let k1 = key(1);
-        let list = Revocations { version: 1, issued: Timestamp::from_unix(T0), expires: Some(Timestamp::from_unix(T0 + 10)), keys: vec![], delegations: vec![] };
-        let meta = TrustMetadata { roots: vec![root(1, &[&k1], 1, &[&k1])], revocations: Some(Signed::sign(list, &[&k1])), ..Default::default() };
+        let list = Revocations {
+            version: 1,
+            issued: Timestamp::from_unix(T0),
+            expires: Some(Timestamp::from_unix(T0 + 10)),
+            keys: vec![],
+            delegations: vec![],
+        };
+        let meta = TrustMetadata {
+            roots: vec![root(1, &[&k1], 1, &[&k1])],
+            revocations: Some(Signed::sign(list, &[&k1])),
+            ..Default::default()
+        };
         policy(meta.clone(), T0).check_metadata().unwrap();
         let err = policy(meta, T0 + 10).check_metadata().unwrap_err();
         assert!(matches!(err, TrustError::RevocationsExpired(_)), "{err}");

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{Root, Signed};
 use crate::TrustError;
+use crate::metadata::{Root, Signed};
 
 const STATE_FILE: &str = "trust-state.json";
 const LOCK_FILE: &str = "trust-state.lock";
@@ -34,7 +34,11 @@ impl State {
     /// Refuses `sequence` if a higher one was accepted for `name`.
     pub fn check_sequence(&self, name: &str, sequence: u64) -> Result<(), TrustError> {
         match self.models.get(name) {
-            Some(&highest) if sequence < highest => Err(TrustError::Rollback { name: name.into(), sequence, highest }),
+            Some(&highest) if sequence < highest => Err(TrustError::Rollback {
+                name: name.into(),
+                sequence,
+                highest,
+            }),
             _ => Ok(()),
         }
     }
@@ -55,24 +59,37 @@ impl StateDir {
     }
 
     fn err(&self, reason: impl std::fmt::Display) -> TrustError {
-        TrustError::State { path: self.dir.display().to_string(), reason: reason.to_string() }
+        TrustError::State {
+            path: self.dir.display().to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// The current state; empty for a new directory. A corrupt file is an error,
     /// never silently reset (that would re-open every rollback).
     pub fn load(&self) -> Result<State, TrustError> {
         match std::fs::read(self.dir.join(STATE_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.err(format!("{STATE_FILE} is corrupt ({e}); refusing to guess")) ),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.err(format!("{STATE_FILE} is corrupt ({e}); refusing to guess"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(self.err(e)),
         }
     }
 
     /// Applies `change` to the state under the lock and writes it atomically.
-    pub fn update<R>(&self, change: impl FnOnce(&mut State) -> Result<R, TrustError>) -> Result<R, TrustError> {
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<R, TrustError>,
+    ) -> Result<R, TrustError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.err(e))?;
-        let lock = File::options().create(true).truncate(false).write(true).open(self.dir.join(LOCK_FILE)).map_err(|e| self.err(e))?;
-        lock.lock().map_err(|e| self.err(format!("cannot lock: {e}")))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK_FILE))
+            .map_err(|e| self.err(e))?;
+        lock.lock()
+            .map_err(|e| self.err(format!("cannot lock: {e}")))?;
         let mut state = self.load()?;
         let before = state.clone();
         let result = change(&mut state)?;
@@ -110,8 +127,14 @@ mod tests {
         s.accept("churn", 5).unwrap(); // reinstalling the same release is fine
         s.accept("fraud", 1).unwrap();
         let reopened = StateDir::new(dir.path().join("state"));
-        assert!(matches!(reopened.check_sequence("churn", 4), Err(TrustError::Rollback { highest: 5, .. })));
-        assert!(matches!(reopened.accept("churn", 3), Err(TrustError::Rollback { .. })));
+        assert!(matches!(
+            reopened.check_sequence("churn", 4),
+            Err(TrustError::Rollback { highest: 5, .. })
+        ));
+        assert!(matches!(
+            reopened.accept("churn", 3),
+            Err(TrustError::Rollback { .. })
+        ));
         reopened.accept("churn", 6).unwrap();
         assert_eq!(reopened.load().unwrap().models["churn"], 6);
     }
@@ -120,7 +143,10 @@ mod tests {
     fn a_corrupt_state_file_is_an_error_not_a_reset() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
-        let err = StateDir::new(dir.path()).check_sequence("x", 1).unwrap_err().to_string();
+        let err = StateDir::new(dir.path())
+            .check_sequence("x", 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("corrupt"), "{err}");
     }
 }

@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::metadata::{Delegation, Document, Revocations, Root, Signed};
 use crate::TrustError;
+use crate::metadata::{Delegation, Document, Revocations, Root, Signed};
 
 /// Everything a verifier needs besides the root public key it is anchored to.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +35,10 @@ fn io(path: &Path, e: impl std::fmt::Display) -> TrustError {
 fn read_doc<T: Document>(path: &Path) -> Result<Signed<T>, TrustError> {
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     Signed::parse(&bytes).map_err(|e| match e {
-        TrustError::MalformedMetadata { reason, .. } => TrustError::MalformedMetadata { what: path.display().to_string(), reason },
+        TrustError::MalformedMetadata { reason, .. } => TrustError::MalformedMetadata {
+            what: path.display().to_string(),
+            reason,
+        },
         other => other,
     })
 }
@@ -67,7 +70,10 @@ impl TrustDir {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
         for entry in entries {
             let path = entry.map_err(|e| io(&self.dir, e))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.starts_with("root.") && name.ends_with(".json") {
                 meta.roots.push(read_doc(&path)?);
             }
@@ -94,7 +100,12 @@ impl TrustDir {
 
     /// The newest root in the directory.
     pub fn latest_root(&self) -> Result<Signed<Root>, TrustError> {
-        self.load()?.roots.pop().ok_or_else(|| TrustError::Io(format!("{}: no root.N.json; run `wasmops trust init`", self.dir.display())))
+        self.load()?.roots.pop().ok_or_else(|| {
+            TrustError::Io(format!(
+                "{}: no root.N.json; run `wasmops trust init`",
+                self.dir.display()
+            ))
+        })
     }
 
     pub fn save_root(&self, root: &Signed<Root>) -> Result<PathBuf, TrustError> {

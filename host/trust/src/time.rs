@@ -14,13 +14,12 @@ impl Timestamp {
         Timestamp::from_system(SystemTime::now())
     }
 
-    /// `SOURCE_DATE_EPOCH` when set (reproducible builds), otherwise now.
-    pub fn build_time() -> Timestamp {
-        std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.trim().parse().ok()).map(Timestamp).unwrap_or_else(Timestamp::now)
-    }
-
     pub fn from_system(t: SystemTime) -> Timestamp {
-        Timestamp(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+        Timestamp(
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
     }
 
     pub fn from_unix(secs: u64) -> Timestamp {
@@ -48,14 +47,20 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.0)))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.0))
+        )
     }
 }
 
 impl std::str::FromStr for Timestamp {
     type Err = String;
     fn from_str(s: &str) -> Result<Timestamp, String> {
-        humantime::parse_rfc3339_weak(s).map(Timestamp::from_system).map_err(|e| format!("bad time `{s}`: {e}"))
+        humantime::parse_rfc3339_weak(s)
+            .map(Timestamp::from_system)
+            .map_err(|e| format!("bad time `{s}`: {e}"))
     }
 }
 
@@ -82,7 +87,10 @@ mod tests {
         assert_eq!(t.to_string(), "2027-03-04T05:06:07Z");
         // 2027-03-04T05:06:07Z is 1804136767 seconds after the epoch (date -d ... +%s).
         assert_eq!(t.unix(), 1_804_136_767);
-        assert_eq!(Timestamp::parse_or_after("1day", t).unwrap().unix(), t.unix() + 86_400);
+        assert_eq!(
+            Timestamp::parse_or_after("1day", t).unwrap().unix(),
+            t.unix() + 86_400
+        );
         assert!(Timestamp::parse_or_after("soon", t).is_err());
     }
 }

@@ -1,0 +1,332 @@
+//! A blocking client for the coordinator's API, typed by this crate's bodies.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::blocking::{RequestBuilder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::*;
+
+/// Why a call did not get the answer it wanted.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot reach the coordinator at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    /// The coordinator answered with an error status.
+    #[error("{status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("the coordinator's answer to {path} is not what this client understands: {source}")]
+    Decode {
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error("cannot set up an HTTP client: {0}")]
+    Setup(reqwest::Error),
+}
+
+impl ApiError {
+    /// The HTTP status of a refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// One URL path segment, percent-encoded (names and aliases may hold anything).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The coordinator at `base` (e.g. `http://127.0.0.1:8080`) as one caller.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// Calls time out after five minutes (a large registration on a slow link).
+    pub fn new(base: &str, token: &str) -> Result<Client, ApiError> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(ApiError::Setup)?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.trim().to_string(),
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends, and turns an error status into the API's error message.
+    fn send(&self, req: RequestBuilder) -> Result<Response, ApiError> {
+        let resp = req.send().map_err(|source| ApiError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let message = match resp.json::<ErrorBody>() {
+            Ok(ErrorBody {
+                error,
+                incident: Some(id),
+            }) => format!("{error} (incident {id} in the coordinator's log)"),
+            Ok(ErrorBody {
+                error,
+                incident: None,
+            }) => error,
+            Err(_) => "(no message)".into(),
+        };
+        Err(ApiError::Refused {
+            status: status.as_u16(),
+            message: format!(
+                "{} {message}",
+                status.canonical_reason().unwrap_or_default()
+            )
+            .trim()
+            .to_string(),
+        })
+    }
+
+    fn json<T: DeserializeOwned>(&self, path: &str, req: RequestBuilder) -> Result<T, ApiError> {
+        self.send(req)?.json().map_err(|source| ApiError::Decode {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// `GET path` as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.json(path, self.request(Method::GET, path))
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ApiError> {
+        self.json(path, self.request(Method::POST, path).json(body))
+    }
+
+    fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ApiError> {
+        self.json(path, self.request(Method::PUT, path).json(body))
+    }
+
+    /// Uploads a signed component; the coordinator verifies it and records its claims.
+    pub fn register(&self, component: Vec<u8>) -> Result<Registered, ApiError> {
+        self.json(
+            "/v1/models",
+            self.request(Method::POST, "/v1/models")
+                .header("content-type", "application/wasm")
+                .body(component),
+        )
+    }
+
+    pub fn models(&self) -> Result<Vec<ModelSummary>, ApiError> {
+        self.get("/v1/models")
+    }
+
+    pub fn model(&self, name: &str) -> Result<ModelVersions, ApiError> {
+        self.get(&format!("/v1/models/{}", seg(name)))
+    }
+
+    /// A version, by number or alias.
+    pub fn version(&self, name: &str, version: &str) -> Result<Version, ApiError> {
+        self.get(&format!(
+            "/v1/models/{}/versions/{}",
+            seg(name),
+            seg(version)
+        ))
+    }
+
+    pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<Version, ApiError> {
+        self.put(
+            &format!("/v1/models/{}/aliases/{}", seg(name), seg(alias)),
+            &AliasRequest {
+                version: version.into(),
+            },
+        )
+    }
+
+    pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), ApiError> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/models/{}/aliases/{}", seg(name), seg(alias)),
+        ))
+        .map(drop)
+    }
+
+    pub fn set_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Version, ApiError> {
+        self.put(
+            &format!(
+                "/v1/models/{}/versions/{}/tags/{}",
+                seg(name),
+                seg(version),
+                seg(key)
+            ),
+            &TagRequest {
+                value: value.into(),
+            },
+        )
+    }
+
+    pub fn datasets(&self) -> Result<Vec<Dataset>, ApiError> {
+        self.get("/v1/datasets")
+    }
+
+    pub fn runs(&self) -> Result<Vec<Run>, ApiError> {
+        self.get("/v1/runs")
+    }
+
+    /// Newest first.
+    pub fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, ApiError> {
+        self.get(&format!("/v1/audit?limit={limit}"))
+    }
+
+    pub fn create_token(&self, req: &TokenRequest) -> Result<TokenCreated, ApiError> {
+        self.post("/v1/tokens", req)
+    }
+
+    pub fn create_enrolment(&self, req: &EnrolmentRequest) -> Result<Enrolment, ApiError> {
+        self.post("/v1/enrolments", req)
+    }
+
+    /// Trades this client's token (an enrolment token) for `device`'s own credential.
+    pub fn enrol(&self, device: &str) -> Result<Credential, ApiError> {
+        self.post(
+            "/v1/enrol",
+            &EnrolRequest {
+                device: device.into(),
+            },
+        )
+    }
+
+    pub fn devices(&self) -> Result<Vec<Device>, ApiError> {
+        self.get("/v1/devices")
+    }
+
+    pub fn deploy(&self, req: &DeployRequest) -> Result<Deployment, ApiError> {
+        self.post("/v1/deployments", req)
+    }
+
+    pub fn deployment(&self, id: &str) -> Result<Deployment, ApiError> {
+        self.get(&format!("/v1/deployments/{}", seg(id)))
+    }
+
+    pub fn create_rollout(&self, req: &RolloutRequest) -> Result<RolloutView, ApiError> {
+        self.post("/v1/rollouts", req)
+    }
+
+    pub fn rollouts(&self) -> Result<Vec<RolloutSummary>, ApiError> {
+        self.get("/v1/rollouts")
+    }
+
+    pub fn rollout(&self, id: &str) -> Result<RolloutView, ApiError> {
+        self.get(&format!("/v1/rollouts/{}", seg(id)))
+    }
+
+    pub fn rollout_action(&self, id: &str, action: RolloutAction) -> Result<RolloutView, ApiError> {
+        let path = format!("/v1/rollouts/{}/{}", seg(id), action.as_str());
+        self.json(&path, self.request(Method::POST, &path))
+    }
+
+    /// Per model version telemetry whose windows ended at or after `since_ms`.
+    pub fn telemetry(&self, since_ms: i64) -> Result<serde_json::Value, ApiError> {
+        self.get(&format!("/v1/telemetry?since_ms={since_ms}"))
+    }
+}
+
+/// How following a deployment or rollout ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed<T> {
+    /// It reached an end state (every device settled; a rollout succeeded or aborted).
+    Ended(T),
+    /// The time ran out first; its last state.
+    TimedOut(T),
+}
+
+impl Client {
+    /// Polls the deployment every 200 ms, showing each state to `observe`,
+    /// until every target is `active` or `failed`, or `timeout` passes.
+    pub fn follow_deployment(
+        &self,
+        id: &str,
+        timeout: Duration,
+        mut observe: impl FnMut(&Deployment),
+    ) -> Result<Followed<Deployment>, ApiError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let d = self.deployment(id)?;
+            observe(&d);
+            if d.settled() {
+                return Ok(Followed::Ended(d));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(Followed::TimedOut(d));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Polls the rollout every 300 ms, showing each state to `observe`, until
+    /// it succeeds or aborts, or `timeout` passes.
+    pub fn follow_rollout(
+        &self,
+        id: &str,
+        timeout: Duration,
+        mut observe: impl FnMut(&RolloutView),
+    ) -> Result<Followed<RolloutView>, ApiError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let r = self.rollout(id)?;
+            observe(&r);
+            if r.state.is_terminal() {
+                return Ok(Followed::Ended(r));
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(Followed::TimedOut(r));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(super::seg("churn v2/x"), "churn%20v2%2Fx");
+        assert_eq!(super::seg("a-b_c.1~"), "a-b_c.1~");
+    }
+}

@@ -1,0 +1,130 @@
+//! Devices, deployments, credentials and the audit log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A device the coordinator has heard of (presence and status over MQTT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    /// `online` or `offline`.
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+    pub last_seen_ms: i64,
+    pub first_seen_ms: i64,
+    pub active_model: Option<String>,
+    pub active_version: Option<String>,
+    /// The device's last install status report.
+    pub last_status: Option<serde_json::Value>,
+}
+
+/// `POST /v1/deployments`: a version (or alias) on devices named or selected by label.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub model: String,
+    /// A version or an alias.
+    pub version: String,
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Label selector: every label must match.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// Sample for the devices' health probe: `{"inputs":[…]}`.
+    #[serde(default)]
+    pub probe: Option<serde_json::Value>,
+}
+
+/// One device of a deployment and the install state it last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub device: String,
+    /// `pending`, or an install state (`downloading` … `active`, `failed`).
+    pub state: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub model: String,
+    pub version: String,
+    pub sha256: String,
+    pub targets: Vec<Target>,
+}
+
+impl Deployment {
+    /// Whether every target has reported `active` or `failed`.
+    pub fn settled(&self) -> bool {
+        self.targets
+            .iter()
+            .all(|t| t.state == "active" || t.state == "failed")
+    }
+}
+
+/// Roles an API token can have, least to most powerful.
+pub const ROLES: [&str; 5] = ["device", "viewer", "data-scientist", "operator", "admin"];
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    /// One of [`ROLES`].
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: String,
+    /// Shown once.
+    pub token: String,
+}
+
+/// Seconds an enrolment token stays valid unless asked otherwise (one day).
+pub const DEFAULT_ENROLMENT_VALIDITY_S: u64 = 86_400;
+
+fn default_validity() -> u64 {
+    DEFAULT_ENROLMENT_VALIDITY_S
+}
+
+/// `POST /v1/enrolments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrolmentRequest {
+    /// A device id, or a pattern with `*` (any run of characters).
+    pub devices: String,
+    #[serde(default = "default_validity")]
+    pub valid_for_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrolment {
+    pub devices: String,
+    pub expires_at_ms: i64,
+    /// Shown once.
+    pub token: String,
+}
+
+/// `POST /v1/enrol`, with the enrolment token as bearer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    pub device: String,
+}
+
+/// A device's own credential: API token, and MQTT password with `mqtt_username`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credential {
+    pub device: String,
+    pub token: String,
+    pub mqtt_username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}

@@ -1,0 +1,41 @@
+//! The coordinator's HTTP contract: every request and response body of
+//! `wasmops coordinator`'s API as a serde type, shared by the coordinator (which
+//! serves them), the `wasmops` CLI and any program that drives a fleet, plus a
+//! blocking [`Client`] (feature `client`).
+//!
+//! | method | path | body → answer | role |
+//! |---|---|---|---|
+//! | POST | /v1/models | signed component → [`Registered`] | data-scientist |
+//! | GET | /v1/models, /v1/models/{name}, …/versions/{version-or-alias} | [`ModelSummary`]s, [`ModelVersions`], [`Version`] | viewer |
+//! | PUT, DELETE | /v1/models/{name}/aliases/{alias} | [`AliasRequest`] → [`Version`] | data-scientist, operator |
+//! | PUT | /v1/models/{name}/versions/{version}/tags/{key} | [`TagRequest`] → [`Version`] | data-scientist, operator |
+//! | GET | /v1/artifacts/{sha256} (honours `Range`) | component bytes | device, viewer |
+//! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | [`Dataset`]s, [`Run`]s, [`AuditEntry`]s | viewer |
+//! | POST | /v1/tokens | [`TokenRequest`] → [`TokenCreated`] | admin |
+//! | POST | /v1/enrolments | [`EnrolmentRequest`] → [`Enrolment`] | operator |
+//! | POST | /v1/enrol (bearer: enrolment token) | [`EnrolRequest`] → [`Credential`] | enrolment token |
+//! | GET | /v1/devices | [`Device`]s | viewer |
+//! | POST, GET | /v1/deployments, /v1/deployments/{id} | [`DeployRequest`] → [`Deployment`] | operator, viewer |
+//! | POST | /v1/rollouts | [`RolloutRequest`] → [`RolloutView`] | operator |
+//! | GET | /v1/rollouts, /v1/rollouts/{id} | [`RolloutSummary`]s, [`RolloutView`] | viewer |
+//! | POST | /v1/rollouts/{id}/{pause,resume,approve,abort} | → [`RolloutView`] | operator |
+//! | GET | /v1/telemetry?since_ms=T | per model version telemetry (JSON) | viewer |
+//!
+//! Every error answer is an [`ErrorBody`]: client errors (4xx) say what was
+//! wrong; server faults (5xx) carry only an incident id that the coordinator's
+//! log holds the details under.
+
+mod error;
+mod fleet;
+mod models;
+mod rollouts;
+
+#[cfg(feature = "client")]
+mod client;
+
+#[cfg(feature = "client")]
+pub use client::{ApiError, Client, Followed};
+pub use error::ErrorBody;
+pub use fleet::*;
+pub use models::*;
+pub use rollouts::*;

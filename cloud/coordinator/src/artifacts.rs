@@ -1,0 +1,72 @@
+//! Content-addressed component storage on any `object_store` backend: the
+//! local file system by default, `memory:///` for tests, cloud stores by URL.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+
+pub struct Artifacts {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+}
+
+fn key(prefix: &ObjectPath, sha256: &str) -> ObjectPath {
+    prefix.child("sha256").child(format!("{sha256}.wasm"))
+}
+
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl Artifacts {
+    /// `url`: an object_store URL; `None` uses `default_dir` on the local disk.
+    pub fn open(url: Option<&str>, default_dir: &std::path::Path) -> anyhow::Result<Artifacts> {
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match url {
+            None => {
+                std::fs::create_dir_all(default_dir)?;
+                (
+                    Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+                        default_dir,
+                    )?),
+                    ObjectPath::default(),
+                )
+            }
+            Some(u) => {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| anyhow::anyhow!("bad --artifacts URL `{u}`: {e}"))?;
+                if parsed.scheme() == "file" {
+                    std::fs::create_dir_all(parsed.path())?;
+                }
+                let (store, prefix) = object_store::parse_url(&parsed)
+                    .map_err(|e| anyhow::anyhow!("unsupported --artifacts URL `{u}`: {e}"))?;
+                (Arc::from(store), prefix)
+            }
+        };
+        Ok(Artifacts { store, prefix })
+    }
+
+    pub async fn put(&self, sha256: &str, bytes: Vec<u8>) -> object_store::Result<()> {
+        self.store
+            .put(&key(&self.prefix, sha256), PutPayload::from(bytes))
+            .await
+            .map(drop)
+    }
+
+    pub async fn size(&self, sha256: &str) -> object_store::Result<u64> {
+        Ok(self.store.head(&key(&self.prefix, sha256)).await?.size)
+    }
+
+    pub async fn get_range(
+        &self,
+        sha256: &str,
+        range: Range<u64>,
+    ) -> object_store::Result<bytes::Bytes> {
+        self.store
+            .get_range(&key(&self.prefix, sha256), range)
+            .await
+    }
+}

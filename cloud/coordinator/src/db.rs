@@ -1,0 +1,117 @@
+//! One database layer for both backends: SQLite (zero-setup default) and
+//! PostgreSQL, through sqlx's `Any` driver. Queries use `$1` placeholders and
+//! only types both backends share (BIGINT, TEXT, DOUBLE PRECISION).
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Schema, oldest first. `{serial}` is the backend's auto-increment key.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS model_versions (
+        name TEXT NOT NULL, version TEXT NOT NULL, sequence BIGINT NOT NULL, sha256 TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL, signer TEXT NOT NULL, delegation TEXT, claims TEXT NOT NULL,
+        dataset_id TEXT, dataset_sha256 TEXT, training_run TEXT, code_commit TEXT,
+        registered_at BIGINT NOT NULL, registered_by TEXT NOT NULL,
+        PRIMARY KEY (name, version))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS model_versions_sequence ON model_versions (name, sequence)",
+    "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
+        updated_at BIGINT NOT NULL, PRIMARY KEY (name, alias))",
+    "CREATE TABLE IF NOT EXISTS tags (name TEXT NOT NULL, version TEXT NOT NULL, tag_key TEXT NOT NULL,
+        tag_value TEXT NOT NULL, PRIMARY KEY (name, version, tag_key))",
+    "CREATE TABLE IF NOT EXISTS datasets (id TEXT NOT NULL, sha256 TEXT NOT NULL, first_seen BIGINT NOT NULL,
+        PRIMARY KEY (id, sha256))",
+    "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, dataset_id TEXT, dataset_sha256 TEXT,
+        code_commit TEXT, metrics TEXT NOT NULL, first_seen BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+        created_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS audit (id {serial}, at BIGINT NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, state TEXT NOT NULL, labels TEXT NOT NULL,
+        last_seen BIGINT NOT NULL, first_seen BIGINT NOT NULL, active_model TEXT, active_version TEXT,
+        last_status TEXT)",
+    "CREATE TABLE IF NOT EXISTS deployments (id TEXT NOT NULL, device TEXT NOT NULL, model TEXT NOT NULL,
+        version TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, error TEXT, created_by TEXT NOT NULL,
+        updated_at BIGINT NOT NULL, PRIMARY KEY (id, device))",
+    "CREATE TABLE IF NOT EXISTS telemetry_reports (device TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL,
+        received_at BIGINT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
+        dropped_reports BIGINT NOT NULL, dropped_predictions BIGINT NOT NULL, PRIMARY KEY (device, stream, seq))",
+    "CREATE TABLE IF NOT EXISTS telemetry (device TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL,
+        model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, window_end BIGINT NOT NULL,
+        predictions BIGINT NOT NULL, errors BIGINT NOT NULL, agreed BIGINT NOT NULL, stats TEXT NOT NULL,
+        PRIMARY KEY (device, stream, seq, model, version, role))",
+    "CREATE INDEX IF NOT EXISTS telemetry_by_version ON telemetry (model, version, role, window_end)",
+    "CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
+        sha256 TEXT NOT NULL, size_bytes BIGINT NOT NULL, strategy TEXT NOT NULL, spec TEXT NOT NULL,
+        state TEXT NOT NULL, reason TEXT, current_wave BIGINT NOT NULL, wave_phase TEXT NOT NULL,
+        wave_started_at BIGINT, wave_ready_at BIGINT, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rollout_devices (rollout TEXT NOT NULL, device TEXT NOT NULL, wave BIGINT NOT NULL,
+        state TEXT NOT NULL, error TEXT, previous_model TEXT, previous_version TEXT, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (rollout, device))",
+    "CREATE TABLE IF NOT EXISTS enrolments (hash TEXT PRIMARY KEY, pattern TEXT NOT NULL, created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL)",
+];
+
+impl Db {
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "unsupported database URL `{url}`: use sqlite://FILE or postgres://USER@HOST/DB"
+            );
+        };
+        // SQLite allows one writer: one connection avoids "database is locked".
+        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact(url)))?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let serial = match self.backend {
+            Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        for m in MIGRATIONS {
+            sqlx::query(&m.replace("{serial}", serial))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}\n{m}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,166 @@
+//! The `devices` table: every device that has connected, its presence
+//! (online/offline, labels, last seen) and the model it last said it runs; and
+//! how deployments and rollouts pick their targets from it.
+
+use std::collections::BTreeMap;
+
+use wasmops_api::Device;
+use wasmops_protocol::device::Status;
+use wasmops_protocol::presence::{PresenceMessage, State};
+use wasmops_protocol::topics;
+
+use crate::Coordinator;
+use crate::error::CoordinatorError;
+
+/// The device a `wasmops/v1/devices/{id}/…` message is from, if its id is
+/// valid and enrolled: messages from anyone else are refused.
+pub async fn enrolled_sender<'t>(c: &Coordinator, topic: &'t str) -> anyhow::Result<&'t str> {
+    let device = topics::device_of(topic)
+        .filter(|d| topics::valid_device_id(d))
+        .ok_or_else(|| anyhow::anyhow!("no valid device id in the topic"))?;
+    if !c.known.contains(c, device).await? {
+        anyhow::bail!("device `{device}` is not enrolled: rejected");
+    }
+    Ok(device)
+}
+
+pub async fn record_presence(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::Result<()> {
+    if payload.is_empty() {
+        // An empty retained message clears the topic; nothing to record.
+        return Ok(());
+    }
+    let device = enrolled_sender(c, topic).await?;
+    let msg: PresenceMessage = serde_json::from_slice(payload)?;
+    let now = crate::now_ms();
+    let state = match msg.state {
+        State::Online => "online",
+        State::Offline => "offline",
+    };
+    if msg.state == State::Online {
+        sqlx::query(
+            "INSERT INTO devices (id, state, labels, last_seen, first_seen) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, labels = excluded.labels, last_seen = excluded.last_seen",
+        )
+        .bind(device)
+        .bind(state)
+        .bind(serde_json::to_string(&msg.labels)?)
+        .bind(now)
+        .execute(&c.db.pool)
+        .await?;
+    } else {
+        // A Last Will carries no labels: keep the ones the device announced.
+        sqlx::query(
+            "INSERT INTO devices (id, state, labels, last_seen, first_seen) VALUES ($1, $2, '{}', $3, $3)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen",
+        )
+        .bind(device)
+        .bind(state)
+        .bind(now)
+        .execute(&c.db.pool)
+        .await?;
+    }
+    if msg.state == State::Offline {
+        crate::events::emit(
+            c,
+            "DeviceOffline",
+            device.to_string(),
+            serde_json::json!({}),
+        );
+    }
+    tracing::info!("device {device} is {state}");
+    Ok(())
+}
+
+/// What the device said it runs now (after any install status report).
+pub async fn record_active(
+    c: &Coordinator,
+    device: &str,
+    s: &Status,
+    raw: &[u8],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE devices SET active_model = $1, active_version = $2, last_status = $3 WHERE id = $4",
+    )
+    .bind(s.active.as_ref().map(|a| a.model.clone()))
+    .bind(s.active.as_ref().map(|a| a.version.clone()))
+    .bind(String::from_utf8_lossy(raw).into_owned())
+    .bind(device)
+    .execute(&c.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// The devices named, or those whose labels match every `selector` entry.
+pub fn select_targets(
+    known: &[Device],
+    devices: &[String],
+    selector: &BTreeMap<String, String>,
+) -> Result<Vec<String>, CoordinatorError> {
+    let targets: Vec<String> = if !devices.is_empty() {
+        for d in devices {
+            if !known.iter().any(|k| &k.id == d) {
+                return Err(CoordinatorError::NotFound(format!(
+                    "no device `{d}` has ever connected"
+                )));
+            }
+        }
+        devices.to_vec()
+    } else if !selector.is_empty() {
+        known
+            .iter()
+            .filter(|d| selector.iter().all(|(k, v)| d.labels.get(k) == Some(v)))
+            .map(|d| d.id.clone())
+            .collect()
+    } else {
+        return Err(CoordinatorError::BadRequest(
+            "name the devices or give a label selector".into(),
+        ));
+    };
+    if targets.is_empty() {
+        return Err(CoordinatorError::BadRequest(format!(
+            "no device matches the selector {selector:?}"
+        )));
+    }
+    Ok(targets)
+}
+
+type DeviceRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Every device that has ever connected, by id.
+pub async fn list(c: &Coordinator) -> sqlx::Result<Vec<Device>> {
+    let rows: Vec<DeviceRow> =
+        sqlx::query_as("SELECT id, state, labels, last_seen, first_seen, active_model, active_version, last_status FROM devices ORDER BY id").fetch_all(&c.db.pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                state,
+                labels,
+                last_seen_ms,
+                first_seen_ms,
+                active_model,
+                active_version,
+                last_status,
+            )| Device {
+                id,
+                state,
+                labels: serde_json::from_str(&labels).unwrap_or_default(),
+                last_seen_ms,
+                first_seen_ms,
+                active_model,
+                active_version,
+                last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
+            },
+        )
+        .collect())
+}

@@ -1,0 +1,524 @@
+//! The HTTP API (JSON), routes and handlers; the bodies are `wasmops_api`'s
+//! types (that crate's docs list every route). Every route but `/healthz`
+//! needs `Authorization: Bearer TOKEN`.
+//!
+//! Errors: a [`CoordinatorError`] that is the caller's (bad input, unknown
+//! names, conflicts, refusals) answers 4xx with its message; one that is the
+//! coordinator's own fault (database, artifact store, broker) answers 5xx with
+//! an incident id only, and the details go to the log under that id.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use wasmops_api::{
+    AliasRequest, DeployRequest, EnrolRequest, EnrolmentRequest, ErrorBody, ModelVersions,
+    RolloutAction, RolloutRequest, TagRequest, TokenCreated, TokenRequest,
+};
+
+use crate::auth::{Action, Principal, Role};
+use crate::error::CoordinatorError;
+use crate::{Coordinator, audit, registry};
+
+/// An error answer: status and body.
+pub struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    fn client(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(
+            status,
+            ErrorBody {
+                error: message.into(),
+                incident: None,
+            },
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(e: CoordinatorError) -> ApiError {
+        let status = match &e {
+            CoordinatorError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CoordinatorError::NotFound(_) => StatusCode::NOT_FOUND,
+            CoordinatorError::Conflict(_) => StatusCode::CONFLICT,
+            CoordinatorError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CoordinatorError::Untrusted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            CoordinatorError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CoordinatorError::Db(_)
+            | CoordinatorError::Store(_)
+            | CoordinatorError::Bus(_)
+            | CoordinatorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if !e.is_server_fault() {
+            return ApiError::client(status, e.to_string());
+        }
+        let incident =
+            crate::auth::random_hex(8).unwrap_or_else(|_| format!("t{}", crate::now_ms()));
+        tracing::error!(incident = %incident, "{e}");
+        let error = if status == StatusCode::SERVICE_UNAVAILABLE {
+            e.to_string()
+        } else {
+            "internal error".to_string()
+        };
+        ApiError(
+            status,
+            ErrorBody {
+                error,
+                incident: Some(incident),
+            },
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        CoordinatorError::from(e).into()
+    }
+}
+
+/// A JSON body, refused with 400 and serde's reason (not axum's plain-text 422).
+pub struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {}", e.body_text()),
+            )),
+            Err(e) => Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+type Api = State<Arc<Coordinator>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The caller, if their token allows `action`.
+fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                "missing `Authorization: Bearer TOKEN`",
+            )
+        })
+}
+
+async fn allow(c: &Coordinator, headers: &HeaderMap, action: Action) -> ApiResult<Principal> {
+    let token = bearer(headers)?;
+    let who = crate::auth::authenticate(&c.db, token)
+        .await?
+        .ok_or_else(|| ApiError::client(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    if !who.role.allows(action) {
+        return Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            format!("role {} may not {action:?}", who.role.as_str()),
+        ));
+    }
+    Ok(who)
+}
+
+pub fn router(c: Arc<Coordinator>) -> Router {
+    let limit = c.max_artifact_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/v1/models",
+            post(register)
+                .get(list_models)
+                .layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/v1/models/{name}", get(show_model))
+        .route("/v1/models/{name}/versions/{version}", get(show_version))
+        .route(
+            "/v1/models/{name}/aliases/{alias}",
+            put(set_alias).delete(delete_alias),
+        )
+        .route(
+            "/v1/models/{name}/versions/{version}/tags/{key}",
+            put(set_tag),
+        )
+        .route("/v1/artifacts/{sha256}", get(artifact))
+        .route("/v1/datasets", get(datasets))
+        .route("/v1/runs", get(runs))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/devices", get(devices))
+        .route("/v1/enrolments", post(create_enrolment))
+        .route("/v1/enrol", post(enrol))
+        .route("/v1/deployments", post(deploy))
+        .route("/v1/deployments/{id}", get(show_deployment))
+        .route("/v1/rollouts", post(create_rollout).get(list_rollouts))
+        .route("/v1/rollouts/{id}", get(show_rollout))
+        .route("/v1/rollouts/{id}/{action}", post(rollout_action))
+        .route("/v1/telemetry", get(telemetry))
+        .with_state(c)
+}
+
+async fn register(State(c): Api, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Register).await?;
+    let r = registry::register(&c, &who, body.to_vec()).await?;
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(r)).into_response())
+}
+
+async fn list_models(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(registry::list(&c).await?).into_response())
+}
+
+async fn show_model(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    let versions = registry::versions(&c, &name).await?;
+    Ok(Json(ModelVersions { name, versions }).into_response())
+}
+
+async fn show_version(
+    State(c): Api,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(registry::resolve(&c, &name, &version).await?).into_response())
+}
+
+async fn set_alias(
+    State(c): Api,
+    headers: HeaderMap,
+    Path((name, alias)): Path<(String, String)>,
+    Body(body): Body<AliasRequest>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Alias).await?;
+    Ok(Json(registry::set_alias(&c, &who, &name, &alias, &body.version).await?).into_response())
+}
+
+async fn delete_alias(
+    State(c): Api,
+    headers: HeaderMap,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Alias).await?;
+    registry::delete_alias(&c, &who, &name, &alias).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_tag(
+    State(c): Api,
+    headers: HeaderMap,
+    Path((name, version, key)): Path<(String, String, String)>,
+    Body(body): Body<TagRequest>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Alias).await?;
+    Ok(
+        Json(registry::set_tag(&c, &who, &name, &version, &key, &body.value).await?)
+            .into_response(),
+    )
+}
+
+/// `bytes=START-` or `bytes=START-END` (inclusive), the forms resumable downloads use.
+fn parse_range(header: &str, size: u64) -> Option<std::ops::Range<u64>> {
+    let spec = header.strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = if end.trim().is_empty() {
+        size.checked_sub(1)?
+    } else {
+        end.trim().parse::<u64>().ok()?.min(size.checked_sub(1)?)
+    };
+    (start <= end).then_some(start..end + 1)
+}
+
+async fn artifact(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(sha256): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Download).await?;
+    if !crate::artifacts::is_sha256(&sha256) {
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "artifacts are addressed by 64 lowercase hex digits",
+        ));
+    }
+    let size = match c.artifacts.size(&sha256).await {
+        Ok(s) => s,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(ApiError::client(
+                StatusCode::NOT_FOUND,
+                format!("no artifact {sha256}"),
+            ));
+        }
+        Err(e) => return Err(CoordinatorError::from(e).into()),
+    };
+    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, range) = match requested {
+        None => (StatusCode::OK, 0..size),
+        Some(h) => match parse_range(h, size) {
+            Some(r) => (StatusCode::PARTIAL_CONTENT, r),
+            None => {
+                let mut resp = ApiError::client(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("range `{h}` outside 0..{size}"),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+                );
+                return Ok(resp);
+            }
+        },
+    };
+    let bytes = if range.is_empty() {
+        Bytes::new()
+    } else {
+        c.artifacts
+            .get_range(&sha256, range.clone())
+            .await
+            .map_err(CoordinatorError::from)?
+    };
+    let mut resp = (status, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/wasm"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{sha256}\"")).expect("hex"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
+                .expect("ascii"),
+        );
+    }
+    Ok(resp)
+}
+
+async fn datasets(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(registry::datasets(&c).await?).into_response())
+}
+
+async fn runs(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(registry::runs(&c).await?).into_response())
+}
+
+async fn deploy(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(req): Body<DeployRequest>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::deployments::deploy(&c, &who, req).await?),
+    )
+        .into_response())
+}
+
+async fn show_deployment(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::deployments::get(&c, &id).await?).into_response())
+}
+
+async fn create_rollout(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(req): Body<RolloutRequest>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::rollouts::create(&c, &who, req).await?),
+    )
+        .into_response())
+}
+
+async fn list_rollouts(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::rollouts::list(&c).await?).into_response())
+}
+
+async fn show_rollout(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::rollouts::view(&c, &id).await?).into_response())
+}
+
+async fn rollout_action(
+    State(c): Api,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    let action = RolloutAction::parse(&action).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("unknown rollout action `{action}` (pause, resume, approve, abort)"),
+        )
+    })?;
+    Ok(Json(crate::rollouts::act(&c, &who, &id, action).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    since_ms: Option<i64>,
+}
+
+async fn telemetry(
+    State(c): Api,
+    headers: HeaderMap,
+    Query(q): Query<SinceQuery>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::telemetry::summary(&c, q.since_ms.unwrap_or(0)).await?).into_response())
+}
+
+async fn create_enrolment(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(req): Body<EnrolmentRequest>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Enrol).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::enrolment::create(&c, &who, req).await?),
+    )
+        .into_response())
+}
+
+async fn enrol(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(body): Body<EnrolRequest>,
+) -> ApiResult<Response> {
+    let token = bearer(&headers)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::enrolment::enrol(&c, token, &body.device).await?),
+    )
+        .into_response())
+}
+
+async fn devices(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::devices::list(&c).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(c): Api,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(audit::list(&c.db, q.limit.unwrap_or(100).clamp(1, 10_000)).await?).into_response())
+}
+
+async fn create_token(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(body): Body<TokenRequest>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::ManageTokens).await?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown role `{}` ({})",
+                body.role,
+                wasmops_api::ROLES.join(", ")
+            ),
+        )
+    })?;
+    if body.name.is_empty() || body.name.len() > 64 {
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "token name must be 1-64 characters",
+        ));
+    }
+    let mut tx = c.db.pool.begin().await?;
+    let token = crate::auth::create(&mut tx, &body.name, role).await?;
+    audit::record(
+        &mut tx,
+        &who.name,
+        "token.create",
+        &body.name,
+        serde_json::json!({"role": role.as_str()}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            name: body.name,
+            role: role.as_str().into(),
+            token,
+        }),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-", 10), Some(0..10));
+        assert_eq!(parse_range("bytes=4-6", 10), Some(4..7));
+        assert_eq!(parse_range("bytes=4-100", 10), Some(4..10));
+        assert_eq!(parse_range("bytes=9-", 10), Some(9..10));
+        assert_eq!(parse_range("bytes=10-", 10), None);
+        assert_eq!(parse_range("bytes=7-3", 10), None);
+        assert_eq!(parse_range("items=0-1", 10), None);
+        assert_eq!(parse_range("bytes=0-", 0), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! The wasmops coordinator: the cloud side of the fleet loop.
+//!
+//! Data path: `POST /v1/models` (a signed component) → [`registry`] verifies it
+//! with the trust chain and reads its signed claims → [`artifacts`] stores the
+//! bytes content-addressed → the database ([`db`]) records the version, its
+//! lineage and an [`audit`] entry. Devices later fetch artifacts by sha256
+//! (with `Range`, so downloads resume).
+//!
+//! Fleet path: devices announce themselves over MQTT ([`mqtt`] → [`devices`]);
+//! a [`deployments`] or a [`rollouts`] entry publishes their desired state
+//! ([`bus`]); their status reports move it along; their [`telemetry`] (stored
+//! once, acknowledged) feeds the rollout gates ([`rollouts::machine`]);
+//! [`events`] tell the outside world. [`http`] serves the API whose bodies are
+//! `wasmops_api`'s types; [`error`] says which failures are the caller's (4xx)
+//! and which are the coordinator's (5xx). Settings: [`config`].
+//!
+//! Module layers (each uses only those above it): error, db, audit, auth,
+//! events, artifacts, bus → registry, enrolment, devices, telemetry →
+//! deployments, rollouts → mqtt → http.
+
+pub mod artifacts;
+pub mod audit;
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod deployments;
+pub mod devices;
+pub mod enrolment;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod mqtt;
+pub mod registry;
+pub mod rollouts;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use wasmops_trust::TrustPolicy;
+
+pub use config::{CoordinatorConfig, MqttConfig, Settings};
+pub use error::CoordinatorError;
+pub use wasmops_protocol::now_ms;
+
+/// Everything request handlers share.
+pub struct Coordinator {
+    pub db: db::Db,
+    pub artifacts: artifacts::Artifacts,
+    pub trust: TrustPolicy,
+    pub max_artifact_bytes: usize,
+    /// The MQTT client, once the subscriber has started.
+    pub bus: std::sync::OnceLock<rumqttc::AsyncClient>,
+    pub webhooks: Vec<String>,
+    pub http: reqwest::Client,
+    /// Held by the rollout controller and by rollout actions: one writer at a time.
+    pub rollout_lock: tokio::sync::Mutex<()>,
+    /// Device ids with a live credential.
+    pub known: enrolment::KnownDevices,
+    /// The coordinator's own password on the embedded broker (fresh each start).
+    pub mqtt_secret: String,
+}
+
+impl Coordinator {
+    /// Opens (and migrates) the database and the artifact store, and makes the
+    /// first admin token when there is none (written to `data_dir/admin.token`).
+    pub async fn open(config: &CoordinatorConfig) -> anyhow::Result<Arc<Coordinator>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let url = match &config.database {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                config.data_dir.join("wasmops.db").display()
+            ),
+        };
+        let db = db::Db::connect(&url).await?;
+        let artifacts = artifacts::Artifacts::open(
+            config.artifacts.as_deref(),
+            &config.data_dir.join("artifacts"),
+        )?;
+        if let Some(token) = auth::bootstrap_admin(&db).await? {
+            let path = config.data_dir.join("admin.token");
+            wasmops_trust::write_atomic_mode(&path, token.as_bytes(), Some(0o600))?;
+            tracing::warn!("created the first admin token in {}", path.display());
+        }
+        Ok(Arc::new(Coordinator {
+            db,
+            artifacts,
+            trust: config.trust.clone(),
+            max_artifact_bytes: config.max_artifact_bytes,
+            bus: Default::default(),
+            webhooks: config.webhooks.clone(),
+            http: reqwest::Client::new(),
+            rollout_lock: Default::default(),
+            known: Default::default(),
+            mqtt_secret: auth::random_token("mq")?,
+        }))
+    }
+}
+
+/// Serves the API until `shutdown` resolves.
+pub async fn serve(
+    config: CoordinatorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let coordinator = Coordinator::open(&config).await?;
+    let (host, port, login) = match &config.mqtt {
+        MqttConfig::Embedded(listen) => {
+            mqtt::start_embedded_broker(coordinator.clone(), *listen).await?;
+            (
+                listen.ip().to_string(),
+                listen.port(),
+                Some((
+                    mqtt::COORDINATOR_USER.to_string(),
+                    coordinator.mqtt_secret.clone(),
+                )),
+            )
+        }
+        MqttConfig::External(url) => {
+            let (h, p) = wasmops_protocol::parse_mqtt_url(url)?;
+            (h, p, None)
+        }
+    };
+    tokio::spawn(mqtt::run_subscriber(
+        coordinator.clone(),
+        host.clone(),
+        port,
+        login,
+    ));
+    tokio::spawn(rollouts::run_controller(coordinator.clone()));
+    tokio::spawn(telemetry::run_pruner(
+        coordinator.clone(),
+        config.telemetry_retention,
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts wait for this line to learn the port.
+    println!("wasmops coordinator listening on http://{addr} (MQTT: mqtt://{host}:{port})");
+    axum::serve(listener, http::router(coordinator))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

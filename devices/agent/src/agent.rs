@@ -1,0 +1,476 @@
+//! The agent proper: the active, staged and shadow slots, the install path
+//! that fills them (see the crate docs), and predictions served from them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rumqttc::{AsyncClient, QoS};
+use serde::{Deserialize, Serialize};
+use wasmops_protocol::device::{ActiveInfo, Desired, InstallState, Mode, Status};
+use wasmops_protocol::telemetry::Ack;
+use wasmops_protocol::{now_ms, topics};
+use wasmops_runtime::LoadedModel;
+use wasmops_runtime::bindings::{ModelInfo, Tensor, TensorData};
+use wasmops_runtime::synthetic::{Fill, synthetic_inputs};
+use wasmops_trust::StateDir;
+
+use crate::config::AgentConfig;
+use crate::store::ModelStore;
+use crate::telemetry::{Observation, Outbox, Window};
+
+struct Slot {
+    info: ActiveInfo,
+    loaded: Arc<LoadedModel>,
+    metadata: ModelInfo,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActiveFile {
+    active: ActiveInfo,
+    previous: Option<ActiveInfo>,
+}
+
+/// Live-prediction counters since the agent started (for `/v1/status` and the simulator).
+#[derive(Debug, Default, Serialize)]
+pub struct Served {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+pub struct Agent {
+    pub(crate) config: AgentConfig,
+    store: Arc<ModelStore>,
+    state: StateDir,
+    active: RwLock<Option<Arc<Slot>>>,
+    staged: RwLock<Option<Arc<Slot>>>,
+    shadow: RwLock<Option<Arc<Slot>>>,
+    pub(crate) last_status: RwLock<Option<Status>>,
+    window: Mutex<Window>,
+    outbox: Mutex<Outbox>,
+    pub served: Served,
+}
+
+impl Agent {
+    /// An agent with its own model store in its state directory.
+    pub fn new(config: AgentConfig) -> Result<Agent> {
+        let store = ModelStore::new(
+            config.host_config(config.state_dir.join("cache"))?,
+            config.state_dir.join("slots"),
+            false,
+        )?;
+        Agent::with_store(config, Arc::new(store))
+    }
+
+    /// An agent using `store` (shared by a simulated fleet).
+    pub fn with_store(config: AgentConfig, store: Arc<ModelStore>) -> Result<Agent> {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+        let outbox = Outbox::open(&config.state_dir.join("telemetry"), config.telemetry_buffer)?;
+        Ok(Agent {
+            store,
+            state: StateDir::new(config.state_dir.join("trust-state")),
+            active: RwLock::new(None),
+            staged: RwLock::new(None),
+            shadow: RwLock::new(None),
+            last_status: RwLock::new(None),
+            window: Mutex::new(Window::new(now_ms())),
+            outbox: Mutex::new(outbox),
+            served: Served::default(),
+            config,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.device_id
+    }
+
+    pub fn active(&self) -> Option<ActiveInfo> {
+        self.active.read().unwrap().as_ref().map(|s| s.info.clone())
+    }
+
+    pub fn shadow(&self) -> Option<ActiveInfo> {
+        self.shadow.read().unwrap().as_ref().map(|s| s.info.clone())
+    }
+
+    pub(crate) fn status(
+        &self,
+        desired: Option<&Desired>,
+        state: InstallState,
+        error: Option<String>,
+    ) -> Status {
+        Status {
+            deployment: desired.map(|d| d.deployment.clone()),
+            state,
+            model: desired.map(|d| d.model.clone()),
+            version: desired.map(|d| d.version.clone()),
+            error,
+            active: self.active(),
+            shadow: self.shadow(),
+        }
+    }
+
+    /// Loads the active slot written before a restart.
+    pub fn restore(&self) -> Result<()> {
+        let path = self.config.state_dir.join("active.json");
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        let file: ActiveFile = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        let loaded = self.store.load(&file.active.sha256)?;
+        let metadata = loaded.instantiate()?.metadata()?;
+        self.set_active(Arc::new(Slot {
+            info: file.active,
+            loaded,
+            metadata,
+        }));
+        Ok(())
+    }
+
+    /// Serves one prediction from the active model (JSON in, JSON out),
+    /// records it for telemetry, and runs the shadow model, if any, on the same
+    /// inputs in the background.
+    pub async fn serve(self: &Arc<Self>, body: String) -> Result<String> {
+        if self.active.read().unwrap().is_none() {
+            bail!("no model is installed yet");
+        }
+        let me = self.clone();
+        let (result, shadow_job) =
+            tokio::task::spawn_blocking(move || me.predict_live(&body)).await?;
+        if let Some((slot, body, live)) = shadow_job {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.predict_shadow(&slot, &body, &live));
+        }
+        match &result {
+            Ok(_) => self.served.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.served.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn predict_live(
+        &self,
+        body: &str,
+    ) -> (Result<String>, Option<(Arc<Slot>, String, Vec<Tensor>)>) {
+        let Some(slot) = self.active.read().unwrap().clone() else {
+            return (Err(anyhow::anyhow!("no model is installed yet")), None);
+        };
+        let started = Instant::now();
+        let inputs = wasmops_runtime::tensors_json::parse_inputs(body, &slot.metadata);
+        let outputs = match &inputs {
+            Ok(i) => slot
+                .loaded
+                .instantiate()
+                .and_then(|mut inst| inst.predict(i))
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let empty = vec![];
+        self.window.lock().unwrap().record(Observation {
+            model: &slot.info.model,
+            version: &slot.info.version,
+            shadow: false,
+            latency_ms,
+            inputs: inputs.as_ref().unwrap_or(&empty),
+            outputs: outputs.as_ref().ok().map(Vec::as_slice),
+            agreed: false,
+        });
+        match outputs {
+            Ok(out) => {
+                let json = wasmops_runtime::tensors_json::outputs_json(&out);
+                let shadow = self
+                    .shadow
+                    .read()
+                    .unwrap()
+                    .clone()
+                    .map(|s| (s, body.to_string(), out));
+                (Ok(json), shadow)
+            }
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    fn predict_shadow(&self, slot: &Slot, body: &str, live: &[Tensor]) {
+        let started = Instant::now();
+        let outputs = wasmops_runtime::tensors_json::parse_inputs(body, &slot.metadata)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|i| Ok(slot.loaded.instantiate()?.predict(&i)?));
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let agreed = outputs.as_ref().is_ok_and(|o| agree(live, o));
+        self.window.lock().unwrap().record(Observation {
+            model: &slot.info.model,
+            version: &slot.info.version,
+            shadow: true,
+            latency_ms,
+            inputs: &[],
+            outputs: outputs.as_ref().ok().map(Vec::as_slice),
+            agreed,
+        });
+    }
+
+    /// Acts on a desired-state message, reporting each step through `report`.
+    pub async fn apply(
+        self: &Arc<Self>,
+        desired: &Desired,
+        report: &(dyn Fn(Status) + Send + Sync),
+    ) -> Result<()> {
+        let same_as = |slot: &RwLock<Option<Arc<Slot>>>| {
+            slot.read()
+                .unwrap()
+                .as_ref()
+                .filter(|s| s.info.sha256 == desired.sha256)
+                .cloned()
+        };
+        match desired.mode {
+            Mode::Active => {
+                if let Some(slot) = same_as(&self.active) {
+                    // Already serving it: commit the floor if asked, drop any shadow.
+                    if !desired.provisional {
+                        self.state.accept(&slot.info.model, slot.info.sequence)?;
+                    }
+                    *self.shadow.write().unwrap() = None;
+                    report(self.status(Some(desired), InstallState::Active, None));
+                    return Ok(());
+                }
+                // Blue-green: the staged slot switches without download or probe.
+                let slot = match same_as(&self.staged) {
+                    Some(slot) => slot,
+                    None => self.prepare(desired, report).await?,
+                };
+                self.switch(slot, desired.provisional)?;
+                report(self.status(Some(desired), InstallState::Active, None));
+            }
+            Mode::Staged => {
+                let slot = match same_as(&self.staged) {
+                    Some(s) => s,
+                    None => self.prepare(desired, report).await?,
+                };
+                *self.staged.write().unwrap() = Some(slot);
+                report(self.status(Some(desired), InstallState::Staged, None));
+            }
+            Mode::Shadow => {
+                let slot = match same_as(&self.shadow) {
+                    Some(s) => s,
+                    None => self.prepare(desired, report).await?,
+                };
+                *self.shadow.write().unwrap() = Some(slot);
+                report(self.status(Some(desired), InstallState::Shadow, None));
+            }
+        }
+        Ok(())
+    }
+
+    /// Download → verify → rollback check → probe: a slot ready to serve.
+    async fn prepare(
+        self: &Arc<Self>,
+        desired: &Desired,
+        report: &(dyn Fn(Status) + Send + Sync),
+    ) -> Result<Arc<Slot>> {
+        report(self.status(Some(desired), InstallState::Downloading, None));
+        self.store
+            .fetch(
+                &self.config.coordinator,
+                self.config.credential(),
+                &desired.sha256,
+                desired.size_bytes,
+                self.config.max_artifact_mb << 20,
+            )
+            .await?;
+        report(self.status(Some(desired), InstallState::Verifying, None));
+        let (me, d) = (self.clone(), desired.clone());
+        let (loaded, info) = tokio::task::spawn_blocking(move || me.verify(&d)).await??;
+        report(self.status(Some(desired), InstallState::Probing, None));
+        let probe = desired.probe.clone();
+        let metadata = tokio::task::spawn_blocking({
+            let loaded = loaded.clone();
+            move || probe_model(&loaded, probe.as_ref())
+        })
+        .await??;
+        Ok(Arc::new(Slot {
+            info,
+            loaded,
+            metadata,
+        }))
+    }
+
+    fn verify(&self, d: &Desired) -> Result<(Arc<LoadedModel>, ActiveInfo)> {
+        let loaded = self.store.load(&d.sha256)?;
+        let claims = loaded
+            .accepted
+            .as_ref()
+            .and_then(|a| a.claims.clone())
+            .context("the component carries no claims")?;
+        if claims.name != d.model || claims.version != d.version {
+            bail!(
+                "the component says it is {} {}, the deployment says {} {}",
+                claims.name,
+                claims.version,
+                d.model,
+                d.version
+            );
+        }
+        self.state.check_sequence(&claims.name, claims.sequence)?;
+        Ok((
+            loaded,
+            ActiveInfo {
+                model: claims.name,
+                version: claims.version,
+                sha256: d.sha256.clone(),
+                sequence: claims.sequence,
+            },
+        ))
+    }
+
+    /// Serves `slot` from now on; its live inputs are binned by its training quantiles.
+    fn set_active(&self, slot: Arc<Slot>) {
+        let bins = slot
+            .loaded
+            .accepted
+            .as_ref()
+            .and_then(|a| a.claims.as_ref())
+            .map(|c| c.feature_bins.clone())
+            .unwrap_or_default();
+        self.window.lock().unwrap().edges = bins;
+        *self.active.write().unwrap() = Some(slot);
+    }
+
+    fn switch(&self, slot: Arc<Slot>, provisional: bool) -> Result<()> {
+        let info = slot.info.clone();
+        if provisional {
+            self.state.check_sequence(&info.model, info.sequence)?;
+        } else {
+            self.state.accept(&info.model, info.sequence)?;
+        }
+        let previous = self.active();
+        let file = ActiveFile {
+            active: info.clone(),
+            previous: previous.clone(),
+        };
+        wasmops_trust::write_atomic(
+            &self.config.state_dir.join("active.json"),
+            &serde_json::to_vec_pretty(&file)?,
+        )?;
+        self.set_active(slot);
+        let mut staged = self.staged.write().unwrap();
+        if staged
+            .as_ref()
+            .is_some_and(|s| s.info.sha256 == info.sha256)
+        {
+            *staged = None;
+        }
+        *self.shadow.write().unwrap() = None;
+        // Keep the active slot, the one before it, and a staged one.
+        let staged_sha = staged.as_ref().map(|s| s.info.sha256.clone());
+        let keep: Vec<&str> = [
+            Some(info.sha256.as_str()),
+            previous.as_ref().map(|p| p.sha256.as_str()),
+            staged_sha.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.store.keep_only(&keep);
+        Ok(())
+    }
+
+    /// Closes the telemetry window into a numbered report in the outbox
+    /// (nothing when no prediction was made).
+    pub fn close_window(&self) -> Result<Option<u64>> {
+        let (started, stats) = self.window.lock().unwrap().take(now_ms());
+        if stats.is_empty() {
+            return Ok(None);
+        }
+        let report =
+            self.outbox
+                .lock()
+                .unwrap()
+                .push(&self.config.device_id, started, now_ms(), stats)?;
+        Ok(Some(report.seq))
+    }
+
+    /// Publishes every unacknowledged report (QoS 1).
+    pub(crate) fn send_pending(&self, client: &AsyncClient, skip: &mut BTreeMap<u64, Instant>) {
+        let outbox = self.outbox.lock().unwrap();
+        let Ok(pending) = outbox.pending() else {
+            return;
+        };
+        let topic = topics::telemetry(&self.config.device_id);
+        skip.retain(|seq, _| pending.contains(seq));
+        for seq in pending {
+            // Give a sent report time to be acknowledged before sending it again.
+            if skip
+                .get(&seq)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+            {
+                continue;
+            }
+            let Some(payload) = outbox.payload(seq) else {
+                continue;
+            };
+            if client
+                .try_publish(&topic, QoS::AtLeastOnce, false, payload)
+                .is_err()
+            {
+                break; // the client's queue is full (offline): try again next tick
+            }
+            skip.insert(seq, Instant::now());
+        }
+    }
+
+    pub(crate) fn acked(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Ack>(payload) {
+            Ok(a) => self.outbox.lock().unwrap().ack(&a.seqs),
+            Err(e) => tracing::warn!("ignoring a malformed telemetry ack: {e}"),
+        }
+    }
+
+    /// Reports waiting for an acknowledgement, and the (reports, predictions) dropped so far.
+    pub fn telemetry_backlog(&self) -> (usize, (u64, u64)) {
+        let o = self.outbox.lock().unwrap();
+        (o.pending().map(|p| p.len()).unwrap_or(0), o.dropped())
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let (pending, (dropped_reports, dropped_predictions)) = self.telemetry_backlog();
+        serde_json::json!({
+            "device": self.config.device_id,
+            "active": self.active(),
+            "shadow": self.shadow(),
+            "last_status": self.last_status.read().unwrap().clone(),
+            "served": self.served,
+            "telemetry": {"pending_reports": pending, "dropped_reports": dropped_reports, "dropped_predictions": dropped_predictions},
+        })
+    }
+}
+
+/// Whether a shadow's outputs match the live ones: integer and text outputs
+/// exactly, floats within 1e-3 (relative, absolute near zero).
+fn agree(live: &[Tensor], shadow: &[Tensor]) -> bool {
+    wasmops_runtime::output_difference(live, shadow).is_ok_and(|d| d <= 1e-3)
+}
+
+/// The health probe: one prediction on the stored sample (or zeros of each
+/// declared input); it must succeed with finite outputs.
+fn probe_model(loaded: &LoadedModel, sample: Option<&serde_json::Value>) -> Result<ModelInfo> {
+    let mut instance = loaded.instantiate()?;
+    let metadata = instance.metadata()?;
+    let inputs = match sample {
+        Some(s) => wasmops_runtime::tensors_json::parse_inputs(&s.to_string(), &metadata)
+            .context("health probe failed")?,
+        None => synthetic_inputs(&metadata, 1, Fill::Zeros).map_err(anyhow::Error::msg)?,
+    };
+    let outputs = instance.predict(&inputs).context("health probe failed")?;
+    for t in &outputs {
+        if let TensorData::Float32(v) = &t.data {
+            if v.iter().any(|x| !x.is_finite()) {
+                bail!("health probe failed: output `{}` is not finite", t.name);
+            }
+        }
+    }
+    Ok(metadata)
+}

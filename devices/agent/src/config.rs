@@ -1,0 +1,194 @@
+//! `agent.toml`: who the device is, where its coordinator and broker are,
+//! whom it trusts; and the credential it holds (configured, or bought once
+//! with an enrolment token and kept in its state directory).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use wasmops_api::{Credential, EnrolRequest, ErrorBody};
+use wasmops_protocol::topics;
+use wasmops_runtime::{HostConfig, SignaturePolicy};
+use wasmops_trust::TrustPolicy;
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:9090".parse().expect("valid address")
+}
+
+fn default_max_artifact_mb() -> u64 {
+    256
+}
+
+fn default_telemetry_interval_ms() -> u64 {
+    10_000
+}
+
+fn default_telemetry_buffer() -> usize {
+    10_000
+}
+
+/// `agent.toml`. Relative paths are relative to the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub device_id: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Coordinator URL, for enrolment and artifact downloads.
+    pub coordinator: String,
+    /// This device's own credential (API token, and MQTT password with the
+    /// device id as username), if provisioned directly…
+    #[serde(default)]
+    pub token: Option<String>,
+    /// …or a one-time enrolment token that buys it on first start (kept in
+    /// `state_dir/credentials.json`, mode 0600).
+    #[serde(default)]
+    pub enrolment_token: Option<String>,
+    pub mqtt: String,
+    pub state_dir: PathBuf,
+    /// Local prediction endpoint for the device's applications.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_max_artifact_mb")]
+    pub max_artifact_mb: u64,
+    /// How often a telemetry report is sent.
+    #[serde(default = "default_telemetry_interval_ms")]
+    pub telemetry_interval_ms: u64,
+    /// Reports kept on disk while the coordinator is unreachable; older ones are dropped and counted.
+    #[serde(default = "default_telemetry_buffer")]
+    pub telemetry_buffer: usize,
+    pub trust: TrustConfig,
+    /// Linear memory cap per model instance, MiB (default: the runtime's).
+    #[serde(default)]
+    pub memory_limit_mb: Option<usize>,
+    /// Per-prediction deadline, ms (default: the runtime's).
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Root public key and the metadata it signs (the production setup)…
+    pub root: Option<PathBuf>,
+    pub trust_dir: Option<PathBuf>,
+    /// …or plain release keys.
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+}
+
+impl AgentConfig {
+    pub fn from_file(path: &Path) -> Result<AgentConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut c: AgentConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid agent config", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut c.state_dir);
+        c.trust.root.as_mut().map(fix);
+        c.trust.trust_dir.as_mut().map(fix);
+        c.trust.keys.iter_mut().for_each(fix);
+        anyhow::ensure!(
+            topics::valid_device_id(&c.device_id),
+            "device_id `{}` must be letters, digits, `-`, `_` or `.`",
+            c.device_id
+        );
+        Ok(c)
+    }
+
+    pub fn policy(&self) -> Result<TrustPolicy> {
+        let t = &self.trust;
+        wasmops_trust::ops::policy_from_files(t.root.as_deref(), t.trust_dir.as_deref(), &t.keys)?
+            .context("[trust] needs root + trust_dir, or keys")
+    }
+
+    /// Makes sure `token` holds this device's credential: from the config, from
+    /// an earlier enrolment, or by enrolling now with the enrolment token.
+    pub async fn ensure_credential(&mut self, http: &reqwest::Client) -> Result<()> {
+        let file = self.state_dir.join("credentials.json");
+        if let Ok(bytes) = std::fs::read(&file) {
+            let saved: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt", file.display()))?;
+            if saved["device"] == self.device_id.as_str() {
+                if let Some(t) = saved["token"].as_str() {
+                    self.token = Some(t.to_string());
+                    return Ok(());
+                }
+            }
+        }
+        if self.token.is_some() {
+            return Ok(());
+        }
+        let Some(enrolment) = &self.enrolment_token else {
+            bail!(
+                "device {} has no credential: set `token` or `enrolment_token`",
+                self.device_id
+            )
+        };
+        let url = format!("{}/v1/enrol", self.coordinator.trim_end_matches('/'));
+        let resp = http
+            .post(&url)
+            .bearer_auth(enrolment)
+            .json(&EnrolRequest {
+                device: self.device_id.clone(),
+            })
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let message = resp
+                .json::<ErrorBody>()
+                .await
+                .map(|b| b.error)
+                .unwrap_or_else(|_| "(no message)".into());
+            bail!(
+                "enrolment of {} refused ({status}): {message}",
+                self.device_id
+            );
+        }
+        let token = resp
+            .json::<Credential>()
+            .await
+            .context("the enrolment answer is not a credential")?
+            .token;
+        std::fs::create_dir_all(&self.state_dir)?;
+        wasmops_trust::write_atomic_mode(
+            &file,
+            &serde_json::to_vec(&serde_json::json!({"device": self.device_id, "token": token}))?,
+            Some(0o600),
+        )?;
+        self.token = Some(token);
+        Ok(())
+    }
+
+    pub(crate) fn credential(&self) -> &str {
+        self.token.as_deref().unwrap_or_default()
+    }
+
+    /// The host settings agents use: no state directory in the policy, because
+    /// rollback is an install decision the agent records only after the probe.
+    pub fn host_config(&self, cache_dir: PathBuf) -> Result<HostConfig> {
+        let mut config = HostConfig {
+            cache_dir: Some(cache_dir),
+            ..HostConfig::new(SignaturePolicy::Trusted(self.policy()?))
+        };
+        if let Some(mb) = self.memory_limit_mb {
+            config.memory_limit = mb
+                .checked_mul(1 << 20)
+                .context("memory_limit_mb is too large")?;
+        }
+        if let Some(ms) = self.deadline_ms {
+            config.deadline = Duration::from_millis(ms);
+        }
+        Ok(config)
+    }
+}

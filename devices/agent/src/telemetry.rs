@@ -1,0 +1,285 @@
+//! Telemetry: what a device measures about the models it runs, and how a
+//! report reaches the coordinator exactly once.
+//!
+//! The agent folds every prediction into a [`Window`] (per model version:
+//! count, errors, latency histogram, input feature summaries, prediction
+//! distribution, and for a shadow candidate its agreement with the live
+//! model). Every interval the window becomes a numbered [`Report`] written to
+//! an on-disk [`Outbox`] first, then published with QoS 1. A report leaves
+//! the outbox only when the coordinator acknowledges its sequence number on
+//! the device's ack topic — a broker restart or a lost session cannot lose
+//! it, and the coordinator drops duplicates by (device, seq). The outbox is
+//! bounded: when full the oldest report is dropped and counted, and the
+//! count travels in the next report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use wasmops_protocol::telemetry::{MAX_CLASSES, Report, VersionStats};
+use wasmops_runtime::bindings::{Tensor, TensorData};
+
+/// What one prediction was, for [`Window::record`].
+pub struct Observation<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub shadow: bool,
+    pub latency_ms: f64,
+    pub inputs: &'a [Tensor],
+    /// `None` when the prediction failed.
+    pub outputs: Option<&'a [Tensor]>,
+    /// Shadow only: whether the outputs matched the live model's.
+    pub agreed: bool,
+}
+
+/// Everything measured since the last report.
+#[derive(Debug, Default)]
+pub struct Window {
+    pub started_ms: i64,
+    stats: BTreeMap<(String, String, bool), VersionStats>,
+    /// Bin edges per feature name (from the model's signed claims).
+    pub edges: BTreeMap<String, Vec<f64>>,
+}
+
+impl Window {
+    pub fn new(started_ms: i64) -> Window {
+        Window {
+            started_ms,
+            ..Default::default()
+        }
+    }
+
+    pub fn record(&mut self, o: Observation<'_>) {
+        let key = (o.model.to_string(), o.version.to_string(), o.shadow);
+        let s = self.stats.entry(key).or_insert_with(|| VersionStats {
+            model: o.model.into(),
+            version: o.version.into(),
+            role: if o.shadow { "shadow" } else { "live" }.into(),
+            ..Default::default()
+        });
+        s.predictions += 1;
+        s.latency.record(o.latency_ms);
+        if !o.shadow {
+            record_inputs(s, o.inputs, &self.edges);
+        }
+        match o.outputs {
+            Some(out) => record_outputs(s, out),
+            None => s.errors += 1,
+        }
+        if o.agreed {
+            s.agreed += 1;
+        }
+    }
+
+    /// Closes the window: its stats, and a fresh window starting at `now_ms`.
+    pub fn take(&mut self, now_ms: i64) -> (i64, Vec<VersionStats>) {
+        let started = std::mem::replace(&mut self.started_ms, now_ms);
+        (
+            started,
+            std::mem::take(&mut self.stats).into_values().collect(),
+        )
+    }
+}
+
+fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], edges: &BTreeMap<String, Vec<f64>>) {
+    for t in inputs {
+        let TensorData::Float32(v) = &t.data else {
+            continue;
+        };
+        if t.shape.len() == 2 && t.shape[1] > 0 && t.shape[1] <= 256 {
+            let width = t.shape[1] as usize;
+            for (i, x) in v.iter().enumerate() {
+                let name = format!("{}[{}]", t.name, i % width);
+                let e = edges.get(&name).map(Vec::as_slice).unwrap_or(&[]);
+                s.features.entry(name).or_default().add(*x as f64, e);
+            }
+        } else {
+            let s = s.features.entry(t.name.clone()).or_default();
+            v.iter().for_each(|x| s.add(*x as f64, &[]));
+        }
+    }
+}
+
+fn record_outputs(s: &mut VersionStats, outputs: &[Tensor]) {
+    for t in outputs {
+        match &t.data {
+            TensorData::Float32(v) => {
+                let s = s.outputs.entry(t.name.clone()).or_default();
+                v.iter().for_each(|x| s.add(*x as f64, &[]));
+            }
+            TensorData::Int64(v) => count_classes(s, &t.name, v.iter().map(|x| x.to_string())),
+            TensorData::Text(v) => count_classes(s, &t.name, v.iter().cloned()),
+        }
+    }
+}
+
+fn count_classes(s: &mut VersionStats, output: &str, values: impl Iterator<Item = String>) {
+    let counts = s.classes.entry(output.to_string()).or_default();
+    for v in values {
+        let key = if counts.contains_key(&v) || counts.len() < MAX_CLASSES {
+            v
+        } else {
+            "other".to_string()
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counters {
+    stream: String,
+    next_seq: u64,
+    dropped_reports: u64,
+    dropped_predictions: u64,
+}
+
+/// Reports not yet acknowledged, one file per report, bounded.
+pub struct Outbox {
+    dir: PathBuf,
+    capacity: usize,
+    counters: Counters,
+}
+
+impl Outbox {
+    pub fn open(dir: &Path, capacity: usize) -> Result<Outbox> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let counters = match std::fs::read(dir.join("counters.json")) {
+            Ok(b) => serde_json::from_slice(&b)
+                .with_context(|| format!("{} is corrupt", dir.join("counters.json").display()))?,
+            Err(_) => {
+                let mut raw = [0u8; 8];
+                getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                Counters {
+                    stream: hex::encode(raw),
+                    ..Counters::default()
+                }
+            }
+        };
+        let mut o = Outbox {
+            dir: dir.to_path_buf(),
+            capacity: capacity.max(1),
+            counters,
+        };
+        // Never reuse a sequence number, even if the counters file is older than the reports.
+        if let Some(last) = o.pending()?.last() {
+            o.counters.next_seq = o.counters.next_seq.max(last + 1);
+        }
+        Ok(o)
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.json"))
+    }
+
+    /// Sequence numbers waiting for an ack, oldest first.
+    pub fn pending(&self) -> Result<Vec<u64>> {
+        let mut seqs: Vec<u64> = std::fs::read_dir(&self.dir)?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Numbers and stores a report for `stats`; returns it. Drops (and counts)
+    /// the oldest pending report when full.
+    pub fn push(
+        &mut self,
+        device: &str,
+        window_start_ms: i64,
+        window_end_ms: i64,
+        versions: Vec<VersionStats>,
+    ) -> Result<Report> {
+        let pending = self.pending()?;
+        for seq in pending
+            .iter()
+            .take((pending.len() + 1).saturating_sub(self.capacity))
+        {
+            if let Ok(old) = self.read(*seq) {
+                self.counters.dropped_reports += 1;
+                self.counters.dropped_predictions += old
+                    .versions
+                    .iter()
+                    .filter(|v| v.role == "live")
+                    .map(|v| v.predictions)
+                    .sum::<u64>();
+            }
+            let _ = std::fs::remove_file(self.path(*seq));
+        }
+        let report = Report {
+            device: device.to_string(),
+            stream: self.counters.stream.clone(),
+            seq: self.counters.next_seq,
+            window_start_ms,
+            window_end_ms,
+            versions,
+            dropped_reports: self.counters.dropped_reports,
+            dropped_predictions: self.counters.dropped_predictions,
+        };
+        self.counters.next_seq += 1;
+        // Counters first: a crash between the two writes skips a number, never repeats one.
+        wasmops_trust::write_atomic(
+            &self.dir.join("counters.json"),
+            &serde_json::to_vec(&self.counters)?,
+        )?;
+        wasmops_trust::write_atomic(&self.path(report.seq), &serde_json::to_vec(&report)?)?;
+        Ok(report)
+    }
+
+    pub fn read(&self, seq: u64) -> Result<Report> {
+        let path = self.path(seq);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))
+    }
+
+    /// The raw bytes of a pending report, as published.
+    pub fn payload(&self, seq: u64) -> Option<Vec<u8>> {
+        std::fs::read(self.path(seq)).ok()
+    }
+
+    pub fn ack(&mut self, seqs: &[u64]) {
+        for s in seqs {
+            let _ = std::fs::remove_file(self.path(*s));
+        }
+    }
+
+    pub fn dropped(&self) -> (u64, u64) {
+        (
+            self.counters.dropped_reports,
+            self.counters.dropped_predictions,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_numbers_bounds_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = |n| {
+            vec![VersionStats {
+                model: "m".into(),
+                version: "1".into(),
+                role: "live".into(),
+                predictions: n,
+                ..Default::default()
+            }]
+        };
+        let mut o = Outbox::open(dir.path(), 3).unwrap();
+        for n in 1..=5 {
+            o.push("d", 0, 1, stats(n)).unwrap();
+        }
+        // Capacity 3: reports 0 and 1 (1 + 2 predictions) were dropped and counted.
+        assert_eq!(o.pending().unwrap(), vec![2, 3, 4]);
+        assert_eq!(o.dropped(), (2, 3));
+        o.ack(&[3]);
+        let mut o = Outbox::open(dir.path(), 3).unwrap();
+        assert_eq!(o.pending().unwrap(), vec![2, 4]);
+        let r = o.push("d", 0, 1, stats(9)).unwrap();
+        assert_eq!((r.seq, r.dropped_reports, r.dropped_predictions), (5, 2, 3));
+    }
+}

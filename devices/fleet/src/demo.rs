@@ -1,0 +1,280 @@
+//! The fleet scenario behind `wasmops demo` and `wasmops fleet bench-rollout`:
+//! a coordinator on embedded defaults (SQLite, local artifacts, rumqttd — or an
+//! external broker), a simulated fleet sending traffic, two signed versions of
+//! a model, a first deployment and then a canary rollout followed live.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use wasmops_agent::TrustConfig;
+use wasmops_api::{
+    Client, DeployRequest, Deployment, EnrolmentRequest, Gates, RolloutRequest, RolloutView,
+};
+
+use crate::simulator::{Fleet, FleetConfig};
+
+/// How the scenario shows a deployment's and a rollout's progress (the CLI
+/// draws progress bars); each returns the final state or why it failed.
+pub trait Progress {
+    fn deployment(&self, api: &Client, dep: &Deployment) -> Result<Deployment>;
+    fn rollout(&self, api: &Client, id: &str) -> Result<RolloutView>;
+}
+
+pub struct Scenario {
+    pub dir: PathBuf,
+    pub devices: usize,
+    /// An external broker; the embedded one otherwise.
+    pub mqtt: Option<String>,
+    /// Two signed components of the same model: the first deployed, the second rolled out.
+    pub v1: PathBuf,
+    pub v2: PathBuf,
+    pub trust_key: PathBuf,
+    pub sample: String,
+    pub rate: f64,
+    pub telemetry_interval_ms: u64,
+    pub bake_s: u64,
+}
+
+pub struct Outcome {
+    pub rollout_time: Duration,
+    pub fleet_start_time: Duration,
+    pub first_deploy_time: Duration,
+}
+
+fn free_addr() -> Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Runs the scenario; with `keep_serving`, waits for Ctrl-C before stopping.
+pub fn run(
+    s: &Scenario,
+    keep_serving: bool,
+    quiet: bool,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let say = |m: String| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let trust =
+        wasmops_trust::TrustPolicy::keys(vec![wasmops_trust::ops::read_public(&s.trust_key)?]);
+    let coordinator = InProcess::start(&rt, &s.dir.join("coordinator"), trust, s.mqtt.as_deref())?;
+    let (api, mqtt_url, token_file) = (
+        coordinator.api.clone(),
+        coordinator.mqtt.clone(),
+        coordinator.token_file.clone(),
+    );
+    say(format!(
+        "coordinator API on {api} (MQTT {mqtt_url}); admin token in {}",
+        token_file.display()
+    ));
+    let client = Client::new(&api, &coordinator.admin_token()?)?;
+    for wasm in [&s.v1, &s.v2] {
+        let bytes =
+            std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+        client.register(bytes)?;
+    }
+    let v1 = wasmops_trust::Claims::read(&std::fs::read(&s.v1)?)?.context("v1 has no claims")?;
+    let v2 = wasmops_trust::Claims::read(&std::fs::read(&s.v2)?)?.context("v2 has no claims")?;
+    say(format!(
+        "registered {} {} and {}",
+        v1.name, v1.version, v2.version
+    ));
+    let enrolment = client.create_enrolment(&EnrolmentRequest {
+        devices: "sim-*".into(),
+        valid_for_s: wasmops_api::DEFAULT_ENROLMENT_VALIDITY_S,
+    })?;
+
+    let fleet_started = Instant::now();
+    let fleet_config = FleetConfig {
+        devices: s.devices,
+        id_prefix: "sim-".into(),
+        labels: [("fleet".to_string(), "demo".to_string())].into(),
+        spread: Some(("site".into(), vec!["eu".into(), "us".into()])),
+        coordinator: api.clone(),
+        enrolment_token: enrolment.token,
+        mqtt: mqtt_url,
+        state_dir: s.dir.join("fleet"),
+        trust: TrustConfig {
+            root: None,
+            trust_dir: None,
+            keys: vec![s.trust_key.clone()],
+        },
+        telemetry_interval_ms: s.telemetry_interval_ms,
+        rate: s.rate,
+        sample: Some(s.sample.clone()),
+    };
+    let fleet = rt.block_on(Fleet::start(fleet_config))?;
+    wait_for(Duration::from_secs(120), || {
+        Ok(client
+            .devices()?
+            .iter()
+            .filter(|d| d.state == "online")
+            .count()
+            >= s.devices)
+    })
+    .context("the simulated devices did not all come online")?;
+    let fleet_start_time = fleet_started.elapsed();
+    say(format!(
+        "{} simulated devices enrolled (each its own credential) and online in {:.1} s (each its own MQTT connection), sending {} predictions/s each",
+        s.devices,
+        fleet_start_time.as_secs_f64(),
+        s.rate
+    ));
+
+    let first = Instant::now();
+    say(format!(
+        "deploying {} {} to fleet=demo",
+        v1.name, v1.version
+    ));
+    // The devices' health probe: the application's own request.
+    let probe: serde_json::Value =
+        serde_json::from_str(&s.sample).context("the sample is not JSON")?;
+    let fleet_selector: std::collections::BTreeMap<String, String> =
+        [("fleet".to_string(), "demo".to_string())].into();
+    let dep = client.deploy(&DeployRequest {
+        model: v1.name.clone(),
+        version: v1.version.clone(),
+        devices: vec![],
+        selector: fleet_selector.clone(),
+        probe: Some(probe.clone()),
+    })?;
+    progress.deployment(&client, &dep)?;
+    let first_deploy_time = first.elapsed();
+
+    say(format!(
+        "canary rollout of {} {}: waves 10%, 50%, 100%; gates: failure rate ≤ 1%, p95 latency ≤ 250 ms",
+        v2.name, v2.version
+    ));
+    let rollout_started = Instant::now();
+    let mut req = RolloutRequest::new(v2.name.clone(), v2.version.clone());
+    req.selector = fleet_selector;
+    req.waves = vec![10, 50, 100];
+    req.gates = Gates {
+        max_failure_rate: 0.01,
+        max_latency_ms: Some(250.0),
+        min_predictions: 5,
+        bake_s: s.bake_s,
+        timeout_s: 600,
+        ..Gates::default()
+    };
+    req.probe = Some(probe);
+    let id = client.create_rollout(&req)?.id;
+    let followed = progress.rollout(&client, &id);
+    let rollout_time = rollout_started.elapsed();
+    followed?;
+    let view = rt.block_on(async { fleet.view() });
+    say(format!(
+        "rollout {id} done in {:.1} s; fleet now runs {:?}; {} predictions served, {} failed",
+        rollout_time.as_secs_f64(),
+        view.versions,
+        view.ok,
+        view.failed
+    ));
+    if keep_serving {
+        eprintln!("\nThe coordinator keeps running with the simulated fleet. Try:");
+        eprintln!(
+            "  export WASMOPS_COORDINATOR={api} WASMOPS_TOKEN=$(cat {})",
+            token_file.display()
+        );
+        eprintln!(
+            "  wasmops devices; wasmops rollout list; wasmops rollout status {id}; curl -H \"Authorization: Bearer $WASMOPS_TOKEN\" $WASMOPS_COORDINATOR/v1/telemetry"
+        );
+        eprintln!("Press Ctrl-C to stop.");
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
+    rt.block_on(fleet.stop());
+    coordinator.stop(&rt);
+    Ok(Outcome {
+        rollout_time,
+        fleet_start_time,
+        first_deploy_time,
+    })
+}
+
+/// A coordinator served on this process's runtime on a free port, with
+/// zero-setup defaults in `data_dir` and the embedded broker unless `mqtt` names one.
+pub struct InProcess {
+    pub api: String,
+    pub mqtt: String,
+    pub token_file: PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl InProcess {
+    /// Returns once the API answers.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        data_dir: &Path,
+        trust: wasmops_trust::TrustPolicy,
+        mqtt: Option<&str>,
+    ) -> Result<InProcess> {
+        let listen = free_addr()?;
+        let (mqtt_config, mqtt) = match mqtt {
+            Some(url) => (
+                wasmops_coordinator::MqttConfig::External(url.to_string()),
+                url.to_string(),
+            ),
+            None => {
+                let a = free_addr()?;
+                (
+                    wasmops_coordinator::MqttConfig::Embedded(a),
+                    format!("mqtt://{a}"),
+                )
+            }
+        };
+        let mut config = wasmops_coordinator::CoordinatorConfig::new(data_dir.to_path_buf(), trust);
+        config.listen = listen;
+        config.mqtt = mqtt_config;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(wasmops_coordinator::serve(config, async move {
+            let _ = stop_rx.await;
+        }));
+        let api = format!("http://{listen}");
+        let started = Instant::now();
+        while reqwest::blocking::get(format!("{api}/healthz")).is_err() {
+            if server.is_finished() || started.elapsed() > Duration::from_secs(30) {
+                bail!("the coordinator did not start on {api}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(InProcess {
+            api,
+            mqtt,
+            token_file: data_dir.join("admin.token"),
+            stop,
+            server,
+        })
+    }
+
+    pub fn admin_token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("cannot read {}", self.token_file.display()))?
+            .trim()
+            .to_string())
+    }
+
+    pub fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        let _ = rt.block_on(self.server);
+    }
+}
+
+fn wait_for(limit: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,290 @@
+//! The fleet simulator: N real agents in one process, each with its own MQTT
+//! connection, state directory, rollback floor and telemetry outbox, sharing
+//! one model store (one download and one compile per version). Each device
+//! sends its application's traffic — the same sample at a set rate — through
+//! the agent's normal prediction path, so telemetry and shadow runs are real.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use wasmops_agent::store::ModelStore;
+use wasmops_agent::{self as agent, Agent, AgentConfig, Running, TrustConfig};
+
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub devices: usize,
+    /// Device ids are `{prefix}{index:04}`.
+    pub id_prefix: String,
+    /// Labels every device gets; `spread` adds `key=value` round-robin (e.g. site=eu,us).
+    pub labels: BTreeMap<String, String>,
+    pub spread: Option<(String, Vec<String>)>,
+    pub coordinator: String,
+    /// Enrolment token for the fleet's ids (e.g. for `sim-*`): each device enrols once.
+    pub enrolment_token: String,
+    pub mqtt: String,
+    pub state_dir: PathBuf,
+    pub trust: TrustConfig,
+    pub telemetry_interval_ms: u64,
+    /// Predictions per second per device.
+    pub rate: f64,
+    /// The application's request body: `{"inputs":[…]}`.
+    pub sample: Option<String>,
+}
+
+/// A running simulated fleet.
+pub struct Fleet {
+    running: Mutex<Vec<Running>>,
+    /// Predictions per second per device, in millihertz (changeable at run time).
+    rate_mhz: Arc<AtomicU64>,
+    traffic: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub active: Option<String>,
+    pub shadow: Option<String>,
+    pub ok: u64,
+    pub failed: u64,
+    pub pending_reports: usize,
+    pub dropped_reports: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FleetView {
+    pub devices: Vec<DeviceView>,
+    /// Devices per active version.
+    pub versions: BTreeMap<String, usize>,
+    pub ok: u64,
+    pub failed: u64,
+    pub pending_reports: usize,
+    pub dropped_reports: u64,
+}
+
+impl Fleet {
+    pub async fn start(c: FleetConfig) -> Result<Fleet> {
+        anyhow::ensure!(c.devices > 0, "a fleet needs at least one device");
+        let template = |i: usize| -> AgentConfig {
+            let id = format!("{}{i:04}", c.id_prefix);
+            let mut labels = c.labels.clone();
+            if let Some((k, values)) = &c.spread {
+                labels.insert(k.clone(), values[i % values.len()].clone());
+            }
+            AgentConfig {
+                state_dir: c.state_dir.join(&id),
+                device_id: id,
+                labels,
+                coordinator: c.coordinator.clone(),
+                token: None,
+                enrolment_token: Some(c.enrolment_token.clone()),
+                mqtt: c.mqtt.clone(),
+                listen: "127.0.0.1:0".parse().expect("address"),
+                max_artifact_mb: 256,
+                telemetry_interval_ms: c.telemetry_interval_ms,
+                telemetry_buffer: 10_000,
+                trust: c.trust.clone(),
+                memory_limit_mb: None,
+                deadline_ms: None,
+            }
+        };
+        let first = template(0);
+        let store = Arc::new(ModelStore::new(
+            first.host_config(c.state_dir.join("cache"))?,
+            c.state_dir.join("slots"),
+            true,
+        )?);
+        let rate_mhz = Arc::new(AtomicU64::new((c.rate * 1000.0) as u64));
+        let mut running = Vec::with_capacity(c.devices);
+        let mut traffic = Vec::new();
+        let http = reqwest::Client::new();
+        for i in 0..c.devices {
+            let mut config = template(i);
+            config.ensure_credential(&http).await?;
+            let agent = Arc::new(Agent::with_store(config, store.clone())?);
+            if let Err(e) = agent.restore() {
+                tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
+            }
+            running.push(agent::start(agent.clone()).with_context(|| format!("device {i}"))?);
+            if let Some(sample) = c.sample.clone() {
+                traffic.push(tokio::spawn(drive(agent, sample, rate_mhz.clone(), i)));
+            }
+            // Spread the connects so the broker is not hit by all at once.
+            if i % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(Fleet {
+            running: Mutex::new(running),
+            rate_mhz,
+            traffic,
+        })
+    }
+
+    /// Makes device `id` vanish (no goodbye: the broker publishes its Last Will); false if unknown.
+    pub fn crash(&self, id: &str) -> bool {
+        let mut running = self.running.lock().unwrap();
+        match running.iter().position(|r| r.agent.id() == id) {
+            Some(i) => {
+                running.remove(i).crash();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn set_rate(&self, per_device_per_s: f64) {
+        self.rate_mhz.store(
+            (per_device_per_s.max(0.0) * 1000.0) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Closes every device's telemetry window now (the reports go out on the next tick).
+    pub fn flush_telemetry(&self) {
+        for r in self.running.lock().unwrap().iter() {
+            let _ = r.agent.close_window();
+        }
+    }
+
+    pub fn view(&self) -> FleetView {
+        let mut v = FleetView {
+            devices: vec![],
+            versions: BTreeMap::new(),
+            ok: 0,
+            failed: 0,
+            pending_reports: 0,
+            dropped_reports: 0,
+        };
+        for r in self.running.lock().unwrap().iter() {
+            let a = &r.agent;
+            let (pending, (dropped, _)) = a.telemetry_backlog();
+            let active = a.active().map(|x| format!("{}@{}", x.model, x.version));
+            *v.versions
+                .entry(active.clone().unwrap_or_else(|| "none".into()))
+                .or_default() += 1;
+            let d = DeviceView {
+                id: a.id().to_string(),
+                active,
+                shadow: a.shadow().map(|x| format!("{}@{}", x.model, x.version)),
+                ok: a.served.ok.load(Ordering::Relaxed),
+                failed: a.served.failed.load(Ordering::Relaxed),
+                pending_reports: pending,
+                dropped_reports: dropped,
+            };
+            v.ok += d.ok;
+            v.failed += d.failed;
+            v.pending_reports += pending;
+            v.dropped_reports += dropped;
+            v.devices.push(d);
+        }
+        v
+    }
+
+    pub async fn stop(self) {
+        for t in &self.traffic {
+            t.abort();
+        }
+        let running = std::mem::take(&mut *self.running.lock().unwrap());
+        let mut stopping = tokio::task::JoinSet::new();
+        for r in running {
+            stopping.spawn(r.stop());
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+}
+
+/// One device's application: `sample` at the fleet's rate, with a per-device phase.
+async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, index: usize) {
+    tokio::time::sleep(Duration::from_millis((index as u64 * 37) % 1000)).await;
+    loop {
+        let mhz = rate_mhz.load(Ordering::Relaxed);
+        if mhz == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if agent.active().is_some() {
+            let _ = agent.serve(sample.clone()).await;
+        }
+        tokio::time::sleep(Duration::from_micros(1_000_000_000 / mhz)).await;
+    }
+}
+
+/// The simulator's own HTTP API: `GET /v1/fleet` (each device's active
+/// version and counters), `POST /v1/fleet/traffic?rate=R`, `POST /v1/fleet/flush`,
+/// `POST /v1/fleet/devices/{id}/crash`.
+pub fn api(fleet: Arc<Fleet>) -> axum::Router {
+    use axum::extract::{Query, State};
+    use axum::routing::{get, post};
+    #[derive(serde::Deserialize)]
+    struct Rate {
+        rate: f64,
+    }
+    axum::Router::new()
+        .route(
+            "/v1/fleet",
+            get(|State(f): State<Arc<Fleet>>| async move { axum::Json(f.view()) }),
+        )
+        .route(
+            "/v1/fleet/traffic",
+            post(
+                |State(f): State<Arc<Fleet>>, Query(r): Query<Rate>| async move {
+                    f.set_rate(r.rate);
+                    "ok"
+                },
+            ),
+        )
+        .route(
+            "/v1/fleet/devices/{id}/crash",
+            post(
+                |State(f): State<Arc<Fleet>>,
+                 axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    if f.crash(&id) {
+                        axum::http::StatusCode::OK
+                    } else {
+                        axum::http::StatusCode::NOT_FOUND
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v1/fleet/flush",
+            post(|State(f): State<Arc<Fleet>>| async move {
+                f.flush_telemetry();
+                "ok"
+            }),
+        )
+        .with_state(fleet)
+}
+
+/// Runs a fleet until `shutdown`, serving [`api`] on `listen`.
+pub async fn run(
+    c: FleetConfig,
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let n = c.devices;
+    let fleet = Arc::new(Fleet::start(c).await?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    // Tests and scripts wait for this line.
+    println!(
+        "wasmops fleet: {n} simulated devices; status on http://{}/v1/fleet",
+        listener.local_addr()?
+    );
+    axum::serve(listener, api(fleet.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    match Arc::try_unwrap(fleet) {
+        Ok(f) => f.stop().await,
+        Err(_) => tracing::warn!("fleet still referenced at shutdown"),
+    }
+    Ok(())
+}

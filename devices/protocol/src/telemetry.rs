@@ -1,0 +1,231 @@
+//! Telemetry on the wire: what a device reports about the model versions it
+//! runs over one window ([`Report`] on `wasmops/v1/devices/{id}/telemetry`) and
+//! the coordinator's acknowledgement ([`Ack`]). The summaries merge, so the
+//! coordinator folds windows from many devices into one view.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds (ms) of the latency buckets; one more bucket holds the rest.
+pub const LATENCY_BOUNDS_MS: [f64; 16] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+    10000.0,
+];
+
+/// Distinct class values counted per integer output before the rest are lumped as "other".
+pub const MAX_CLASSES: usize = 64;
+
+/// Summary of one input feature (or output) over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: u64,
+    /// NaN values (missing features).
+    pub nulls: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub sum: f64,
+    /// Counts per bin when bin edges are known (training-data quantiles): `edges.len() + 1` bins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bins: Vec<u64>,
+}
+
+impl Summary {
+    /// Counts `x` (NaN as a null) into this summary, binned by `edges` when given.
+    pub fn add(&mut self, x: f64, edges: &[f64]) {
+        self.count += 1;
+        if x.is_nan() {
+            self.nulls += 1;
+            return;
+        }
+        self.min = Some(self.min.map_or(x, |m| m.min(x)));
+        self.max = Some(self.max.map_or(x, |m| m.max(x)));
+        self.sum += x;
+        if !edges.is_empty() {
+            self.bins.resize(edges.len() + 1, 0);
+            self.bins[edges.partition_point(|e| *e <= x)] += 1;
+        }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        let n = self.count - self.nulls;
+        (n > 0).then(|| self.sum / n as f64)
+    }
+
+    fn merge(&mut self, o: &Summary) {
+        self.count += o.count;
+        self.nulls += o.nulls;
+        self.sum += o.sum;
+        self.min = match (self.min, o.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, o.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        merge_counts(&mut self.bins, &o.bins);
+    }
+}
+
+fn merge_counts(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+/// Latency histogram over [`LATENCY_BOUNDS_MS`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub counts: Vec<u64>,
+    pub sum_ms: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; LATENCY_BOUNDS_MS.len() + 1],
+            sum_ms: 0.0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn record(&mut self, ms: f64) {
+        self.counts[LATENCY_BOUNDS_MS.partition_point(|b| *b < ms)] += 1;
+        self.sum_ms += ms;
+    }
+
+    pub fn merge(&mut self, o: &Histogram) {
+        merge_counts(&mut self.counts, &o.counts);
+        self.sum_ms += o.sum_ms;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (a conservative
+    /// estimate); `None` when empty, infinity when it is in the overflow bucket.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+}
+
+/// How one model version did over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionStats {
+    pub model: String,
+    pub version: String,
+    /// `live` (answers the application) or `shadow` (runs beside it, answers nobody).
+    pub role: String,
+    pub predictions: u64,
+    pub errors: u64,
+    pub latency: Histogram,
+    /// Per input feature: `X[0]`, `X[1]`, … for `[batch, features]` inputs; the
+    /// whole tensor for other shapes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, Summary>,
+    /// Per output: value summary (floats) …
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, Summary>,
+    /// … and class counts (integer and text outputs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub classes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Shadow only: predictions whose outputs matched the live model's.
+    #[serde(default)]
+    pub agreed: u64,
+}
+
+impl VersionStats {
+    pub fn merge(&mut self, o: &VersionStats) {
+        self.predictions += o.predictions;
+        self.errors += o.errors;
+        self.agreed += o.agreed;
+        self.latency.merge(&o.latency);
+        for (k, v) in &o.features {
+            self.features.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.outputs {
+            self.outputs.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.classes {
+            let into = self.classes.entry(k.clone()).or_default();
+            for (class, n) in v {
+                *into.entry(class.clone()).or_default() += n;
+            }
+        }
+    }
+}
+
+/// One telemetry message (`wasmops/v1/devices/{id}/telemetry`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub device: String,
+    /// Random per outbox: a device whose state was wiped starts a new stream,
+    /// so its restarted sequence numbers are not taken for duplicates.
+    pub stream: String,
+    /// Per device, strictly increasing, never reused (persisted across restarts).
+    pub seq: u64,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub versions: Vec<VersionStats>,
+    /// Reports dropped because the outbox was full, and the predictions they held
+    /// (cumulative since the device's state directory was created).
+    pub dropped_reports: u64,
+    pub dropped_predictions: u64,
+}
+
+/// The coordinator's acknowledgement (`wasmops/v1/devices/{id}/telemetry/ack`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub seqs: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_bucket_upper_bounds() {
+        let mut h = Histogram::default();
+        for ms in [0.2, 0.2, 0.3, 0.4, 7.0, 7.0, 7.0, 7.0, 7.0, 300.0] {
+            h.record(ms);
+        }
+        assert_eq!(h.total(), 10);
+        assert_eq!(h.quantile_ms(0.2), Some(0.25));
+        assert_eq!(h.quantile_ms(0.5), Some(10.0));
+        assert_eq!(h.quantile_ms(0.95), Some(500.0));
+        h.record(1e9);
+        assert_eq!(h.quantile_ms(1.0), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn summaries_count_nulls_and_bin_by_edges() {
+        let mut s = Summary::default();
+        for x in [1.0, f64::NAN, 3.0, 5.0, 10.0] {
+            s.add(x, &[2.0, 4.0]);
+        }
+        assert_eq!(
+            (s.count, s.nulls, s.min, s.max),
+            (5, 1, Some(1.0), Some(10.0))
+        );
+        assert_eq!(s.mean(), Some(19.0 / 4.0));
+        assert_eq!(s.bins, vec![1, 1, 2]);
+    }
+}

@@ -1,0 +1,87 @@
+//! `wasmops coordinator`: the registry, artifact store, HTTP API and fleet controller.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use wasmops_coordinator::Settings;
+use wasmops_coordinator::config::{TrustSettings, defaults};
+
+use crate::args::TrustArgs;
+
+/// Run the coordinator: registry, artifact store and HTTP API.
+///
+/// Settings come from --config (TOML), then these flags, then defaults.
+#[derive(Parser)]
+pub struct CoordinatorCommand {
+    /// A TOML settings file (same names as these flags, `[trust]` for root/trust_dir/keys).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the zero-setup defaults live (SQLite file, artifacts, admin token).
+    #[arg(long, help = format!("Where the zero-setup state lives: SQLite file, artifacts, admin token [default: {}]", defaults::DATA_DIR))]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://USER@HOST/DB or sqlite://FILE (default: DATA_DIR/wasmops.db).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// object_store URL for artifacts, e.g. file:///srv/wasmops (default: DATA_DIR/artifacts).
+    #[arg(long)]
+    pub artifacts: Option<String>,
+    #[arg(long, help = format!("Where the HTTP API listens [default: {}]", defaults::LISTEN))]
+    pub listen: Option<SocketAddr>,
+    #[arg(long, help = format!("Largest component accepted, in MiB [default: {}]", defaults::MAX_ARTIFACT_MB))]
+    pub max_artifact_mb: Option<usize>,
+    /// External MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: an embedded broker).
+    #[arg(long)]
+    pub mqtt: Option<String>,
+    #[arg(long, help = format!("Where the embedded broker listens [default: {}]", defaults::MQTT_LISTEN))]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// POST every event (JSON) to this URL; repeatable.
+    #[arg(long = "webhook")]
+    pub webhooks: Vec<String>,
+    #[arg(long, help = format!("Hours of telemetry kept; older windows are deleted [default: {}]", defaults::TELEMETRY_RETENTION_HOURS))]
+    pub telemetry_retention_hours: Option<u64>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+impl CoordinatorCommand {
+    pub fn execute(self) -> Result<()> {
+        let file = match &self.config {
+            Some(p) => Settings::from_file(p)?,
+            None => Settings::default(),
+        };
+        let k = &self.trust.keys;
+        let flags = Settings {
+            data_dir: self.data_dir,
+            database: self.database,
+            artifacts: self.artifacts,
+            listen: self.listen,
+            max_artifact_mb: self.max_artifact_mb,
+            mqtt: self.mqtt,
+            mqtt_listen: self.mqtt_listen,
+            webhooks: self.webhooks,
+            telemetry_retention_hours: self.telemetry_retention_hours,
+            trust: TrustSettings {
+                root: k.root.clone(),
+                trust_dir: k.trust_dir.clone(),
+                keys: k.trust.clone(),
+            },
+        };
+        let settings = file.overridden_by(flags);
+        let t = &settings.trust;
+        let mut trust = wasmops_trust::ops::policy_from_files(t.root.as_deref(), t.trust_dir.as_deref(), &t.keys)?
+            .context("the coordinator needs to know whom to trust: --root ROOT.pub --trust-dir DIR, or --trust KEY.pub (or [trust] in --config)")?;
+        if let Some(dir) = &self.trust.state_dir {
+            trust = trust.with_state(wasmops_trust::StateDir::new(dir));
+        }
+        if !self.trust.grants.is_empty() {
+            trust.granted = self.trust.grants.clone();
+        }
+        let config = settings.resolve(trust);
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(wasmops_coordinator::serve(config, async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
+    }
+}

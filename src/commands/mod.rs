@@ -1,0 +1,50 @@
+//! One module per `wasmops` verb, each a clap command with `execute`.
+//!
+//! Model path: [`keygen`] → [`build`] → [`sign`] → [`verify`] → [`run`] /
+//! [`inspect`] / [`bench`]; [`trust`] manages the root of trust.
+//! Fleet path: [`coordinator`] serves the registry and API; [`model`],
+//! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`]
+//! and [`telemetry`] talk to it; [`agent`] runs on a device; [`fleet`]
+//! simulates many; [`demo`] runs all of it on embedded defaults.
+
+pub mod agent;
+pub mod audit;
+pub mod bench;
+pub mod build;
+pub mod coordinator;
+pub mod demo;
+pub mod deploy;
+pub mod devices;
+pub mod enrolment;
+pub mod fleet;
+pub mod inspect;
+pub mod keygen;
+pub mod model;
+pub mod rollout;
+pub mod run;
+pub mod sign;
+pub mod telemetry;
+pub mod token;
+pub mod trust;
+pub mod verify;
+
+pub use agent::AgentCommand;
+pub use audit::AuditCommand;
+pub use bench::BenchCommand;
+pub use build::BuildCommand;
+pub use coordinator::CoordinatorCommand;
+pub use demo::DemoCommand;
+pub use deploy::DeployCommand;
+pub use devices::DevicesCommand;
+pub use enrolment::EnrolmentCommand;
+pub use fleet::FleetCommand;
+pub use inspect::InspectCommand;
+pub use keygen::KeygenCommand;
+pub use model::ModelCommand;
+pub use rollout::RolloutCmd as RolloutCommand;
+pub use run::RunCommand;
+pub use sign::SignCommand;
+pub use telemetry::TelemetryCommand;
+pub use token::TokenCommand;
+pub use trust::TrustCmd as TrustCommand;
+pub use verify::VerifyCommand;

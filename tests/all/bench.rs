@@ -1,0 +1,164 @@
+//! `wasmops bench`: the report against native tract, and `--against` for two
+//! builds of one model head to head.
+
+use crate::common::*;
+use serde_json::Value;
+
+/// The bench's last stdout line, which must be one JSON object.
+fn report(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().expect("bench prints")).expect("last line is JSON")
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+}
+
+#[test]
+fn bench_reports_wasm_against_native_tract() {
+    let wasm = component("scaler_linear_regression");
+    let dir = fixtures().join("scaler_linear_regression");
+    let out = ok(&[
+        "bench",
+        p(&wasm),
+        "--model",
+        p(&dir.join("model.onnx")),
+        "--input",
+        p(&dir.join("input_b1.json")),
+        "--seconds",
+        "0.2",
+    ]);
+    let r = report(&out);
+    for key in [
+        "native_p50_ms",
+        "native_p90_ms",
+        "wasm_p50_ms",
+        "wasm_p90_ms",
+        "compile_ms",
+        "cached_start_ms",
+        "instantiate_us",
+        "call_overhead_us",
+    ] {
+        assert!(num(&r, key) > 0.0, "{key} in {r}");
+    }
+    let ratio = num(&r, "wasm_p50_ms") / num(&r, "native_p50_ms");
+    assert!((num(&r, "ratio_p50") - ratio).abs() <= 1e-9 * ratio, "{r}");
+    assert!(
+        num(&r, "size_bytes") >= std::fs::metadata(&wasm).unwrap().len() as f64,
+        "{r}"
+    );
+    assert_eq!(r["wasm_round_p50_ms"].as_array().unwrap().len(), 5, "{r}");
+}
+
+/// Largest |a - b| / max(|a|, 1) between two `run` outputs, computed here from their JSON.
+fn json_difference(a: &Value, b: &Value) -> f64 {
+    let values = |v: &Value| -> Vec<f64> {
+        v["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn against_compares_two_components_of_one_model() {
+    let dir = fixtures().join("scaler_linear_regression");
+    let input = dir.join("input_b1.json");
+    let plain = component("scaler_linear_regression");
+
+    // The same component against itself: identical outputs.
+    let r = report(&ok(&[
+        "bench",
+        p(&plain),
+        "--against",
+        p(&plain),
+        "--input",
+        p(&input),
+        "--seconds",
+        "0.2",
+    ]));
+    assert_eq!(num(&r, "max_output_difference"), 0.0, "{r}");
+    assert!(
+        num(&r, "p50_ms") > 0.0 && num(&r, "against_p50_ms") > 0.0,
+        "{r}"
+    );
+    assert!(
+        (num(&r, "ratio_p50") - num(&r, "p50_ms") / num(&r, "against_p50_ms")).abs() < 1e-9,
+        "{r}"
+    );
+
+    // A build that clips its inputs first answers differently; the reported
+    // difference is the one between the two components' `run` outputs.
+    let pipeline = scratch().join("clip.toml");
+    std::fs::write(
+        &pipeline,
+        "[[step]]\nop = \"clip\"\nmin = -0.01\nmax = 0.01\n",
+    )
+    .unwrap();
+    let clipped = scratch().join("clipped.wasm");
+    ok(&[
+        "build",
+        p(&dir.join("model.onnx")),
+        "--out",
+        p(&clipped),
+        "--pipeline",
+        p(&pipeline),
+    ]);
+    ok(&["sign", p(&clipped), "--key", p(&keys().0)]);
+    let r = report(&ok(&[
+        "bench",
+        p(&plain),
+        "--against",
+        p(&clipped),
+        "--input",
+        p(&input),
+        "--seconds",
+        "0.2",
+    ]));
+    let run = |wasm: &std::path::Path| {
+        serde_json::from_str::<Value>(&ok(&[
+            "run",
+            p(wasm),
+            "--trust",
+            p(&keys().1),
+            "--input",
+            p(&input),
+        ]))
+        .unwrap()
+    };
+    let expected = json_difference(&run(&plain), &run(&clipped));
+    assert!(
+        expected > 1e-3,
+        "clipping should change the prediction ({expected})"
+    );
+    assert!(
+        (num(&r, "max_output_difference") - expected).abs() <= 1e-6 * expected.max(1.0),
+        "reported {r}, computed {expected}"
+    );
+}
+
+#[test]
+fn against_refuses_components_with_different_inputs() {
+    let err = fails(&[
+        "bench",
+        p(&component("scaler_linear_regression")),
+        "--against",
+        p(&component("small_cnn")),
+        "--seconds",
+        "0.1",
+    ]);
+    assert!(err.contains("take different inputs"), "{err}");
+    let err = fails(&["bench", p(&component("small_cnn"))]);
+    assert!(
+        err.contains("--model") || err.contains("--against"),
+        "{err}"
+    );
+}

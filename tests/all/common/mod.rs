@@ -1,0 +1,393 @@
+//! Shared helpers for the end-to-end tests: run the real `wasmops` binary,
+//! build fixture components once per test binary, compare with onnxruntime.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A scratch directory per test area (the module a test lives in: keys, built
+/// components), so areas running side by side in this one binary do not share
+/// file names. Threads that are not a test's fall back to a shared area.
+pub fn scratch() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let base = DIR.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    let current = std::thread::current();
+    let area = current
+        .name()
+        .and_then(|n| n.split_once("::"))
+        .map(|(area, _)| area)
+        .unwrap_or("shared");
+    let dir = base.join(area);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Compiled components are cached across test binaries and runs in the target dir.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmops-cache")
+}
+
+pub fn wasmops(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmops"))
+        .args(args)
+        .env("WASMOPS_CACHE_DIR", cache_dir())
+        .output()
+        .expect("wasmops runs")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = wasmops(args);
+    assert!(
+        out.status.success(),
+        "wasmops {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = wasmops(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "wasmops {args:?} should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "wasmops {args:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The test key pair, made once.
+pub fn keys() -> &'static (PathBuf, PathBuf) {
+    static KEYS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let prefix = scratch().join("release");
+        ok(&["keygen", "--out", p(&prefix)]);
+        (prefix.with_extension("key"), prefix.with_extension("pub"))
+    })
+}
+
+/// Builds and signs fixture `name` once; returns the component path.
+pub fn component(name: &str) -> PathBuf {
+    built(name).0
+}
+
+/// Which generic guest `build` baked fixture `name` from (`slim` or `full`).
+pub fn guest_flavour(name: &str) -> String {
+    built(name).1
+}
+
+fn built(name: &str) -> (PathBuf, String) {
+    static BUILT: Mutex<Vec<(String, PathBuf, String)>> = Mutex::new(vec![]);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, out, flavour)) = built.iter().find(|(n, _, _)| n == name) {
+        return (out.clone(), flavour.clone());
+    }
+    let out = scratch().join(format!("{name}.wasm"));
+    let dir = fixtures().join(name);
+    let model = dir.join("model.onnx");
+    let mut args = vec![
+        "build",
+        p(&model),
+        "--out",
+        p(&out),
+        "--name",
+        name,
+        "--version",
+        "1.2.3",
+    ];
+    let pipeline = dir.join("pipeline.toml");
+    if pipeline.exists() {
+        args.extend(["--pipeline", p(&pipeline)]);
+    }
+    let result = wasmops(&args);
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(
+        result.status.success(),
+        "wasmops {args:?} failed:\n{stderr}"
+    );
+    // "built X (12.34 MB, slim guest; ...)"
+    let flavour = stderr
+        .split(" guest;")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .unwrap_or("?")
+        .to_string();
+    ok(&["sign", p(&out), "--key", p(&keys().0)]);
+    built.push((name.to_string(), out.clone(), flavour.clone()));
+    (out, flavour)
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Compares outputs by name: integers exactly, floats within `tol` relative
+/// (with an absolute floor of `tol` for values near zero).
+pub fn assert_outputs_match(got: &Value, expected: &Value, tol: f64, what: &str) {
+    let got = got["outputs"].as_array().expect("outputs array");
+    let expected = expected["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), expected.len(), "{what}: output count");
+    for e in expected {
+        let name = e["name"].as_str().unwrap();
+        let g = got
+            .iter()
+            .find(|g| g["name"] == e["name"])
+            .unwrap_or_else(|| panic!("{what}: no output `{name}` in {got:?}"));
+        assert_eq!(g["shape"], e["shape"], "{what}: shape of `{name}`");
+        let (gd, ed) = (g["data"].as_array().unwrap(), e["data"].as_array().unwrap());
+        assert_eq!(gd.len(), ed.len());
+        let mut worst = 0.0f64;
+        for (i, (a, b)) in gd.iter().zip(ed).enumerate() {
+            if b.is_i64() || b.is_u64() {
+                assert_eq!(a.as_i64(), b.as_i64(), "{what}: `{name}`[{i}]");
+                continue;
+            }
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            let err = (a - b).abs() / b.abs().max(1.0);
+            worst = worst.max(err);
+            assert!(
+                err <= tol,
+                "{what}: `{name}`[{i}] = {a}, onnxruntime says {b} (relative error {err:e} > {tol:e})"
+            );
+        }
+        eprintln!("{what}: `{name}` matches onnxruntime, worst relative error {worst:e}");
+    }
+}
+
+/// A `wasmops coordinator` process on a free port; killed on drop.
+pub struct Coordinator {
+    pub process: Served,
+    pub url: String,
+    pub mqtt: String,
+}
+
+/// A free 127.0.0.1 port, as `127.0.0.1:PORT`.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// Starts `wasmops coordinator --data-dir DIR --listen 127.0.0.1:0 EXTRA…` and
+/// waits for the line that says where it listens.
+pub fn start_coordinator(data_dir: &Path, extra: &[String]) -> Coordinator {
+    start_coordinator_at(data_dir, "127.0.0.1:0", extra)
+}
+
+/// Like [`start_coordinator`], on a given address (to restart it where devices expect it).
+pub fn start_coordinator_at(data_dir: &Path, listen: &str, extra: &[String]) -> Coordinator {
+    let mut args = vec!["coordinator", "--data-dir", p(data_dir), "--listen", listen];
+    args.extend(extra.iter().map(String::as_str));
+    let process = serve(&args);
+    // "wasmops coordinator listening on http://ADDR (MQTT: mqtt://HOST:PORT)"
+    let mqtt = process
+        .line
+        .split_whitespace()
+        .find(|w| w.starts_with("mqtt://"))
+        .map(|s| s.trim_end_matches(')').to_string());
+    let mqtt =
+        mqtt.unwrap_or_else(|| panic!("coordinator did not say where MQTT is: {:?}", process.line));
+    Coordinator {
+        url: process.url.clone(),
+        mqtt,
+        process,
+    }
+}
+
+/// `wasmops ARGS --coordinator URL --token TOKEN`.
+pub fn cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--coordinator", &c.url, "--token", token]);
+    wasmops(&all)
+}
+
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// Everything published under `wasmops/v1/events/#`; `login` is an API token
+/// (the embedded broker admits people's tokens, devices' own credentials, nobody else).
+pub fn event_listener(mqtt: &str, login: Option<&str>) -> Seen {
+    let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt).unwrap();
+    let mut opts = rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port);
+    if let Some(token) = login {
+        opts.set_credentials("events", token);
+    }
+    let (client, mut conn) = rumqttc::Client::new(opts, 64);
+    client
+        .subscribe("wasmops/v1/events/#", rumqttc::QoS::AtLeastOnce)
+        .unwrap();
+    let seen: Seen = Default::default();
+    let store = seen.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _client = client;
+        for ev in conn.iter() {
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        store.lock().unwrap().push(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("subscribed to events");
+    seen
+}
+
+pub fn count(seen: &Seen, kind: &str, subject: Option<&str>) -> usize {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind && subject.is_none_or(|s| e["subject"] == s))
+        .count()
+}
+
+/// Enrols `device` (an enrolment token for exactly it, then `POST /v1/enrol`); returns its own credential.
+pub fn enrol(c: &Coordinator, admin: &str, device: &str) -> String {
+    let http = reqwest::blocking::Client::new();
+    let e: Value = http
+        .post(format!("{}/v1/enrolments", c.url))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"devices": device}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let r: Value = http
+        .post(format!("{}/v1/enrol", c.url))
+        .bearer_auth(e["token"].as_str().unwrap())
+        .json(&serde_json::json!({"device": device}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("enrolment of {device} failed: {r}"))
+        .to_string()
+}
+
+/// A `wasmops` process that serves HTTP (agent, fleet simulator); killed on drop.
+pub struct Served {
+    pub child: std::process::Child,
+    /// The first `http://…` word of its first stdout line.
+    pub url: String,
+    pub line: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `wasmops ARGS` and waits for the line that says where it serves.
+pub fn serve(args: &[&str]) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
+        .args(args)
+        .env("WASMOPS_CACHE_DIR", cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("wasmops {args:?} did not start: {line:?}"))
+        .to_string();
+    Served { child, url, line }
+}
+
+/// A fresh database on the real PostgreSQL (127.0.0.1:5432, trust auth), dropped with the guard.
+pub struct Postgres {
+    pub url: String,
+    name: String,
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Postgres {
+    pub fn fresh(tag: &str) -> Postgres {
+        let name = format!("wasmops_{tag}_{}", std::process::id());
+        psql(&format!("DROP DATABASE IF EXISTS {name}"));
+        psql(&format!("CREATE DATABASE {name}"));
+        Postgres {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}

@@ -1,0 +1,18 @@
+//! The end-to-end tests: one binary, a module per area, each driving the real
+//! `wasmops` binary (and real brokers, databases and browsers where the area
+//! needs them) from outside. Shared helpers are in [`common`].
+
+mod common;
+
+mod agent;
+mod bad_input;
+mod bench;
+mod fleet;
+mod fuzz_regressions;
+mod model_outputs;
+mod presence;
+mod registry;
+mod sandbox;
+mod security;
+mod signing;
+mod trust_chain;
