@@ -154,6 +154,9 @@ fn sample(
     Ok(out)
 }
 
+/// Each round's samples.
+type Rounds = Vec<Vec<Duration>>;
+
 /// Times `a` and `b` in alternating rounds (five each, each side's budget split
 /// evenly, each round after two untimed calls), so both see the same machine: on a shared VM the
 /// speed drifts over seconds, and timing one after the other puts that drift into
@@ -164,7 +167,7 @@ fn sample_alternating(
     min: usize,
     mut a: impl FnMut() -> Result<()>,
     mut b: impl FnMut() -> Result<()>,
-) -> Result<(Vec<Vec<Duration>>, Vec<Vec<Duration>>)> {
+) -> Result<(Rounds, Rounds)> {
     const ROUNDS: u32 = 5;
     let (mut out_a, mut out_b) = (vec![], vec![]);
     let (round, min_per_round) = (budget_each / ROUNDS, min.div_ceil(ROUNDS as usize));
@@ -302,12 +305,7 @@ pub fn run(
         opts.budget,
         opts.min_iters,
         || instance.predict(&inputs).map(drop).map_err(Into::into),
-        || {
-            model
-                .run(native_inputs.clone())
-                .map(drop)
-                .map_err(Into::into)
-        },
+        || model.run(native_inputs.clone()).map(drop),
     )?;
     let (wasm_round_p50_ms, mut wasm) = rounds_p50(&mut wasm_rounds);
     let (native_round_p50_ms, mut native) = rounds_p50(&mut native_rounds);

@@ -15,6 +15,10 @@ pub struct FleetCommand {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once from the command line"
+)]
 pub enum FleetVerb {
     /// Run N device agents in this process, each with its own MQTT connection.
     Simulate {

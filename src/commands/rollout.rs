@@ -206,7 +206,10 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
         RolloutCommand::Status {
             id,
             wait: Some(secs),
-        } => follow(&api, &id, secs).and_then(|r| Ok(println!("{}", serde_json::to_string(&r)?))),
+        } => follow(&api, &id, secs).and_then(|r| {
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }),
         RolloutCommand::Status { id, wait: None } => {
             println!("{}", serde_json::to_string_pretty(&api.rollout(&id)?)?);
             Ok(())

@@ -74,10 +74,10 @@ fn webhook_sink() -> (String, Seen) {
                 }
             }
             let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(v) = serde_json::from_slice(&body) {
-                    store.lock().unwrap().push(v);
-                }
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                store.lock().unwrap().push(v);
             }
             let _ = reader
                 .get_mut()

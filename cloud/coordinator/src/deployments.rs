@@ -1,6 +1,6 @@
 //! Deployments: put a registered version on a set of devices (by id or label
 //! selector) by publishing their desired state, and track what each reports.
-//! Canary, blue-green and shadow rollouts ([`crate::rollouts`]) use the same topics.
+//! Canary, blue-green and shadow rollouts (the `rollouts` module) use the same topics.
 
 use wasmops_api::{DeployRequest, Deployment, Target};
 use wasmops_protocol::device::{Desired, InstallState};

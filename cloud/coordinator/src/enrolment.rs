@@ -147,10 +147,10 @@ impl KnownDevices {
     }
 
     pub async fn get(&self, c: &Coordinator) -> sqlx::Result<HashSet<String>> {
-        if let Some((at, set)) = self.cache.lock().unwrap().as_ref() {
-            if at.elapsed() < Duration::from_secs(1) {
-                return Ok(set.clone());
-            }
+        if let Some((at, set)) = self.cache.lock().unwrap().as_ref()
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(set.clone());
         }
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT name FROM tokens WHERE role = 'device' AND revoked = 0")

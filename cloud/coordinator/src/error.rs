@@ -2,7 +2,7 @@
 //! conflicts, refusals) carry a message for the caller and become 4xx; faults
 //! of the coordinator's own parts (database, artifact store, broker, I/O)
 //! become 5xx whose details stay in the log under an incident id
-//! ([`crate::http`] does the mapping).
+//! (the `http` module does the mapping).
 
 use thiserror::Error;
 

@@ -36,10 +36,10 @@ pub fn emit(
         detail,
     };
     let payload = serde_json::to_vec(&event).expect("events serialise");
-    if let Some(bus) = c.bus.get() {
-        if let Err(e) = bus.try_publish(topic(kind), QoS::AtLeastOnce, false, payload.clone()) {
-            tracing::warn!("cannot publish event {kind}: {e}");
-        }
+    if let Some(bus) = c.bus.get()
+        && let Err(e) = bus.try_publish(topic(kind), QoS::AtLeastOnce, false, payload.clone())
+    {
+        tracing::warn!("cannot publish event {kind}: {e}");
     }
     for url in &c.webhooks {
         let (http, url, body) = (c.http.clone(), url.clone(), payload.clone());

@@ -254,15 +254,16 @@ async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::
     } else {
         false
     };
-    if changed && s.state == InstallState::Active {
-        if let Some(a) = &s.active {
-            crate::events::emit(
-                c,
-                "ModelDeployed",
-                device.to_string(),
-                serde_json::json!({"model": a.model, "version": a.version, "deployment": s.deployment}),
-            );
-        }
+    if changed
+        && s.state == InstallState::Active
+        && let Some(a) = &s.active
+    {
+        crate::events::emit(
+            c,
+            "ModelDeployed",
+            device.to_string(),
+            serde_json::json!({"model": a.model, "version": a.version, "deployment": s.deployment}),
+        );
     }
     crate::devices::record_active(c, device, &s, payload).await?;
     Ok(())

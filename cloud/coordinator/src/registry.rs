@@ -410,8 +410,18 @@ pub async fn datasets(c: &Coordinator) -> Result<Vec<Dataset>, CoordinatorError>
     Ok(out)
 }
 
+/// id, dataset id, dataset sha256, code commit, metrics (JSON), first seen.
+type RunRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
 pub async fn runs(c: &Coordinator) -> Result<Vec<Run>, CoordinatorError> {
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>, String, i64)> =
+    let rows: Vec<RunRow> =
         sqlx::query_as("SELECT id, dataset_id, dataset_sha256, code_commit, metrics, first_seen FROM runs ORDER BY first_seen").fetch_all(&c.db.pool).await?;
     Ok(rows
         .into_iter()

@@ -466,10 +466,10 @@ fn probe_model(loaded: &LoadedModel, sample: Option<&serde_json::Value>) -> Resu
     };
     let outputs = instance.predict(&inputs).context("health probe failed")?;
     for t in &outputs {
-        if let TensorData::Float32(v) = &t.data {
-            if v.iter().any(|x| !x.is_finite()) {
-                bail!("health probe failed: output `{}` is not finite", t.name);
-            }
+        if let TensorData::Float32(v) = &t.data
+            && v.iter().any(|x| !x.is_finite())
+        {
+            bail!("health probe failed: output `{}` is not finite", t.name);
         }
     }
     Ok(metadata)

@@ -117,11 +117,11 @@ impl AgentConfig {
         if let Ok(bytes) = std::fs::read(&file) {
             let saved: serde_json::Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is corrupt", file.display()))?;
-            if saved["device"] == self.device_id.as_str() {
-                if let Some(t) = saved["token"].as_str() {
-                    self.token = Some(t.to_string());
-                    return Ok(());
-                }
+            if saved["device"] == self.device_id.as_str()
+                && let Some(t) = saved["token"].as_str()
+            {
+                self.token = Some(t.to_string());
+                return Ok(());
             }
         }
         if self.token.is_some() {

@@ -118,10 +118,10 @@ impl ModelStore {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(sha) = name.strip_suffix(".wasm") {
-                if !keep.contains(&sha) {
-                    let _ = std::fs::remove_file(e.path());
-                }
+            if let Some(sha) = name.strip_suffix(".wasm")
+                && !keep.contains(&sha)
+            {
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }

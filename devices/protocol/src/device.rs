@@ -75,6 +75,21 @@ pub struct Status {
 }
 
 impl InstallState {
+    pub const ALL: [InstallState; 7] = [
+        InstallState::Downloading,
+        InstallState::Verifying,
+        InstallState::Probing,
+        InstallState::Staged,
+        InstallState::Shadow,
+        InstallState::Active,
+        InstallState::Failed,
+    ];
+
+    /// The state named `s` (as [`InstallState::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<InstallState> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
     /// The state as it travels and is stored (`downloading`, …, `failed`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,19 +110,12 @@ mod tests {
 
     #[test]
     fn install_states_serialise_as_their_names() {
-        for s in [
-            InstallState::Downloading,
-            InstallState::Verifying,
-            InstallState::Probing,
-            InstallState::Staged,
-            InstallState::Shadow,
-            InstallState::Active,
-            InstallState::Failed,
-        ] {
+        for s in InstallState::ALL {
             assert_eq!(
                 serde_json::to_value(s).unwrap(),
                 serde_json::Value::String(s.as_str().into())
             );
+            assert_eq!(InstallState::parse(s.as_str()), Some(s));
         }
     }
 }

@@ -11,7 +11,7 @@ fn bad_shape(t: &Tensor, message: String) -> PipelineError {
     }
 }
 
-fn floats<'a>(t: &'a mut Tensor) -> Result<&'a mut Vec<f32>, PipelineError> {
+fn floats(t: &mut Tensor) -> Result<&mut Vec<f32>, PipelineError> {
     let got = t.data.type_name();
     match &mut t.data {
         Data::F32(v) => Ok(v),

@@ -140,16 +140,16 @@ impl Pipeline {
 
 /// Refuses NaN and infinities in model inputs: the model would silently produce garbage.
 pub fn check_finite(t: &Tensor) -> Result<(), PipelineError> {
-    if let Data::F32(v) = &t.data {
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(PipelineError::InvalidValue {
-                input: t.name.clone(),
-                message: format!(
-                    "element {i} is {} (add an `impute` step to the pipeline to replace missing values)",
-                    v[i]
-                ),
-            });
-        }
+    if let Data::F32(v) = &t.data
+        && let Some(i) = v.iter().position(|x| !x.is_finite())
+    {
+        return Err(PipelineError::InvalidValue {
+            input: t.name.clone(),
+            message: format!(
+                "element {i} is {} (add an `impute` step to the pipeline to replace missing values)",
+                v[i]
+            ),
+        });
     }
     Ok(())
 }

@@ -237,7 +237,7 @@ impl Step {
                         std.len()
                     ));
                 }
-                if non_finite(mean) || non_finite(std) || std.iter().any(|s| *s == 0.0) {
+                if non_finite(mean) || non_finite(std) || std.contains(&0.0) {
                     return fail("`mean` and `std` must be finite and `std` non-zero".into());
                 }
             }
@@ -259,7 +259,11 @@ impl Step {
                 }
             }
             Step::Clip { min, max, .. } => {
-                if !(min <= max) {
+                // NaN bounds are refused too: they compare as neither.
+                if !matches!(
+                    min.partial_cmp(max),
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                ) {
                     return fail(format!("min {min} must not exceed max {max}"));
                 }
             }
@@ -290,7 +294,7 @@ impl Step {
                 }
                 if non_finite(mean)
                     || non_finite(std)
-                    || std.iter().any(|s| *s == 0.0)
+                    || std.contains(&0.0)
                     || scale.is_some_and(|s| !s.is_finite())
                 {
                     return fail(

@@ -140,10 +140,9 @@ fn rename_core_init_export(wasm: &[u8]) -> Result<Vec<u8>, BuildError> {
                 for alias in reader {
                     if let ComponentAlias::CoreInstanceExport { name, .. } =
                         alias.map_err(snapshot_err)?
+                        && name == INIT
                     {
-                        if name == INIT {
-                            at.push(offset_of(name));
-                        }
+                        at.push(offset_of(name));
                     }
                 }
             }

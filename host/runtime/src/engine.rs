@@ -19,6 +19,10 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Who may run on this host.
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per host, made once; boxing would only add a pointer hop"
+)]
 pub enum SignaturePolicy {
     /// Only components the trust policy accepts (signature, claims, rollback).
     Trusted(TrustPolicy),
@@ -163,10 +167,10 @@ impl Host {
                 None => {
                     let c = Component::new(&self.engine, wasm)
                         .map_err(|e| HostError::Compile(format!("{e:#}")))?;
-                    if let Some(cache) = &self.cache {
-                        if let Err(e) = cache.store(&self.engine, &sha, &c) {
-                            tracing::warn!("could not cache the compiled component: {e}");
-                        }
+                    if let Some(cache) = &self.cache
+                        && let Err(e) = cache.store(&self.engine, &sha, &c)
+                    {
+                        tracing::warn!("could not cache the compiled component: {e}");
                     }
                     (c, false)
                 }

@@ -68,23 +68,23 @@ pub fn check(
                 granted: granted.to_vec(),
             });
         }
-        if let Some(allowed) = delegated {
-            if !allowed.contains(c) {
-                return Err(TrustError::CapabilityDenied {
-                    capability: c.clone(),
-                    granted: allowed.to_vec(),
-                });
-            }
+        if let Some(allowed) = delegated
+            && !allowed.contains(c)
+        {
+            return Err(TrustError::CapabilityDenied {
+                capability: c.clone(),
+                granted: allowed.to_vec(),
+            });
         }
     }
     for import in imports(wasm)? {
-        if let Some(cap) = capability_of(&import) {
-            if !claimed.contains(&cap) {
-                return Err(TrustError::UndeclaredImport {
-                    import,
-                    capability: cap,
-                });
-            }
+        if let Some(cap) = capability_of(&import)
+            && !claimed.contains(&cap)
+        {
+            return Err(TrustError::UndeclaredImport {
+                import,
+                capability: cap,
+            });
         }
     }
     Ok(())

@@ -110,10 +110,10 @@ impl Claims {
                 return bad(format!("{what} must be 64 lowercase hex digits"));
             }
         }
-        if let Some(h) = &self.lineage.dataset_sha256 {
-            if !is_sha256_hex(h) {
-                return bad("lineage.dataset_sha256 must be 64 lowercase hex digits".into());
-            }
+        if let Some(h) = &self.lineage.dataset_sha256
+            && !is_sha256_hex(h)
+        {
+            return bad("lineage.dataset_sha256 must be 64 lowercase hex digits".into());
         }
         if self.feature_bins.len() > 4096 {
             return bad(format!(
@@ -144,13 +144,13 @@ impl Claims {
                 "capability `{c}` must be lowercase letters and dashes"
             ));
         }
-        if let Some(exp) = self.expires_at {
-            if exp <= self.created_at {
-                return bad(format!(
-                    "expires_at {exp} is not after created_at {}",
-                    self.created_at
-                ));
-            }
+        if let Some(exp) = self.expires_at
+            && exp <= self.created_at
+        {
+            return bad(format!(
+                "expires_at {exp} is not after created_at {}",
+                self.created_at
+            ));
         }
         Ok(())
     }
@@ -253,7 +253,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_fields_by_name() {
-        let cases: Vec<(fn(&mut Claims), &str)> = vec![
+        type Case = (fn(&mut Claims), &'static str);
+        let cases: Vec<Case> = vec![
             (|c| c.version = "one".into(), "not semver"),
             (|c| c.name = "../etc".into(), "model name"),
             (|c| c.model_sha256 = "abc".into(), "model_sha256"),

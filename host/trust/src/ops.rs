@@ -156,10 +156,10 @@ pub fn revoke(
             revoked_at: now,
         });
     }
-    if let Some(name) = delegation {
-        if !list.delegations.contains(&name) {
-            list.delegations.push(name);
-        }
+    if let Some(name) = delegation
+        && !list.delegations.contains(&name)
+    {
+        list.delegations.push(name);
     }
     list.version += 1;
     list.issued = now;

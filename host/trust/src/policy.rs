@@ -105,14 +105,14 @@ impl TrustPolicy {
             });
         };
         claims.check_expiry(self.now())?;
-        if let Some(d) = &delegation {
-            if !d.covers(&claims.name) {
-                return Err(TrustError::OutOfScope {
-                    model: claims.name.clone(),
-                    delegation: d.name.clone(),
-                    patterns: d.models.clone(),
-                });
-            }
+        if let Some(d) = &delegation
+            && !d.covers(&claims.name)
+        {
+            return Err(TrustError::OutOfScope {
+                model: claims.name.clone(),
+                delegation: d.name.clone(),
+                patterns: d.models.clone(),
+            });
         }
         capabilities::check(
             &claims.capabilities,
@@ -331,10 +331,10 @@ impl TrustPolicy {
                 got,
             });
         }
-        if let Some(exp) = list.signed.expires {
-            if now >= exp {
-                return Err(TrustError::RevocationsExpired(exp));
-            }
+        if let Some(exp) = list.signed.expires
+            && now >= exp
+        {
+            return Err(TrustError::RevocationsExpired(exp));
         }
         if let Some(state) = self.state.as_ref().filter(|_| got > have) {
             state.update(|s| {

@@ -508,7 +508,73 @@ async fn create_token(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::*;
+
+    async fn body(e: CoordinatorError) -> (StatusCode, ErrorBody) {
+        let resp = ApiError::from(e).into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Client errors say what was wrong; server faults say only "internal error"
+    /// and an incident id, and keep their text (paths, SQL) out of the answer.
+    #[tokio::test]
+    async fn client_errors_are_4xx_and_faults_5xx_without_internal_text() {
+        let (status, b) = body(CoordinatorError::BadRequest(
+            "waves must be increasing".into(),
+        ))
+        .await;
+        assert_eq!(
+            (status, b.error.as_str(), b.incident),
+            (StatusCode::BAD_REQUEST, "waves must be increasing", None)
+        );
+        assert_eq!(
+            body(CoordinatorError::NotFound("no rollout `x`".into()))
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            body(CoordinatorError::Conflict("is aborted".into()))
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            body(CoordinatorError::Forbidden("no".into())).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            body(CoordinatorError::Untrusted(
+                wasmops_trust::TrustError::NoClaims
+            ))
+            .await
+            .0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        for fault in [
+            CoordinatorError::Internal("cannot open /var/lib/wasmops/secret.db".into()),
+            CoordinatorError::Db(sqlx::Error::Protocol("SELECT hash FROM tokens".into())),
+            CoordinatorError::Bus("cannot publish to wasmops/v1/devices/gw/desired".into()),
+        ] {
+            let (status, b) = body(fault).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(b.error, "internal error");
+            assert!(
+                b.incident.as_deref().is_some_and(|i| i.len() == 16),
+                "an incident id to find the log line by: {b:?}"
+            );
+        }
+        let (status, b) = body(CoordinatorError::Unavailable(
+            "the MQTT connection is not up yet; retry".into(),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(b.error.contains("retry") && b.incident.is_some());
+    }
 
     #[test]
     fn ranges() {

@@ -39,23 +39,11 @@ impl TargetState {
     }
 
     pub fn parse(s: &str) -> Option<TargetState> {
-        const REPORTED: [InstallState; 7] = [
-            InstallState::Downloading,
-            InstallState::Verifying,
-            InstallState::Probing,
-            InstallState::Staged,
-            InstallState::Shadow,
-            InstallState::Active,
-            InstallState::Failed,
-        ];
         match s {
             "pending" => Some(TargetState::Pending),
             "installing" => Some(TargetState::Installing),
             "rolled-back" => Some(TargetState::RolledBack),
-            _ => REPORTED
-                .into_iter()
-                .find(|r| r.as_str() == s)
-                .map(TargetState::Reported),
+            _ => InstallState::parse(s).map(TargetState::Reported),
         }
     }
 }
@@ -238,10 +226,10 @@ pub fn judge(s: &Snapshot<'_>, t: &Measured) -> Decision {
             ));
         }
     }
-    if let (Some(min), Some(a)) = (g.min_agreement, t.agreement) {
-        if a < min {
-            return Decision::Abort(format!("gate: shadow agreement {a:.4} < {min}"));
-        }
+    if let (Some(min), Some(a)) = (g.min_agreement, t.agreement)
+        && a < min
+    {
+        return Decision::Abort(format!("gate: shadow agreement {a:.4} < {min}"));
     }
     if s.current_wave + 1 < s.waves {
         Decision::NextWave {

@@ -144,8 +144,19 @@ pub(crate) struct TargetRow {
     pub offline: bool,
 }
 
+/// device, wave, state, error, previous model, previous version, presence.
+type TargetRecord = (
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 pub(crate) async fn targets(c: &Coordinator, id: &str) -> Result<Vec<TargetRow>, CoordinatorError> {
-    let rows: Vec<(String, i64, String, Option<String>, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<TargetRecord> = sqlx::query_as(
         "SELECT r.device, r.wave, r.state, r.error, r.previous_model, r.previous_version, d.state FROM rollout_devices r LEFT JOIN devices d ON d.id = r.device
          WHERE r.rollout = $1 ORDER BY r.wave, r.device",
     )
@@ -252,13 +263,13 @@ pub async fn create(
         })
         .collect();
     ordered.sort_by(|a, b| a.0.cmp(&b.0));
-    if req.strategy == Strategy::Shadow {
-        if let Some((_, d)) = ordered.iter().find(|(_, d)| d.active_model.is_none()) {
-            return Err(CoordinatorError::BadRequest(format!(
-                "device {} runs no model: a shadow needs a live model beside it",
-                d.id
-            )));
-        }
+    if req.strategy == Strategy::Shadow
+        && let Some((_, d)) = ordered.iter().find(|(_, d)| d.active_model.is_none())
+    {
+        return Err(CoordinatorError::BadRequest(format!(
+            "device {} runs no model: a shadow needs a live model beside it",
+            d.id
+        )));
     }
     let now = crate::now_ms();
     let mut tx = c.db.pool.begin().await?;
