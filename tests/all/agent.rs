@@ -35,13 +35,7 @@ fn write_agent_config(
 }
 
 fn devices(c: &Coordinator, token: &str) -> Value {
-    reqwest::blocking::Client::new()
-        .get(format!("{}/v1/devices", c.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    api_get(c, token, "/v1/devices")
 }
 
 fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
@@ -88,22 +82,14 @@ fn webhook_sink() -> (String, Seen) {
 }
 
 fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {
-    let out = scratch().join(out);
-    let model = fixtures().join("scaler_logreg/model.onnx");
-    ok(&[
-        "build",
-        p(&model),
-        "--out",
-        p(&out),
-        "--name",
+    scaler_release(
+        out,
         "churn",
-        "--version",
         version,
-        "--sequence",
-        sequence,
-    ]);
-    ok(&["sign", p(&out), "--key", p(&keys().0)]);
-    out
+        &["--sequence", sequence],
+        &keys().0,
+        None,
+    )
 }
 
 #[test]

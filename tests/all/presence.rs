@@ -12,13 +12,7 @@ use serde_json::Value;
 use wasmops_agent::presence::Presence;
 
 fn devices(c: &Coordinator, token: &str) -> Value {
-    reqwest::blocking::Client::new()
-        .get(format!("{}/v1/devices", c.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    api_get(c, token, "/v1/devices")
 }
 
 /// Polls until `check` holds for the device list, or fails after 15 s.

@@ -54,32 +54,11 @@ fn token(c: &Coordinator, admin: &str, name: &str, role: &str) -> String {
 
 /// A signed build of the scaler fixture with these claims flags.
 fn signed(out: &str, version: &str, extra: &[&str]) -> PathBuf {
-    let out = scratch().join(out);
-    let model = fixtures().join("scaler_logreg/model.onnx");
-    let mut args = vec![
-        "build",
-        p(&model),
-        "--out",
-        p(&out),
-        "--name",
-        "churn",
-        "--version",
-        version,
-    ];
-    args.extend(extra);
-    ok(&args);
-    ok(&["sign", p(&out), "--key", p(&keys().0)]);
-    out
+    scaler_release(out, "churn", version, extra, &keys().0, None)
 }
 
 fn get(c: &Coordinator, token: &str, path: &str) -> Value {
-    reqwest::blocking::Client::new()
-        .get(format!("{}{path}", c.url))
-        .bearer_auth(token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    api_get(c, token, path)
 }
 
 fn exercise(data_dir: &Path, database: Option<&str>, tag: &str) {

@@ -21,26 +21,7 @@ fn release(
     key: &Path,
     delegation: Option<&Path>,
 ) -> PathBuf {
-    let out = scratch().join(out);
-    let model = fixtures().join("scaler_logreg/model.onnx");
-    let mut args = vec![
-        "build",
-        p(&model),
-        "--out",
-        p(&out),
-        "--name",
-        name,
-        "--version",
-        "2.0.0",
-    ];
-    args.extend(extra);
-    ok(&args);
-    let mut args = vec!["sign", p(&out), "--key", p(key)];
-    if let Some(d) = delegation {
-        args.extend(["--delegation", p(d)]);
-    }
-    ok(&args);
-    out
+    scaler_release(out, name, "2.0.0", extra, key, delegation)
 }
 
 fn verify_with_root(

@@ -78,20 +78,17 @@ impl Fleet {
                 labels.insert(k.clone(), values[i % values.len()].clone());
             }
             AgentConfig {
-                state_dir: c.state_dir.join(&id),
-                device_id: id,
                 labels,
-                coordinator: c.coordinator.clone(),
-                token: None,
                 enrolment_token: Some(c.enrolment_token.clone()),
-                mqtt: c.mqtt.clone(),
                 listen: "127.0.0.1:0".parse().expect("address"),
-                max_artifact_mb: 256,
                 telemetry_interval_ms: c.telemetry_interval_ms,
-                telemetry_buffer: 10_000,
-                trust: c.trust.clone(),
-                memory_limit_mb: None,
-                deadline_ms: None,
+                ..AgentConfig::new(
+                    id.clone(),
+                    c.coordinator.clone(),
+                    c.mqtt.clone(),
+                    c.state_dir.join(&id),
+                    c.trust.clone(),
+                )
             }
         };
         let first = template(0);

@@ -135,6 +135,49 @@ fn built(name: &str) -> (PathBuf, String) {
     (out, flavour)
 }
 
+/// The scaler + logistic regression fixture built as `name` `version` with
+/// `extra` build flags (claims), signed by `key`, its delegation embedded when given.
+pub fn scaler_release(
+    out: &str,
+    name: &str,
+    version: &str,
+    extra: &[&str],
+    key: &Path,
+    delegation: Option<&Path>,
+) -> PathBuf {
+    let out = scratch().join(out);
+    let model = fixtures().join("scaler_logreg/model.onnx");
+    let mut args = vec![
+        "build",
+        p(&model),
+        "--out",
+        p(&out),
+        "--name",
+        name,
+        "--version",
+        version,
+    ];
+    args.extend(extra);
+    ok(&args);
+    let mut args = vec!["sign", p(&out), "--key", p(key)];
+    if let Some(d) = delegation {
+        args.extend(["--delegation", p(d)]);
+    }
+    ok(&args);
+    out
+}
+
+/// `GET path` on the coordinator's API as `token`, as JSON.
+pub fn api_get(c: &Coordinator, token: &str, path: &str) -> Value {
+    reqwest::blocking::Client::new()
+        .get(format!("{}{path}", c.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
