@@ -4,7 +4,7 @@
 # Needs `cargo install cargo-fuzz`. cargo-fuzz passes nightly-only sanitizer
 # flags; RUSTC_BOOTSTRAP lets the pinned stable toolchain accept them.
 # A crash lands in fuzz/artifacts/TARGET/; copy it to tests/fuzz_regressions/TARGET/
-# so `cargo test` replays it forever (tests/fuzz_regressions.rs).
+# so `cargo test` replays it forever (tests/all/fuzz_regressions.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"; shift || true
