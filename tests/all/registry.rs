@@ -95,6 +95,32 @@ fn exercise(data_dir: &Path, database: Option<&str>, tag: &str) {
     assert!(err.contains("403") && err.contains("viewer"), "{err}");
     let err = cli_err(&c, "wo_not-a-token", &["model", "list"]);
     assert!(err.contains("401"), "{err}");
+    // A malformed body is the caller's error: 400 naming what is wrong, as JSON.
+    for (path, body, names) in [
+        ("/v1/rollouts", r#"{"model": 5, "version": "1"}"#, "model"),
+        (
+            "/v1/rollouts",
+            r#"{"model": "m", "version": "1", "gates": {"max_failure": 1}}"#,
+            "max_failure",
+        ),
+        ("/v1/deployments", r#"{"model": "m"}"#, "version"),
+        ("/v1/tokens", "not json", "body"),
+    ] {
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}{path}", c.url))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{path} {body}");
+        let answer: Value = resp.json().unwrap();
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(names) && answer.get("incident").is_none(),
+            "{path} {body}: {answer}"
+        );
+    }
     let out = cli_ok(&c, &ds, &["model", "register", p(&v1)]);
     assert!(out.starts_with("registered churn 1.0.0"), "{out}");
     let out = cli_ok(&c, &ds, &["model", "register", p(&v1)]);
