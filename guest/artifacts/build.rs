@@ -153,6 +153,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
+    println!("cargo:rerun-if-changed=toolchain.rs");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_FEATURES");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_TARGET_DIR");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_NO_WASM_OPT");

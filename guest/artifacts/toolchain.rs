@@ -44,6 +44,16 @@ pub fn ensure_target(
     if target_installed(Path::new(&root), target) {
         return Ok(false);
     }
+    // Two build scripts may ask at once (the root package's and guest/artifacts');
+    // one installs while the other waits here, then finds the target installed.
+    let lock_path = std::env::temp_dir().join(format!("wasmops-rustup-{target}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    if target_installed(Path::new(&root), target) {
+        return Ok(false);
+    }
     let mut cmd = Command::new(rustup);
     cmd.args(["target", "add"]);
     if let Some(t) = toolchain {
