@@ -334,3 +334,243 @@ fn deploy_probe_rollback_and_restart() {
         assert_eq!(count(seen, "ModelDeployed", Some("gw-eu")), 2);
     }
 }
+
+/// Issue 24.2: a restart never deletes an accepted model. One whose claims
+/// expired since it was installed keeps serving (and the agent says so); one
+/// whose bytes are damaged gives way to the previous version, and stays on
+/// disk for inspection.
+#[test]
+fn restart_keeps_an_expired_model_and_falls_back_from_a_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_coordinator(
+        &dir.path().join("coordinator"),
+        &[
+            "--trust".into(),
+            p(&keys().1).into(),
+            "--mqtt-listen".into(),
+            free_addr(),
+        ],
+    );
+    let admin = std::fs::read_to_string(dir.path().join("coordinator/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // Two releases whose claims lapse a minute after they are built.
+    for (file, version, seq) in [
+        ("expiring-v1.wasm", "1.0.0", "1"),
+        ("expiring-v2.wasm", "1.1.0", "2"),
+    ] {
+        let wasm = scaler_release(
+            file,
+            "churn",
+            version,
+            &["--sequence", seq, "--expires", "60s"],
+            &keys().0,
+            None,
+        );
+        let out = cli(&c, &admin, &["model", "register", p(&wasm)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let lapse = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = cli(&c, &admin, &["enrolment", "--devices", "gw-restart"]);
+    assert!(out.status.success());
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = write_agent_config(dir.path(), "gw-restart", "eu", &c, &enrolment);
+    let agent = start_agent(&config);
+    for version in ["1.0.0", "1.1.0"] {
+        let out = cli(
+            &c,
+            &admin,
+            &[
+                "deploy",
+                "churn",
+                version,
+                "--device",
+                "gw-restart",
+                "--wait",
+                "120",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let input = fixtures().join("scaler_logreg/input_b1.json");
+    let expected = read_json(&fixtures().join("scaler_logreg/expected_b1.json"));
+    let status_of = |a: &Agent| -> Value {
+        reqwest::blocking::get(format!("{}/v1/status", a.url))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let active_sha = status_of(&agent)["active"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(agent); // SIGKILL
+
+    // Reboot after the claims expired: still serving, and saying why it is notable.
+    std::thread::sleep(lapse.saturating_duration_since(std::time::Instant::now()));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let agent = start_agent(&config);
+    let (code, got) = predict(&agent, &input);
+    assert_eq!(code, 200, "{got}");
+    assert_outputs_match(&got, &expected, 1e-4, "expired but accepted");
+    let status = status_of(&agent);
+    assert_eq!(status["active"]["version"], "1.1.0", "{status}");
+    let note = status["restore_note"].as_str().unwrap_or_default();
+    assert!(note.contains("expired"), "{status}");
+    drop(agent);
+
+    // Damage the active slot: the previous version serves, nothing is deleted.
+    let slot = dir
+        .path()
+        .join(format!("gw-restart-state/slots/{active_sha}.wasm"));
+    let mut bytes = std::fs::read(&slot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&slot, &bytes).unwrap();
+    let agent = start_agent(&config);
+    let (code, got) = predict(&agent, &input);
+    assert_eq!(code, 200, "{got}");
+    assert_outputs_match(&got, &expected, 1e-4, "previous version");
+    let status = status_of(&agent);
+    assert_eq!(status["active"]["version"], "1.0.0", "{status}");
+    let note = status["restore_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("the active model churn 1.1.0 cannot be loaded"),
+        "{status}"
+    );
+    assert!(slot.exists(), "the damaged slot is kept for inspection");
+}
+
+/// Issue 24.12: the embedded broker starts empty with each coordinator
+/// start. A device that was offline when it was given a deployment, and comes
+/// back after the coordinator (and so the broker) restarted, still gets it:
+/// desired states live in the database and are published again.
+#[test]
+fn a_deployment_survives_an_embedded_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let (listen, mqtt_listen) = (free_addr(), free_addr());
+    let args = [
+        "--trust".to_string(),
+        p(&keys().1).to_string(),
+        "--mqtt-listen".to_string(),
+        mqtt_listen,
+    ];
+    let c = start_coordinator_at(&data, &listen, &args);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let wasm = signed("survivor-v1.wasm", "1.0.0", "1");
+    let out = cli(&c, &admin, &["model", "register", p(&wasm)]);
+    assert!(out.status.success());
+    let out = cli(&c, &admin, &["enrolment", "--devices", "gw-away"]);
+    assert!(out.status.success());
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = write_agent_config(dir.path(), "gw-away", "eu", &c, &enrolment);
+    let agent = start_agent(&config);
+    wait_until("gw-away online", || {
+        devices(&c, &admin).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|d| d["id"] == "gw-away" && d["state"] == "online")
+        })
+    });
+    drop(agent);
+    wait_until("gw-away offline", || {
+        devices(&c, &admin).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|d| d["id"] == "gw-away" && d["state"] == "offline")
+        })
+    });
+    // Deployed while the device is away: only the broker's retained copy would reach it.
+    let out = cli(
+        &c,
+        &admin,
+        &["deploy", "churn", "1.0.0", "--device", "gw-away"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(c); // SIGKILL: the embedded broker and its retained messages go with it
+    let c = start_coordinator_at(&data, &listen, &args);
+    let agent = start_agent(&config);
+    wait_until("gw-away to install 1.0.0", || {
+        reqwest::blocking::get(format!("{}/v1/status", agent.url))
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .is_some_and(|s| s["active"]["version"] == "1.0.0")
+    });
+    let input = fixtures().join("scaler_logreg/input_b1.json");
+    let (code, body) = predict(&agent, &input);
+    assert_eq!(code, 200, "{body}");
+
+    // Issue 24.4: while a rollout holds the device, another deployment or
+    // rollout to it is refused with a 409 naming the rollout.
+    let wasm = signed("survivor-v2.wasm", "1.1.0", "2");
+    assert!(
+        cli(&c, &admin, &["model", "register", p(&wasm)])
+            .status
+            .success()
+    );
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "rollout",
+            "create",
+            "churn",
+            "1.1.0",
+            "--device",
+            "gw-away",
+            "--min-predictions",
+            "1000000",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rollout = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for args in [
+        &["deploy", "churn", "1.0.0", "--device", "gw-away"][..],
+        &["rollout", "create", "churn", "1.1.0", "--device", "gw-away"][..],
+    ] {
+        let out = cli(&c, &admin, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(&format!("is in rollout {rollout}")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = cli(&c, &admin, &["rollout", "abort", &rollout]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "deploy", "churn", "1.0.0", "--device", "gw-away", "--wait", "120",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "after the abort: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(c);
+}

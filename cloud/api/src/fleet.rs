@@ -39,7 +39,8 @@ pub struct DeployRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub device: String,
-    /// `pending`, or an install state (`downloading` … `active`, `failed`).
+    /// `pending`, an install state (`downloading` … `active`, `failed`), or
+    /// `superseded` (a later deployment to the device replaced this one).
     pub state: String,
     pub error: Option<String>,
 }
@@ -54,11 +55,12 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Whether every target has reported `active` or `failed`.
+    /// Whether every target has reported `active` or `failed`, or was
+    /// superseded by a later deployment.
     pub fn settled(&self) -> bool {
         self.targets
             .iter()
-            .all(|t| t.state == "active" || t.state == "failed")
+            .all(|t| matches!(t.state.as_str(), "active" | "failed" | "superseded"))
     }
 }
 

@@ -4,8 +4,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use futures::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{GetOptions, ObjectStore, PutPayload};
 
 pub struct Artifacts {
     store: Arc<dyn ObjectStore>,
@@ -49,7 +50,8 @@ impl Artifacts {
         Ok(Artifacts { store, prefix })
     }
 
-    pub async fn put(&self, sha256: &str, bytes: Vec<u8>) -> object_store::Result<()> {
+    /// Stores `bytes` (shared, not copied) under their hash.
+    pub async fn put(&self, sha256: &str, bytes: bytes::Bytes) -> object_store::Result<()> {
         self.store
             .put(&key(&self.prefix, sha256), PutPayload::from(bytes))
             .await
@@ -60,13 +62,21 @@ impl Artifacts {
         Ok(self.store.head(&key(&self.prefix, sha256)).await?.size)
     }
 
-    pub async fn get_range(
+    /// The bytes in `range`, as a stream of chunks read as they are sent
+    /// (never the whole range in memory).
+    pub async fn stream_range(
         &self,
         sha256: &str,
         range: Range<u64>,
-    ) -> object_store::Result<bytes::Bytes> {
-        self.store
-            .get_range(&key(&self.prefix, sha256), range)
-            .await
+    ) -> object_store::Result<BoxStream<'static, object_store::Result<bytes::Bytes>>> {
+        let options = GetOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .get_opts(&key(&self.prefix, sha256), options)
+            .await?
+            .into_stream())
     }
 }

@@ -64,6 +64,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rollout, device))",
     "CREATE TABLE IF NOT EXISTS enrolments (hash TEXT PRIMARY KEY, pattern TEXT NOT NULL, created_by TEXT NOT NULL,
         created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS desired (device TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
 ];
 
 impl Db {

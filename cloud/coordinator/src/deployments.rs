@@ -18,6 +18,7 @@ pub async fn deploy(
     let v = registry::resolve(c, &req.model, &req.version).await?;
     let known = devices::list(c).await?;
     let targets = devices::select_targets(&known, &req.devices, &req.selector)?;
+    devices::refuse_if_held(c, &targets).await?;
     if c.bus.get().is_none() {
         return Err(CoordinatorError::Unavailable(
             "the MQTT connection is not up yet; retry".into(),
@@ -37,6 +38,14 @@ pub async fn deploy(
 
     let mut tx = c.db.pool.begin().await?;
     for d in &targets {
+        // An earlier deployment still under way on this device is superseded,
+        // and says by what (its followers stop waiting for it).
+        sqlx::query("UPDATE deployments SET state = 'superseded', error = $1, updated_at = $2 WHERE device = $3 AND state NOT IN ('active', 'failed', 'superseded')")
+            .bind(format!("superseded by deployment {id}"))
+            .bind(crate::now_ms())
+            .bind(d)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO deployments (id, device, model, version, sha256, state, created_by, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)")
             .bind(&id)
             .bind(d)
@@ -100,7 +109,8 @@ pub async fn record_status(
     state: InstallState,
     error: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let r = sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4 AND device = $5 AND state <> $1")
+    // A superseded row stays so: a late report about the old deployment is no news.
+    let r = sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4 AND device = $5 AND state <> $1 AND state <> 'superseded'")
         .bind(state.as_str())
         .bind(error)
         .bind(crate::now_ms())

@@ -72,18 +72,14 @@ pub async fn record_presence(c: &Coordinator, topic: &str, payload: &[u8]) -> an
 }
 
 /// What the device said it runs now (after any install status report).
-pub async fn record_active(
-    c: &Coordinator,
-    device: &str,
-    s: &Status,
-    raw: &[u8],
-) -> sqlx::Result<()> {
+pub async fn record_active(c: &Coordinator, device: &str, s: &Status) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE devices SET active_model = $1, active_version = $2, last_status = $3 WHERE id = $4",
     )
     .bind(s.active.as_ref().map(|a| a.model.clone()))
     .bind(s.active.as_ref().map(|a| a.version.clone()))
-    .bind(String::from_utf8_lossy(raw).into_owned())
+    // The checked report, re-serialised: not the device's raw bytes.
+    .bind(serde_json::to_string(s).expect("a status serialises"))
     .bind(device)
     .execute(&c.db.pool)
     .await?;
@@ -163,4 +159,32 @@ pub async fn list(c: &Coordinator) -> sqlx::Result<Vec<Device>> {
             },
         )
         .collect())
+}
+
+/// The first of `targets` that an unfinished rollout (running, paused or
+/// waiting for approval) holds, with that rollout's id and state. A second
+/// deployment or rollout to such a device is refused: two writers of one
+/// device's desired state would undo each other (and an abort would send the
+/// device back to a version from before the other one).
+pub async fn held_by_rollout(
+    c: &Coordinator,
+    targets: &[String],
+) -> sqlx::Result<Option<(String, String, String)>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT d.device, r.id, r.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout
+         WHERE r.state IN ('running', 'paused', 'waiting-approval') ORDER BY r.created_at",
+    )
+    .fetch_all(&c.db.pool)
+    .await?;
+    Ok(rows.into_iter().find(|(d, _, _)| targets.contains(d)))
+}
+
+/// [`held_by_rollout`] as the 409 a caller sees.
+pub async fn refuse_if_held(c: &Coordinator, targets: &[String]) -> Result<(), CoordinatorError> {
+    match held_by_rollout(c, targets).await? {
+        None => Ok(()),
+        Some((device, rollout, state)) => Err(CoordinatorError::Conflict(format!(
+            "device {device} is in rollout {rollout} ({state}); wait for it to end or abort it (wasmops rollout abort {rollout})"
+        ))),
+    }
 }

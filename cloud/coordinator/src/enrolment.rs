@@ -9,8 +9,9 @@
 //! device revokes its old credential. Messages from device ids without a
 //! live credential are rejected: no presence, status or telemetry is recorded.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmops_api::{Credential, Enrolment, EnrolmentRequest};
@@ -136,22 +137,47 @@ pub async fn enrol(
 
 /// Which device ids hold a live credential; cached for a second so the
 /// telemetry path does not query per message.
+///
+/// A device that has just enrolled must be recognised at once (issue 24.14:
+/// a lookup that started before the enrolment committed used to refill the
+/// cache with the old set after [`KnownDevices::forget`], so the new device's
+/// first presence and status were rejected until the next resync). Two rules
+/// prevent it: a lookup fills the cache only if no credential changed while it
+/// ran (a generation counter), and a device missing from the cached set is
+/// looked up on its own before anything is rejected.
 #[derive(Default)]
 pub struct KnownDevices {
+    /// Bumped by every credential change.
+    generation: AtomicU64,
     cache: Mutex<Option<(Instant, HashSet<String>)>>,
+    /// Ids found missing by a direct lookup, with the generation they were
+    /// missing in: a flood of messages from a stranger costs one query a second.
+    missing: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
+/// How long a lookup is trusted (credentials changed here invalidate it at once).
+const KNOWN_TTL: Duration = Duration::from_secs(1);
+
 impl KnownDevices {
+    /// A credential was created or revoked: nothing cached before now counts.
     pub fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         *self.cache.lock().unwrap() = None;
+        self.missing.lock().unwrap().clear();
+    }
+
+    /// The credential generation (changes whenever [`KnownDevices::forget`] runs).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     pub async fn get(&self, c: &Coordinator) -> sqlx::Result<HashSet<String>> {
         if let Some((at, set)) = self.cache.lock().unwrap().as_ref()
-            && at.elapsed() < Duration::from_secs(1)
+            && at.elapsed() < KNOWN_TTL
         {
             return Ok(set.clone());
         }
+        let generation = self.generation();
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT name FROM tokens WHERE role = 'device' AND revoked = 0")
                 .fetch_all(&c.db.pool)
@@ -160,12 +186,43 @@ impl KnownDevices {
             .into_iter()
             .filter_map(|(n,)| n.strip_prefix("device:").map(str::to_string))
             .collect();
-        *self.cache.lock().unwrap() = Some((Instant::now(), set.clone()));
+        let mut cache = self.cache.lock().unwrap();
+        if self.generation() == generation {
+            *cache = Some((Instant::now(), set.clone()));
+        }
         Ok(set)
     }
 
     pub async fn contains(&self, c: &Coordinator, device: &str) -> sqlx::Result<bool> {
-        Ok(self.get(c).await?.contains(device))
+        if self.get(c).await?.contains(device) {
+            return Ok(true);
+        }
+        let generation = self.generation();
+        if let Some((at, g)) = self.missing.lock().unwrap().get(device)
+            && *g == generation
+            && at.elapsed() < KNOWN_TTL
+        {
+            return Ok(false);
+        }
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM tokens WHERE name = $1 AND role = 'device' AND revoked = 0",
+        )
+        .bind(credential_name(device))
+        .fetch_optional(&c.db.pool)
+        .await?;
+        if found.is_some() {
+            // The cached set is out of date.
+            *self.cache.lock().unwrap() = None;
+            return Ok(true);
+        }
+        let mut missing = self.missing.lock().unwrap();
+        if missing.len() >= 10_000 {
+            missing.clear();
+        }
+        if self.generation() == generation {
+            missing.insert(device.to_string(), (Instant::now(), generation));
+        }
+        Ok(false)
     }
 }
 
@@ -181,5 +238,49 @@ mod tests {
         );
         assert!(matches("*-eu-*", "gw-eu-3") && !matches("*-eu-*", "gw-us-3"));
         assert!(matches("*", "anything"));
+    }
+
+    /// Issue 24.14: a device enrolled after the set was cached (here: without
+    /// even telling the cache) is recognised at once; a stranger is not, and
+    /// is not looked up again on every message.
+    #[tokio::test]
+    async fn a_device_enrolled_after_the_cache_filled_is_known_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::CoordinatorConfig::new(
+            dir.path().to_path_buf(),
+            wasmops_trust::TrustPolicy::keys(vec![]),
+        );
+        config.mqtt = crate::MqttConfig::External("mqtt://127.0.0.1:1".into());
+        let c = crate::Coordinator::open(&config).await.unwrap();
+        assert!(!c.known.contains(&c, "gw-new").await.unwrap());
+        assert!(c.known.get(&c).await.unwrap().is_empty());
+        let mut tx = c.db.pool.begin().await.unwrap();
+        crate::auth::create(
+            &mut tx,
+            &super::credential_name("gw-new"),
+            crate::auth::Role::Device,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // The cached set is stale and so is the "missing" note; within its TTL
+        // only a credential change (forget) clears the latter …
+        assert!(!c.known.get(&c).await.unwrap().contains("gw-new"));
+        c.known.forget();
+        assert!(c.known.contains(&c, "gw-new").await.unwrap());
+        // … and a stale set alone never hides a device: refill the cache, add
+        // another device behind its back, ask for it.
+        c.known.get(&c).await.unwrap();
+        let mut tx = c.db.pool.begin().await.unwrap();
+        crate::auth::create(
+            &mut tx,
+            &super::credential_name("gw-late"),
+            crate::auth::Role::Device,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(c.known.contains(&c, "gw-late").await.unwrap());
+        assert!(!c.known.contains(&c, "stranger").await.unwrap());
     }
 }

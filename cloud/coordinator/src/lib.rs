@@ -43,12 +43,20 @@ pub use config::{CoordinatorConfig, MqttConfig, Settings};
 pub use error::CoordinatorError;
 pub use wasmops_protocol::now_ms;
 
+/// Uploads verified at once. Two keep both cores busy (verification is a
+/// SHA-256 pass, ~30 ms per 12 MB component here) while bounding memory to
+/// twice the artifact limit.
+pub const MAX_UPLOADS_IN_MEMORY: usize = 2;
+
 /// Everything request handlers share.
 pub struct Coordinator {
     pub db: db::Db,
     pub artifacts: artifacts::Artifacts,
-    pub trust: TrustPolicy,
+    pub trust: Arc<TrustPolicy>,
     pub max_artifact_bytes: usize,
+    /// Uploads held in memory at once (each up to `max_artifact_bytes`): the
+    /// rest wait, so a burst of uploads cannot exhaust memory.
+    pub uploads: tokio::sync::Semaphore,
     /// The MQTT client, once the subscriber has started.
     pub bus: std::sync::OnceLock<rumqttc::AsyncClient>,
     pub webhooks: Vec<String>,
@@ -86,8 +94,9 @@ impl Coordinator {
         Ok(Arc::new(Coordinator {
             db,
             artifacts,
-            trust: config.trust.clone(),
+            trust: Arc::new(config.trust.clone()),
             max_artifact_bytes: config.max_artifact_bytes,
+            uploads: tokio::sync::Semaphore::new(MAX_UPLOADS_IN_MEMORY),
             bus: Default::default(),
             webhooks: config.webhooks.clone(),
             http: reqwest::Client::new(),

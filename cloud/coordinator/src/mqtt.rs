@@ -20,6 +20,61 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// The coordinator's own MQTT username on the embedded broker.
 pub const COORDINATOR_USER: &str = "wasmops-coordinator";
 
+/// Broker logins waiting for a decision before new ones are refused outright.
+const MAX_PENDING_LOGINS: usize = 1024;
+
+/// Login decisions made at once (each at most one database lookup): enough to
+/// admit a fleet of 1,000 reconnecting devices in about a second on SQLite.
+const LOGIN_WORKERS: usize = 8;
+
+/// Recent login decisions, so a reconnect storm or a password-guessing flood
+/// costs one database lookup per (user, password) per TTL. Keyed by a hash
+/// of the password, never the password. Any credential change (enrolment)
+/// invalidates everything through the generation counter.
+#[derive(Default)]
+pub struct LoginCache {
+    decided: std::sync::Mutex<HashMap<LoginKey, Verdict>>,
+}
+
+/// (username, SHA-256 of the password).
+type LoginKey = (String, [u8; 32]);
+/// (when decided, credential generation then, admitted).
+type Verdict = (std::time::Instant, u64, bool);
+
+impl LoginCache {
+    /// An admission is remembered for a minute, a refusal for five seconds
+    /// (a device enrolling right after a refused try is not kept out long).
+    const ADMIT_TTL: Duration = Duration::from_secs(60);
+    const REFUSE_TTL: Duration = Duration::from_secs(5);
+    const MAX_ENTRIES: usize = 100_000;
+
+    pub async fn decide<F, Fut>(&self, user: &str, pass: &str, generation: u64, lookup: F) -> bool
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        use sha2::Digest;
+        let key = (user.to_string(), sha2::Sha256::digest(pass).into());
+        if let Some((at, g, ok)) = self.decided.lock().unwrap().get(&key) {
+            let ttl = if *ok {
+                Self::ADMIT_TTL
+            } else {
+                Self::REFUSE_TTL
+            };
+            if *g == generation && at.elapsed() < ttl {
+                return *ok;
+            }
+        }
+        let ok = lookup().await;
+        let mut decided = self.decided.lock().unwrap();
+        if decided.len() >= Self::MAX_ENTRIES {
+            decided.clear();
+        }
+        decided.insert(key, (std::time::Instant::now(), generation, ok));
+        ok
+    }
+}
+
 /// Starts rumqttd on `listen` in a background thread (it runs its own runtime)
 /// and returns once it completes an MQTT handshake. Every connection must log
 /// in (see [`crate::enrolment::mqtt_login`]): unknown devices are turned away.
@@ -31,12 +86,30 @@ pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> a
             .map_err(|e| anyhow::anyhow!("embedded MQTT broker cannot listen on {listen}: {e}"))?,
     );
     // The broker's runtime asks this runtime (which owns the database pool).
+    // Bounded at every step (issue 24.13): a queue of MAX_PENDING_LOGINS (a
+    // login beyond it is refused at once; the client retries with backoff),
+    // LOGIN_WORKERS lookups at a time, and recent decisions cached.
     type Login = (String, String, tokio::sync::oneshot::Sender<bool>);
-    let (login_tx, mut login_rx) = tokio::sync::mpsc::unbounded_channel::<Login>();
+    let (login_tx, mut login_rx) = tokio::sync::mpsc::channel::<Login>(MAX_PENDING_LOGINS);
     let checker = c.clone();
     tokio::spawn(async move {
+        let workers = Arc::new(tokio::sync::Semaphore::new(LOGIN_WORKERS));
+        let decided = Arc::new(LoginCache::default());
         while let Some((user, pass, answer)) = login_rx.recv().await {
-            let _ = answer.send(mqtt_login(&checker, &checker.mqtt_secret, &user, &pass).await);
+            let Ok(worker) = workers.clone().acquire_owned().await else {
+                break;
+            };
+            let (c, decided) = (checker.clone(), decided.clone());
+            tokio::spawn(async move {
+                let generation = c.known.generation();
+                let ok = decided
+                    .decide(&user, &pass, generation, || {
+                        mqtt_login(&c, &c.mqtt_secret, &user, &pass)
+                    })
+                    .await;
+                let _ = answer.send(ok);
+                drop(worker);
+            });
         }
     });
     let mut connections = ConnectionSettings {
@@ -51,7 +124,7 @@ pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> a
         let login_tx = login_tx.clone();
         async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            login_tx.send((user, pass, tx)).is_ok() && rx.await.unwrap_or(false)
+            login_tx.try_send((user, pass, tx)).is_ok() && rx.await.unwrap_or(false)
         }
     });
     let server = ServerSettings {
@@ -182,6 +255,15 @@ pub async fn run_subscriber(
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                // The broker may have restarted empty: give it every desired state again.
+                let c = c.clone();
+                tokio::spawn(async move {
+                    match crate::bus::republish_all(&c).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("republished {n} desired states"),
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                });
                 for t in [
                     topics::ALL_PRESENCE,
                     topics::ALL_STATUS,
@@ -237,7 +319,9 @@ async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::
         return Ok(());
     }
     let device = crate::devices::enrolled_sender(c, topic).await?;
-    let s: Status = serde_json::from_slice(payload)?;
+    let mut s: Status = serde_json::from_slice(payload)?;
+    s.check()
+        .map_err(|e| anyhow::anyhow!("status from {device} refused: {e}"))?;
     // Only a row that changes counts: resent (retained) reports are no news.
     let changed = if let Some(rollout) = s.deployment.as_deref().filter(|d| d.starts_with("ro-")) {
         crate::rollouts::record_status(
@@ -265,7 +349,7 @@ async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::
             serde_json::json!({"model": a.model, "version": a.version, "deployment": s.deployment}),
         );
     }
-    crate::devices::record_active(c, device, &s, payload).await?;
+    crate::devices::record_active(c, device, &s).await?;
     Ok(())
 }
 
@@ -287,5 +371,37 @@ pub async fn mqtt_login(
         }
         Ok(Some(_)) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoginCache;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn repeated_logins_cost_one_lookup_until_credentials_change() {
+        let cache = LoginCache::default();
+        let lookups = AtomicUsize::new(0);
+        let lookup = |answer: bool| {
+            let lookups = &lookups;
+            move || async move {
+                lookups.fetch_add(1, Ordering::SeqCst);
+                answer
+            }
+        };
+        // A flood of wrong passwords: one lookup.
+        for _ in 0..1000 {
+            assert!(!cache.decide("gw-1", "guess", 0, lookup(false)).await);
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        // The right password is its own entry, admitted and remembered.
+        for _ in 0..1000 {
+            assert!(cache.decide("gw-1", "secret", 0, lookup(true)).await);
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+        // A credential changed (generation 1): decided afresh.
+        assert!(!cache.decide("gw-1", "secret", 1, lookup(false)).await);
+        assert_eq!(lookups.load(Ordering::SeqCst), 3);
     }
 }

@@ -14,20 +14,28 @@ use crate::{Coordinator, audit};
 
 const VERSION_COLUMNS: &str = "name, version, sequence, sha256, size_bytes, signer, delegation, claims, registered_at, registered_by";
 
-/// Verifies, stores and records a signed component.
+/// Verifies, stores and records a signed component; `full_sha` is the SHA-256
+/// of all of `wasm` (computed as the upload arrived). Artifacts are addressed by
+/// it: what a device can check after download.
 pub async fn register(
     c: &Coordinator,
     who: &Principal,
-    wasm: Vec<u8>,
+    wasm: bytes::Bytes,
+    full_sha: String,
 ) -> Result<Registered, CoordinatorError> {
-    // Nothing is stored or believed before the trust policy accepts it.
-    let accepted = c.trust.check(&wasm)?;
+    // Nothing is stored or believed before the trust policy accepts it. The
+    // check is CPU work (hashing, Ed25519, parsing): off the async workers, so
+    // uploads never stall HTTP, MQTT keep-alives or the rollout controller.
+    let accepted = {
+        let (trust, wasm) = (c.trust.clone(), wasm.clone());
+        tokio::task::spawn_blocking(move || trust.check(&wasm))
+            .await
+            .map_err(|e| CoordinatorError::Internal(format!("verification task: {e}")))??
+    };
     let claims: Claims = accepted
         .claims
         .clone()
         .ok_or(wasmops_trust::TrustError::NoClaims)?;
-    // Artifacts are addressed by the hash of the whole file: what a device can check after download.
-    let full_sha = wasmops_trust::sha256_hex(&wasm);
 
     if let Some(existing) = find_version(c, &claims.name, &claims.version).await? {
         if existing.sha256 == full_sha {

@@ -56,7 +56,13 @@ pub fn spawn_writer(c: Arc<Coordinator>) -> mpsc::Sender<Incoming> {
 async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
     let mut acks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let now = crate::now_ms();
-    let known = c.known.get(c).await?;
+    let mut known = c.known.get(c).await?;
+    // A device enrolled since the set was read is looked up on its own.
+    for (device, _) in batch {
+        if !known.contains(device) && c.known.contains(c, device).await? {
+            known.insert(device.clone());
+        }
+    }
     let mut tx = c.db.pool.begin().await?;
     for (device, payload) in batch {
         if !known.contains(device) {

@@ -15,22 +15,34 @@ use wasmops_protocol::{now_ms, topics};
 use wasmops_runtime::LoadedModel;
 use wasmops_runtime::bindings::{ModelInfo, Tensor, TensorData};
 use wasmops_runtime::synthetic::{Fill, synthetic_inputs};
-use wasmops_trust::StateDir;
+use wasmops_trust::{StateDir, Timestamp};
 
 use crate::config::AgentConfig;
 use crate::store::ModelStore;
 use crate::telemetry::{Observation, Outbox, Window};
 
 struct Slot {
-    info: ActiveInfo,
+    record: SlotRecord,
     loaded: Arc<LoadedModel>,
     metadata: ModelInfo,
 }
 
+/// A version this device accepted, as `active.json` keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+struct SlotRecord {
+    #[serde(flatten)]
+    info: ActiveInfo,
+    /// When the trust policy accepted it (unix seconds): a restart judges it as
+    /// of then, so the passing of time never takes away an accepted model.
+    /// Absent in files written before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    accepted_at: Option<u64>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct ActiveFile {
-    active: ActiveInfo,
-    previous: Option<ActiveInfo>,
+    active: SlotRecord,
+    previous: Option<SlotRecord>,
 }
 
 /// Live-prediction counters since the agent started (for `/v1/status` and the simulator).
@@ -47,6 +59,10 @@ pub struct Agent {
     active: RwLock<Option<Arc<Slot>>>,
     staged: RwLock<Option<Arc<Slot>>>,
     shadow: RwLock<Option<Arc<Slot>>>,
+    /// The version before the active one (kept on disk for a fallback).
+    previous: RwLock<Option<SlotRecord>>,
+    /// What went wrong restoring the slots after a restart, reported until the next install.
+    restore_note: RwLock<Option<String>>,
     pub(crate) last_status: RwLock<Option<Status>>,
     window: Mutex<Window>,
     outbox: Mutex<Outbox>,
@@ -75,6 +91,8 @@ impl Agent {
             active: RwLock::new(None),
             staged: RwLock::new(None),
             shadow: RwLock::new(None),
+            previous: RwLock::new(None),
+            restore_note: RwLock::new(None),
             last_status: RwLock::new(None),
             window: Mutex::new(Window::new(now_ms())),
             outbox: Mutex::new(outbox),
@@ -88,11 +106,19 @@ impl Agent {
     }
 
     pub fn active(&self) -> Option<ActiveInfo> {
-        self.active.read().unwrap().as_ref().map(|s| s.info.clone())
+        self.active
+            .read()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.record.info.clone())
     }
 
     pub fn shadow(&self) -> Option<ActiveInfo> {
-        self.shadow.read().unwrap().as_ref().map(|s| s.info.clone())
+        self.shadow
+            .read()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.record.info.clone())
     }
 
     pub(crate) fn status(
@@ -112,7 +138,11 @@ impl Agent {
         }
     }
 
-    /// Loads the active slot written before a restart.
+    /// Serves again what served before a restart. The active slot is judged as
+    /// of when it was accepted (expiry since, a lapsed delegation or a clock
+    /// jump do not stop it; a revoked key or damaged bytes do); if it cannot
+    /// load, the previous one serves. Nothing is deleted, and what happened is
+    /// reported in the next status ([`Agent::restore_note`]).
     pub fn restore(&self) -> Result<()> {
         let path = self.config.state_dir.join("active.json");
         let Ok(bytes) = std::fs::read(&path) else {
@@ -120,14 +150,57 @@ impl Agent {
         };
         let file: ActiveFile = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is corrupt", path.display()))?;
-        let loaded = self.store.load(&file.active.sha256)?;
+        let mut notes = vec![];
+        let candidates = [Some(&file.active), file.previous.as_ref()];
+        for (i, record) in candidates.into_iter().flatten().enumerate() {
+            let (model, version) = (&record.info.model, &record.info.version);
+            let role = if i == 0 { "active" } else { "previous" };
+            match self.reopen(record) {
+                Ok(slot) => {
+                    if let Some(why) = self.store.refused_today(&record.info.sha256) {
+                        notes.push(format!(
+                            "serving {model} {version} accepted earlier, though a new install would be refused today: {why}"
+                        ));
+                    } else if i > 0 {
+                        notes.push(format!("serving the previous version {model} {version}"));
+                    }
+                    self.set_active(slot);
+                    *self.previous.write().unwrap() =
+                        if i == 0 { file.previous.clone() } else { None };
+                    break;
+                }
+                Err(e) => notes.push(format!(
+                    "the {role} model {model} {version} cannot be loaded: {e:#}"
+                )),
+            }
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
+        if let Some(n) = &note {
+            tracing::warn!("{}: {n}", self.id());
+        }
+        *self.restore_note.write().unwrap() = note.clone();
+        match (self.active.read().unwrap().is_some(), note) {
+            (false, Some(n)) => bail!("{n}"),
+            _ => Ok(()),
+        }
+    }
+
+    /// What went wrong at the last restore, until the next install replaces it.
+    pub fn restore_note(&self) -> Option<String> {
+        self.restore_note.read().unwrap().clone()
+    }
+
+    fn reopen(&self, record: &SlotRecord) -> Result<Arc<Slot>> {
+        let at = record
+            .accepted_at
+            .map_or_else(Timestamp::now, Timestamp::from_unix);
+        let loaded = self.store.reload(&record.info.sha256, at)?;
         let metadata = loaded.instantiate()?.metadata()?;
-        self.set_active(Arc::new(Slot {
-            info: file.active,
+        Ok(Arc::new(Slot {
+            record: record.clone(),
             loaded,
             metadata,
-        }));
-        Ok(())
+        }))
     }
 
     /// Serves one prediction from the active model (JSON in, JSON out),
@@ -172,8 +245,8 @@ impl Agent {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let empty = vec![];
         self.window.lock().unwrap().record(Observation {
-            model: &slot.info.model,
-            version: &slot.info.version,
+            model: &slot.record.info.model,
+            version: &slot.record.info.version,
             shadow: false,
             latency_ms,
             inputs: inputs.as_ref().unwrap_or(&empty),
@@ -203,8 +276,8 @@ impl Agent {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let agreed = outputs.as_ref().is_ok_and(|o| agree(live, o));
         self.window.lock().unwrap().record(Observation {
-            model: &slot.info.model,
-            version: &slot.info.version,
+            model: &slot.record.info.model,
+            version: &slot.record.info.version,
             shadow: true,
             latency_ms,
             inputs: &[],
@@ -223,7 +296,7 @@ impl Agent {
             slot.read()
                 .unwrap()
                 .as_ref()
-                .filter(|s| s.info.sha256 == desired.sha256)
+                .filter(|s| s.record.info.sha256 == desired.sha256)
                 .cloned()
         };
         match desired.mode {
@@ -231,7 +304,8 @@ impl Agent {
                 if let Some(slot) = same_as(&self.active) {
                     // Already serving it: commit the floor if asked, drop any shadow.
                     if !desired.provisional {
-                        self.state.accept(&slot.info.model, slot.info.sequence)?;
+                        self.state
+                            .accept(&slot.record.info.model, slot.record.info.sequence)?;
                     }
                     *self.shadow.write().unwrap() = None;
                     report(self.status(Some(desired), InstallState::Active, None));
@@ -265,8 +339,40 @@ impl Agent {
         Ok(())
     }
 
-    /// Download → verify → rollback check → probe: a slot ready to serve.
+    /// Download → verify → rollback check → probe: a slot ready to serve. A
+    /// download that fails verification or its probe is deleted unless a slot
+    /// (or the previous version) uses it.
     async fn prepare(
+        self: &Arc<Self>,
+        desired: &Desired,
+        report: &(dyn Fn(Status) + Send + Sync),
+    ) -> Result<Arc<Slot>> {
+        let prepared = self.prepare_slot(desired, report).await;
+        if prepared.is_err() && !self.in_use(&desired.sha256) {
+            self.store.discard(&desired.sha256);
+        }
+        prepared
+    }
+
+    fn in_use(&self, sha256: &str) -> bool {
+        let held = |slot: &RwLock<Option<Arc<Slot>>>| {
+            slot.read()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|s| s.record.info.sha256 == sha256)
+        };
+        held(&self.active)
+            || held(&self.staged)
+            || held(&self.shadow)
+            || self
+                .previous
+                .read()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|p| p.info.sha256 == sha256)
+    }
+
+    async fn prepare_slot(
         self: &Arc<Self>,
         desired: &Desired,
         report: &(dyn Fn(Status) + Send + Sync),
@@ -292,7 +398,10 @@ impl Agent {
         })
         .await??;
         Ok(Arc::new(Slot {
-            info,
+            record: SlotRecord {
+                info,
+                accepted_at: Some(Timestamp::now().unix()),
+            },
             loaded,
             metadata,
         }))
@@ -340,15 +449,20 @@ impl Agent {
     }
 
     fn switch(&self, slot: Arc<Slot>, provisional: bool) -> Result<()> {
-        let info = slot.info.clone();
+        let info = slot.record.info.clone();
         if provisional {
             self.state.check_sequence(&info.model, info.sequence)?;
         } else {
             self.state.accept(&info.model, info.sequence)?;
         }
-        let previous = self.active();
+        let previous = self
+            .active
+            .read()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.record.clone());
         let file = ActiveFile {
-            active: info.clone(),
+            active: slot.record.clone(),
             previous: previous.clone(),
         };
         wasmops_trust::write_atomic(
@@ -356,19 +470,21 @@ impl Agent {
             &serde_json::to_vec_pretty(&file)?,
         )?;
         self.set_active(slot);
+        *self.previous.write().unwrap() = previous.clone();
+        *self.restore_note.write().unwrap() = None;
         let mut staged = self.staged.write().unwrap();
         if staged
             .as_ref()
-            .is_some_and(|s| s.info.sha256 == info.sha256)
+            .is_some_and(|s| s.record.info.sha256 == info.sha256)
         {
             *staged = None;
         }
         *self.shadow.write().unwrap() = None;
         // Keep the active slot, the one before it, and a staged one.
-        let staged_sha = staged.as_ref().map(|s| s.info.sha256.clone());
+        let staged_sha = staged.as_ref().map(|s| s.record.info.sha256.clone());
         let keep: Vec<&str> = [
             Some(info.sha256.as_str()),
-            previous.as_ref().map(|p| p.sha256.as_str()),
+            previous.as_ref().map(|p| p.info.sha256.as_str()),
             staged_sha.as_deref(),
         ]
         .into_iter()
@@ -442,6 +558,7 @@ impl Agent {
             "active": self.active(),
             "shadow": self.shadow(),
             "last_status": self.last_status.read().unwrap().clone(),
+            "restore_note": self.restore_note(),
             "served": self.served,
             "telemetry": {"pending_reports": pending, "dropped_reports": dropped_reports, "dropped_predictions": dropped_predictions},
         })

@@ -71,11 +71,11 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
         })
     };
     // Say what runs after a restart.
-    publisher(agent.status(None, InstallState::Active, None));
+    publisher(agent.status(None, InstallState::Active, agent.restore_note()));
 
     let (desired_tx, mut desired_rx) = tokio::sync::watch::channel::<Option<Desired>>(None);
     let router = {
-        let agent = agent.clone();
+        let (agent, refused) = (agent.clone(), publisher.clone());
         let ack_topic = topics::telemetry_ack(&config.device_id);
         tokio::spawn(async move {
             while let Some(msg) = incoming.recv().await {
@@ -86,12 +86,22 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
                 if msg.payload.is_empty() {
                     continue;
                 }
-                match serde_json::from_slice::<Desired>(&msg.payload) {
+                let desired = serde_json::from_slice::<Desired>(&msg.payload)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| d.check().map(|()| d).map_err(|e| e.to_string()));
+                match desired {
                     // Only the newest desired state matters: a slow install is not queued behind stale ones.
                     Ok(d) => {
                         desired_tx.send_replace(Some(d));
                     }
-                    Err(e) => tracing::warn!("ignoring a malformed desired-state message: {e}"),
+                    Err(e) => {
+                        tracing::warn!("{}: refusing a desired-state message: {e}", agent.id());
+                        refused(agent.status(
+                            None,
+                            InstallState::Failed,
+                            Some(format!("desired state refused: {e}")),
+                        ));
+                    }
                 }
             }
         })

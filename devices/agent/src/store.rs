@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmops_runtime::{Host, HostConfig, LoadedModel};
+use wasmops_runtime::{Host, HostConfig, LoadedModel, SignaturePolicy};
+use wasmops_trust::Timestamp;
+
+use crate::download::Retry;
 
 pub struct ModelStore {
     host: Host,
@@ -31,9 +34,8 @@ impl ModelStore {
             host: Host::new(host_config)?,
             dir,
             shared,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(600))
-                .build()?,
+            // A transfer may take long on a slow link; a link silent for 30 s is dead.
+            http: crate::download::client(Duration::from_secs(30))?,
             loaded: Mutex::default(),
             loading: Mutex::default(),
             fetching: Default::default(),
@@ -64,15 +66,35 @@ impl ModelStore {
         let _one_at_a_time = lock.lock().await;
         let path = self.path(sha256);
         if !path.exists() {
-            crate::download::download(&self.http, coordinator, token, sha256, size, cap, &path)
-                .await?;
+            crate::download::download_with_retries(
+                &self.http,
+                coordinator,
+                token,
+                sha256,
+                size,
+                cap,
+                &path,
+                Retry::default(),
+            )
+            .await?;
         }
         Ok(path)
     }
 
     /// Verifies (trust policy) and compiles the slot `sha256`, or returns the
-    /// copy already loaded in this process. Bytes that fail verification are deleted.
+    /// copy already loaded in this process. Nothing is deleted on failure: the
+    /// caller knows whether the slot is still in use (see [`ModelStore::discard`]).
     pub fn load(&self, sha256: &str) -> Result<Arc<LoadedModel>> {
+        self.load_as_of(sha256, None)
+    }
+
+    /// Loads a slot this device accepted at `accepted_at` (a restart), judged
+    /// as of then: see [`Host::reload`].
+    pub fn reload(&self, sha256: &str, accepted_at: Timestamp) -> Result<Arc<LoadedModel>> {
+        self.load_as_of(sha256, Some(accepted_at))
+    }
+
+    fn load_as_of(&self, sha256: &str, accepted_at: Option<Timestamp>) -> Result<Arc<LoadedModel>> {
         let lock = self
             .loading
             .lock()
@@ -93,22 +115,39 @@ impl ModelStore {
         let path = self.path(sha256);
         let wasm =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        match self.host.load(&wasm) {
-            Ok(m) => {
-                let m = Arc::new(m);
-                let mut loaded = self.loaded.lock().unwrap();
-                loaded.retain(|_, w| w.strong_count() > 0);
-                loaded.insert(sha256.to_string(), Arc::downgrade(&m));
-                Ok(m)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e.into())
-            }
+        let m = Arc::new(match accepted_at {
+            None => self.host.load(&wasm)?,
+            Some(at) => self.host.reload(&wasm, at)?,
+        });
+        let mut loaded = self.loaded.lock().unwrap();
+        loaded.retain(|_, w| w.strong_count() > 0);
+        loaded.insert(sha256.to_string(), Arc::downgrade(&m));
+        Ok(m)
+    }
+
+    /// Why the trust policy would refuse slot `sha256` as a new install today
+    /// (expired claims or delegation, a revoked key), if it would.
+    pub fn refused_today(&self, sha256: &str) -> Option<String> {
+        let SignaturePolicy::Trusted(policy) = &self.host.config().signatures else {
+            return None;
+        };
+        let wasm = std::fs::read(self.path(sha256)).ok()?;
+        policy
+            .check_accepted(&wasm, Timestamp::now())
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    /// Deletes slot `sha256` (a download that failed verification or its probe;
+    /// a device's own store only).
+    pub fn discard(&self, sha256: &str) {
+        if !self.shared {
+            let _ = std::fs::remove_file(self.path(sha256));
         }
     }
 
-    /// Deletes every slot not in `keep` (a device's own store only).
+    /// Deletes every slot, and every partial download, not in `keep` (a
+    /// device's own store only).
     pub fn keep_only(&self, keep: &[&str]) {
         if self.shared {
             return;
@@ -118,7 +157,9 @@ impl ModelStore {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(sha) = name.strip_suffix(".wasm")
+            if let Some(sha) = name
+                .strip_suffix(".wasm")
+                .or_else(|| name.strip_suffix(".part"))
                 && !keep.contains(&sha)
             {
                 let _ = std::fs::remove_file(e.path());

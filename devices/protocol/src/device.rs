@@ -104,6 +104,143 @@ impl InstallState {
     }
 }
 
+/// A field of a payload that breaks the contract; the payload is refused whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct BadField {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+/// Longest model, version or deployment name a payload may carry.
+pub const MAX_NAME: usize = 128;
+
+/// Longest free-text error a status may carry; longer ones are cut (the rest is
+/// in the device's log).
+pub const MAX_ERROR: usize = 2048;
+
+/// A model name or version (they name files and database keys): 1–128 of
+/// `[A-Za-z0-9._+-]`, not starting with a dot.
+pub fn check_name(field: &'static str, value: &str) -> Result<(), BadField> {
+    check_chars(field, value, "._+-")
+}
+
+/// A deployment or rollout id (`dep-…`, `ro-…`, `ro-…/rollback`): like a name,
+/// and `/` may separate its parts.
+pub fn check_deployment(value: &str) -> Result<(), BadField> {
+    check_chars("deployment", value, "._+-/")
+}
+
+fn check_chars(field: &'static str, value: &str, extra: &str) -> Result<(), BadField> {
+    let bad = |problem: String| Err(BadField { field, problem });
+    if value.is_empty() || value.len() > MAX_NAME {
+        return bad(format!(
+            "must be 1-{MAX_NAME} characters, not {}",
+            value.len()
+        ));
+    }
+    if value.starts_with('.') {
+        return bad("must not start with a dot".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(*c)))
+    {
+        return bad(format!(
+            "has `{}`; allowed are letters, digits and `{extra}`",
+            c.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A SHA-256 as 64 lowercase hex digits (it names files on devices).
+pub fn check_sha256(field: &'static str, value: &str) -> Result<(), BadField> {
+    if value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(BadField {
+            field,
+            problem: "must be 64 lowercase hex digits".into(),
+        })
+    }
+}
+
+impl ActiveInfo {
+    pub fn check(&self) -> Result<(), BadField> {
+        check_name("model", &self.model)?;
+        check_name("version", &self.version)?;
+        check_sha256("sha256", &self.sha256)
+    }
+}
+
+impl Desired {
+    /// Every field checked before anything acts on it: the sha names a file,
+    /// the names go into paths and reports.
+    pub fn check(&self) -> Result<(), BadField> {
+        check_deployment(&self.deployment)?;
+        check_name("model", &self.model)?;
+        check_name("version", &self.version)?;
+        check_sha256("sha256", &self.sha256)?;
+        if self.size_bytes == 0 {
+            return Err(BadField {
+                field: "size_bytes",
+                problem: "must be more than 0".into(),
+            });
+        }
+        if let Some(p) = &self.probe
+            && !p.get("inputs").is_some_and(|i| i.is_array())
+        {
+            return Err(BadField {
+                field: "probe",
+                problem: "must be {\"inputs\": [...]}".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Status {
+    /// Names and hashes checked; a long error text is cut to [`MAX_ERROR`]
+    /// bytes and control characters (NUL included: databases refuse it) become
+    /// spaces, so a device's own words never cost it its report.
+    pub fn check(&mut self) -> Result<(), BadField> {
+        if let Some(d) = &self.deployment {
+            check_deployment(d)?;
+        }
+        if let Some(m) = &self.model {
+            check_name("model", m)?;
+        }
+        if let Some(v) = &self.version {
+            check_name("version", v)?;
+        }
+        for a in [&self.active, &self.shadow].into_iter().flatten() {
+            a.check()?;
+        }
+        if let Some(e) = &mut self.error {
+            *e = clean_text(e, MAX_ERROR);
+        }
+        Ok(())
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary) with control
+/// characters replaced by spaces.
+pub fn clean_text(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end]
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +254,92 @@ mod tests {
             );
             assert_eq!(InstallState::parse(s.as_str()), Some(s));
         }
+    }
+
+    fn desired() -> Desired {
+        Desired {
+            deployment: "dep-1".into(),
+            model: "churn".into(),
+            version: "1.0.0".into(),
+            sha256: "ab".repeat(32),
+            size_bytes: 10,
+            probe: None,
+            mode: Mode::Active,
+            provisional: false,
+        }
+    }
+
+    #[test]
+    fn desired_fields_are_checked_before_use() {
+        desired().check().unwrap();
+        for id in [
+            "dep-1796083209246-a74422b4d11d",
+            "ro-17960832-ab12/rollback",
+        ] {
+            let d = Desired {
+                deployment: id.into(),
+                ..desired()
+            };
+            d.check().unwrap();
+        }
+        for (sha, why) in [
+            ("../../etc/passwd", "path"),
+            (&"AB".repeat(32), "uppercase"),
+            (&"ab".repeat(31), "short"),
+            (&format!("{}/x", "a".repeat(62)), "slash"),
+        ] {
+            let d = Desired {
+                sha256: sha.to_string(),
+                ..desired()
+            };
+            let e = d.check().unwrap_err();
+            assert_eq!(e.field, "sha256", "{why}");
+        }
+        for bad in ["", "..", ".hidden", "a/b", "a\0b", &"x".repeat(129)] {
+            let d = Desired {
+                model: bad.to_string(),
+                ..desired()
+            };
+            assert_eq!(d.check().unwrap_err().field, "model", "{bad:?}");
+        }
+        let d = Desired {
+            size_bytes: 0,
+            ..desired()
+        };
+        assert_eq!(d.check().unwrap_err().field, "size_bytes");
+        let d = Desired {
+            probe: Some(serde_json::json!("zeros")),
+            ..desired()
+        };
+        assert_eq!(d.check().unwrap_err().field, "probe");
+    }
+
+    #[test]
+    fn status_errors_are_cut_and_cleaned_not_refused() {
+        let mut s = Status {
+            deployment: Some("dep-1".into()),
+            state: InstallState::Failed,
+            model: Some("churn".into()),
+            version: Some("1.0.0".into()),
+            error: Some(format!("nul\0here é{}", "x".repeat(5000))),
+            active: None,
+            shadow: None,
+        };
+        s.check().unwrap();
+        let e = s.error.unwrap();
+        assert!(
+            e.len() <= MAX_ERROR && e.starts_with("nul here é"),
+            "{e:.40}"
+        );
+        let mut s = Status {
+            deployment: Some("dep-1'; DROP TABLE devices; --".into()),
+            state: InstallState::Active,
+            model: None,
+            version: None,
+            error: None,
+            active: None,
+            shadow: None,
+        };
+        assert_eq!(s.check().unwrap_err().field, "deployment");
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmops_trust::{Accepted, TrustPolicy};
+use wasmops_trust::{Accepted, Timestamp, TrustPolicy};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
@@ -146,14 +146,41 @@ impl Host {
     /// Verifies the signature (before anything is compiled), compiles or loads the
     /// cached compilation, and pre-links the component.
     pub fn load(&self, wasm: &[u8]) -> Result<LoadedModel, HostError> {
-        let accepted = match &self.config.signatures {
-            SignaturePolicy::Trusted(policy) => Some(policy.check(wasm)?),
-            SignaturePolicy::AllowUnsigned => {
+        let accepted = self.admit(wasm, None)?;
+        self.compile(wasm, accepted, true)
+    }
+
+    /// Loads a component this host accepted at `accepted_at` (after a restart):
+    /// see [`TrustPolicy::check_accepted`]. Nothing is recorded.
+    pub fn reload(&self, wasm: &[u8], accepted_at: Timestamp) -> Result<LoadedModel, HostError> {
+        let accepted = self.admit(wasm, Some(accepted_at))?;
+        self.compile(wasm, accepted, false)
+    }
+
+    /// The trust decision, before anything is compiled (as of now, or as of an
+    /// earlier acceptance).
+    fn admit(
+        &self,
+        wasm: &[u8],
+        accepted_at: Option<Timestamp>,
+    ) -> Result<Option<Accepted>, HostError> {
+        Ok(match (&self.config.signatures, accepted_at) {
+            (SignaturePolicy::Trusted(policy), None) => Some(policy.check(wasm)?),
+            (SignaturePolicy::Trusted(policy), Some(t)) => Some(policy.check_accepted(wasm, t)?),
+            (SignaturePolicy::AllowUnsigned, _) => {
                 // Still refuse garbage early with the same clear errors.
                 wasmops_sign::sections(wasm)?;
                 None
             }
-        };
+        })
+    }
+
+    fn compile(
+        &self,
+        wasm: &[u8],
+        accepted: Option<Accepted>,
+        commit: bool,
+    ) -> Result<LoadedModel, HostError> {
         // A verified component was just hashed by the signature check: reuse that
         // hash (of everything after the signature) instead of hashing 10+ MB again.
         let sha = match &accepted {
@@ -185,7 +212,10 @@ impl Host {
         })?;
         let pre = ModelComponentPre::new(pre)
             .map_err(|e| HostError::Link(format!("not a wasmops model component: {e:#}")))?;
-        if let (SignaturePolicy::Trusted(policy), Some(a)) = (&self.config.signatures, &accepted) {
+        if commit
+            && let (SignaturePolicy::Trusted(policy), Some(a)) =
+                (&self.config.signatures, &accepted)
+        {
             policy.commit(a)?;
         }
         Ok(LoadedModel {

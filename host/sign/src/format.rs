@@ -123,7 +123,7 @@ pub fn put_leb(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
-fn put_slice(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn put_slice(out: &mut Vec<u8>, s: &[u8]) {
     put_leb(out, s.len() as u64);
     out.extend_from_slice(s);
 }
@@ -177,9 +177,12 @@ pub(crate) struct SignedHashes {
     pub signatures: Vec<SignatureEntry>,
 }
 
-/// Bounds from wasmsign2: more than this is an attack, not a signature.
-const MAX_HASHES: u64 = 64;
-const MAX_SIGNATURES: u64 = 256;
+/// Bounds over the whole section (wasmsign2 bounds each set the same way, but
+/// 64 sets of 64 hashes and 256 signatures each would still be ~10^6
+/// Ed25519 checks). A real section has one set, one hash and a few
+/// signatures; more than this is an attack, not a signature.
+pub(crate) const MAX_HASHES: u64 = 64;
+pub(crate) const MAX_SIGNATURES: u64 = 64;
 
 pub(crate) fn parse_signature_payload(payload: &[u8]) -> Result<Vec<SignedHashes>, SignError> {
     let bad = |m: &str| SignError::MalformedSignature(m.to_string());
@@ -206,6 +209,7 @@ pub(crate) fn parse_signature_payload(payload: &[u8]) -> Result<Vec<SignedHashes
         return Err(bad("too many signed hash sets"));
     }
     let mut out = vec![];
+    let (mut all_hashes, mut all_signatures) = (0, 0);
     for _ in 0..sets {
         let len = r.leb().map_err(wrap)? as usize;
         let mut s = Reader {
@@ -213,16 +217,18 @@ pub(crate) fn parse_signature_payload(payload: &[u8]) -> Result<Vec<SignedHashes
             pos: 0,
         };
         let n_hashes = s.leb().map_err(wrap)?;
-        if n_hashes > MAX_HASHES {
-            return Err(bad("too many hashes"));
+        all_hashes += n_hashes;
+        if all_hashes > MAX_HASHES {
+            return Err(bad(&format!("more than {MAX_HASHES} hashes")));
         }
         let mut hashes = vec![];
         for _ in 0..n_hashes {
             hashes.push(<[u8; 32]>::try_from(s.take(32).map_err(wrap)?).unwrap());
         }
         let n_sigs = s.leb().map_err(wrap)?;
-        if n_sigs > MAX_SIGNATURES {
-            return Err(bad("too many signatures"));
+        all_signatures += n_sigs;
+        if all_signatures > MAX_SIGNATURES {
+            return Err(bad(&format!("more than {MAX_SIGNATURES} signatures")));
         }
         let mut signatures = vec![];
         for _ in 0..n_sigs {

@@ -85,17 +85,44 @@ impl TrustPolicy {
     /// Checks `wasm` without recording anything about the component (the walked
     /// root and revocation version are recorded: they are facts about the world).
     pub fn check(&self, wasm: &[u8]) -> Result<Accepted, TrustError> {
-        let state = self.load_state()?;
-        let (verified, delegation) = match &self.keys {
+        self.check_as_of(wasm, self.now(), true)
+    }
+
+    /// Checks a component this host accepted at `accepted_at` (a restart):
+    /// signature, root chain and revocations are judged as they stood then,
+    /// so expiry since (or a clock jump) does not take away a model the device
+    /// already runs, while a key revoked since still does. The rollback floor
+    /// is not checked: the component was accepted, and a provisional one may sit
+    /// below a floor raised after it.
+    pub fn check_accepted(
+        &self,
+        wasm: &[u8],
+        accepted_at: Timestamp,
+    ) -> Result<Accepted, TrustError> {
+        self.check_as_of(wasm, accepted_at, false)
+    }
+
+    fn check_as_of(
+        &self,
+        wasm: &[u8],
+        now: Timestamp,
+        rollback: bool,
+    ) -> Result<Accepted, TrustError> {
+        let at = TrustPolicy {
+            now: Some(now),
+            ..self.clone()
+        };
+        let state = at.load_state()?;
+        let (verified, delegation) = match &at.keys {
             KeySource::Keys(keys) => (wasmops_sign::verify(wasm, keys)?, None),
             KeySource::Root { anchor, metadata } => {
-                let (verified, d) = self.check_chain(wasm, anchor, metadata, state.as_ref())?;
+                let (verified, d) = at.check_chain(wasm, anchor, metadata, state.as_ref())?;
                 (verified, Some(d))
             }
         };
         let claims = Claims::read(wasm)?;
         let Some(claims) = claims else {
-            if self.require_claims || self.state.is_some() {
+            if at.require_claims || at.state.is_some() {
                 return Err(TrustError::NoClaims);
             }
             return Ok(Accepted {
@@ -104,7 +131,7 @@ impl TrustPolicy {
                 delegation: None,
             });
         };
-        claims.check_expiry(self.now())?;
+        claims.check_expiry(now)?;
         if let Some(d) = &delegation
             && !d.covers(&claims.name)
         {
@@ -116,11 +143,11 @@ impl TrustPolicy {
         }
         capabilities::check(
             &claims.capabilities,
-            &self.granted,
+            &at.granted,
             delegation.as_ref().and_then(|d| d.capabilities.as_deref()),
             wasm,
         )?;
-        if let Some(state) = &state {
+        if rollback && let Some(state) = &state {
             state.check_sequence(&claims.name, claims.sequence)?;
         }
         Ok(Accepted {
@@ -492,5 +519,59 @@ mod tests {
         policy(meta.clone(), T0).check_metadata().unwrap();
         let err = policy(meta, T0 + 10).check_metadata().unwrap_err();
         assert!(matches!(err, TrustError::RevocationsExpired(_)), "{err}");
+    }
+
+    /// A signed, claimed stand-in component (a bare module: the policy only reads sections).
+    fn component(signer: &SecretKey, sequence: u64, expires: u64) -> Vec<u8> {
+        let mut claims = Claims::new("churn", "1.0.0", sequence, b"model", "pipeline");
+        claims.created_at = Timestamp::from_unix(T0);
+        claims.expires_at = Some(Timestamp::from_unix(expires));
+        let wasm = claims.embed(b"\0asm\x01\0\0\0").unwrap();
+        wasmops_sign::sign(&wasm, signer).unwrap()
+    }
+
+    #[test]
+    fn an_accepted_component_stays_accepted_after_expiry_and_below_the_floor() {
+        let signer = key(7);
+        let wasm = component(&signer, 3, T0 + 100);
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let at = |now: u64| TrustPolicy {
+            now: Some(Timestamp::from_unix(now)),
+            ..TrustPolicy::keys(vec![signer.public()]).with_state(state.clone())
+        };
+        at(T0).check(&wasm).unwrap();
+        // After the claims expire, a new install is refused …
+        let err = at(T0 + 100).check(&wasm).unwrap_err();
+        assert!(matches!(err, TrustError::ClaimsExpired { .. }), "{err}");
+        // … but the copy accepted at T0 still loads, whatever the clock says now.
+        let a = at(T0 + 100)
+            .check_accepted(&wasm, Timestamp::from_unix(T0))
+            .unwrap();
+        assert_eq!(a.claims.unwrap().sequence, 3);
+        // A floor raised past it (crash between accept and switch, or a
+        // provisional canary) refuses it as a new install, not as a restore.
+        state.accept("churn", 4).unwrap();
+        let err = at(T0).check(&wasm).unwrap_err();
+        assert!(matches!(err, TrustError::Rollback { .. }), "{err}");
+        at(T0)
+            .check_accepted(&wasm, Timestamp::from_unix(T0))
+            .unwrap();
+        // Integrity is still checked: a flipped byte is refused either way.
+        let mut bad = wasm.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(
+            at(T0)
+                .check_accepted(&bad, Timestamp::from_unix(T0))
+                .is_err()
+        );
+        // And so is the signer: an untrusted key is not rescued by a past acceptance.
+        let other = component(&key(8), 3, T0 + 100);
+        assert!(
+            at(T0)
+                .check_accepted(&other, Timestamp::from_unix(T0))
+                .is_err()
+        );
     }
 }

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -145,6 +144,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
     let limit = c.max_artifact_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        // The upload handler reads its body itself, after auth, within `limit`.
         .route(
             "/v1/models",
             post(register)
@@ -178,9 +178,53 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .with_state(c)
 }
 
-async fn register(State(c): Api, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+/// `POST /v1/models`: the token is checked before a byte of the body is read;
+/// the body is then read once, within the size limit, hashed as it arrives,
+/// and shared (not copied) with verification and the artifact store.
+async fn register(
+    State(c): Api,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    use futures::StreamExt;
+    use sha2::Digest;
     let who = allow(&c, &headers, Action::Register).await?;
-    let r = registry::register(&c, &who, body.to_vec()).await?;
+    let limit = c.max_artifact_bytes;
+    let too_big = || {
+        ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a component may be at most {limit} bytes (coordinator setting max_artifact_mb)"
+            ),
+        )
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let _slot = c
+        .uploads
+        .acquire()
+        .await
+        .map_err(|e| CoordinatorError::Internal(format!("upload slots: {e}")))?;
+    let mut wasm =
+        bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
+    let mut hasher = sha2::Sha256::new();
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::client(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}"))
+        })?;
+        if wasm.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        hasher.update(&chunk);
+        wasm.extend_from_slice(&chunk);
+    }
+    let sha = hex::encode(hasher.finalize());
+    let r = registry::register(&c, &who, wasm.freeze(), sha).await?;
     let status = if r.created {
         StatusCode::CREATED
     } else {
@@ -300,16 +344,24 @@ async fn artifact(
             }
         },
     };
-    let bytes = if range.is_empty() {
-        Bytes::new()
+    // Streamed from the store as the client reads: memory per download is a
+    // chunk, not the artifact.
+    let body = if range.is_empty() {
+        axum::body::Body::empty()
     } else {
-        c.artifacts
-            .get_range(&sha256, range.clone())
+        let chunks = c
+            .artifacts
+            .stream_range(&sha256, range.clone())
             .await
-            .map_err(CoordinatorError::from)?
+            .map_err(CoordinatorError::from)?;
+        axum::body::Body::from_stream(chunks)
     };
-    let mut resp = (status, bytes).into_response();
+    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from_str(&(range.end - range.start).to_string()).expect("digits"),
+    );
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/wasm"),

@@ -247,6 +247,7 @@ pub async fn create(
     req.version = v.version.clone();
     let known = devices::list(c).await?;
     let targets = devices::select_targets(&known, &req.devices, &req.selector)?;
+    devices::refuse_if_held(c, &targets).await?;
     let id = format!("ro-{}-{}", crate::now_ms(), crate::auth::random_hex(6)?);
     // A stable pseudo-random order, so wave 1 is not always the same devices.
     let mut ordered: Vec<(String, &wasmops_api::Device)> = targets
