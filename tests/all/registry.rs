@@ -342,5 +342,8 @@ fn uploads_are_authenticated_and_sized_before_their_body_is_read() {
     // A component over the limit is refused the same way by the CLI.
     let wasm = signed("small.wasm", "1.0.0", &[]);
     let err = cli_err(&c, &admin, &["model", "register", p(&wasm)]);
-    assert!(err.contains("413") && err.contains("max_artifact_mb"), "{err}");
+    assert!(
+        err.contains("413") && err.contains("max_artifact_mb"),
+        "{err}"
+    );
 }

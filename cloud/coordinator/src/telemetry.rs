@@ -83,6 +83,13 @@ async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<Str
             );
             continue;
         }
+        // Refused alone, and acknowledged: it can never be stored, and the
+        // device must not resend it forever. The batch's other reports go on.
+        if let Err(e) = report.check() {
+            tracing::warn!("telemetry report {} from {device} refused: {e}", report.seq);
+            acks.entry(device.clone()).or_default().push(report.seq);
+            continue;
+        }
         let fresh = sqlx::query(
             "INSERT INTO telemetry_reports (device, stream, seq, received_at, window_start, window_end, dropped_reports, dropped_predictions)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
@@ -332,6 +339,24 @@ mod tests {
             (20, 2, 1),
             "the resent report counts once"
         );
+        // Issue 24.7: a poisoned report (a NUL in a column name fails a whole
+        // Postgres batch) is refused alone; its batch-mate is stored.
+        let mut poison: Report = serde_json::from_slice(&report("gw-1", 5, now).1).unwrap();
+        poison.versions[0]
+            .features
+            .insert("x\0y".into(), Default::default());
+        let acks = store(
+            &c,
+            &[
+                ("gw-1".into(), serde_json::to_vec(&poison).unwrap().into()),
+                report("gw-1", 6, now),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(acks.get("gw-1"), Some(&vec![5, 6]));
+        let a = aggregate(&c, "m", "1.0.0", "live", None, 0).await.unwrap();
+        assert_eq!(a.summary.predictions, 30, "only the good report counts");
         assert_eq!(
             prune(&c, now - 5_000).await.unwrap(),
             1,
@@ -343,7 +368,7 @@ mod tests {
                 .unwrap()
                 .summary
                 .predictions,
-            10
+            20
         );
     }
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::{BadField, MAX_NAME, check_name};
+
 /// Upper bounds (ms) of the latency buckets; one more bucket holds the rest.
 pub const LATENCY_BOUNDS_MS: [f64; 16] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
@@ -195,6 +197,65 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     pub seqs: Vec<u64>,
+}
+
+/// Most model versions one report may carry (live, shadow, and a switch in the window).
+pub const MAX_VERSIONS: usize = 8;
+/// Most features or outputs summarised per version.
+pub const MAX_COLUMNS: usize = 4096;
+
+impl Report {
+    /// Every field checked before it is stored: names as in desired states,
+    /// column names printable and short (a NUL fails a whole Postgres batch),
+    /// counts consistent. A report that fails is refused alone; the others
+    /// of its batch are stored.
+    pub fn check(&self) -> Result<(), BadField> {
+        let bad = |field: &'static str, problem: String| Err(BadField { field, problem });
+        check_name("stream", &self.stream)?;
+        if self.window_start_ms > self.window_end_ms {
+            return bad("window_start_ms", "is after window_end_ms".into());
+        }
+        if self.versions.len() > MAX_VERSIONS {
+            return bad("versions", format!("more than {MAX_VERSIONS}"));
+        }
+        for v in &self.versions {
+            check_name("model", &v.model)?;
+            check_name("version", &v.version)?;
+            if v.role != "live" && v.role != "shadow" {
+                return bad(
+                    "role",
+                    format!("`{}` is neither live nor shadow", v.role.escape_debug()),
+                );
+            }
+            if v.errors > v.predictions || v.agreed > v.predictions {
+                return bad("errors", "errors or agreed exceed predictions".into());
+            }
+            if v.features.len() + v.outputs.len() > MAX_COLUMNS || v.classes.len() > MAX_COLUMNS {
+                return bad("features", format!("more than {MAX_COLUMNS} columns"));
+            }
+            let names = v
+                .features
+                .keys()
+                .chain(v.outputs.keys())
+                .chain(v.classes.keys())
+                .chain(v.classes.values().flat_map(|c| c.keys()));
+            for name in names {
+                if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+                    return bad(
+                        "features",
+                        format!(
+                            "column or class name {:?} must be 1-{MAX_NAME} printable characters",
+                            name
+                        ),
+                    );
+                }
+            }
+            if v.classes.values().any(|c| c.len() > MAX_CLASSES + 1) {
+                return bad("classes", format!("more than {MAX_CLASSES} classes"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

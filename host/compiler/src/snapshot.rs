@@ -47,9 +47,17 @@ pub fn bake(
     // The runtime's exact configuration, so Cranelift's function cache filled here
     // serves the first `run` of the built component too. No epoch ticker runs for
     // this engine, so the deadline below is never reached.
-    let config: Config = wasmops_runtime::engine_config(cache_dir, wasmops_runtime::Profiler::None);
+    let cache = cache_dir.and_then(|d| match wasmops_runtime::CacheDir::open(d) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("building without a compile cache: {e}");
+            None
+        }
+    });
+    let config: Config =
+        wasmops_runtime::engine_config(cache.as_ref(), wasmops_runtime::Profiler::None);
     let engine = Engine::new(&config).map_err(snapshot_err)?;
-    let component = compile_cached(&engine, &instrumented, cache_dir)?;
+    let component = compile_cached(&engine, &instrumented, cache.as_ref())?;
     let linker = wasmops_runtime::linker(&engine).map_err(snapshot_err)?;
     // Loading and optimising a model can take far more memory than running it.
     // Reproducible builds: the guest's randomness is derived from what it is given.
@@ -167,12 +175,12 @@ fn rename_core_init_export(wasm: &[u8]) -> Result<Vec<u8>, BuildError> {
 fn compile_cached(
     engine: &Engine,
     wasm: &[u8],
-    cache_dir: Option<&Path>,
+    cache: Option<&wasmops_runtime::CacheDir>,
 ) -> Result<Component, BuildError> {
-    let Some(dir) = cache_dir else {
+    let Some(dir) = cache else {
         return Component::new(engine, wasm).map_err(|e| snapshot_err(format!("{e:#}")));
     };
-    let cache = wasmops_runtime::CompileCache::new(dir.to_path_buf());
+    let cache = dir.components();
     let key = wasmops_runtime::sha256_hex(wasm);
     if let Some(c) = cache.load(engine, &key) {
         return Ok(c);

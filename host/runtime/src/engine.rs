@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use crate::HostError;
 use crate::bindings::ModelComponentPre;
-use crate::cache::CompileCache;
+use crate::cache::{CacheDir, CompileCache};
 use crate::instance::{GuestState, ModelInstance};
 use crate::sha256_hex;
 
@@ -85,10 +85,10 @@ pub struct Host {
 /// Settings that change generated code live here only, so every compile and the
 /// cache key agree (the cache hashes the engine's compatibility hash). With a
 /// cache directory, Cranelift also reuses compiled functions across components.
-pub fn engine_config(cache_dir: Option<&std::path::Path>, profiler: Profiler) -> Config {
+pub fn engine_config(cache: Option<&CacheDir>, profiler: Profiler) -> Config {
     let mut c = Config::new();
-    if let Some(dir) = cache_dir {
-        let store = Arc::new(crate::cache::FunctionCache::new(dir.join("functions")));
+    if let Some(dir) = cache {
+        let store = Arc::new(dir.functions());
         c.enable_incremental_compilation(store)
             .expect("cranelift supports incremental compilation");
     }
@@ -109,7 +109,19 @@ pub fn engine_config(cache_dir: Option<&std::path::Path>, profiler: Profiler) ->
 
 impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
-        let engine = Engine::new(&engine_config(config.cache_dir.as_deref(), config.profiler))
+        // A cache that cannot be trusted (not private) is not used: compiling
+        // again is slow, running someone else's native code is worse.
+        let cache_dir = config
+            .cache_dir
+            .as_deref()
+            .and_then(|d| match CacheDir::open(d) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!("running without a compile cache: {e}");
+                    None
+                }
+            });
+        let engine = Engine::new(&engine_config(cache_dir.as_ref(), config.profiler))
             .map_err(|e| HostError::Compile(format!("engine: {e}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -126,7 +138,7 @@ impl Host {
         if matches!(config.signatures, SignaturePolicy::AllowUnsigned) {
             tracing::warn!("signature checks are OFF (--allow-unsigned): any component will run");
         }
-        let cache = config.cache_dir.clone().map(CompileCache::new);
+        let cache = cache_dir.as_ref().map(CacheDir::components);
         Ok(Host {
             engine,
             linker: Arc::new(linker),

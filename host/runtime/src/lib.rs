@@ -7,7 +7,7 @@
 
 mod cache;
 mod compare;
-pub use cache::CompileCache;
+pub use cache::{CacheDir, CompileCache, MAX_CACHE_BYTES};
 pub use compare::output_difference;
 mod engine;
 mod error;
