@@ -117,6 +117,23 @@ def sklearn_fixtures():
     save("scaler_linear_regression", export(est, 10), cases(x[::32], 3))
 
 
+def wide_fixture():
+    """300 input features: a telemetry report summarises every column, so this is
+    the model whose reports and probes must fit the fleet's message sizes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from skl2onnx import to_onnx
+
+    rng = np.random.default_rng(300)
+    x = rounded(rng.normal(size=(600, 300)), 3)
+    w = rng.normal(size=(300, 3))
+    y = np.argmax(x @ w + rng.normal(scale=0.5, size=(600, 3)), axis=1)
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    model = to_onnx(est, x[:1], options={id(est): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    save("wide_logreg", model, [(1, {"X": x[:1]}, {"X": x[:1]}), (6, {"X": x[1:7]}, {"X": x[1:7]})])
+
+
 def tabular_pipeline_fixture():
     """A wasmops pipeline (impute, one-hot, category-map, standard-scale) in front of
     a logistic regression; the reference preprocesses with numpy, independently."""
@@ -463,9 +480,11 @@ def bad_fixtures():
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["sklearn", "tabular", "cnn", "mobilenet", "slow", "lstm", "double", "comparisons", "mixing", "bad"]
+    which = sys.argv[1:] or ["sklearn", "wide", "tabular", "cnn", "mobilenet", "slow", "lstm", "double", "comparisons", "mixing", "bad"]
     if "sklearn" in which:
         sklearn_fixtures()
+    if "wide" in which:
+        wide_fixture()
     if "tabular" in which:
         tabular_pipeline_fixture()
     if "cnn" in which:

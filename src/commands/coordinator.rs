@@ -43,6 +43,9 @@ pub struct CoordinatorCommand {
     pub telemetry_retention_hours: Option<u64>,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Fault injection for end-to-end tests: NAME=fail-every:N or NAME=hang-at:N.
+    #[arg(long = "fault", hide = true)]
+    pub faults: Vec<String>,
 }
 
 impl CoordinatorCommand {
@@ -78,7 +81,8 @@ impl CoordinatorCommand {
         if !self.trust.grants.is_empty() {
             trust.granted = self.trust.grants.clone();
         }
-        let config = settings.resolve(trust);
+        let mut config = settings.resolve(trust);
+        config.faults = self.faults;
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(wasmops_coordinator::serve(config, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -21,20 +21,36 @@ impl DevicesCommand {
             println!("{}", serde_json::to_string(&list)?);
             return Ok(());
         }
-        println!("{:<24} {:<8} {:<24} labels", "device", "state", "active");
+        println!(
+            "{:<24} {:<8} {:<24} {:<28} labels",
+            "device", "state", "active", "group wants"
+        );
+        let mut differing = 0;
         for d in list {
             let active = match (&d.active_model, &d.active_version) {
                 (Some(m), Some(v)) => format!("{m} {v}"),
                 _ => "-".into(),
             };
+            let wants = match &d.group {
+                None => "-".into(),
+                Some(g) if g.in_sync => format!("{} {}", g.model, g.version),
+                Some(g) => {
+                    differing += 1;
+                    format!("{} {} (differs)", g.model, g.version)
+                }
+            };
             let labels: Vec<String> = d.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
-                "{:<24} {:<8} {:<24} {}",
+                "{:<24} {:<8} {:<24} {:<28} {}",
                 d.id,
                 d.state,
                 active,
+                wants,
                 labels.join(" ")
             );
+        }
+        if differing > 0 {
+            eprintln!("{differing} device(s) differ from their group's version");
         }
         Ok(())
     }

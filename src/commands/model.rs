@@ -159,15 +159,15 @@ impl ModelCommand {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                let resumed = rt.block_on(wasmops_agent::download::download(
-                    &http,
-                    api.base(),
-                    api.token(),
-                    &v.sha256,
+                let request = wasmops_agent::download::Request {
+                    coordinator: api.base(),
+                    token: api.token(),
+                    sha256: &v.sha256,
                     size,
-                    u64::MAX,
-                    &out,
-                ))?;
+                    max_bytes: u64::MAX,
+                    out: &out,
+                };
+                let resumed = rt.block_on(wasmops_agent::download::download(&http, &request))?;
                 println!(
                     "{} {} → {} ({size} bytes, sha256 verified{})",
                     name,

@@ -574,3 +574,133 @@ fn a_deployment_survives_an_embedded_broker_restart() {
     );
     drop(c);
 }
+
+/// Issue 24.1: a 300-feature model deployed with a 1000-row probe (≈ 2.5 MB:
+/// far over the MQTT client's 10 KiB default and the broker's 256 KiB) installs
+/// at once: the probe travels as an artifact over HTTP, the desired state
+/// stays small. Its telemetry (a summary per input column, ≈ 100 KB a window)
+/// reaches the coordinator whole: every one of the 300 columns counts every
+/// row predicted. A probe over the limit is refused at the API, naming it.
+#[test]
+fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
+    const COLUMNS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let args = ["--trust", p(&keys().1), "--mqtt-listen", &free_addr()].map(String::from);
+    let c = start_coordinator(&data, &args);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let fixture = fixtures().join("wide_logreg");
+    let wasm = scratch().join("wide-1.0.0.wasm");
+    ok(&[
+        "build",
+        p(&fixture.join("model.onnx")),
+        "--out",
+        p(&wasm),
+        "--name",
+        "wide",
+        "--version",
+        "1.0.0",
+        "--training-data",
+        p(&fixture.join("input_b6.json")),
+    ]);
+    ok(&["sign", p(&wasm), "--key", p(&keys().0)]);
+    assert!(
+        cli(&c, &admin, &["model", "register", p(&wasm)])
+            .status
+            .success()
+    );
+    let out = cli(&c, &admin, &["enrolment", "--devices", "gw-wide"]);
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = write_agent_config(dir.path(), "gw-wide", "eu", &c, &enrolment);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[labels]", "telemetry_interval_ms = 300\n[labels]", 1),
+    )
+    .unwrap();
+    let agent = start_agent(&config);
+    wait_until("gw-wide online", || {
+        devices(&c, &admin).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|d| d["id"] == "gw-wide" && d["state"] == "online")
+        })
+    });
+
+    let rows = |n: usize| -> Value {
+        let data: Vec<f64> = (0..n * COLUMNS)
+            .map(|i| ((i * 37) % 1000) as f64 / 250.0 - 2.0)
+            .collect();
+        serde_json::json!({"inputs": [{"name": "X", "shape": [n, COLUMNS], "data": data}]})
+    };
+    let probe = dir.path().join("probe.json");
+    std::fs::write(&probe, serde_json::to_vec(&rows(1000)).unwrap()).unwrap();
+    let size = std::fs::metadata(&probe).unwrap().len();
+    assert!(size > 2_000_000, "the probe is {size} bytes");
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "deploy",
+            "wide",
+            "1.0.0",
+            "--device",
+            "gw-wide",
+            "--probe",
+            p(&probe),
+            "--wait",
+            "120",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Predictions of 7 rows each; every column of every row is summarised.
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, serde_json::to_vec(&rows(7)).unwrap()).unwrap();
+    for _ in 0..5 {
+        let (code, body) = predict(&agent, &input);
+        assert_eq!(code, 200, "{body}");
+    }
+    let mut last = Value::Null;
+    wait_until("all 300 columns of 35 rows at the coordinator", || {
+        let t = api_get(&c, &admin, "/v1/telemetry");
+        let v = t["versions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|v| v["model"] == "wide").cloned());
+        let done = v.as_ref().is_some_and(|v| {
+            v["predictions"] == 5
+                && v["stats"]["features"]
+                    .as_object()
+                    .is_some_and(|f| f.len() == COLUMNS && f.values().all(|s| s["count"] == 35))
+        });
+        last = v.unwrap_or(Value::Null);
+        done
+    });
+    let features = last["stats"]["features"].as_object().unwrap();
+    assert!(features.contains_key("X[0]") && features.contains_key("X[299]"));
+
+    // Over the probe limit: refused, naming the limit; nothing published.
+    let huge = dir.path().join("huge-probe.json");
+    std::fs::write(&huge, serde_json::to_vec(&rows(6000)).unwrap()).unwrap();
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "deploy",
+            "wide",
+            "1.0.0",
+            "--device",
+            "gw-wide",
+            "--probe",
+            p(&huge),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("at most"), "{err}");
+}

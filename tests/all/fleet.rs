@@ -22,7 +22,7 @@ use wasmops_fleet::mosquitto::Mosquitto;
 
 const DEVICES: usize = 50;
 
-struct Fleet(Served);
+struct Fleet(Served, usize);
 
 impl Fleet {
     fn view(&self) -> Value {
@@ -46,7 +46,7 @@ impl Fleet {
     /// Every device runs `version` (and no shadow).
     fn all_on(&self, version: &str) -> bool {
         let v = self.view();
-        v["versions"][format!("iris@{version}")] == DEVICES
+        v["versions"][format!("iris@{version}")] == self.1
             && v["devices"]
                 .as_array()
                 .unwrap()
@@ -55,17 +55,27 @@ impl Fleet {
     }
 }
 
-fn start_fleet(dir: &Path, c: &Coordinator, mqtt: &str, enrolment: &str) -> Fleet {
+/// `devices` simulated devices named `{prefix}0000`…, labelled `fleet=e2e`.
+fn start_fleet(
+    dir: &Path,
+    c: &Coordinator,
+    mqtt: &str,
+    enrolment: &str,
+    prefix: &str,
+    devices: usize,
+) -> Fleet {
     let (sample, state, n) = (
         fixtures().join("scaler_logreg/input_b1.json"),
-        dir.join("fleet"),
-        DEVICES.to_string(),
+        dir.join(format!("fleet-{prefix}")),
+        devices.to_string(),
     );
     let mut args = vec![
         "fleet",
         "simulate",
         "--devices",
         &n,
+        "--id-prefix",
+        prefix,
         "--mqtt",
         mqtt,
         "--state-dir",
@@ -88,7 +98,47 @@ fn start_fleet(dir: &Path, c: &Coordinator, mqtt: &str, enrolment: &str) -> Flee
     args.extend(["--coordinator", &c.url, "--enrolment-token", enrolment]);
     let mut fleet = serve(&args);
     fleet.url = fleet.url.trim_end_matches("/v1/fleet").to_string();
-    Fleet(fleet)
+    Fleet(fleet, devices)
+}
+
+/// Devices whose `state` (from `/v1/devices`) is online.
+fn online(c: &Coordinator, token: &str) -> usize {
+    let d: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/devices", c.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    d.as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["state"] == "online")
+        .count()
+}
+
+/// The desired states the broker holds retained, by device.
+fn retained_desired(mqtt: &str) -> std::collections::BTreeMap<String, Value> {
+    let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt).unwrap();
+    let opts = rumqttc::MqttOptions::new(format!("retained-{}", std::process::id()), host, port);
+    let (client, mut conn) = rumqttc::Client::new(opts, 256);
+    client
+        .subscribe("wasmops/v1/devices/+/desired", rumqttc::QoS::AtLeastOnce)
+        .unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    // Retained messages arrive right after the SubAck; a quiet second ends them.
+    while let Ok(ev) = conn.recv_timeout(Duration::from_secs(1)) {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = ev {
+            let device = wasmops_protocol::topics::device_of(&p.topic)
+                .unwrap()
+                .to_string();
+            seen.insert(
+                device,
+                serde_json::from_slice(&p.payload).unwrap_or(Value::Null),
+            );
+        }
+    }
+    seen
 }
 
 fn release(model: &str, version: &str, sequence: &str) -> PathBuf {
@@ -239,22 +289,8 @@ fn scenario(database: Option<&str>) {
         );
     }
 
-    let fleet = start_fleet(dir.path(), &c, &broker.url(), &enrolment);
-    wait_until("50 devices online", || {
-        let d: Value = reqwest::blocking::Client::new()
-            .get(format!("{}/v1/devices", c.url))
-            .bearer_auth(&ops)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        d.as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["state"] == "online")
-            .count()
-            == DEVICES
-    });
+    let fleet = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-", DEVICES);
+    wait_until("50 devices online", || online(&c, &ops) == DEVICES);
     let out = cli(
         &c,
         &ops,
@@ -524,4 +560,320 @@ fn scenario(database: Option<&str>) {
     );
     assert!(count(&events, "RolloutAborted", None) >= 1);
     assert!(count(&events, "WaveCompleted", None) >= 3);
+}
+
+/// Issue 24.3: ending a rollout is resumable. The coordinator is SIGKILLed in
+/// the middle of an abort (after two of six devices were sent back); the
+/// restarted one finishes the abort, while every second publish of an end
+/// state fails; then a rollout succeeds under the same publish errors and
+/// every device ends committed (its retained desired state is final, not
+/// provisional). Before the fix the abort was marked final first and stopped
+/// at the first error: four devices kept the candidate.
+#[test]
+fn rollout_ends_survive_a_kill_and_publish_errors() {
+    const N: usize = 6;
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let listen = free_addr();
+    let data = dir.path().join("coordinator");
+    let args = |fault: &str| {
+        [
+            "--trust",
+            p(&keys().1),
+            "--mqtt",
+            &broker.url(),
+            "--fault",
+            fault,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut c = start_coordinator_at(&data, &listen, &args("rollout-end=hang-at:3"));
+    let events = event_listener(&broker.url(), None);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = cli(&c, &admin, &["enrolment", "--devices", "sim-*"]);
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for (version, seq) in [("1.0.0", "1"), ("1.1.0", "2")] {
+        let out = cli(
+            &c,
+            &admin,
+            &[
+                "model",
+                "register",
+                p(&release("scaler_logreg", version, seq)),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let fleet = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-", N);
+    wait_until("the devices online", || online(&c, &admin) == N);
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "deploy",
+            "iris",
+            "1.0.0",
+            "--selector",
+            "fleet=e2e",
+            "--wait",
+            "300",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_long("the fleet on 1.0.0", Duration::from_secs(60), || {
+        fleet.all_on("1.0.0")
+    });
+
+    // A canary that would bake for ten minutes: all six run 1.1.0 meanwhile.
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "rollout",
+            "create",
+            "iris",
+            "1.1.0",
+            "--selector",
+            "fleet=e2e",
+            "--waves",
+            "100",
+            "--bake",
+            "600",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    wait_long("the fleet on 1.1.0", Duration::from_secs(120), || {
+        fleet.all_on("1.1.0")
+    });
+    // The abort hangs before its third device: the API call never returns.
+    let (url, token, rid) = (c.url.clone(), admin.clone(), id.clone());
+    std::thread::spawn(move || {
+        let _ = reqwest::blocking::Client::new()
+            .post(format!("{url}/v1/rollouts/{rid}/abort"))
+            .bearer_auth(token)
+            .send();
+    });
+    wait_long("two devices sent back", Duration::from_secs(60), || {
+        let v = rollout_view(&c, &admin, &id);
+        v["state"] == "aborting" && v["wave_detail"][0]["states"]["rolled-back"] == 2
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    c.process.child.kill().unwrap();
+    c.process.child.wait().unwrap();
+    drop(c);
+    assert_eq!(
+        count(&events, "RolloutAborted", Some(&id)),
+        0,
+        "not ended yet"
+    );
+
+    // Restarted, with every second publish of an end state failing.
+    c = start_coordinator_at(&data, &listen, &args("rollout-end=fail-every:2"));
+    wait_long("the abort to end", Duration::from_secs(60), || {
+        rollout_view(&c, &admin, &id)["state"] == "aborted"
+    });
+    let v = rollout_view(&c, &admin, &id);
+    assert_eq!(v["wave_detail"][0]["states"]["rolled-back"], N, "{v}");
+    wait_long("the fleet back on 1.0.0", Duration::from_secs(60), || {
+        fleet.all_on("1.0.0")
+    });
+    wait_until("one RolloutAborted event", || {
+        count(&events, "RolloutAborted", Some(&id)) == 1
+    });
+
+    // Success under the same publish errors: every device committed.
+    let (passed, err) = rollout(&c, &admin, &["iris", "1.1.0", "--waves", "100"]);
+    assert!(passed, "{err}");
+    wait_long("the fleet on 1.1.0", Duration::from_secs(60), || {
+        fleet.all_on("1.1.0")
+    });
+    let desired = retained_desired(&broker.url());
+    assert_eq!(desired.len(), N, "{desired:?}");
+    for (device, d) in &desired {
+        assert_eq!(d["version"], "1.1.0", "{device}: {d}");
+        assert_eq!(d["provisional"], false, "{device} was not committed: {d}");
+    }
+    assert_eq!(count(&events, "RolloutSucceeded", None), 1);
+}
+
+/// Issue 24.15: a deployment to a selector is the selector's version from
+/// then on. A device that enrols afterwards gets it without anyone deploying
+/// again; a device given another version explicitly keeps it and `devices`
+/// shows it as differing; a successful rollout to the selector moves the
+/// group, and the next late joiner gets the rollout's version.
+#[test]
+fn late_joiners_converge_to_their_group() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let data = dir.path().join("coordinator");
+    let args = ["--trust", p(&keys().1), "--mqtt", &broker.url()].map(String::from);
+    let c = start_coordinator(&data, &args);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = cli(&c, &admin, &["enrolment", "--devices", "sim-*"]);
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for (version, seq) in [("1.0.0", "1"), ("1.1.0", "2")] {
+        let out = cli(
+            &c,
+            &admin,
+            &[
+                "model",
+                "register",
+                p(&release("scaler_logreg", version, seq)),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let first = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-", 2);
+    wait_until("the first devices online", || online(&c, &admin) == 2);
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "deploy",
+            "iris",
+            "1.0.0",
+            "--selector",
+            "fleet=e2e",
+            "--wait",
+            "300",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A device enrolled after the deployment converges to it.
+    let late = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-late-", 1);
+    wait_long("the late joiner on 1.0.0", Duration::from_secs(60), || {
+        late.all_on("1.0.0")
+    });
+    let devices = api_get(&c, &admin, "/v1/devices");
+    assert_eq!(devices.as_array().unwrap().len(), 3);
+    for d in devices.as_array().unwrap() {
+        assert_eq!(d["group"]["version"], "1.0.0", "{d}");
+        assert_eq!(d["group"]["in_sync"], true, "{d}");
+    }
+
+    // An explicit deployment to one device stands; `devices` shows the difference.
+    let out = cli(
+        &c,
+        &admin,
+        &[
+            "deploy", "iris", "1.1.0", "--device", "sim-0000", "--wait", "300",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(7)); // more than a reconciler pass
+    let devices = api_get(&c, &admin, "/v1/devices");
+    let d = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "sim-0000")
+        .unwrap();
+    assert_eq!(d["active_version"], "1.1.0", "{d}");
+    assert_eq!(d["group"]["in_sync"], false, "{d}");
+    let out = cli(&c, &admin, &["devices"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("iris 1.0.0 (differs)"), "{table}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 device(s) differ"));
+
+    // A rollout to the selector that succeeds moves the group.
+    let (passed, err) = rollout(&c, &admin, &["iris", "1.1.0", "--waves", "100"]);
+    assert!(passed, "{err}");
+    let later = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-later-", 1);
+    wait_long(
+        "the next late joiner on 1.1.0",
+        Duration::from_secs(60),
+        || later.all_on("1.1.0"),
+    );
+    wait_long("everyone in sync", Duration::from_secs(60), || {
+        api_get(&c, &admin, "/v1/devices")
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["group"]["version"] == "1.1.0" && d["group"]["in_sync"] == true)
+    });
+    drop(first);
+}
+
+/// The soak (`wasmops fleet soak`), short: 30 devices on PostgreSQL and a
+/// private Mosquitto for a minute and a half of kills, two broker restarts
+/// and a coordinator restart across three canaries (one aborted). The
+/// command itself checks versions, counts, stray files and memory; here its
+/// figures are checked to be what it claims.
+#[test]
+fn soak_short_on_postgres() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let db = Postgres::fresh("soak");
+    let out = wasmops(&[
+        "fleet",
+        "soak",
+        "--devices",
+        "30",
+        "--minutes",
+        "1.5",
+        "--database",
+        &db.url,
+        "--seed",
+        "7",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the soak prints its figures");
+    assert_eq!(r["devices"], 30);
+    assert!(r["device_kills"].as_u64().unwrap() >= 5, "{r}");
+    assert_eq!(r["broker_restarts"], 2);
+    assert_eq!(r["coordinator_restarts"], 1);
+    let states: Vec<&str> = r["rollouts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "succeeded").count(),
+        2,
+        "{r}"
+    );
+    assert_eq!(states.iter().filter(|s| **s == "aborted").count(), 1, "{r}");
+    assert_eq!(r["versions"]["churn@1.2.0"], 30, "{r}");
+    let made = r["predictions_made"].as_u64().unwrap();
+    assert!(made > 1000, "{r}");
+    assert_eq!(
+        r["predictions_stored"].as_u64().unwrap() + r["predictions_unreported"].as_u64().unwrap(),
+        made
+    );
 }

@@ -49,6 +49,13 @@ fn scaler_logistic_regression() {
     check("scaler_logreg", "slim");
 }
 
+/// 300 input columns: the model whose probe and telemetry the fleet tests
+/// push past the MQTT client's default packet size (issue 24.1).
+#[test]
+fn wide_logistic_regression() {
+    check("wide_logreg", "slim");
+}
+
 #[test]
 fn scaler_mlp() {
     check("scaler_mlp", "slim");

@@ -17,6 +17,20 @@ pub struct Device {
     pub active_version: Option<String>,
     /// The device's last install status report.
     pub last_status: Option<serde_json::Value>,
+    /// The version its group (the latest deployment to a selector it
+    /// matches) wants, and whether it runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupTarget>,
+}
+
+/// A device's group and its desired version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupTarget {
+    pub selector: BTreeMap<String, String>,
+    pub model: String,
+    pub version: String,
+    /// The device runs this version.
+    pub in_sync: bool,
 }
 
 /// `POST /v1/deployments`: a version (or alias) on devices named or selected by label.

@@ -123,17 +123,25 @@ pub enum RolloutState {
     Paused,
     /// Between waves, waiting for `approve` (manual approval).
     WaitingApproval,
+    /// Passed: committing the candidate on every device (or removing the
+    /// shadow), device by device, resumed after a coordinator restart.
+    Finishing,
     Succeeded,
+    /// Being aborted: sending every started device back, device by device,
+    /// resumed after a coordinator restart.
+    Aborting,
     /// Stopped, and every started device sent back to its previous version.
     Aborted,
 }
 
 impl RolloutState {
-    pub const ALL: [RolloutState; 5] = [
+    pub const ALL: [RolloutState; 7] = [
         RolloutState::Running,
         RolloutState::Paused,
         RolloutState::WaitingApproval,
+        RolloutState::Finishing,
         RolloutState::Succeeded,
+        RolloutState::Aborting,
         RolloutState::Aborted,
     ];
 
@@ -142,7 +150,9 @@ impl RolloutState {
             RolloutState::Running => "running",
             RolloutState::Paused => "paused",
             RolloutState::WaitingApproval => "waiting-approval",
+            RolloutState::Finishing => "finishing",
             RolloutState::Succeeded => "succeeded",
+            RolloutState::Aborting => "aborting",
             RolloutState::Aborted => "aborted",
         }
     }
@@ -153,6 +163,15 @@ impl RolloutState {
 
     pub fn is_terminal(self) -> bool {
         matches!(self, RolloutState::Succeeded | RolloutState::Aborted)
+    }
+
+    /// Still deciding: the states in which device reports move the rollout
+    /// and an abort is accepted.
+    pub fn is_deciding(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Running | RolloutState::Paused | RolloutState::WaitingApproval
+        )
     }
 }
 

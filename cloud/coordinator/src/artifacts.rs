@@ -1,5 +1,7 @@
-//! Content-addressed component storage on any `object_store` backend: the
-//! local file system by default, `memory:///` for tests, cloud stores by URL.
+//! Content-addressed storage on any `object_store` backend (the local file
+//! system by default, `memory:///` for tests, cloud stores by URL) for
+//! components and for health-probe samples, which devices fetch over HTTP
+//! rather than inside their MQTT desired state.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -7,6 +9,9 @@ use std::sync::Arc;
 use futures::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, ObjectStore, PutPayload};
+use wasmops_protocol::device::ArtifactRef;
+
+use crate::error::CoordinatorError;
 
 pub struct Artifacts {
     store: Arc<dyn ObjectStore>,
@@ -79,4 +84,45 @@ impl Artifacts {
             .await?
             .into_stream())
     }
+}
+
+/// A health-probe sample as an artifact: its reference and its JSON. Refused
+/// (400, naming the limit) over [`MAX_PROBE_BYTES`] or when it is not
+/// `{"inputs": [...]}`.
+///
+/// [`MAX_PROBE_BYTES`]: wasmops_protocol::MAX_PROBE_BYTES
+pub fn probe_artifact(
+    probe: &serde_json::Value,
+) -> Result<(ArtifactRef, bytes::Bytes), CoordinatorError> {
+    if !probe.get("inputs").is_some_and(|i| i.is_array()) {
+        return Err(CoordinatorError::BadRequest(
+            "a probe sample must be {\"inputs\": [...]}".into(),
+        ));
+    }
+    let json = serde_json::to_vec(probe).expect("a JSON value serialises");
+    let limit = wasmops_protocol::MAX_PROBE_BYTES;
+    if json.len() > limit {
+        return Err(CoordinatorError::BadRequest(format!(
+            "the probe sample is {} bytes; at most {limit} are accepted (use fewer rows)",
+            json.len()
+        )));
+    }
+    let r = ArtifactRef {
+        sha256: wasmops_trust::sha256_hex(&json),
+        size_bytes: json.len() as u64,
+    };
+    Ok((r, json.into()))
+}
+
+/// Stores `probe` (if any) as an artifact; returns its reference.
+pub async fn store_probe(
+    c: &crate::Coordinator,
+    probe: Option<&serde_json::Value>,
+) -> Result<Option<ArtifactRef>, CoordinatorError> {
+    let Some(probe) = probe else {
+        return Ok(None);
+    };
+    let (r, json) = probe_artifact(probe)?;
+    c.artifacts.put(&r.sha256, json).await?;
+    Ok(Some(r))
 }

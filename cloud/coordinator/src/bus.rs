@@ -27,6 +27,15 @@ pub async fn publish_desired(
     let payload = desired
         .map(|d| serde_json::to_vec(d).expect("desired serialises"))
         .unwrap_or_default();
+    // Over the limit the client would drop its connection, and with it every
+    // queued message; probes travel as artifacts, so this is a bug guard.
+    if payload.len() > wasmops_protocol::MAX_MESSAGE_BYTES {
+        return Err(CoordinatorError::BadRequest(format!(
+            "the desired state for {device} is {} bytes, over the MQTT limit of {}",
+            payload.len(),
+            wasmops_protocol::MAX_MESSAGE_BYTES
+        )));
+    }
     if payload.is_empty() {
         sqlx::query("DELETE FROM desired WHERE device = $1")
             .bind(device)

@@ -168,6 +168,7 @@ impl Settings {
                     .unwrap_or(defaults::TELEMETRY_RETENTION_HOURS)
                     .saturating_mul(3600),
             ),
+            faults: vec![],
         }
     }
 }
@@ -190,6 +191,8 @@ pub struct CoordinatorConfig {
     pub webhooks: Vec<String>,
     /// Telemetry older than this is deleted (checked every minute).
     pub telemetry_retention: Duration,
+    /// Fault injection specs (end-to-end tests; see [`crate::faults`]).
+    pub faults: Vec<String>,
 }
 
 impl CoordinatorConfig {

@@ -65,6 +65,25 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS enrolments (hash TEXT PRIMARY KEY, pattern TEXT NOT NULL, created_by TEXT NOT NULL,
         created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS desired (device TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS groups (selector TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+];
+
+/// Changes to existing tables, oldest first, each applied once in its own
+/// transaction; `schema_version` records how many have run (neither backend
+/// offers `ADD COLUMN IF NOT EXISTS` the other understands).
+const CHANGES: &[&[&str]] = &[
+    // 1 (issue 24.3): a rollout's end is carried out device by device; this
+    // marks the devices done, so a restarted coordinator resumes the rest.
+    &["ALTER TABLE rollout_devices ADD COLUMN settled_at BIGINT"],
+    // 2 (issue 24.7): pruning and gates go by the coordinator's receive time;
+    // a device's clock (window_end) is kept as data only.
+    &[
+        "ALTER TABLE telemetry ADD COLUMN received_at BIGINT",
+        "UPDATE telemetry SET received_at = COALESCE((SELECT r.received_at FROM telemetry_reports r
+            WHERE r.device = telemetry.device AND r.stream = telemetry.stream AND r.seq = telemetry.seq), window_end)",
+        "CREATE INDEX IF NOT EXISTS telemetry_by_arrival ON telemetry (model, version, role, received_at)",
+        "CREATE INDEX IF NOT EXISTS telemetry_arrival ON telemetry (received_at)",
+    ],
 ];
 
 impl Db {
@@ -102,6 +121,23 @@ impl Db {
                 .await
                 .map_err(|e| anyhow::anyhow!("migration failed: {e}\n{m}"))?;
         }
+        let (done,): (Option<i64>,) = sqlx::query_as("SELECT MAX(version) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await?;
+        for (i, change) in CHANGES.iter().enumerate().skip(done.unwrap_or(0) as usize) {
+            let mut tx = self.pool.begin().await?;
+            for m in *change {
+                sqlx::query(m)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("schema change {} failed: {e}\n{m}", i + 1))?;
+            }
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(i as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 }
@@ -114,5 +150,65 @@ fn redact(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before the versioned changes is brought up to date
+    /// once (telemetry gets its receive time from the report records), and
+    /// opening it again changes nothing.
+    #[tokio::test]
+    async fn changes_apply_once_to_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        for m in MIGRATIONS {
+            sqlx::query(&m.replace("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO telemetry_reports VALUES ('d', 's', 1, 5000, 0, 100, 0, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for seq in [1, 2] {
+            sqlx::query(
+                "INSERT INTO telemetry VALUES ('d', 's', $1, 'm', '1', 'live', 100, 1, 0, 0, '{}')",
+            )
+            .bind(seq)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+        for _ in 0..2 {
+            let db = Db::connect(&url).await.unwrap();
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_version")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            assert_eq!(n as usize, CHANGES.len());
+            let received: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT seq, received_at FROM telemetry ORDER BY seq")
+                    .fetch_all(&db.pool)
+                    .await
+                    .unwrap();
+            // With a report record: its receive time; without: the window end.
+            assert_eq!(received, [(1, 5000), (2, 100)]);
+            sqlx::query("SELECT settled_at FROM rollout_devices")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+            db.pool.close().await;
+        }
     }
 }

@@ -24,6 +24,7 @@ pub async fn deploy(
             "the MQTT connection is not up yet; retry".into(),
         ));
     }
+    let probe_artifact = crate::artifacts::store_probe(c, req.probe.as_ref()).await?;
     let id = format!("dep-{}-{}", crate::now_ms(), crate::auth::random_hex(6)?);
     let desired = Desired {
         deployment: id.clone(),
@@ -31,7 +32,8 @@ pub async fn deploy(
         version: v.version.clone(),
         sha256: v.sha256.clone(),
         size_bytes: v.size_bytes as u64,
-        probe: req.probe.clone(),
+        probe: None,
+        probe_artifact,
         mode: Default::default(),
         provisional: false,
     };
@@ -66,6 +68,11 @@ pub async fn deploy(
     )
     .await?;
     tx.commit().await?;
+    // Devices that match the selector later get the same (before the
+    // devices' own states are set, so theirs are not older than the group's).
+    if req.devices.is_empty() {
+        crate::groups::set(c, &req.selector, &desired).await?;
+    }
     // Retained: a device that is offline now gets it when it connects.
     for d in &targets {
         publish_desired(c, d, Some(&desired)).await?;

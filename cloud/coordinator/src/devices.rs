@@ -156,13 +156,14 @@ pub async fn list(c: &Coordinator) -> sqlx::Result<Vec<Device>> {
                 active_model,
                 active_version,
                 last_status: last_status.and_then(|s| serde_json::from_str(&s).ok()),
+                group: None,
             },
         )
         .collect())
 }
 
-/// The first of `targets` that an unfinished rollout (running, paused or
-/// waiting for approval) holds, with that rollout's id and state. A second
+/// The first of `targets` that an unfinished rollout (any state but succeeded
+/// and aborted, so also one still finishing or aborting) holds, with that rollout's id and state. A second
 /// deployment or rollout to such a device is refused: two writers of one
 /// device's desired state would undo each other (and an abort would send the
 /// device back to a version from before the other one).
@@ -170,13 +171,20 @@ pub async fn held_by_rollout(
     c: &Coordinator,
     targets: &[String],
 ) -> sqlx::Result<Option<(String, String, String)>> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
+    Ok(held(c)
+        .await?
+        .into_iter()
+        .find(|(d, _, _)| targets.contains(d)))
+}
+
+/// Every device an unfinished rollout holds: (device, rollout, state), oldest rollout first.
+pub async fn held(c: &Coordinator) -> sqlx::Result<Vec<(String, String, String)>> {
+    sqlx::query_as(
         "SELECT d.device, r.id, r.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout
-         WHERE r.state IN ('running', 'paused', 'waiting-approval') ORDER BY r.created_at",
+         WHERE r.state NOT IN ('succeeded', 'aborted') ORDER BY r.created_at",
     )
     .fetch_all(&c.db.pool)
-    .await?;
-    Ok(rows.into_iter().find(|(d, _, _)| targets.contains(d)))
+    .await
 }
 
 /// [`held_by_rollout`] as the 409 a caller sees.

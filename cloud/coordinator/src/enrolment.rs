@@ -246,23 +246,10 @@ mod tests {
     #[tokio::test]
     async fn a_device_enrolled_after_the_cache_filled_is_known_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::CoordinatorConfig::new(
-            dir.path().to_path_buf(),
-            wasmops_trust::TrustPolicy::keys(vec![]),
-        );
-        config.mqtt = crate::MqttConfig::External("mqtt://127.0.0.1:1".into());
-        let c = crate::Coordinator::open(&config).await.unwrap();
+        let c = crate::testing::open(dir.path()).await;
         assert!(!c.known.contains(&c, "gw-new").await.unwrap());
         assert!(c.known.get(&c).await.unwrap().is_empty());
-        let mut tx = c.db.pool.begin().await.unwrap();
-        crate::auth::create(
-            &mut tx,
-            &super::credential_name("gw-new"),
-            crate::auth::Role::Device,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        crate::testing::credential(&c, "gw-new").await;
         // The cached set is stale and so is the "missing" note; within its TTL
         // only a credential change (forget) clears the latter …
         assert!(!c.known.get(&c).await.unwrap().contains("gw-new"));

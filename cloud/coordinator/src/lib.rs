@@ -29,11 +29,15 @@ pub mod devices;
 pub mod enrolment;
 pub mod error;
 pub mod events;
+pub mod faults;
+pub mod groups;
 pub mod http;
 pub mod mqtt;
 pub mod registry;
 pub mod rollouts;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -57,6 +61,8 @@ pub struct Coordinator {
     /// Uploads held in memory at once (each up to `max_artifact_bytes`): the
     /// rest wait, so a burst of uploads cannot exhaust memory.
     pub uploads: tokio::sync::Semaphore,
+    /// Refused uploads whose body is being read and thrown away.
+    pub discards: Arc<tokio::sync::Semaphore>,
     /// The MQTT client, once the subscriber has started.
     pub bus: std::sync::OnceLock<rumqttc::AsyncClient>,
     pub webhooks: Vec<String>,
@@ -67,6 +73,10 @@ pub struct Coordinator {
     pub known: enrolment::KnownDevices,
     /// The coordinator's own password on the embedded broker (fresh each start).
     pub mqtt_secret: String,
+    /// Rollout gates' telemetry sums, read incrementally.
+    pub tallies: telemetry::Tallies,
+    /// Injected faults (end-to-end tests only; none by default).
+    pub faults: faults::Faults,
 }
 
 impl Coordinator {
@@ -97,12 +107,15 @@ impl Coordinator {
             trust: Arc::new(config.trust.clone()),
             max_artifact_bytes: config.max_artifact_bytes,
             uploads: tokio::sync::Semaphore::new(MAX_UPLOADS_IN_MEMORY),
+            discards: Arc::new(tokio::sync::Semaphore::new(http::MAX_DISCARDS)),
             bus: Default::default(),
             webhooks: config.webhooks.clone(),
             http: reqwest::Client::new(),
             rollout_lock: Default::default(),
             known: Default::default(),
             mqtt_secret: auth::random_token("mq")?,
+            tallies: Default::default(),
+            faults: faults::Faults::parse(&config.faults)?,
         }))
     }
 }
@@ -137,6 +150,7 @@ pub async fn serve(
         login,
     ));
     tokio::spawn(rollouts::run_controller(coordinator.clone()));
+    tokio::spawn(groups::run_reconciler(coordinator.clone()));
     tokio::spawn(telemetry::run_pruner(
         coordinator.clone(),
         config.telemetry_retention,

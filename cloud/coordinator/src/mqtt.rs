@@ -14,8 +14,9 @@ use wasmops_protocol::topics;
 
 use crate::Coordinator;
 
-/// Largest MQTT message accepted by the embedded broker and the subscriber.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Largest MQTT message accepted by the embedded broker and the subscriber
+/// (the wire contract's limit).
+pub use wasmops_protocol::MAX_MESSAGE_BYTES;
 
 /// The coordinator's own MQTT username on the embedded broker.
 pub const COORDINATOR_USER: &str = "wasmops-coordinator";

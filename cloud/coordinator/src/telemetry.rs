@@ -2,6 +2,13 @@
 //! (one transaction per batch), de-duplicated by (device, stream, seq), and
 //! acknowledged to the device only after they are committed — so a report is
 //! either stored once or still in the device's outbox.
+//!
+//! Time: every row carries the coordinator's receive time (`received_at`),
+//! which pruning, gates and queries go by; the device's own window times are
+//! kept as data only (a device that boots at 1970 or runs ahead is neither
+//! pruned at once nor counted in every later gate). Rollout gates read their
+//! telemetry incrementally ([`Tallies`]): each tick reads only rows received
+//! since the last one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,8 +61,16 @@ pub fn spawn_writer(c: Arc<Coordinator>) -> mpsc::Sender<Incoming> {
 /// Stores a batch; returns what to acknowledge per device (duplicates included:
 /// the device needs the ack either way).
 async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
+    store_at(c, batch, crate::now_ms()).await
+}
+
+/// [`store`] with the receive time given.
+async fn store_at(
+    c: &Coordinator,
+    batch: &[Incoming],
+    now: i64,
+) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
     let mut acks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let now = crate::now_ms();
     let mut known = c.known.get(c).await?;
     // A device enrolled since the set was read is looked up on its own.
     for (device, _) in batch {
@@ -109,8 +124,8 @@ async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<Str
         if fresh {
             for v in &report.versions {
                 sqlx::query(
-                    "INSERT INTO telemetry (device, stream, seq, model, version, role, window_end, predictions, errors, agreed, stats)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                    "INSERT INTO telemetry (device, stream, seq, model, version, role, window_end, predictions, errors, agreed, stats, received_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
                 )
                 .bind(device)
                 .bind(&report.stream)
@@ -123,6 +138,7 @@ async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<Str
                 .bind(v.errors as i64)
                 .bind(v.agreed as i64)
                 .bind(serde_json::to_string(v).expect("stats serialise"))
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -149,11 +165,11 @@ fn send_acks(c: &Coordinator, acks: BTreeMap<String, Vec<u64>>) {
     }
 }
 
-/// Deletes telemetry whose window ended before `cutoff_ms`, and the
-/// de-duplication records received before it; returns the rows deleted.
+/// Deletes telemetry and de-duplication records received before
+/// `cutoff_ms`; returns the rows deleted.
 pub async fn prune(c: &Coordinator, cutoff_ms: i64) -> sqlx::Result<u64> {
     let mut tx = c.db.pool.begin().await?;
-    let a = sqlx::query("DELETE FROM telemetry WHERE window_end < $1")
+    let a = sqlx::query("DELETE FROM telemetry WHERE received_at < $1")
         .bind(cutoff_ms)
         .execute(&mut *tx)
         .await?
@@ -192,8 +208,8 @@ pub struct Aggregate {
     pub stats: VersionStats,
 }
 
-/// Merges the reports for `model@version` in `role` whose window ended at or
-/// after `since_ms`, from `devices` (all when `None`).
+/// Merges the reports for `model@version` in `role` received at or after
+/// `since_ms`, from `devices` (all when `None`).
 pub async fn aggregate(
     c: &Coordinator,
     model: &str,
@@ -202,59 +218,183 @@ pub async fn aggregate(
     devices: Option<&[String]>,
     since_ms: i64,
 ) -> sqlx::Result<Aggregate> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT device, stats FROM telemetry WHERE model = $1 AND version = $2 AND role = $3 AND window_end >= $4")
-        .bind(model)
-        .bind(version)
-        .bind(role)
-        .bind(since_ms)
-        .fetch_all(&c.db.pool)
-        .await?;
-    let wanted: Option<std::collections::HashSet<&str>> =
-        devices.map(|d| d.iter().map(String::as_str).collect());
-    let mut stats = VersionStats {
-        model: model.into(),
-        version: version.into(),
-        role: role.into(),
-        ..Default::default()
-    };
-    let mut seen = std::collections::HashSet::new();
-    for (device, json) in &rows {
-        if wanted
-            .as_ref()
-            .is_some_and(|w| !w.contains(device.as_str()))
-        {
-            continue;
-        }
-        if let Ok(s) = serde_json::from_str::<VersionStats>(json) {
-            stats.merge(&s);
-            seen.insert(device.clone());
+    let mut t = Tally::new(
+        model,
+        version,
+        role,
+        devices.map(<[String]>::to_vec),
+        since_ms,
+    );
+    t.read(c).await?;
+    Ok(t.aggregate())
+}
+
+/// A report's transaction commits within this of the receive time it
+/// records (a 2000-report batch takes well under a second here; the rest is
+/// room for a slow database), so a tally re-reads this much of the past to
+/// catch rows that committed late, and skips those it has counted.
+const LATE_COMMIT_MS: i64 = 120_000;
+
+/// Running sums of one version's telemetry since a time, from some devices:
+/// each [`read`](Tally::read) adds only the rows received since the last.
+#[derive(Debug)]
+pub struct Tally {
+    model: String,
+    version: String,
+    role: String,
+    devices: Option<Vec<String>>,
+    since_ms: i64,
+    stats: VersionStats,
+    seen: std::collections::HashSet<String>,
+    /// Rows counted that a later read may return again, with their receive time.
+    recent: std::collections::HashMap<(String, String, i64), i64>,
+    /// Latest receive time counted.
+    high_water: i64,
+    /// Rows fetched from the database, over all reads (to test incrementality).
+    pub rows_read: u64,
+}
+
+impl Tally {
+    pub fn new(
+        model: &str,
+        version: &str,
+        role: &str,
+        devices: Option<Vec<String>>,
+        since_ms: i64,
+    ) -> Tally {
+        Tally {
+            model: model.into(),
+            version: version.into(),
+            role: role.into(),
+            devices,
+            since_ms,
+            stats: VersionStats {
+                model: model.into(),
+                version: version.into(),
+                role: role.into(),
+                ..Default::default()
+            },
+            seen: Default::default(),
+            recent: Default::default(),
+            high_water: since_ms,
+            rows_read: 0,
         }
     }
-    let n = stats.predictions;
-    let summary = CandidateTelemetry {
-        predictions: n,
-        errors: stats.errors,
-        failure_rate: (n > 0).then(|| stats.errors as f64 / n as f64),
-        p50_ms: stats.latency.quantile_ms(0.5),
-        p95_ms: stats.latency.quantile_ms(0.95),
-        p99_ms: stats.latency.quantile_ms(0.99),
-        agreement: (role == "shadow" && n > 0).then(|| stats.agreed as f64 / n as f64),
-        devices: seen.len(),
-    };
-    Ok(Aggregate {
-        model: model.into(),
-        version: version.into(),
-        role: role.into(),
-        summary,
-        stats,
-    })
+
+    fn same_question(&self, other: &Tally) -> bool {
+        (
+            &self.model,
+            &self.version,
+            &self.role,
+            &self.devices,
+            self.since_ms,
+        ) == (
+            &other.model,
+            &other.version,
+            &other.role,
+            &other.devices,
+            other.since_ms,
+        )
+    }
+
+    /// Adds the rows received since the last read.
+    pub async fn read(&mut self, c: &Coordinator) -> sqlx::Result<()> {
+        let from = self.since_ms.max(self.high_water - LATE_COMMIT_MS);
+        let rows: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT device, stream, seq, received_at, stats FROM telemetry
+             WHERE model = $1 AND version = $2 AND role = $3 AND received_at >= $4",
+        )
+        .bind(&self.model)
+        .bind(&self.version)
+        .bind(&self.role)
+        .bind(from)
+        .fetch_all(&c.db.pool)
+        .await?;
+        self.rows_read += rows.len() as u64;
+        let wanted: Option<std::collections::HashSet<&str>> = self
+            .devices
+            .as_ref()
+            .map(|d| d.iter().map(String::as_str).collect());
+        for (device, stream, seq, received, json) in rows {
+            if wanted
+                .as_ref()
+                .is_some_and(|w| !w.contains(device.as_str()))
+            {
+                continue;
+            }
+            let key = (device, stream, seq);
+            if self.recent.contains_key(&key) {
+                continue;
+            }
+            if let Ok(s) = serde_json::from_str::<VersionStats>(&json) {
+                self.stats.merge(&s);
+                self.seen.insert(key.0.clone());
+            }
+            self.high_water = self.high_water.max(received);
+            self.recent.insert(key, received);
+        }
+        let keep_from = self.high_water - LATE_COMMIT_MS;
+        self.recent.retain(|_, at| *at >= keep_from);
+        Ok(())
+    }
+
+    /// Counts, failure rate, latency quantiles, agreement so far.
+    pub fn aggregate(&self) -> Aggregate {
+        let stats = self.stats.clone();
+        let n = stats.predictions;
+        let summary = CandidateTelemetry {
+            predictions: n,
+            errors: stats.errors,
+            failure_rate: (n > 0).then(|| stats.errors as f64 / n as f64),
+            p50_ms: stats.latency.quantile_ms(0.5),
+            p95_ms: stats.latency.quantile_ms(0.95),
+            p99_ms: stats.latency.quantile_ms(0.99),
+            agreement: (self.role == "shadow" && n > 0).then(|| stats.agreed as f64 / n as f64),
+            devices: self.seen.len(),
+        };
+        Aggregate {
+            model: self.model.clone(),
+            version: self.version.clone(),
+            role: self.role.clone(),
+            summary,
+            stats,
+        }
+    }
+}
+
+/// The rollout controller's tallies, one per running rollout.
+#[derive(Default)]
+pub struct Tallies(tokio::sync::Mutex<std::collections::HashMap<String, Tally>>);
+
+impl Tallies {
+    /// `question`'s answer, read incrementally when the last question under
+    /// `key` was the same one (a new wave starts over).
+    pub async fn read(
+        &self,
+        c: &Coordinator,
+        key: &str,
+        question: Tally,
+    ) -> sqlx::Result<Aggregate> {
+        let mut all = self.0.lock().await;
+        if !all.get(key).is_some_and(|t| t.same_question(&question)) {
+            all.insert(key.to_string(), question);
+        }
+        let t = all.get_mut(key).expect("inserted above");
+        t.read(c).await?;
+        Ok(t.aggregate())
+    }
+
+    /// Forgets every tally but those under `keys`.
+    pub async fn keep_only(&self, keys: &[String]) {
+        self.0.lock().await.retain(|k, _| keys.contains(k));
+    }
 }
 
 /// Every (model, version, role) with telemetry since `since_ms`, aggregated,
 /// plus per-device drop counters.
 pub async fn summary(c: &Coordinator, since_ms: i64) -> sqlx::Result<serde_json::Value> {
     let keys: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT DISTINCT model, version, role FROM telemetry WHERE window_end >= $1 ORDER BY model, version, role").bind(since_ms).fetch_all(&c.db.pool).await?;
+        sqlx::query_as("SELECT DISTINCT model, version, role FROM telemetry WHERE received_at >= $1 ORDER BY model, version, role").bind(since_ms).fetch_all(&c.db.pool).await?;
     let mut versions = vec![];
     for (m, v, r) in keys {
         versions.push(aggregate(c, &m, &v, &r, None, since_ms).await?);
@@ -279,21 +419,7 @@ mod tests {
     #[tokio::test]
     async fn store_dedups_rejects_strangers_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::CoordinatorConfig::new(
-            dir.path().to_path_buf(),
-            wasmops_trust::TrustPolicy::keys(vec![]),
-        );
-        config.mqtt = crate::MqttConfig::External("mqtt://127.0.0.1:1".into());
-        let c = crate::Coordinator::open(&config).await.unwrap();
-        let mut tx = c.db.pool.begin().await.unwrap();
-        crate::auth::create(
-            &mut tx,
-            &crate::enrolment::credential_name("gw-1"),
-            crate::auth::Role::Device,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        let c = open_with_device(dir.path()).await;
         let report = |device: &str, seq: u64, end: i64| -> Incoming {
             let v = VersionStats {
                 model: "m".into(),
@@ -316,10 +442,14 @@ mod tests {
             (device.to_string(), serde_json::to_vec(&r).unwrap().into())
         };
         let now = crate::now_ms();
+        // Received ten seconds ago (its device clock says so too).
+        let acks = store_at(&c, &[report("gw-1", 0, now - 10_000)], now - 10_000)
+            .await
+            .unwrap();
+        assert_eq!(acks.get("gw-1"), Some(&vec![0]));
         let acks = store(
             &c,
             &[
-                report("gw-1", 0, now - 10_000),
                 report("gw-1", 1, now),
                 report("gw-1", 1, now),
                 report("stranger", 0, now),
@@ -329,7 +459,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             acks.get("gw-1"),
-            Some(&vec![0, 1, 1]),
+            Some(&vec![1, 1]),
             "duplicates are acknowledged too"
         );
         assert!(!acks.contains_key("stranger"));
@@ -359,8 +489,8 @@ mod tests {
         assert_eq!(a.summary.predictions, 30, "only the good report counts");
         assert_eq!(
             prune(&c, now - 5_000).await.unwrap(),
-            1,
-            "only the old window goes"
+            2,
+            "only the report received before goes (its row and its record)"
         );
         assert_eq!(
             aggregate(&c, "m", "1.0.0", "live", None, 0)
@@ -370,5 +500,104 @@ mod tests {
                 .predictions,
             20
         );
+    }
+
+    async fn open_with_device(dir: &std::path::Path) -> Arc<Coordinator> {
+        let c = crate::testing::open(dir).await;
+        crate::testing::credential(&c, "gw-1").await;
+        c
+    }
+
+    fn report_at(seq: u64, window_end: i64, predictions: u64) -> Incoming {
+        let r = Report {
+            device: "gw-1".into(),
+            stream: "s".into(),
+            seq,
+            window_start_ms: window_end - 1000,
+            window_end_ms: window_end,
+            versions: vec![VersionStats {
+                model: "m".into(),
+                version: "1.0.0".into(),
+                role: "live".into(),
+                predictions,
+                ..Default::default()
+            }],
+            dropped_reports: 0,
+            dropped_predictions: 0,
+        };
+        ("gw-1".into(), serde_json::to_vec(&r).unwrap().into())
+    }
+
+    /// Issue 24.7: pruning and gates go by the coordinator's receive time. A
+    /// device whose clock says 1970 is not pruned at once; one that runs a
+    /// year ahead does not count in a gate that starts after it reported.
+    #[tokio::test]
+    async fn receive_time_not_device_clocks_decides_pruning_and_gates() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open_with_device(dir.path()).await;
+        let now = crate::now_ms();
+        let year = 365 * 24 * 3600 * 1000;
+        store(&c, &[report_at(0, 0, 1), report_at(1, now + year, 10)])
+            .await
+            .unwrap();
+        assert_eq!(
+            prune(&c, now - 5_000).await.unwrap(),
+            0,
+            "received just now"
+        );
+        let later = crate::now_ms() + 1;
+        let gate = aggregate(&c, "m", "1.0.0", "live", None, later)
+            .await
+            .unwrap();
+        assert_eq!(
+            gate.summary.predictions, 0,
+            "the future-dated report is old news"
+        );
+        let all = aggregate(&c, "m", "1.0.0", "live", None, 0).await.unwrap();
+        assert_eq!(all.summary.predictions, 11, "device times are kept as data");
+        assert_eq!(prune(&c, crate::now_ms() + 1).await.unwrap(), 4);
+    }
+
+    /// A gate's tally reads only what arrived since its last read (plus the
+    /// late-commit margin), and always agrees with a full aggregate.
+    #[tokio::test]
+    async fn tallies_read_incrementally_and_agree_with_a_full_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open_with_device(dir.path()).await;
+        let now = crate::now_ms();
+        let since = now - 3_600_000;
+        store_at(&c, &[report_at(0, 0, 1), report_at(1, 0, 2)], now - 600_000)
+            .await
+            .unwrap();
+        store_at(&c, &[report_at(2, 0, 4)], now).await.unwrap();
+        let question = || Tally::new("m", "1.0.0", "live", Some(vec!["gw-1".into()]), since);
+        let tallies = Tallies::default();
+        let a = tallies.read(&c, "ro-1", question()).await.unwrap();
+        assert_eq!((a.summary.predictions, a.summary.devices), (7, 1));
+        store_at(&c, &[report_at(3, 0, 8)], now + 1_000)
+            .await
+            .unwrap();
+        // A late commit: received (stamped) before the last read's newest row.
+        store_at(&c, &[report_at(4, 0, 16)], now - 1_000)
+            .await
+            .unwrap();
+        let a = tallies.read(&c, "ro-1", question()).await.unwrap();
+        let full = aggregate(&c, "m", "1.0.0", "live", Some(&["gw-1".into()]), since)
+            .await
+            .unwrap();
+        assert_eq!(a.summary.predictions, 31);
+        assert_eq!(a.summary, full.summary);
+        let rows_read = tallies.0.lock().await["ro-1"].rows_read;
+        assert_eq!(rows_read, 3 + 3, "the second read skipped the two old rows");
+        // Another wave (another start) is a new question.
+        let b = tallies
+            .read(
+                &c,
+                "ro-1",
+                Tally::new("m", "1.0.0", "live", None, now + 500),
+            )
+            .await
+            .unwrap();
+        assert_eq!(b.summary.predictions, 8);
     }
 }

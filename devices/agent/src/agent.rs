@@ -391,7 +391,15 @@ impl Agent {
         let (me, d) = (self.clone(), desired.clone());
         let (loaded, info) = tokio::task::spawn_blocking(move || me.verify(&d)).await??;
         report(self.status(Some(desired), InstallState::Probing, None));
-        let probe = desired.probe.clone();
+        let probe = match (&desired.probe, &desired.probe_artifact) {
+            (Some(inline), _) => Some(inline.clone()),
+            (None, Some(a)) => Some(
+                self.store
+                    .fetch_probe(&self.config.coordinator, self.config.credential(), a)
+                    .await?,
+            ),
+            (None, None) => None,
+        };
         let metadata = tokio::task::spawn_blocking({
             let loaded = loaded.clone();
             move || probe_model(&loaded, probe.as_ref())
@@ -494,19 +502,25 @@ impl Agent {
         Ok(())
     }
 
-    /// Closes the telemetry window into a numbered report in the outbox
-    /// (nothing when no prediction was made).
+    /// Closes the telemetry window into numbered reports in the outbox (one
+    /// unless it is too big for a message); returns the last number, or
+    /// nothing when no prediction was made.
     pub fn close_window(&self) -> Result<Option<u64>> {
         let (started, stats) = self.window.lock().unwrap().take(now_ms());
         if stats.is_empty() {
             return Ok(None);
         }
-        let report =
+        let reports =
             self.outbox
                 .lock()
                 .unwrap()
                 .push(&self.config.device_id, started, now_ms(), stats)?;
-        Ok(Some(report.seq))
+        Ok(reports.last().map(|r| r.seq))
+    }
+
+    /// Live predictions not yet in a report (lost if the process dies now).
+    pub fn unreported_predictions(&self) -> u64 {
+        self.window.lock().unwrap().live_predictions()
     }
 
     /// Publishes every unacknowledged report (QoS 1).

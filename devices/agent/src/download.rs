@@ -65,27 +65,37 @@ pub fn client(stall: Duration) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// One artifact to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The coordinator's base URL.
+    pub coordinator: &'a str,
+    /// The device's credential.
+    pub token: &'a str,
+    pub sha256: &'a str,
+    /// The size announced; over `max_bytes` it is refused before a byte moves.
+    pub size: u64,
+    pub max_bytes: u64,
+    /// The final path; bytes gather in its `.part` sibling until they hash right.
+    pub out: &'a Path,
+}
+
 /// [`download`] tried up to `retry.attempts` times while failures are transient,
 /// each try resuming where the last one stopped.
-#[allow(clippy::too_many_arguments)]
 pub async fn download_with_retries(
     http: &reqwest::Client,
-    coordinator: &str,
-    token: &str,
-    sha256: &str,
-    size: u64,
-    max_bytes: u64,
-    out: &Path,
+    r: &Request<'_>,
     retry: Retry,
 ) -> Result<(), DownloadError> {
     let mut delay = retry.first_delay;
     let mut attempt = 1;
     loop {
-        match download(http, coordinator, token, sha256, size, max_bytes, out).await {
+        match download(http, r).await {
             Ok(_) => return Ok(()),
             Err(e) if e.retryable() && attempt < retry.attempts => {
                 tracing::warn!(
-                    "download of {sha256} (try {attempt} of {}): {e}; retrying in {delay:?}",
+                    "download of {} (try {attempt} of {}): {e}; retrying in {delay:?}",
+                    r.sha256,
                     retry.attempts
                 );
                 tokio::time::sleep(delay).await;
@@ -97,17 +107,17 @@ pub async fn download_with_retries(
     }
 }
 
-/// Fetches artifact `sha256` (of `size` bytes) from `coordinator` into `out`.
-/// Returns the offset it resumed from (0 for a fresh download).
-pub async fn download(
-    http: &reqwest::Client,
-    coordinator: &str,
-    token: &str,
-    sha256: &str,
-    size: u64,
-    max_bytes: u64,
-    out: &Path,
-) -> Result<u64, DownloadError> {
+/// Fetches the artifact `r` names into `r.out`. Returns the offset it
+/// resumed from (0 for a fresh download).
+pub async fn download(http: &reqwest::Client, r: &Request<'_>) -> Result<u64, DownloadError> {
+    let Request {
+        coordinator,
+        token,
+        sha256,
+        size,
+        max_bytes,
+        out,
+    } = *r;
     use DownloadError::*;
     if size > max_bytes {
         return Err(Refused(format!(
@@ -314,6 +324,23 @@ mod tests {
         }
     }
 
+    fn req<'a>(
+        coordinator: &'a str,
+        sha256: &'a str,
+        size: u64,
+        max_bytes: u64,
+        out: &'a Path,
+    ) -> Request<'a> {
+        Request {
+            coordinator,
+            token: "t",
+            sha256,
+            size,
+            max_bytes,
+            out,
+        }
+    }
+
     fn quick() -> Retry {
         Retry {
             attempts: 4,
@@ -345,7 +372,7 @@ mod tests {
         let out = dir.path().join(format!("{sha}.wasm"));
         let http = client(Duration::from_millis(300)).unwrap();
         let n = body.len() as u64;
-        download_with_retries(&http, &url, "t", &sha, n, n, &out, quick())
+        download_with_retries(&http, &req(&url, &sha, n, n, &out), quick())
             .await
             .unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), body);
@@ -363,7 +390,7 @@ mod tests {
 
         let (url, ranges) = server(body.clone(), vec![Answer::Missing]).await;
         let out = dir.path().join("missing.wasm");
-        let e = download_with_retries(&http, &url, "t", &sha, n, n, &out, quick())
+        let e = download_with_retries(&http, &req(&url, &sha, n, n, &out), quick())
             .await
             .unwrap_err();
         assert!(
@@ -376,14 +403,14 @@ mod tests {
         let other = "0".repeat(64);
         let (url, _) = server(body.clone(), vec![]).await;
         let out = dir.path().join(format!("{other}.wasm"));
-        let e = download_with_retries(&http, &url, "t", &other, n, n, &out, quick())
+        let e = download_with_retries(&http, &req(&url, &other, n, n, &out), quick())
             .await
             .unwrap_err();
         assert!(e.to_string().contains("expected 000"), "{e}");
         assert!(!out.exists() && !out.with_extension("part").exists());
 
         // Over the device's cap: refused before any request.
-        let e = download(&http, &url, "t", &sha, n, n - 1, &out)
+        let e = download(&http, &req(&url, &sha, n, n - 1, &out))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("more than the"), "{e}");
@@ -391,7 +418,7 @@ mod tests {
         // Always down: gives up after the configured tries, keeping the part.
         let (url, ranges) = server(body, vec![Answer::CutAfter(10); 4]).await;
         let out = dir.path().join(format!("{sha}.wasm"));
-        let e = download_with_retries(&http, &url, "t", &sha, n, n, &out, quick())
+        let e = download_with_retries(&http, &req(&url, &sha, n, n, &out), quick())
             .await
             .unwrap_err();
         assert!(e.retryable(), "{e}");

@@ -12,6 +12,12 @@ use wasmops_protocol::presence::{PresenceMessage, State};
 use wasmops_protocol::topics;
 
 /// A device's live MQTT session.
+/// First reconnect delay, doubled per failed try up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// A connection up this long counts as healthy: the next loss retries fast again.
+const STABLE: Duration = Duration::from_secs(30);
+
 pub struct Presence {
     client: AsyncClient,
     task: JoinHandle<()>,
@@ -49,6 +55,14 @@ impl Presence {
         let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt_url)?;
         let mut opts = MqttOptions::new(format!("wasmops-device-{device}"), host, port);
         opts.set_keep_alive(keep_alive);
+        // Without this the client's 10 KiB default applies, and a desired
+        // state or report over it drops the connection on every try. Incoming
+        // has room above what the coordinator sends (a retained message from
+        // an older coordinator); outgoing is what the broker accepts.
+        opts.set_max_packet_size(
+            4 * wasmops_protocol::MAX_MESSAGE_BYTES,
+            wasmops_protocol::MAX_MESSAGE_BYTES,
+        );
         if let Some(p) = password {
             opts.set_credentials(device, p);
         }
@@ -71,11 +85,12 @@ impl Presence {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (connected, connections) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = FIRST_RETRY;
+            let mut up_since: Option<std::time::Instant> = None;
             loop {
                 match events.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        backoff = Duration::from_millis(100);
+                        up_since = Some(std::time::Instant::now());
                         connected.send_modify(|n| *n += 1);
                         if let Err(e) = c.try_publish(&topic, QoS::AtLeastOnce, true, birth.clone())
                         {
@@ -94,9 +109,15 @@ impl Presence {
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        // Backoff starts over only after a connection that
+                        // held: one that drops at once (a message it cannot
+                        // read, a refused login) is not retried in a tight loop.
+                        if up_since.take().is_some_and(|t| t.elapsed() >= STABLE) {
+                            backoff = FIRST_RETRY;
+                        }
                         tracing::debug!("MQTT connection lost ({e}); retrying in {backoff:?}");
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        backoff = (backoff * 2).min(MAX_RETRY);
                     }
                 }
             }

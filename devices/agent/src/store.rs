@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use wasmops_runtime::{Host, HostConfig, LoadedModel, SignaturePolicy};
 use wasmops_trust::Timestamp;
 
-use crate::download::Retry;
+use crate::download::{Request, Retry, download_with_retries};
+use wasmops_protocol::device::ArtifactRef;
 
 pub struct ModelStore {
     host: Host,
@@ -66,19 +67,52 @@ impl ModelStore {
         let _one_at_a_time = lock.lock().await;
         let path = self.path(sha256);
         if !path.exists() {
-            crate::download::download_with_retries(
-                &self.http,
+            let r = Request {
                 coordinator,
                 token,
                 sha256,
                 size,
-                cap,
-                &path,
-                Retry::default(),
-            )
-            .await?;
+                max_bytes: cap,
+                out: &path,
+            };
+            download_with_retries(&self.http, &r, Retry::default()).await?;
         }
         Ok(path)
+    }
+
+    /// Downloads a health-probe sample stored as an artifact and parses it;
+    /// nothing of it stays on disk.
+    pub async fn fetch_probe(
+        &self,
+        coordinator: &str,
+        token: &str,
+        probe: &ArtifactRef,
+    ) -> Result<serde_json::Value> {
+        // One fetch of a sample at a time (a simulated fleet shares the directory).
+        let lock = self
+            .fetching
+            .lock()
+            .await
+            .entry(probe.sha256.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
+        let path = self.dir.join(format!("{}.probe", probe.sha256));
+        let r = Request {
+            coordinator,
+            token,
+            sha256: &probe.sha256,
+            size: probe.size_bytes,
+            max_bytes: wasmops_protocol::MAX_PROBE_BYTES as u64,
+            out: &path,
+        };
+        let fetched = download_with_retries(&self.http, &r, Retry::default()).await;
+        let parsed = fetched.map_err(anyhow::Error::from).and_then(|()| {
+            let bytes = std::fs::read(&path)?;
+            serde_json::from_slice(&bytes).context("the probe sample is not JSON")
+        });
+        let _ = std::fs::remove_file(&path);
+        parsed.context("cannot fetch the probe sample")
     }
 
     /// Verifies (trust policy) and compiles the slot `sha256`, or returns the
@@ -160,6 +194,7 @@ impl ModelStore {
             if let Some(sha) = name
                 .strip_suffix(".wasm")
                 .or_else(|| name.strip_suffix(".part"))
+                .or_else(|| name.strip_suffix(".probe"))
                 && !keep.contains(&sha)
             {
                 let _ = std::fs::remove_file(e.path());

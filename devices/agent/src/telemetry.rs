@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use wasmops_protocol::telemetry::{MAX_CLASSES, Report, VersionStats};
+use wasmops_protocol::telemetry::{
+    MAX_CLASSES, MAX_COLUMNS, MAX_REPORT_BYTES, Report, VersionStats, split_versions,
+};
 use wasmops_runtime::bindings::{Tensor, TensorData};
 
 /// What one prediction was, for [`Window::record`].
@@ -72,6 +74,16 @@ impl Window {
         }
     }
 
+    /// Live predictions recorded since the window opened (what a crash now
+    /// would lose: the window is in memory until it becomes a report).
+    pub fn live_predictions(&self) -> u64 {
+        self.stats
+            .values()
+            .filter(|s| s.role == "live")
+            .map(|s| s.predictions)
+            .sum()
+    }
+
     /// Closes the window: its stats, and a fresh window starting at `now_ms`.
     pub fn take(&mut self, now_ms: i64) -> (i64, Vec<VersionStats>) {
         let started = std::mem::replace(&mut self.started_ms, now_ms);
@@ -87,7 +99,7 @@ fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], edges: &BTreeMap<Strin
         let TensorData::Float32(v) = &t.data else {
             continue;
         };
-        if t.shape.len() == 2 && t.shape[1] > 0 && t.shape[1] <= 256 {
+        if t.shape.len() == 2 && t.shape[1] > 0 && t.shape[1] as usize <= MAX_COLUMNS {
             let width = t.shape[1] as usize;
             for (i, x) in v.iter().enumerate() {
                 let name = format!("{}[{}]", t.name, i % width);
@@ -182,19 +194,22 @@ impl Outbox {
         Ok(seqs)
     }
 
-    /// Numbers and stores a report for `stats`; returns it. Drops (and counts)
-    /// the oldest pending report when full.
+    /// Numbers and stores the report(s) for one window's `versions`: one,
+    /// or several consecutive ones when it would not fit in an MQTT message
+    /// ([`split_versions`]). Drops (and counts) the oldest pending reports
+    /// when full.
     pub fn push(
         &mut self,
         device: &str,
         window_start_ms: i64,
         window_end_ms: i64,
         versions: Vec<VersionStats>,
-    ) -> Result<Report> {
+    ) -> Result<Vec<Report>> {
+        let parts = split_versions(versions, MAX_REPORT_BYTES);
         let pending = self.pending()?;
         for seq in pending
             .iter()
-            .take((pending.len() + 1).saturating_sub(self.capacity))
+            .take((pending.len() + parts.len()).saturating_sub(self.capacity))
         {
             if let Ok(old) = self.read(*seq) {
                 self.counters.dropped_reports += 1;
@@ -207,24 +222,29 @@ impl Outbox {
             }
             let _ = std::fs::remove_file(self.path(*seq));
         }
-        let report = Report {
-            device: device.to_string(),
-            stream: self.counters.stream.clone(),
-            seq: self.counters.next_seq,
-            window_start_ms,
-            window_end_ms,
-            versions,
-            dropped_reports: self.counters.dropped_reports,
-            dropped_predictions: self.counters.dropped_predictions,
-        };
-        self.counters.next_seq += 1;
-        // Counters first: a crash between the two writes skips a number, never repeats one.
+        let first = self.counters.next_seq;
+        self.counters.next_seq += parts.len() as u64;
+        // Counters first: a crash between the writes skips numbers, never repeats one.
         wasmops_trust::write_atomic(
             &self.dir.join("counters.json"),
             &serde_json::to_vec(&self.counters)?,
         )?;
-        wasmops_trust::write_atomic(&self.path(report.seq), &serde_json::to_vec(&report)?)?;
-        Ok(report)
+        let mut reports = vec![];
+        for (i, versions) in parts.into_iter().enumerate() {
+            let report = Report {
+                device: device.to_string(),
+                stream: self.counters.stream.clone(),
+                seq: first + i as u64,
+                window_start_ms,
+                window_end_ms,
+                versions,
+                dropped_reports: self.counters.dropped_reports,
+                dropped_predictions: self.counters.dropped_predictions,
+            };
+            wasmops_trust::write_atomic(&self.path(report.seq), &serde_json::to_vec(&report)?)?;
+            reports.push(report);
+        }
+        Ok(reports)
     }
 
     pub fn read(&self, seq: u64) -> Result<Report> {
@@ -279,7 +299,7 @@ mod tests {
         o.ack(&[3]);
         let mut o = Outbox::open(dir.path(), 3).unwrap();
         assert_eq!(o.pending().unwrap(), vec![2, 4]);
-        let r = o.push("d", 0, 1, stats(9)).unwrap();
+        let r = o.push("d", 0, 1, stats(9)).unwrap().remove(0);
         assert_eq!((r.seq, r.dropped_reports, r.dropped_predictions), (5, 2, 3));
     }
 }

@@ -3,9 +3,11 @@
 //! [`demo`] is the scenario behind `wasmops demo` and `wasmops fleet
 //! bench-rollout` (an in-process coordinator, a fleet, a deployment, then a
 //! canary rollout), [`bench`] measures telemetry ingestion against the raw
-//! broker, and [`mosquitto`] runs a private Mosquitto for it.
+//! broker, [`soak`] runs a fleet through rollouts while devices, the broker
+//! and the coordinator are killed, and [`mosquitto`] runs a private Mosquitto.
 
 pub mod bench;
 pub mod demo;
 pub mod mosquitto;
 pub mod simulator;
+pub mod soak;

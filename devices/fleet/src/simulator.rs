@@ -40,10 +40,26 @@ pub struct FleetConfig {
 
 /// A running simulated fleet.
 pub struct Fleet {
+    config: FleetConfig,
+    store: Arc<ModelStore>,
     running: Mutex<Vec<Running>>,
     /// Predictions per second per device, in millihertz (changeable at run time).
     rate_mhz: Arc<AtomicU64>,
-    traffic: Vec<tokio::task::JoinHandle<()>>,
+    /// Each running device's application, by device id.
+    traffic: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+    /// What crashed devices had served, and lost.
+    crashed: Mutex<Crashed>,
+}
+
+/// Counters of devices that crashed (their agents are gone; these stay).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Crashed {
+    pub crashes: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Live predictions still in an open telemetry window when their device
+    /// crashed: in memory only, so never reported (what a SIGKILL loses).
+    pub unreported: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,74 +82,112 @@ pub struct FleetView {
     pub failed: u64,
     pub pending_reports: usize,
     pub dropped_reports: u64,
+    /// Devices crashed so far and what they had served (counted in `ok`/`failed` too).
+    pub crashed: Crashed,
 }
 
 impl Fleet {
     pub async fn start(c: FleetConfig) -> Result<Fleet> {
         anyhow::ensure!(c.devices > 0, "a fleet needs at least one device");
-        let template = |i: usize| -> AgentConfig {
-            let id = format!("{}{i:04}", c.id_prefix);
-            let mut labels = c.labels.clone();
-            if let Some((k, values)) = &c.spread {
-                labels.insert(k.clone(), values[i % values.len()].clone());
-            }
-            AgentConfig {
-                labels,
-                enrolment_token: Some(c.enrolment_token.clone()),
-                listen: "127.0.0.1:0".parse().expect("address"),
-                telemetry_interval_ms: c.telemetry_interval_ms,
-                ..AgentConfig::new(
-                    id.clone(),
-                    c.coordinator.clone(),
-                    c.mqtt.clone(),
-                    c.state_dir.join(&id),
-                    c.trust.clone(),
-                )
-            }
-        };
-        let first = template(0);
+        let first = agent_config(&c, 0);
         let store = Arc::new(ModelStore::new(
             first.host_config(c.state_dir.join("cache"))?,
             c.state_dir.join("slots"),
             true,
         )?);
-        let rate_mhz = Arc::new(AtomicU64::new((c.rate * 1000.0) as u64));
-        let mut running = Vec::with_capacity(c.devices);
-        let mut traffic = Vec::new();
-        let http = reqwest::Client::new();
-        for i in 0..c.devices {
-            let mut config = template(i);
-            config.ensure_credential(&http).await?;
-            let agent = Arc::new(Agent::with_store(config, store.clone())?);
-            if let Err(e) = agent.restore() {
-                tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
-            }
-            running.push(agent::start(agent.clone()).with_context(|| format!("device {i}"))?);
-            if let Some(sample) = c.sample.clone() {
-                traffic.push(tokio::spawn(drive(agent, sample, rate_mhz.clone(), i)));
-            }
+        let fleet = Fleet {
+            rate_mhz: Arc::new(AtomicU64::new((c.rate * 1000.0) as u64)),
+            running: Mutex::new(Vec::with_capacity(c.devices)),
+            traffic: Default::default(),
+            crashed: Default::default(),
+            store,
+            config: c,
+        };
+        for i in 0..fleet.config.devices {
+            fleet
+                .start_device(i)
+                .await
+                .with_context(|| format!("device {i}"))?;
             // Spread the connects so the broker is not hit by all at once.
             if i % 50 == 49 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        Ok(Fleet {
-            running: Mutex::new(running),
-            rate_mhz,
-            traffic,
-        })
+        Ok(fleet)
     }
 
-    /// Makes device `id` vanish (no goodbye: the broker publishes its Last Will); false if unknown.
-    pub fn crash(&self, id: &str) -> bool {
-        let mut running = self.running.lock().unwrap();
-        match running.iter().position(|r| r.agent.id() == id) {
-            Some(i) => {
-                running.remove(i).crash();
-                true
-            }
-            None => false,
+    /// Starts device `i` from its state directory: enrols the first time,
+    /// restores its active model, connects, and starts its traffic.
+    async fn start_device(&self, i: usize) -> Result<()> {
+        let mut config = agent_config(&self.config, i);
+        config.ensure_credential(&reqwest::Client::new()).await?;
+        let agent = Arc::new(Agent::with_store(config, self.store.clone())?);
+        if let Err(e) = agent.restore() {
+            tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
         }
+        let running = agent::start(agent.clone())?;
+        if let Some(sample) = self.config.sample.clone() {
+            let traffic = tokio::spawn(drive(agent.clone(), sample, self.rate_mhz.clone(), i));
+            self.traffic
+                .lock()
+                .unwrap()
+                .insert(agent.id().to_string(), traffic);
+        }
+        self.running.lock().unwrap().push(running);
+        Ok(())
+    }
+
+    /// Makes device `id` vanish as a SIGKILL would (no goodbye: the broker
+    /// publishes its Last Will; an install or download stops where it is);
+    /// false if it is not running.
+    pub fn crash(&self, id: &str) -> bool {
+        let removed = {
+            let mut running = self.running.lock().unwrap();
+            let i = running.iter().position(|r| r.agent.id() == id);
+            i.map(|i| running.remove(i))
+        };
+        let Some(r) = removed else {
+            return false;
+        };
+        if let Some(t) = self.traffic.lock().unwrap().remove(id) {
+            t.abort();
+        }
+        let a = r.agent.clone();
+        r.crash();
+        let mut c = self.crashed.lock().unwrap();
+        c.crashes += 1;
+        c.ok += a.served.ok.load(Ordering::Relaxed);
+        c.failed += a.served.failed.load(Ordering::Relaxed);
+        c.unreported += a.unreported_predictions();
+        true
+    }
+
+    /// Starts a crashed device again from its state directory (as a reboot
+    /// would); false if `id` is no device of this fleet or is running.
+    pub async fn restart(&self, id: &str) -> Result<bool> {
+        let Some(i) = (0..self.config.devices).find(|i| device_id(&self.config, *i) == id) else {
+            return Ok(false);
+        };
+        if self
+            .running
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.agent.id() == id)
+        {
+            return Ok(false);
+        }
+        self.start_device(i).await?;
+        Ok(true)
+    }
+
+    /// Ids of the devices not running (crashed and not restarted).
+    pub fn down(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap();
+        (0..self.config.devices)
+            .map(|i| device_id(&self.config, i))
+            .filter(|id| !running.iter().any(|r| r.agent.id() == id))
+            .collect()
     }
 
     pub fn set_rate(&self, per_device_per_s: f64) {
@@ -158,7 +212,10 @@ impl Fleet {
             failed: 0,
             pending_reports: 0,
             dropped_reports: 0,
+            crashed: *self.crashed.lock().unwrap(),
         };
+        v.ok = v.crashed.ok;
+        v.failed = v.crashed.failed;
         for r in self.running.lock().unwrap().iter() {
             let a = &r.agent;
             let (pending, (dropped, _)) = a.telemetry_backlog();
@@ -185,7 +242,7 @@ impl Fleet {
     }
 
     pub async fn stop(self) {
-        for t in &self.traffic {
+        for t in self.traffic.lock().unwrap().values() {
             t.abort();
         }
         let running = std::mem::take(&mut *self.running.lock().unwrap());
@@ -194,6 +251,32 @@ impl Fleet {
             stopping.spawn(r.stop());
         }
         while stopping.join_next().await.is_some() {}
+    }
+}
+
+fn device_id(c: &FleetConfig, i: usize) -> String {
+    format!("{}{i:04}", c.id_prefix)
+}
+
+/// Device `i`'s agent settings.
+fn agent_config(c: &FleetConfig, i: usize) -> AgentConfig {
+    let id = device_id(c, i);
+    let mut labels = c.labels.clone();
+    if let Some((k, values)) = &c.spread {
+        labels.insert(k.clone(), values[i % values.len()].clone());
+    }
+    AgentConfig {
+        labels,
+        enrolment_token: Some(c.enrolment_token.clone()),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        telemetry_interval_ms: c.telemetry_interval_ms,
+        ..AgentConfig::new(
+            id.clone(),
+            c.coordinator.clone(),
+            c.mqtt.clone(),
+            c.state_dir.join(&id),
+            c.trust.clone(),
+        )
     }
 }
 
@@ -215,7 +298,7 @@ async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, inde
 
 /// The simulator's own HTTP API: `GET /v1/fleet` (each device's active
 /// version and counters), `POST /v1/fleet/traffic?rate=R`, `POST /v1/fleet/flush`,
-/// `POST /v1/fleet/devices/{id}/crash`.
+/// `POST /v1/fleet/devices/{id}/crash`, `POST /v1/fleet/devices/{id}/restart`.
 pub fn api(fleet: Arc<Fleet>) -> axum::Router {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
@@ -246,6 +329,22 @@ pub fn api(fleet: Arc<Fleet>) -> axum::Router {
                         axum::http::StatusCode::OK
                     } else {
                         axum::http::StatusCode::NOT_FOUND
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v1/fleet/devices/{id}/restart",
+            post(
+                |State(f): State<Arc<Fleet>>,
+                 axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    match f.restart(&id).await {
+                        Ok(true) => axum::http::StatusCode::OK,
+                        Ok(false) => axum::http::StatusCode::CONFLICT,
+                        Err(e) => {
+                            tracing::error!("cannot restart {id}: {e:#}");
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        }
                     }
                 },
             ),

@@ -26,14 +26,26 @@ pub struct Desired {
     pub version: String,
     pub sha256: String,
     pub size_bytes: u64,
-    /// A stored sample for the health probe: `{"inputs":[…]}`.
+    /// A sample for the health probe, inline: `{"inputs":[…]}` (small ones,
+    /// hand-written desired states).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<serde_json::Value>,
+    /// The probe's sample as an artifact the agent downloads like the model
+    /// (what the coordinator sends: a sample of any size keeps this message small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_artifact: Option<ArtifactRef>,
     #[serde(default)]
     pub mode: Mode,
     /// Do not raise the rollback floor yet (canary in progress).
     #[serde(default)]
     pub provisional: bool,
+}
+
+/// An artifact by content: what `GET /v1/artifacts/{sha256}` serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    pub sha256: String,
+    pub size_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +212,15 @@ impl Desired {
                 problem: "must be {\"inputs\": [...]}".into(),
             });
         }
+        if let Some(a) = &self.probe_artifact {
+            check_sha256("probe_artifact.sha256", &a.sha256)?;
+            if a.size_bytes == 0 || a.size_bytes > crate::MAX_PROBE_BYTES as u64 {
+                return Err(BadField {
+                    field: "probe_artifact.size_bytes",
+                    problem: format!("must be in 1..={}", crate::MAX_PROBE_BYTES),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -264,6 +285,7 @@ mod tests {
             sha256: "ab".repeat(32),
             size_bytes: 10,
             probe: None,
+            probe_artifact: None,
             mode: Mode::Active,
             provisional: false,
         }
@@ -312,6 +334,15 @@ mod tests {
             ..desired()
         };
         assert_eq!(d.check().unwrap_err().field, "probe");
+        let artifact = |sha256: String, size_bytes| Desired {
+            probe_artifact: Some(ArtifactRef { sha256, size_bytes }),
+            ..desired()
+        };
+        artifact("cd".repeat(32), 3 << 20).check().unwrap();
+        let e = artifact("../x".into(), 10).check().unwrap_err();
+        assert_eq!(e.field, "probe_artifact.sha256");
+        let e = artifact("cd".repeat(32), 1 << 30).check().unwrap_err();
+        assert_eq!(e.field, "probe_artifact.size_bytes");
     }
 
     #[test]

@@ -14,6 +14,16 @@ pub mod presence;
 pub mod telemetry;
 pub mod topics;
 
+/// Largest MQTT message either side sends (the coordinator's desired states,
+/// the agent's telemetry reports): the embedded broker's limit and the
+/// agent's outgoing packet limit. Probes travel as artifacts over HTTP and
+/// big reports are split (see [`telemetry::split_versions`]) to stay under it.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Largest probe sample (its JSON) a deployment or rollout may carry: 1000
+/// rows of a 300-feature model take about 3 MiB.
+pub const MAX_PROBE_BYTES: usize = 16 << 20;
+
 /// Milliseconds since the Unix epoch: the time unit of every payload here
 /// (telemetry windows) and of the coordinator's tables.
 pub fn now_ms() -> i64 {

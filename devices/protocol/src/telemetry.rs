@@ -199,6 +199,62 @@ pub struct Ack {
     pub seqs: Vec<u64>,
 }
 
+/// Largest report (its JSON) sent as one message: room is left under
+/// [`MAX_MESSAGE_BYTES`](crate::MAX_MESSAGE_BYTES) for the topic and the MQTT header.
+pub const MAX_REPORT_BYTES: usize = crate::MAX_MESSAGE_BYTES - 16 * 1024;
+
+/// What a report holds besides its versions (ids, times, counters), at most.
+const ENVELOPE_BYTES: usize = 1024;
+
+/// Splits one window's stats into parts whose reports each fit in
+/// `max_bytes`. A version's first part carries its counts, latency, outputs
+/// and classes with some of its feature summaries; later parts carry only
+/// more feature summaries under zero counts, so merging the parts (as the
+/// coordinator merges any reports) gives the whole window back. One part
+/// when everything fits.
+pub fn split_versions(versions: Vec<VersionStats>, max_bytes: usize) -> Vec<Vec<VersionStats>> {
+    let budget = max_bytes.saturating_sub(ENVELOPE_BYTES).max(1);
+    let size = |v: &VersionStats| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0);
+    let whole: usize = versions.iter().map(size).sum();
+    if whole <= budget {
+        return vec![versions];
+    }
+    let mut parts: Vec<Vec<VersionStats>> = vec![vec![]];
+    let mut used = 0;
+    for mut v in versions {
+        let features = std::mem::take(&mut v.features);
+        let (model, version, role) = (v.model.clone(), v.version.clone(), v.role.clone());
+        let base = size(&v);
+        if used + base > budget && !parts.last().expect("one part").is_empty() {
+            parts.push(vec![]);
+            used = 0;
+        }
+        parts.last_mut().expect("one part").push(v);
+        used += base;
+        for (name, summary) in features {
+            let entry = name.len() + serde_json::to_vec(&summary).map(|b| b.len()).unwrap_or(0) + 4;
+            if used + entry > budget {
+                // A continuation: the same version, zero counts, more features.
+                let more = VersionStats {
+                    model: model.clone(),
+                    version: version.clone(),
+                    role: role.clone(),
+                    ..Default::default()
+                };
+                used = size(&more);
+                parts.push(vec![more]);
+            }
+            let last = parts
+                .last_mut()
+                .and_then(|p| p.last_mut())
+                .expect("the version is in the last part");
+            last.features.insert(name, summary);
+            used += entry;
+        }
+    }
+    parts
+}
+
 /// Most model versions one report may carry (live, shadow, and a switch in the window).
 pub const MAX_VERSIONS: usize = 8;
 /// Most features or outputs summarised per version.
@@ -288,5 +344,82 @@ mod tests {
         );
         assert_eq!(s.mean(), Some(19.0 / 4.0));
         assert_eq!(s.bins, vec![1, 1, 2]);
+    }
+
+    /// Issue 24.1: a window of a 300-feature model (and a shadow beside it)
+    /// is split into reports that each fit the MQTT limit, and merging them
+    /// gives the window back exactly.
+    #[test]
+    fn big_windows_split_into_reports_that_fit_and_merge_back() {
+        let edges: Vec<f64> = (1..10).map(|i| i as f64 / 10.0).collect();
+        let mut versions = vec![];
+        for role in ["live", "shadow"] {
+            let mut v = VersionStats {
+                model: "wide".into(),
+                version: "1.0.0".into(),
+                role: role.into(),
+                predictions: 1000,
+                errors: 3,
+                agreed: if role == "shadow" { 990 } else { 0 },
+                ..Default::default()
+            };
+            for i in 0..1000 {
+                v.latency.record(i as f64 / 100.0);
+                for f in 0..300 {
+                    let x = ((i * 31 + f * 7) % 97) as f64 / 97.0;
+                    v.features
+                        .entry(format!("X[{f}]"))
+                        .or_default()
+                        .add(x, &edges);
+                }
+            }
+            v.classes.insert(
+                "label".into(),
+                [("0".to_string(), 600), ("1".to_string(), 400)].into(),
+            );
+            versions.push(v);
+        }
+        let whole: usize = versions
+            .iter()
+            .map(|v| serde_json::to_vec(v).unwrap().len())
+            .sum();
+        let limit = 24 * 1024;
+        assert!(
+            whole > 2 * limit,
+            "the window must need splitting: {whole} bytes"
+        );
+        let parts = split_versions(versions.clone(), limit);
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        let mut merged: BTreeMap<String, VersionStats> = BTreeMap::new();
+        for part in &parts {
+            let report = Report {
+                device: "d".into(),
+                stream: "s".into(),
+                seq: 1,
+                window_start_ms: 0,
+                window_end_ms: 1,
+                versions: part.clone(),
+                dropped_reports: 0,
+                dropped_predictions: 0,
+            };
+            report.check().unwrap();
+            let n = serde_json::to_vec(&report).unwrap().len();
+            assert!(n <= limit, "a part is {n} bytes");
+            for v in part {
+                merged
+                    .entry(v.role.clone())
+                    .or_insert_with(|| VersionStats {
+                        model: v.model.clone(),
+                        version: v.version.clone(),
+                        role: v.role.clone(),
+                        ..Default::default()
+                    })
+                    .merge(v);
+            }
+        }
+        assert_eq!(merged.into_values().collect::<Vec<_>>(), versions);
+        // What fits stays whole.
+        let small = vec![VersionStats::default()];
+        assert_eq!(split_versions(small.clone(), limit), vec![small]);
     }
 }

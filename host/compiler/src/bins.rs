@@ -9,6 +9,10 @@ use wasmops_runtime::bindings::{Tensor, TensorData};
 /// Bins per feature `wasmops build --training-data` uses (deciles).
 pub const TRAINING_BINS: usize = 10;
 
+/// Widest `[rows, features]` input whose columns get bins each: as many as
+/// claims accept and a telemetry report summarises.
+pub const MAX_BINNED_FEATURES: usize = 4096;
+
 /// Bin edges at the `bins`-quantiles of each feature of `inputs` (NaN
 /// skipped, repeated edges merged): how live inputs are binned later.
 /// Features are named as telemetry names them: `X[0]`, `X[1]`, … for
@@ -19,7 +23,7 @@ pub fn quantile_edges(inputs: &[Tensor], bins: usize) -> BTreeMap<String, Vec<f6
         let TensorData::Float32(v) = &t.data else {
             continue;
         };
-        if t.shape.len() != 2 || t.shape[1] == 0 || t.shape[1] > 256 {
+        if t.shape.len() != 2 || t.shape[1] == 0 || t.shape[1] as usize > MAX_BINNED_FEATURES {
             continue;
         }
         let width = t.shape[1] as usize;

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Timestamp, TrustError};
 
 pub const CLAIMS_SECTION: &str = "wasmops-claims";
-/// Claims are small; anything bigger is refused before parsing.
-pub const MAX_CLAIMS_BYTES: usize = 64 * 1024;
+/// Anything bigger is refused before parsing. Room for the largest claims
+/// `build` writes: drift bins for 4096 features, nine edges each (≈ 800 KB).
+pub const MAX_CLAIMS_BYTES: usize = 1 << 20;
 const FORMAT: u32 = 1;
 
 /// Where a model came from (MLflow-style lineage), all optional.

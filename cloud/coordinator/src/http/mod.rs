@@ -100,6 +100,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 StatusCode::BAD_REQUEST,
                 format!("invalid request body: {}", e.body_text()),
             )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: at most {MAX_REQUEST_BYTES} bytes here"),
+            )),
             Err(e) => Err(ApiError::client(
                 StatusCode::BAD_REQUEST,
                 format!("invalid request body: {}", e.body_text()),
@@ -140,6 +144,10 @@ async fn allow(c: &Coordinator, headers: &HeaderMap, action: Action) -> ApiResul
     Ok(who)
 }
 
+/// Largest JSON body of a deployment or rollout request: a probe sample at
+/// its limit plus the rest of the request.
+pub const MAX_REQUEST_BYTES: usize = wasmops_protocol::MAX_PROBE_BYTES + (1 << 20);
+
 pub fn router(c: Arc<Coordinator>) -> Router {
     let limit = c.max_artifact_bytes;
     Router::new()
@@ -169,9 +177,17 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/devices", get(devices))
         .route("/v1/enrolments", post(create_enrolment))
         .route("/v1/enrol", post(enrol))
-        .route("/v1/deployments", post(deploy))
+        .route(
+            "/v1/deployments",
+            post(deploy).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
         .route("/v1/deployments/{id}", get(show_deployment))
-        .route("/v1/rollouts", post(create_rollout).get(list_rollouts))
+        .route(
+            "/v1/rollouts",
+            post(create_rollout)
+                .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+                .get(list_rollouts),
+        )
         .route("/v1/rollouts/{id}", get(show_rollout))
         .route("/v1/rollouts/{id}/{action}", post(rollout_action))
         .route("/v1/telemetry", get(telemetry))
@@ -180,7 +196,9 @@ pub fn router(c: Arc<Coordinator>) -> Router {
 
 /// `POST /v1/models`: the token is checked before a byte of the body is read;
 /// the body is then read once, within the size limit, hashed as it arrives,
-/// and shared (not copied) with verification and the artifact store.
+/// and shared (not copied) with verification and the artifact store. A
+/// refused upload's body is discarded in the background ([`discard`]), so a
+/// client still sending it reads the refusal rather than a reset connection.
 async fn register(
     State(c): Api,
     headers: HeaderMap,
@@ -188,7 +206,11 @@ async fn register(
 ) -> ApiResult<Response> {
     use futures::StreamExt;
     use sha2::Digest;
-    let who = allow(&c, &headers, Action::Register).await?;
+    let mut chunks = body.into_data_stream();
+    let who = match allow(&c, &headers, Action::Register).await {
+        Ok(who) => who,
+        Err(e) => return Err(discard(&c, chunks, e)),
+    };
     let limit = c.max_artifact_bytes;
     let too_big = || {
         ApiError::client(
@@ -202,7 +224,7 @@ async fn register(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
-        return Err(too_big());
+        return Err(discard(&c, chunks, too_big()));
     }
     let _slot = c
         .uploads
@@ -212,13 +234,12 @@ async fn register(
     let mut wasm =
         bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
     let mut hasher = sha2::Sha256::new();
-    let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::client(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}"))
         })?;
         if wasm.len() + chunk.len() > limit {
-            return Err(too_big());
+            return Err(discard(&c, chunks, too_big()));
         }
         hasher.update(&chunk);
         wasm.extend_from_slice(&chunk);
@@ -231,6 +252,38 @@ async fn register(
         StatusCode::OK
     };
     Ok((status, Json(r)).into_response())
+}
+
+/// Bytes of a refused upload read and thrown away before the connection is
+/// dropped: a client that sends its whole body before reading the answer
+/// (curl, reqwest) then sees the 401/403/413 instead of a reset, as behind
+/// nginx's lingering close. Bounded in bytes, time and number of connections.
+const DISCARD_MAX_BYTES: usize = 512 << 20;
+/// At LAN speed (≥ 50 MB/s) a refused 512 MiB upload is read within this.
+const DISCARD_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(15);
+/// Refused uploads drained at once; beyond this the connection is simply closed.
+pub const MAX_DISCARDS: usize = 32;
+
+/// Answers `refusal` now and drains the rest of the body in the background.
+fn discard<E>(c: &Coordinator, mut chunks: axum::body::BodyDataStream, refusal: E) -> E {
+    use futures::StreamExt;
+    let Ok(slot) = c.discards.clone().try_acquire_owned() else {
+        return refusal;
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut seen = 0usize;
+        let _ = tokio::time::timeout(DISCARD_MAX_TIME, async {
+            while let Some(Ok(chunk)) = chunks.next().await {
+                seen += chunk.len();
+                if seen > DISCARD_MAX_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+    refusal
 }
 
 async fn list_models(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
@@ -497,7 +550,9 @@ async fn enrol(
 
 async fn devices(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
-    Ok(Json(crate::devices::list(&c).await?).into_response())
+    let mut list = crate::devices::list(&c).await?;
+    crate::groups::annotate(&mut list, &crate::groups::all(&c).await?);
+    Ok(Json(list).into_response())
 }
 
 #[derive(Deserialize)]

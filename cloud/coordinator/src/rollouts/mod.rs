@@ -33,7 +33,7 @@ use wasmops_api::{
     FailedDevice, RolloutAction, RolloutRequest, RolloutState, RolloutSummary, RolloutView,
     Strategy, WavePhase, WaveView,
 };
-use wasmops_protocol::device::{Desired, InstallState, Mode};
+use wasmops_protocol::device::{ArtifactRef, Desired, InstallState, Mode};
 
 use crate::auth::Principal;
 use crate::error::CoordinatorError;
@@ -59,6 +59,8 @@ pub(crate) struct Rollout {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The spec's probe sample, as the artifact devices fetch.
+    pub probe: Option<ArtifactRef>,
 }
 
 const SELECT: &str = "SELECT id, model, version, sha256, size_bytes, spec, state, reason, current_wave, wave_phase, wave_started_at, wave_ready_at, created_by, created_at, updated_at FROM rollouts";
@@ -74,7 +76,16 @@ impl Rollout {
             .ok_or_else(|| corrupt("state"))?;
         let phase = WavePhase::parse(&r.try_get::<String, _>("wave_phase")?)
             .ok_or_else(|| corrupt("phase"))?;
+        let probe = match &spec.probe {
+            Some(p) => Some(
+                crate::artifacts::probe_artifact(p)
+                    .map_err(|e| corrupt(&format!("probe ({e})")))?
+                    .0,
+            ),
+            None => None,
+        };
         Ok(Rollout {
+            probe,
             model: r.try_get("model")?,
             version: r.try_get("version")?,
             sha256: r.try_get("sha256")?,
@@ -117,7 +128,8 @@ impl Rollout {
             version: self.version.clone(),
             sha256: self.sha256.clone(),
             size_bytes: self.size_bytes as u64,
-            probe: self.spec.probe.clone(),
+            probe: None,
+            probe_artifact: self.probe.clone(),
             mode,
             provisional,
         }
@@ -142,9 +154,11 @@ pub(crate) struct TargetRow {
     pub previous_version: Option<String>,
     /// Its presence is `offline`.
     pub offline: bool,
+    /// Its part of the rollout's end (rollback or commit) is done.
+    pub settled: bool,
 }
 
-/// device, wave, state, error, previous model, previous version, presence.
+/// device, wave, state, error, previous model, previous version, presence, settled at.
 type TargetRecord = (
     String,
     i64,
@@ -153,11 +167,12 @@ type TargetRecord = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<i64>,
 );
 
 pub(crate) async fn targets(c: &Coordinator, id: &str) -> Result<Vec<TargetRow>, CoordinatorError> {
     let rows: Vec<TargetRecord> = sqlx::query_as(
-        "SELECT r.device, r.wave, r.state, r.error, r.previous_model, r.previous_version, d.state FROM rollout_devices r LEFT JOIN devices d ON d.id = r.device
+        "SELECT r.device, r.wave, r.state, r.error, r.previous_model, r.previous_version, d.state, r.settled_at FROM rollout_devices r LEFT JOIN devices d ON d.id = r.device
          WHERE r.rollout = $1 ORDER BY r.wave, r.device",
     )
     .bind(id)
@@ -165,7 +180,7 @@ pub(crate) async fn targets(c: &Coordinator, id: &str) -> Result<Vec<TargetRow>,
     .await?;
     rows.into_iter()
         .map(
-            |(device, wave, state, error, previous_model, previous_version, presence)| {
+            |(device, wave, state, error, previous_model, previous_version, presence, settled)| {
                 let state = TargetState::parse(&state).ok_or_else(|| {
                     CoordinatorError::Internal(format!(
                         "rollout {id}: device {device} has an unknown state `{state}`"
@@ -179,6 +194,7 @@ pub(crate) async fn targets(c: &Coordinator, id: &str) -> Result<Vec<TargetRow>,
                     previous_model,
                     previous_version,
                     offline: presence.as_deref() == Some("offline"),
+                    settled: settled.is_some(),
                 })
             },
         )
@@ -244,6 +260,8 @@ pub async fn create(
 ) -> Result<RolloutView, CoordinatorError> {
     normalise(&mut req)?;
     let v = registry::resolve(c, &req.model, &req.version).await?;
+    // Stored before the rollout exists: every publish refers to it.
+    crate::artifacts::store_probe(c, req.probe.as_ref()).await?;
     req.version = v.version.clone();
     let known = devices::list(c).await?;
     let targets = devices::select_targets(&known, &req.devices, &req.selector)?;
@@ -329,7 +347,7 @@ pub async fn act(
         (RolloutAction::Pause, RolloutState::Running) => Some(RolloutState::Paused),
         (RolloutAction::Resume, RolloutState::Paused)
         | (RolloutAction::Approve, RolloutState::WaitingApproval) => Some(RolloutState::Running),
-        (RolloutAction::Abort, s) if !s.is_terminal() => None,
+        (RolloutAction::Abort, s) if s.is_deciding() => None,
         _ => {
             return Err(CoordinatorError::Conflict(format!(
                 "rollout {id} is {}: cannot {}",
@@ -368,6 +386,7 @@ pub async fn record_status(
     let r = sqlx::query(
         "UPDATE rollout_devices SET state = $1, error = $2, updated_at = $3 WHERE rollout = $4 AND device = $5 AND state <> $1
          AND EXISTS (SELECT 1 FROM rollouts WHERE id = $4 AND version = $6 AND state IN ($7, $8, $9))",
+        // Only while deciding: an ending rollout's rows record its end.
     )
     .bind(state.as_str())
     .bind(error)
