@@ -101,6 +101,48 @@ fn start_fleet(
     Fleet(fleet, devices)
 }
 
+/// Registers iris releases built from `(fixture, version, sequence)`.
+fn register(c: &Coordinator, token: &str, releases: &[(&str, &str, &str)]) {
+    for (model, version, seq) in releases {
+        cli_ok(
+            c,
+            token,
+            &["model", "register", p(&release(model, version, seq))],
+        );
+    }
+}
+
+/// Starts `devices` devices, waits until they are online, deploys iris
+/// 1.0.0 to `fleet=e2e` and waits until they all run it.
+fn fleet_on_first_version(
+    dir: &Path,
+    c: &Coordinator,
+    token: &str,
+    (mqtt, enrolment): (&str, &str),
+    prefix: &str,
+    devices: usize,
+) -> Fleet {
+    let fleet = start_fleet(dir, c, mqtt, enrolment, prefix, devices);
+    wait_until("the devices online", || online(c, token) >= devices);
+    cli_ok(
+        c,
+        token,
+        &[
+            "deploy",
+            "iris",
+            "1.0.0",
+            "--selector",
+            "fleet=e2e",
+            "--wait",
+            "300",
+        ],
+    );
+    wait_long("the fleet on 1.0.0", Duration::from_secs(60), || {
+        fleet.all_on("1.0.0")
+    });
+    fleet
+}
+
 /// Devices whose `state` (from `/v1/devices`) is online.
 fn online(c: &Coordinator, token: &str) -> usize {
     let d: Value = reqwest::blocking::Client::new()
@@ -269,49 +311,26 @@ fn scenario(database: Option<&str>) {
         String::from_utf8_lossy(&out.stderr)
     );
     let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    for (model, version, seq) in [
-        ("scaler_logreg", "1.0.0", "1"),
-        ("scaler_logreg", "1.1.0", "2"),
-        ("slow_iris", "1.2.0", "3"),
-        ("scaler_logreg", "1.3.0", "4"),
-        ("scaler_logreg", "1.4.0", "5"),
-        ("scaler_logreg", "1.5.0", "6"),
-    ] {
-        let out = cli(
-            &c,
-            &admin,
-            &["model", "register", p(&release(model, version, seq))],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    let fleet = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-", DEVICES);
-    wait_until("50 devices online", || online(&c, &ops) == DEVICES);
-    let out = cli(
+    register(
         &c,
-        &ops,
+        &admin,
         &[
-            "deploy",
-            "iris",
-            "1.0.0",
-            "--selector",
-            "fleet=e2e",
-            "--wait",
-            "300",
+            ("scaler_logreg", "1.0.0", "1"),
+            ("scaler_logreg", "1.1.0", "2"),
+            ("slow_iris", "1.2.0", "3"),
+            ("scaler_logreg", "1.3.0", "4"),
+            ("scaler_logreg", "1.4.0", "5"),
+            ("scaler_logreg", "1.5.0", "6"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let fleet = fleet_on_first_version(
+        dir.path(),
+        &c,
+        &ops,
+        (&broker.url(), &enrolment),
+        "sim-",
+        DEVICES,
     );
-    wait_long("the fleet on 1.0.0", Duration::from_secs(60), || {
-        fleet.all_on("1.0.0")
-    });
 
     // 1. A version whose health probe fails: wave 1 fails, the rollout aborts, nobody switched.
     let bad_probe = dir.path().join("bad-probe.json");
@@ -595,50 +614,26 @@ fn rollout_ends_survive_a_kill_and_publish_errors() {
         .unwrap()
         .trim()
         .to_string();
-    let out = cli(&c, &admin, &["enrolment", "--devices", "sim-*"]);
-    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    for (version, seq) in [("1.0.0", "1"), ("1.1.0", "2")] {
-        let out = cli(
-            &c,
-            &admin,
-            &[
-                "model",
-                "register",
-                p(&release("scaler_logreg", version, seq)),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let fleet = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-", N);
-    wait_until("the devices online", || online(&c, &admin) == N);
-    let out = cli(
+    let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "sim-*"]);
+    register(
         &c,
         &admin,
         &[
-            "deploy",
-            "iris",
-            "1.0.0",
-            "--selector",
-            "fleet=e2e",
-            "--wait",
-            "300",
+            ("scaler_logreg", "1.0.0", "1"),
+            ("scaler_logreg", "1.1.0", "2"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let fleet = fleet_on_first_version(
+        dir.path(),
+        &c,
+        &admin,
+        (&broker.url(), &enrolment),
+        "sim-",
+        N,
     );
-    wait_long("the fleet on 1.0.0", Duration::from_secs(60), || {
-        fleet.all_on("1.0.0")
-    });
 
     // A canary that would bake for ten minutes: all six run 1.1.0 meanwhile.
-    let out = cli(
+    let id = cli_ok(
         &c,
         &admin,
         &[
@@ -654,12 +649,6 @@ fn rollout_ends_survive_a_kill_and_publish_errors() {
             "600",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     wait_long("the fleet on 1.1.0", Duration::from_secs(120), || {
         fleet.all_on("1.1.0")
     });
@@ -731,43 +720,22 @@ fn late_joiners_converge_to_their_group() {
         .unwrap()
         .trim()
         .to_string();
-    let out = cli(&c, &admin, &["enrolment", "--devices", "sim-*"]);
-    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    for (version, seq) in [("1.0.0", "1"), ("1.1.0", "2")] {
-        let out = cli(
-            &c,
-            &admin,
-            &[
-                "model",
-                "register",
-                p(&release("scaler_logreg", version, seq)),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let first = start_fleet(dir.path(), &c, &broker.url(), &enrolment, "sim-", 2);
-    wait_until("the first devices online", || online(&c, &admin) == 2);
-    let out = cli(
+    let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "sim-*"]);
+    register(
         &c,
         &admin,
         &[
-            "deploy",
-            "iris",
-            "1.0.0",
-            "--selector",
-            "fleet=e2e",
-            "--wait",
-            "300",
+            ("scaler_logreg", "1.0.0", "1"),
+            ("scaler_logreg", "1.1.0", "2"),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let first = fleet_on_first_version(
+        dir.path(),
+        &c,
+        &admin,
+        (&broker.url(), &enrolment),
+        "sim-",
+        2,
     );
 
     // A device enrolled after the deployment converges to it.
@@ -783,17 +751,12 @@ fn late_joiners_converge_to_their_group() {
     }
 
     // An explicit deployment to one device stands; `devices` shows the difference.
-    let out = cli(
+    cli_ok(
         &c,
         &admin,
         &[
             "deploy", "iris", "1.1.0", "--device", "sim-0000", "--wait", "300",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     std::thread::sleep(Duration::from_secs(7)); // more than a reconciler pass
     let devices = api_get(&c, &admin, "/v1/devices");

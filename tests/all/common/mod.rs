@@ -264,6 +264,17 @@ pub fn cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output 
     wasmops(&all)
 }
 
+/// [`cli`] that must succeed: its standard output, trimmed.
+pub fn cli_ok(c: &Coordinator, token: &str, args: &[&str]) -> String {
+    let out = cli(c, token, args);
+    assert!(
+        out.status.success(),
+        "wasmops {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {
