@@ -73,10 +73,11 @@ pub struct SoakReport {
 }
 
 impl SoakReport {
-    /// Resident memory at the end of the last life over its value a minute
-    /// (or a quarter of the life, if shorter) after it started.
+    /// Resident memory at the end of the last life of at least two minutes
+    /// over its value a minute (or a quarter of the life, if shorter) after
+    /// it started; 1 when no life was that long (too short to judge).
     pub fn rss_growth(&self) -> f64 {
-        let Some(life) = self.coordinator_rss_mib.iter().rev().find(|l| l.len() >= 4) else {
+        let Some(life) = self.coordinator_rss_mib.iter().rev().find(|l| l.len() >= 24) else {
             return 1.0;
         };
         let settled = life[(life.len() / 4).min(12)];
