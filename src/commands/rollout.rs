@@ -45,6 +45,10 @@ impl From<StrategyArg> for Strategy {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once from the command line"
+)]
 pub enum RolloutCommand {
     /// Roll a registered version (or alias) out over a label selector.
     Create {
@@ -90,6 +94,9 @@ pub enum RolloutCommand {
         /// Offline devices per wave that do not hold it up (they install when they return).
         #[arg(long, default_value_t = 0)]
         max_unavailable: u32,
+        /// Failed installs per wave that do not abort the rollout (those devices keep their version).
+        #[arg(long, default_value_t = 0)]
+        max_failed: u32,
         /// Follow progress until the rollout ends (seconds); exit non-zero if it aborts.
         #[arg(long)]
         wait: Option<u64>,
@@ -143,6 +150,7 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
             probe,
             manual_approval,
             max_unavailable,
+            max_failed,
             wait,
         } => {
             let mut req = RolloutRequest::new(model, version);
@@ -164,6 +172,7 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
             req.probe = read_probe(probe.as_deref())?;
             req.manual_approval = manual_approval;
             req.max_unavailable = max_unavailable;
+            req.max_failed = max_failed;
             let r = api.create_rollout(&req)?;
             eprintln!(
                 "rollout {}: {} {} ({}) to {} device(s) in {} wave(s)",

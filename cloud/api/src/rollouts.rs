@@ -95,6 +95,11 @@ pub struct RolloutRequest {
     /// get the retained desired state (and any rollback) when they return.
     #[serde(default)]
     pub max_unavailable: u32,
+    /// Devices per wave whose install may fail (health check, download)
+    /// without aborting the rollout: they keep their version, are listed as
+    /// failed, and get the candidate again if the rollout succeeds.
+    #[serde(default)]
+    pub max_failed: u32,
 }
 
 impl RolloutRequest {
@@ -111,6 +116,7 @@ impl RolloutRequest {
             probe: None,
             manual_approval: false,
             max_unavailable: 0,
+            max_failed: 0,
         }
     }
 }

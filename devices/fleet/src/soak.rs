@@ -77,7 +77,12 @@ impl SoakReport {
     /// over its value a minute (or a quarter of the life, if shorter) after
     /// it started; 1 when no life was that long (too short to judge).
     pub fn rss_growth(&self) -> f64 {
-        let Some(life) = self.coordinator_rss_mib.iter().rev().find(|l| l.len() >= 24) else {
+        let Some(life) = self
+            .coordinator_rss_mib
+            .iter()
+            .rev()
+            .find(|l| l.len() >= 24)
+        else {
             return 1.0;
         };
         let settled = life[(life.len() / 4).min(12)];

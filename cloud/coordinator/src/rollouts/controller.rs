@@ -98,6 +98,7 @@ async fn step(c: &Coordinator, r: &Rollout) -> Result<(), CoordinatorError> {
         gates: &r.spec.gates,
         manual_approval: r.spec.manual_approval,
         max_unavailable: r.spec.max_unavailable,
+        max_failed: r.spec.max_failed,
         waves: r.waves(),
         current_wave: r.current_wave as usize,
         phase: r.phase,

@@ -8,8 +8,8 @@
 //! `staging`) → every device ready, or only offline ones missing within
 //! `max_unavailable` → (blue-green: `switching` → ready again) → `baking` for
 //! `bake_s` → [`judge`] the candidate's telemetry → next wave (or wait for
-//! approval), success after the last. A failed install, a timeout or a failing
-//! gate aborts.
+//! approval), success after the last. More failed installs in a wave than
+//! `max_failed` (default none), a timeout or a failing gate abort.
 
 use wasmops_api::{Gates, Strategy, WavePhase};
 use wasmops_protocol::device::{InstallState, Mode};
@@ -65,6 +65,8 @@ pub struct Snapshot<'a> {
     pub gates: &'a Gates,
     pub manual_approval: bool,
     pub max_unavailable: u32,
+    /// Failed installs a wave tolerates.
+    pub max_failed: u32,
     /// Number of waves (1 unless canary).
     pub waves: usize,
     /// From 0.
@@ -130,21 +132,36 @@ impl Snapshot<'_> {
         self.now_ms - since.unwrap_or(self.now_ms) > self.gates.timeout_s as i64 * 1000
     }
 
+    fn is_failed(d: &WaveDevice) -> bool {
+        d.state == TargetState::Reported(InstallState::Failed)
+    }
+
+    /// An abort when more installs failed than the wave tolerates.
     fn failed(&self) -> Option<Decision> {
-        let d = self
-            .wave
-            .iter()
-            .find(|d| d.state == TargetState::Reported(InstallState::Failed))?;
+        let failed: Vec<&WaveDevice> = self.wave.iter().filter(|d| Self::is_failed(d)).collect();
+        if failed.len() <= self.max_failed as usize {
+            return None;
+        }
+        let d = failed[0];
+        let more = match failed.len() {
+            1 => String::new(),
+            n => format!(" (and {} more; {} tolerated)", n - 1, self.max_failed),
+        };
         Some(Decision::Abort(format!(
-            "health check failed on {}: {}",
+            "health check failed on {}: {}{more}",
             d.id,
             d.error.clone().unwrap_or_default()
         )))
     }
 
-    /// Whether the devices not ready yet are all offline, and no more than `max_unavailable`.
+    /// Whether the devices not ready yet (failed ones within the tolerance
+    /// aside) are all offline, and no more than `max_unavailable`.
     fn only_offline_missing(&self, ready: TargetState) -> bool {
-        let missing: Vec<&WaveDevice> = self.wave.iter().filter(|d| d.state != ready).collect();
+        let missing: Vec<&WaveDevice> = self
+            .wave
+            .iter()
+            .filter(|d| d.state != ready && !Self::is_failed(d))
+            .collect();
         missing.len() <= self.max_unavailable as usize && missing.iter().all(|d| d.offline)
     }
 }
@@ -167,7 +184,8 @@ pub fn advance(s: &Snapshot<'_>) -> Decision {
             let ready_state = s.ready_state();
             let ready = TargetState::Reported(ready_state);
             let n = s.wave.iter().filter(|d| d.state == ready).count();
-            if n < s.wave.len() && !s.only_offline_missing(ready) {
+            let failed = s.wave.iter().filter(|d| Snapshot::is_failed(d)).count();
+            if n + failed < s.wave.len() && !s.only_offline_missing(ready) {
                 if s.timed_out(s.wave_started_at) {
                     return Decision::Abort(format!(
                         "timed out: {n} of {} devices in wave {} are {}",
@@ -265,6 +283,7 @@ mod tests {
             gates,
             manual_approval: false,
             max_unavailable: 0,
+            max_failed: 0,
             waves: 3,
             current_wave: 0,
             phase,
@@ -360,6 +379,33 @@ mod tests {
                 Decision::Abort("health check failed on b: probe: output is NaN".into())
             );
         }
+    }
+
+    /// Issue 24.11: with `max_failed`, a device that cannot install does not
+    /// stop the rollout; one failure more than tolerated does.
+    #[test]
+    fn failed_installs_within_the_tolerance_let_the_wave_go_on() {
+        let g = Gates::default();
+        let failed = |id: &str| {
+            let mut d = dev(id, TargetState::Reported(InstallState::Failed));
+            d.error = Some("disk full".into());
+            d
+        };
+        let wave = [active("a"), failed("b"), dev("c", TargetState::Installing)];
+        let mut s = snap(&g, WavePhase::Installing, &wave);
+        s.max_failed = 1;
+        assert_eq!(advance(&s), Decision::Wait, "c is still installing");
+        let wave = [active("a"), failed("b"), active("c")];
+        let mut s = snap(&g, WavePhase::Installing, &wave);
+        s.max_failed = 1;
+        assert_eq!(advance(&s), Decision::Bake);
+        let wave = [active("a"), failed("b"), failed("c")];
+        let mut s = snap(&g, WavePhase::Installing, &wave);
+        s.max_failed = 1;
+        assert_eq!(
+            advance(&s),
+            Decision::Abort("health check failed on b: disk full (and 1 more; 1 tolerated)".into())
+        );
     }
 
     #[test]
