@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Reference values for the drift statistics (issue 21), computed with scipy
+following Evidently's default rules (as read from its source,
+evidently/legacy/calculations/stattests/: registry._get_default_stattest,
+utils.get_binned_data, psi, jensenshannon, chisquare_stattest, z_stattest,
+wasserstein_distance_norm, ks_stattest). The Rust statistics are tested
+against the JSON this writes.
+
+    pip install numpy scipy
+    python3 scripts/make_drift_fixtures.py     # rewrites tests/fixtures/drift/cases.json
+
+Each case: a reference and a current sample of one column, its kind, and the
+expected values: the default method and its score, threshold and verdict, and
+always the KS p-value (numeric), PSI, Jensen-Shannon distance and normalised
+Wasserstein distance (numeric).
+"""
+import json
+import os
+
+import numpy as np
+from scipy import stats
+from scipy.spatial import distance
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "drift")
+RNG = np.random.default_rng(20261201)
+
+
+def binned(ref, cur, numeric, fill_zeroes):
+    """Evidently's get_binned_data: Sturges bins over both samples for numeric
+    columns with more than 20 distinct reference values, else one bin per value."""
+    ref, cur = np.asarray(ref), np.asarray(cur)
+    if numeric and len(np.unique(ref)) > 20:
+        edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
+        r = np.histogram(ref, edges)[0] / len(ref)
+        c = np.histogram(cur, edges)[0] / len(cur)
+    else:
+        keys = sorted(set(ref.tolist()) | set(cur.tolist()), key=str)
+        r = np.array([np.sum(ref == k) for k in keys]) / len(ref)
+        c = np.array([np.sum(cur == k) for k in keys]) / len(cur)
+    r, c = r.astype(float), c.astype(float)
+    if fill_zeroes:
+        for p in (r, c):
+            low = p[p != 0].min()
+            p[p == 0] = low / 1e6 if low <= 1e-4 else 1e-4
+    return r, c
+
+
+def psi(ref, cur, numeric):
+    r, c = binned(ref, cur, numeric, True)
+    return float(np.sum((r - c) * np.log(r / c)))
+
+
+def jensenshannon(ref, cur, numeric):
+    r, c = binned(ref, cur, numeric, False)
+    return float(distance.jensenshannon(r, c))
+
+
+def wasserstein_norm(ref, cur):
+    return float(stats.wasserstein_distance(ref, cur) / max(float(np.std(ref)), 0.001))
+
+
+def chi_square_p(ref, cur):
+    ref, cur = np.asarray(ref), np.asarray(cur)
+    keys = sorted(set(ref.tolist()) | set(cur.tolist()), key=str)
+    k = len(cur) / len(ref)
+    expected = [np.sum(ref == key) * k for key in keys]
+    observed = [np.sum(cur == key) for key in keys]
+    return float(stats.chisquare(observed, expected)[1])
+
+
+def z_test_p(ref, cur):
+    ref, cur = np.asarray(ref), np.asarray(cur)
+    keys = sorted(set(ref.tolist()) | set(cur.tolist()), key=str)
+    if len(keys) == 1:
+        return 1.0
+    a = (ref != keys[0]).astype(float)
+    b = (cur != keys[0]).astype(float)
+    p1, p2 = a.mean(), b.mean()
+    pooled = (a.sum() + b.sum()) / (len(a) + len(b))
+    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / len(a) + 1 / len(b)))
+    return float(2 * (1 - stats.norm.cdf(abs(z))))
+
+
+def default_method(ref, cur, numeric):
+    """Evidently's default test: (method, threshold, is_p_value)."""
+    n = len(set(np.asarray(ref).tolist()) | set(np.asarray(cur).tolist()))
+    if len(ref) <= 1000:
+        if numeric and n > 5:
+            return "ks", 0.05, True
+        return ("chisquare", 0.05, True) if n > 2 else ("z", 0.05, True)
+    if numeric and n > 5:
+        return "wasserstein_norm", 0.1, False
+    return "jensenshannon", 0.1, False
+
+
+def case(name, ref, cur, numeric):
+    ref = [float(x) for x in ref] if numeric else [str(x) for x in ref]
+    cur = [float(x) for x in cur] if numeric else [str(x) for x in cur]
+    method, threshold, is_p = default_method(ref, cur, numeric)
+    values = {
+        "psi": psi(ref, cur, numeric),
+        "jensenshannon": jensenshannon(ref, cur, numeric),
+        "chisquare": chi_square_p(ref, cur),
+        "z": z_test_p(ref, cur),
+    }
+    if numeric:
+        values["ks"] = float(stats.ks_2samp(ref, cur)[1])
+        values["wasserstein_norm"] = wasserstein_norm(ref, cur)
+    score = values[method]
+    return {
+        "name": name,
+        "kind": "numeric" if numeric else "categorical",
+        "reference": ref,
+        "current": cur,
+        "expected": {
+            "method": method,
+            "score": score,
+            "threshold": threshold,
+            "drifted": bool(score < threshold if is_p else score >= threshold),
+            **{k: v for k, v in values.items()},
+        },
+    }
+
+
+def main():
+    n = lambda size, shift=0.0, scale=1.0: np.round(RNG.normal(shift, scale, size), 4)
+    cats = ["red", "green", "blue", "black"]
+    cases = [
+        case("numeric_small_two_draws", n(600), n(500), True),
+        case("numeric_small_shifted", n(500), n(400, 0.3), True),
+        case("numeric_large_two_draws", n(5000), n(3000), True),
+        case("numeric_large_shifted", n(5000), n(3000, 0.5), True),
+        case("numeric_large_scaled", n(5000), n(3000, 0.0, 1.6), True),
+        case("numeric_few_values_small", RNG.integers(0, 4, 600), RNG.integers(0, 5, 500), True),
+        case("numeric_few_values_large", RNG.integers(0, 4, 3000), RNG.integers(0, 4, 2000), True),
+        case("binary_small", RNG.integers(0, 2, 700), (RNG.random(600) < 0.6).astype(int), True),
+        case("categorical_small", RNG.choice(cats, 800, p=[0.4, 0.3, 0.2, 0.1]),
+             RNG.choice(cats, 500, p=[0.25, 0.25, 0.25, 0.25]), False),
+        case("categorical_large_new_value", RNG.choice(cats[:3], 4000, p=[0.5, 0.3, 0.2]),
+             RNG.choice(cats, 2500, p=[0.45, 0.3, 0.2, 0.05]), False),
+        case("constant_same", [1.0] * 300, [1.0] * 200, True),
+    ]
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "cases.json"), "w") as f:
+        json.dump({"cases": cases}, f, separators=(",", ":"))
+    for c in cases:
+        e = c["expected"]
+        print(f'{c["name"]}: {e["method"]} {e["score"]:.6g} drifted={e["drifted"]}')
+
+
+if __name__ == "__main__":
+    main()
