@@ -107,10 +107,7 @@ fn deploy_probe_rollback_and_restart() {
             hook,
         ],
     );
-    let admin = std::fs::read_to_string(dir.path().join("coordinator/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(&dir.path().join("coordinator"));
     let events = event_listener(&c.mqtt, Some(&admin));
     let token = |name: &str, role: &str| {
         let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
@@ -351,10 +348,7 @@ fn restart_keeps_an_expired_model_and_falls_back_from_a_damaged_one() {
             free_addr(),
         ],
     );
-    let admin = std::fs::read_to_string(dir.path().join("coordinator/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(&dir.path().join("coordinator"));
     // Two releases whose claims lapse a minute after they are built.
     for (file, version, seq) in [
         ("expiring-v1.wasm", "1.0.0", "1"),
@@ -466,10 +460,7 @@ fn a_deployment_survives_an_embedded_broker_restart() {
         mqtt_listen,
     ];
     let c = start_coordinator_at(&data, &listen, &args);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(&data);
     let wasm = signed("survivor-v1.wasm", "1.0.0", "1");
     let out = cli(&c, &admin, &["model", "register", p(&wasm)]);
     assert!(out.status.success());
@@ -588,10 +579,7 @@ fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
     let data = dir.path().join("coordinator");
     let args = ["--trust", p(&keys().1), "--mqtt-listen", &free_addr()].map(String::from);
     let c = start_coordinator(&data, &args);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(&data);
     let fixture = fixtures().join("wide_logreg");
     let wasm = scratch().join("wide-1.0.0.wasm");
     ok(&[

@@ -112,6 +112,22 @@ fn register(c: &Coordinator, token: &str, releases: &[(&str, &str, &str)]) {
     }
 }
 
+/// iris 1.0.0 and 1.1.0 registered on a fresh coordinator: its admin token,
+/// and an enrolment token for `sim-*`.
+fn two_releases(c: &Coordinator, data: &Path) -> (String, String) {
+    let admin = admin_token(data);
+    let enrolment = cli_ok(c, &admin, &["enrolment", "--devices", "sim-*"]);
+    register(
+        c,
+        &admin,
+        &[
+            ("scaler_logreg", "1.0.0", "1"),
+            ("scaler_logreg", "1.1.0", "2"),
+        ],
+    );
+    (admin, enrolment)
+}
+
 /// Starts `devices` devices, waits until they are online, deploys iris
 /// 1.0.0 to `fleet=e2e` and waits until they all run it.
 fn fleet_on_first_version(
@@ -294,10 +310,7 @@ fn scenario(database: Option<&str>) {
     }
     let mut c = start_coordinator_at(&data, &listen, &coordinator_args);
     let events = event_listener(&broker.url(), None);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(&data);
     let token = |name: &str, role: &str| {
         let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
         assert!(out.status.success());
@@ -610,19 +623,7 @@ fn rollout_ends_survive_a_kill_and_publish_errors() {
     };
     let mut c = start_coordinator_at(&data, &listen, &args("rollout-end=hang-at:3"));
     let events = event_listener(&broker.url(), None);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "sim-*"]);
-    register(
-        &c,
-        &admin,
-        &[
-            ("scaler_logreg", "1.0.0", "1"),
-            ("scaler_logreg", "1.1.0", "2"),
-        ],
-    );
+    let (admin, enrolment) = two_releases(&c, &data);
     let fleet = fleet_on_first_version(
         dir.path(),
         &c,
@@ -716,19 +717,7 @@ fn late_joiners_converge_to_their_group() {
     let data = dir.path().join("coordinator");
     let args = ["--trust", p(&keys().1), "--mqtt", &broker.url()].map(String::from);
     let c = start_coordinator(&data, &args);
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "sim-*"]);
-    register(
-        &c,
-        &admin,
-        &[
-            ("scaler_logreg", "1.0.0", "1"),
-            ("scaler_logreg", "1.1.0", "2"),
-        ],
-    );
+    let (admin, enrolment) = two_releases(&c, &data);
     let first = fleet_on_first_version(
         dir.path(),
         &c,

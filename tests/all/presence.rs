@@ -40,10 +40,7 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     let mut args = vec!["--trust".to_string(), p(&keys().1).to_string()];
     args.extend(mqtt_args.iter().cloned());
     let c = start_coordinator(dir.path(), &args);
-    let token = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = admin_token(dir.path());
     // Unique ids: a real broker keeps retained messages across runs.
     let stamp = format!(
         "{tag}-{}-{}",

@@ -82,10 +82,7 @@ fn exercise(data_dir: &Path, database: Option<&str>, tag: &str) {
         ],
     );
     let c = start_coordinator(data_dir, &db_args(database));
-    let admin = std::fs::read_to_string(data_dir.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(data_dir);
     let viewer = token(&c, &admin, "dashboards", "viewer");
     let ds = token(&c, &admin, "alice", "data-scientist");
     let ops = token(&c, &admin, "bob", "operator");
@@ -306,10 +303,7 @@ fn uploads_are_authenticated_and_sized_before_their_body_is_read() {
             "1".into(),
         ],
     );
-    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let admin = admin_token(dir.path());
     // 100 MB announced, none sent: the answers come anyway.
     let line = head_only(
         &c,

@@ -193,6 +193,13 @@ impl Rng {
     }
 }
 
+/// SIGKILLs the broker and starts it again two seconds later.
+fn bounce(broker: &mut Mosquitto) -> Result<()> {
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart()
+}
+
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
     let started = Instant::now();
     loop {
@@ -351,7 +358,8 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
         Ok(api.create_rollout(&req)?.id)
     };
     let mut rollouts = BTreeMap::new();
-    let mut finish = |id: &str, coordinator: &Coordinator, rss: &mut Rss| -> Result<RolloutState> {
+    // Follows rollout `id` to its end, which must be `want`.
+    let mut finish = |id: &str, want: RolloutState, coordinator: &Coordinator, rss: &mut Rss| {
         let mut state = RolloutState::Running;
         wait_for(&format!("rollout {id}"), Duration::from_secs(600), || {
             rss.sample(coordinator);
@@ -359,20 +367,15 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
             Ok(state.is_terminal())
         })?;
         rollouts.insert(id.to_string(), state.as_str().to_string());
-        Ok(state)
+        ensure!(state == want, "rollout {id} ended {state:?}");
+        Ok::<(), anyhow::Error>(())
     };
 
     // A canary that succeeds, with the broker killed once it is under way.
     let a = canary(1, vec![10, 50, 100], 3)?;
     std::thread::sleep(Duration::from_secs(5));
-    broker.kill();
-    std::thread::sleep(Duration::from_secs(2));
-    broker.restart()?;
-    let state = finish(&a, &coordinator, &mut rss)?;
-    ensure!(
-        state == RolloutState::Succeeded,
-        "rollout {a} ended {state:?}"
-    );
+    bounce(&mut broker)?;
+    finish(&a, RolloutState::Succeeded, &coordinator, &mut rss)?;
     say(format!(
         "canary to {} succeeded (broker restarted during it)",
         names[1].1
@@ -390,11 +393,7 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
     )?;
     std::thread::sleep(Duration::from_secs(3));
     api.rollout_action(&b, RolloutAction::Abort)?;
-    let state = finish(&b, &coordinator, &mut rss)?;
-    ensure!(
-        state == RolloutState::Aborted,
-        "rollout {b} ended {state:?}"
-    );
+    finish(&b, RolloutState::Aborted, &coordinator, &mut rss)?;
     say(format!("canary to {} aborted", names[2].1));
 
     // A canary during which the coordinator is SIGKILLed and restarted.
@@ -402,11 +401,7 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
     std::thread::sleep(Duration::from_secs(4));
     coordinator.kill_and_restart()?;
     rss.lives.push(vec![]);
-    let state = finish(&c, &coordinator, &mut rss)?;
-    ensure!(
-        state == RolloutState::Succeeded,
-        "rollout {c} ended {state:?}"
-    );
+    finish(&c, RolloutState::Succeeded, &coordinator, &mut rss)?;
     say(format!(
         "canary to {} succeeded (coordinator killed and restarted during it)",
         names[2].1
@@ -417,17 +412,13 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
     while started.elapsed() < s.duration {
         rss.sample(&coordinator);
         if broker_restarts == 1 && started.elapsed() > s.duration.mul_f64(0.8) {
-            broker.kill();
-            std::thread::sleep(Duration::from_secs(2));
-            broker.restart()?;
+            bounce(&mut broker)?;
             broker_restarts += 1;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     if broker_restarts == 1 {
-        broker.kill();
-        std::thread::sleep(Duration::from_secs(2));
-        broker.restart()?;
+        bounce(&mut broker)?;
         broker_restarts += 1;
     }
 

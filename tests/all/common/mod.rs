@@ -264,6 +264,14 @@ pub fn cli(c: &Coordinator, token: &str, args: &[&str]) -> std::process::Output 
     wasmops(&all)
 }
 
+/// The first admin token a coordinator wrote into its data directory.
+pub fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// [`cli`] that must succeed: its standard output, trimmed.
 pub fn cli_ok(c: &Coordinator, token: &str, args: &[&str]) -> String {
     let out = cli(c, token, args);

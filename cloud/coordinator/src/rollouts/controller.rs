@@ -327,7 +327,7 @@ pub(crate) async fn settle(c: &Coordinator, r: &Rollout) -> Result<(), Coordinat
     let all = targets(c, &r.id).await?;
     let mut previous = if aborting {
         // The rollout's sample is the application's request: probe the way back with it too.
-        PreviousVersions::new(format!("{}/rollback", r.id), r.probe.clone())
+        PreviousVersions::new(format!("{}/rollback", r.id), r.probe())
     } else {
         PreviousVersions::new(format!("{}/end", r.id), None)
     };

@@ -59,8 +59,9 @@ pub(crate) struct Rollout {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
-    /// The spec's probe sample, as the artifact devices fetch.
-    pub probe: Option<ArtifactRef>,
+    /// The spec's probe sample as the artifact devices fetch: hashed when a
+    /// desired state is first built, not on every load (a controller tick).
+    probe: std::sync::OnceLock<Option<ArtifactRef>>,
 }
 
 const SELECT: &str = "SELECT id, model, version, sha256, size_bytes, spec, state, reason, current_wave, wave_phase, wave_started_at, wave_ready_at, created_by, created_at, updated_at FROM rollouts";
@@ -76,16 +77,8 @@ impl Rollout {
             .ok_or_else(|| corrupt("state"))?;
         let phase = WavePhase::parse(&r.try_get::<String, _>("wave_phase")?)
             .ok_or_else(|| corrupt("phase"))?;
-        let probe = match &spec.probe {
-            Some(p) => Some(
-                crate::artifacts::probe_artifact(p)
-                    .map_err(|e| corrupt(&format!("probe ({e})")))?
-                    .0,
-            ),
-            None => None,
-        };
         Ok(Rollout {
-            probe,
+            probe: Default::default(),
             model: r.try_get("model")?,
             version: r.try_get("version")?,
             sha256: r.try_get("sha256")?,
@@ -121,6 +114,22 @@ impl Rollout {
         }
     }
 
+    /// The probe sample's artifact (stored when the rollout was created).
+    pub fn probe(&self) -> Option<ArtifactRef> {
+        self.probe
+            .get_or_init(|| {
+                let p = self.spec.probe.as_ref()?;
+                match crate::artifacts::probe_artifact(p) {
+                    Ok((r, _)) => Some(r),
+                    Err(e) => {
+                        tracing::error!("rollout {}: its probe sample is unusable: {e}", self.id);
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+
     pub fn desired(&self, mode: Mode, provisional: bool) -> Desired {
         Desired {
             deployment: self.id.clone(),
@@ -129,7 +138,7 @@ impl Rollout {
             sha256: self.sha256.clone(),
             size_bytes: self.size_bytes as u64,
             probe: None,
-            probe_artifact: self.probe.clone(),
+            probe_artifact: self.probe(),
             mode,
             provisional,
         }
