@@ -441,7 +441,14 @@ fn restart_keeps_an_expired_model_and_falls_back_from_a_damaged_one() {
         note.contains("the active model churn 1.1.0 cannot be loaded"),
         "{status}"
     );
-    assert!(slot.exists(), "the damaged slot is kept for inspection");
+    // The damaged bytes are set aside, not deleted, and the device fetches
+    // the desired version afresh rather than trusting them.
+    let aside = slot.with_extension("wasm.damaged");
+    assert_eq!(
+        std::fs::read(&aside).ok(),
+        Some(bytes),
+        "the damaged slot is kept for inspection"
+    );
 }
 
 /// Issue 24.12: the embedded broker starts empty with each coordinator

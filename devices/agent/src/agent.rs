@@ -141,8 +141,8 @@ impl Agent {
     /// Serves again what served before a restart. The active slot is judged as
     /// of when it was accepted (expiry since, a lapsed delegation or a clock
     /// jump do not stop it; a revoked key or damaged bytes do); if it cannot
-    /// load, the previous one serves. Nothing is deleted, and what happened is
-    /// reported in the next status ([`Agent::restore_note`]).
+    /// load, the previous one serves. Nothing is deleted (a damaged file is set
+    /// aside for inspection and fetched again), and what happened is reported in the next status ([`Agent::restore_note`]).
     pub fn restore(&self) -> Result<()> {
         let path = self.config.state_dir.join("active.json");
         let Ok(bytes) = std::fs::read(&path) else {
@@ -169,9 +169,16 @@ impl Agent {
                         if i == 0 { file.previous.clone() } else { None };
                     break;
                 }
-                Err(e) => notes.push(format!(
-                    "the {role} model {model} {version} cannot be loaded: {e:#}"
-                )),
+                Err(e) => {
+                    let aside = if self.store.set_aside_if_damaged(&record.info.sha256) {
+                        " (its damaged file is kept as .wasm.damaged)"
+                    } else {
+                        ""
+                    };
+                    notes.push(format!(
+                        "the {role} model {model} {version} cannot be loaded: {e:#}{aside}"
+                    ))
+                }
             }
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));

@@ -221,7 +221,7 @@ pub async fn download(http: &reqwest::Client, r: &Request<'_>) -> Result<u64, Do
 }
 
 /// SHA-256 of a file, read in 64 KiB pieces.
-fn file_sha256(path: &Path) -> std::io::Result<String> {
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();

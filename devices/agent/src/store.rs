@@ -66,6 +66,10 @@ impl ModelStore {
             .clone();
         let _one_at_a_time = lock.lock().await;
         let path = self.path(sha256);
+        if path.exists() && !self.shared {
+            // A slot damaged on disk is set aside, not trusted: fetch it again.
+            self.set_aside_if_damaged(sha256);
+        }
         if !path.exists() {
             let r = Request {
                 coordinator,
@@ -170,6 +174,27 @@ impl ModelStore {
             .check_accepted(&wasm, Timestamp::now())
             .err()
             .map(|e| e.to_string())
+    }
+
+    /// Moves slot `sha256` to `<sha256>.wasm.damaged` if its bytes no longer
+    /// hash to its name (a device's own store only): kept for inspection, out
+    /// of the way of a fresh download. Returns whether it did.
+    pub fn set_aside_if_damaged(&self, sha256: &str) -> bool {
+        let path = self.path(sha256);
+        if self.shared || crate::download::file_sha256(&path).is_ok_and(|got| got == sha256) {
+            return false;
+        }
+        let aside = self.dir.join(format!("{sha256}.wasm.damaged"));
+        match std::fs::rename(&path, &aside) {
+            Ok(()) => {
+                tracing::warn!(
+                    "slot {sha256} is damaged on disk; kept as {}",
+                    aside.display()
+                );
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Deletes slot `sha256` (a download that failed verification or its probe;
