@@ -29,6 +29,7 @@ enum Wasmops {
     Audit(AuditCommand),
     Rollout(RolloutCommand),
     Telemetry(TelemetryCommand),
+    Drift(DriftCommand),
     Fleet(FleetCommand),
     Demo(DemoCommand),
 }
@@ -54,6 +55,7 @@ impl Wasmops {
             Wasmops::Audit(c) => c.execute(),
             Wasmops::Rollout(c) => c.execute(),
             Wasmops::Telemetry(c) => c.execute(),
+            Wasmops::Drift(c) => c.execute(),
             Wasmops::Fleet(c) => c.execute(),
             Wasmops::Demo(c) => c.execute(),
         }

@@ -6,6 +6,7 @@
 //! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`]
 //! and [`telemetry`] talk to it; [`agent`] runs on a device; [`fleet`]
 //! simulates many; [`demo`] runs all of it on embedded defaults.
+//! Monitoring: [`drift`] compares a data scientist's own files.
 
 pub mod agent;
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod coordinator;
 pub mod demo;
 pub mod deploy;
 pub mod devices;
+pub mod drift;
 pub mod enrolment;
 pub mod fleet;
 pub mod inspect;
@@ -36,6 +38,7 @@ pub use coordinator::CoordinatorCommand;
 pub use demo::DemoCommand;
 pub use deploy::DeployCommand;
 pub use devices::DevicesCommand;
+pub use drift::DriftCommand;
 pub use enrolment::EnrolmentCommand;
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;

@@ -59,9 +59,9 @@ pub fn render(report: &Report, title: &str) -> String {
     for c in &report.columns {
         let _ = write!(
             h,
-            "<tr><td><a href=\"#col-{i}\">{}</a></td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#col-{i}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&c.name),
-            c.kind,
+            c.kind.name(),
             c.method,
             number(c.score),
             c.threshold,
@@ -175,14 +175,14 @@ fn column(h: &mut String, c: &ColumnDrift) {
                 share * 100.0
             );
         }
-        // Label every bin when few, else about ten of them.
-        if bins <= 12 || i % bins.div_ceil(10) == 0 {
+        // Label every bin when few, else about six of them.
+        if bins <= 8 || i % bins.div_ceil(6) == 0 {
             let _ = write!(
                 h,
                 "<text x=\"{:.2}\" y=\"{:.2}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
                 x + slot / 2.0,
                 HEIGHT - BOTTOM + 24.0,
-                escape(&truncate(label, 18))
+                escape(&truncate(label, 22))
             );
         }
     }

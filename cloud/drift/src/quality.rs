@@ -15,26 +15,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::table::{Kind, Values};
+use crate::table::Values;
 
-/// What the reference sample says about one column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReferenceColumn {
-    pub kind: Kind,
-    pub rows: u64,
-    pub missing: u64,
-    /// Numeric: range of the present values, and whether all are integers.
-    pub min: f64,
-    pub max: f64,
-    pub integer: bool,
-    /// Categorical: count per category.
-    pub domain: BTreeMap<String, u64>,
-    /// Distinct present values, and the share of the most frequent one.
-    pub distinct: u64,
-    pub top_share: f64,
-    /// Values seen exactly once (the Good–Turing estimate of unseen ones).
-    pub singletons: u64,
-}
+pub use wasmops_profile::ColumnProfile;
+use wasmops_profile::code_key;
 
 /// What was observed of one column in the current data.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -62,88 +46,54 @@ pub struct Anomaly {
     pub detail: String,
 }
 
-/// Present values of a column, for the profile and the observation.
-fn present(values: &Values) -> Vec<String> {
+/// The reference profile of a column of a data scientist's file (the same
+/// inference `wasmops build --training-data` signs into claims).
+pub fn profile(name: &str, values: &Values) -> ColumnProfile {
     match values {
-        Values::Numeric(v) => v.iter().flatten().map(|x| x.to_string()).collect(),
-        Values::Categorical(v) => v.iter().flatten().cloned().collect(),
+        Values::Numeric(v) => ColumnProfile::of_numbers(name, v),
+        Values::Categorical(v) => ColumnProfile::of_text(name, v),
     }
 }
 
-impl ReferenceColumn {
-    /// Profiles a reference column.
-    pub fn of(values: &Values) -> ReferenceColumn {
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for v in present(values) {
-            *counts.entry(v).or_default() += 1;
+/// Counts what `values` (the same column, current data) show against `r`.
+pub fn observe(r: &ColumnProfile, values: &Values) -> Observed {
+    let mut o = Observed {
+        rows: values.len() as u64,
+        missing: values.missing() as u64,
+        ..Observed::default()
+    };
+    let mut unknown = |key: String| {
+        if !r.domain.contains_key(&key) {
+            *o.unknown.entry(key).or_default() += 1;
         }
-        let n_present = counts.values().sum::<u64>();
-        let (mut min, mut max, mut integer) = (f64::INFINITY, f64::NEG_INFINITY, true);
-        if let Values::Numeric(v) = values {
-            for x in v.iter().flatten() {
-                min = min.min(*x);
-                max = max.max(*x);
-                integer &= x.fract() == 0.0;
-            }
-        }
-        ReferenceColumn {
-            kind: values.kind(),
-            rows: values.len() as u64,
-            missing: values.missing() as u64,
-            min,
-            max,
-            integer,
-            distinct: counts.len() as u64,
-            top_share: counts
-                .values()
-                .max()
-                .map_or(0.0, |m| *m as f64 / n_present.max(1) as f64),
-            singletons: counts.values().filter(|c| **c == 1).count() as u64,
-            domain: if values.kind() == Kind::Categorical {
-                counts
-            } else {
-                BTreeMap::new()
-            },
+    };
+    let keys: Vec<String> = match values {
+        Values::Numeric(v) => v.iter().flatten().map(|x| code_key(*x)).collect(),
+        Values::Categorical(v) => v.iter().flatten().cloned().collect(),
+    };
+    if r.is_categorical() {
+        keys.iter().cloned().for_each(&mut unknown);
+    }
+    if let Values::Numeric(v) = values
+        && !r.is_categorical()
+    {
+        let (lo, hi) = (
+            r.min.unwrap_or(f64::NEG_INFINITY),
+            r.max.unwrap_or(f64::INFINITY),
+        );
+        for x in v.iter().flatten() {
+            o.below += u64::from(*x < lo);
+            o.above += u64::from(*x > hi);
+            o.min = Some(o.min.map_or(*x, |m| m.min(*x)));
+            o.max = Some(o.max.map_or(*x, |m| m.max(*x)));
         }
     }
-
-    /// Counts what `values` (the same column, current data) show against this
-    /// profile.
-    pub fn observe(&self, values: &Values) -> Observed {
-        let mut o = Observed {
-            rows: values.len() as u64,
-            missing: values.missing() as u64,
-            ..Observed::default()
-        };
-        match values {
-            Values::Numeric(v) => {
-                for x in v.iter().flatten() {
-                    o.below += u64::from(*x < self.min);
-                    o.above += u64::from(*x > self.max);
-                    o.min = Some(o.min.map_or(*x, |m| m.min(*x)));
-                    o.max = Some(o.max.map_or(*x, |m| m.max(*x)));
-                }
-            }
-            Values::Categorical(v) => {
-                for s in v.iter().flatten() {
-                    if !self.domain.contains_key(s) {
-                        *o.unknown.entry(s.clone()).or_default() += 1;
-                    }
-                }
-            }
-        }
-        let values = present(values);
-        if let Some(first) = values.first()
-            && values.iter().all(|v| v == first)
-        {
-            o.constant = Some(first.clone());
-        }
-        o
+    if let Some(first) = keys.first()
+        && keys.iter().all(|v| v == first)
+    {
+        o.constant = Some(first.clone());
     }
-
-    fn present(&self) -> u64 {
-        self.rows - self.missing
-    }
+    o
 }
 
 /// Three standard errors of a share `p` estimated from `n` values.
@@ -156,7 +106,7 @@ fn percent(x: f64) -> String {
 }
 
 /// The anomalies of column `column` observed as `o` against `r`.
-pub fn check(column: &str, r: &ReferenceColumn, o: &Observed) -> Vec<Anomaly> {
+pub fn check(column: &str, r: &ColumnProfile, o: &Observed) -> Vec<Anomaly> {
     let mut out = vec![];
     let mut push = |anomaly: &str, detail: String| {
         out.push(Anomaly {
@@ -206,8 +156,8 @@ pub fn check(column: &str, r: &ReferenceColumn, o: &Observed) -> Vec<Anomaly> {
             ),
         );
     }
-    match r.kind {
-        Kind::Numeric if r.present() > 0 => {
+    match r.is_categorical() {
+        false if r.present() > 0 => {
             // Beyond the training range more often than chance allows.
             let q = 1.0 / (r.present() + 1) as f64;
             let allowed = q.max(0.01) + noise(q, present);
@@ -223,7 +173,7 @@ pub fn check(column: &str, r: &ReferenceColumn, o: &Observed) -> Vec<Anomaly> {
                     format!(
                         "{} of values are above the reference maximum {} (largest {})",
                         percent(share_above),
-                        r.max,
+                        r.max.unwrap_or(f64::NAN),
                         o.max.unwrap_or(f64::NAN)
                     ),
                 );
@@ -235,13 +185,13 @@ pub fn check(column: &str, r: &ReferenceColumn, o: &Observed) -> Vec<Anomaly> {
                     format!(
                         "{} of values are below the reference minimum {} (smallest {})",
                         percent(share_below),
-                        r.min,
+                        r.min.unwrap_or(f64::NAN),
                         o.min.unwrap_or(f64::NAN)
                     ),
                 );
             }
         }
-        Kind::Categorical => {
+        true => {
             let unknown: u64 = o.unknown.values().sum();
             let q = r.singletons as f64 / r.present().max(1) as f64;
             let share = unknown as f64 / present as f64;
@@ -264,7 +214,7 @@ pub fn check(column: &str, r: &ReferenceColumn, o: &Observed) -> Vec<Anomaly> {
                 );
             }
         }
-        Kind::Numeric => {}
+        false => {}
     }
     out
 }
@@ -280,9 +230,9 @@ mod tests {
     #[test]
     fn a_stuck_sensor_a_gap_and_a_range_break_are_named() {
         let reference: Vec<f64> = (0..500).map(|i| (i % 97) as f64 * 0.37).collect();
-        let r = ReferenceColumn::of(&numeric(&reference));
+        let r = profile("t", &numeric(&reference));
         assert!(!r.integer && r.distinct == 97);
-        let stuck = check("t", &r, &r.observe(&numeric(&[0.0; 40])));
+        let stuck = check("t", &r, &observe(&r, &numeric(&[0.0; 40])));
         assert_eq!(stuck.len(), 1, "{stuck:?}");
         assert_eq!(stuck[0].anomaly, "FEATURE_TYPE_LOW_UNIQUE");
         // Twenty missing of a hundred, against none in the reference.
@@ -290,20 +240,20 @@ mod tests {
         for g in gaps.iter_mut().step_by(5) {
             *g = None;
         }
-        let found = check("t", &r, &r.observe(&Values::Numeric(gaps)));
+        let found = check("t", &r, &observe(&r, &Values::Numeric(gaps)));
         assert_eq!(
             found[0].anomaly, "FEATURE_TYPE_LOW_FRACTION_PRESENT",
             "{found:?}"
         );
         let mut high = reference[..100].to_vec();
         high[..5].fill(1e3);
-        let found = check("t", &r, &r.observe(&numeric(&high)));
+        let found = check("t", &r, &observe(&r, &numeric(&high)));
         assert_eq!(found[0].anomaly, "FLOAT_TYPE_BIG_FLOAT", "{found:?}");
         assert!(found[0].detail.contains("largest 1000"), "{found:?}");
         // The reference itself raises nothing.
-        assert!(check("t", &r, &r.observe(&numeric(&reference))).is_empty());
+        assert!(check("t", &r, &observe(&r, &numeric(&reference))).is_empty());
         assert!(
-            check("t", &r, &r.observe(&Values::Numeric(vec![None; 3])))[0]
+            check("t", &r, &observe(&r, &Values::Numeric(vec![None; 3])))[0]
                 .anomaly
                 .contains("NOT_PRESENT")
         );
@@ -315,15 +265,15 @@ mod tests {
             |v: &[&str]| Values::Categorical(v.iter().map(|s| Some(s.to_string())).collect());
         let mut reference = vec!["a"; 300];
         reference.extend(["b"; 200]);
-        let r = ReferenceColumn::of(&cats(&reference));
+        let r = profile("c", &cats(&reference));
         let mut current = vec!["a"; 90];
         current.extend(["zz"; 10]);
-        let found = check("c", &r, &r.observe(&cats(&current)));
+        let found = check("c", &r, &observe(&r, &cats(&current)));
         assert_eq!(found[0].anomaly, "ENUM_TYPE_UNEXPECTED_STRING_VALUES");
         assert!(found[0].detail.contains("zz (10)"), "{found:?}");
         // One stray value in a thousand is noise.
         let mut current = vec!["a"; 999];
         current.push("zz");
-        assert!(check("c", &r, &r.observe(&cats(&current))).is_empty());
+        assert!(check("c", &r, &observe(&r, &cats(&current))).is_empty());
     }
 }

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::DriftError;
-use crate::quality::{self, Anomaly, ReferenceColumn};
+use crate::quality::{self, Anomaly};
 use crate::rule::{Binned, Method, Rules, Samples, default_method, scores};
 use crate::table::{Kind, Table, Values};
 
@@ -91,12 +91,9 @@ pub fn compare(
         let c = current
             .column(&r.name)
             .ok_or_else(|| column_error("missing from the current data".into()))?;
-        let profile = ReferenceColumn::of(&r.values);
-        data_quality.extend(quality::check(
-            &r.name,
-            &profile,
-            &profile.observe(&c.values),
-        ));
+        let profile = quality::profile(&r.name, &r.values);
+        let observed = quality::observe(&profile, &c.values);
+        data_quality.extend(quality::check(&r.name, &profile, &observed));
         let drift = match (&r.values, &c.values) {
             (Values::Numeric(a), Values::Numeric(b)) => {
                 let (a, b) = (present(a), present(b));
@@ -115,8 +112,8 @@ pub fn compare(
             _ => {
                 return Err(column_error(format!(
                     "{} in the reference but {} in the current data",
-                    kind_name(r.values.kind()),
-                    kind_name(c.values.kind())
+                    r.values.kind().name(),
+                    c.values.kind().name()
                 )));
             }
         };
@@ -144,13 +141,6 @@ pub fn compare(
         data_quality,
         dataset_threshold: options.drift_share,
     })
-}
-
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Numeric => "numeric",
-        Kind::Categorical => "categorical",
-    }
 }
 
 fn present(v: &[Option<f64>]) -> Vec<f64> {

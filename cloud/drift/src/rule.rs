@@ -278,13 +278,20 @@ impl<T> Counts<T> {
     }
 }
 
-/// A number as a short label (at most 6 significant digits).
-fn short(x: f64) -> String {
-    let s = format!("{x:.6}");
-    let s = if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-3) {
-        format!("{x:.3e}")
-    } else {
+/// A number as a short label (4 significant digits).
+pub fn short(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    if x.abs() >= 1e6 || x.abs() < 1e-3 {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    let s = format!("{x:.decimals$}");
+    let s = if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     };
     if s == "-0" { "0".into() } else { s }
 }
@@ -340,6 +347,8 @@ mod tests {
         }
         assert!("kl".parse::<Method>().unwrap_err().contains("one of ks"));
         assert_eq!(short(1.50), "1.5");
+        assert_eq!(short(14.020667), "14.02");
+        assert_eq!(short(1234.6), "1235");
         assert_eq!(short(-0.0), "0");
         assert_eq!(short(2e-5), "2.000e-5");
     }

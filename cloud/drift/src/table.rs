@@ -27,6 +27,15 @@ pub enum Values {
     Categorical(Vec<Option<String>>),
 }
 
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Numeric => "numeric",
+            Kind::Categorical => "categorical",
+        }
+    }
+}
+
 impl Values {
     pub fn kind(&self) -> Kind {
         match self {

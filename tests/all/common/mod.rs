@@ -453,3 +453,43 @@ impl Drop for Postgres {
         ));
     }
 }
+
+/// Opens `page` in headless Chromium (Debian's, via playwright-core;
+/// `scripts/browser-deps.sh` installs both once) and returns what
+/// `tests/browser/check_page.mjs` saw: title, summary, plots, errors, requests.
+pub fn browse(page: &Path) -> Value {
+    static DEPS: Mutex<bool> = Mutex::new(false);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    {
+        let mut ready = DEPS.lock().unwrap_or_else(|e| e.into_inner());
+        if !*ready {
+            let out = Command::new("bash")
+                .arg(root.join("scripts/browser-deps.sh"))
+                .output()
+                .expect("bash runs");
+            assert!(
+                out.status.success(),
+                "scripts/browser-deps.sh failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            *ready = true;
+        }
+    }
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/check_page.mjs"))
+        .arg(page)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "check_page.mjs {}:\n{}",
+        page.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check_page.mjs printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
