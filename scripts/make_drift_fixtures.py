@@ -6,8 +6,8 @@ utils.get_binned_data, psi, jensenshannon, chisquare_stattest, z_stattest,
 wasserstein_distance_norm, ks_stattest). The Rust statistics are tested
 against the JSON this writes.
 
-    pip install numpy scipy
-    python3 scripts/make_drift_fixtures.py     # rewrites tests/fixtures/drift/cases.json
+    pip install numpy scipy scikit-learn onnxruntime
+    python3 scripts/make_drift_fixtures.py     # rewrites tests/fixtures/drift/
 
 Each case: a reference and a current sample of one column, its kind, and the
 expected values: the default method and its score, threshold and verdict, and
@@ -179,6 +179,59 @@ def dataset():
     print("dataset:", json.dumps({c["name"]: (c["method"], round(c["score"], 6), c["drifted"]) for c in columns}))
 
 
+def iris_profile():
+    """Training data for the scaler_logreg fixture (iris, as make_fixtures.py
+    trained it) as CSV with a label column, and the reference profile
+    `wasmops build --training-data` must sign for it: feature statistics with
+    numpy, the model's outputs on the training rows with onnxruntime."""
+    import onnxruntime as ort
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    x = np.round(x, 2)
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    species = np.array(["setosa", "versicolor", "virginica"])[y]
+    with open(os.path.join(OUT, "iris_training.csv"), "w") as f:
+        f.write(",".join(names + ["species"]) + "\n")
+        for row, s in zip(x, species):
+            f.write(",".join(repr(float(v)) for v in row) + f",{s}\n")
+
+    def numeric(name, v):
+        v = np.sort(np.asarray(v, dtype=float))
+        n = len(v)
+        # wasmops-profile's rule: inner edges at the i/20 quantiles (lower
+        # value), repeats merged, none at the minimum; bin i = values with
+        # edges[i-1] <= x < edges[i].
+        edges = sorted(set(float(v[(i * (n - 1)) // 20]) for i in range(1, 20)) - {float(v[0])})
+        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+        return {
+            "name": name, "kind": "numeric", "rows": n, "missing": 0,
+            "min": float(v[0]), "max": float(v[-1]), "mean": float(np.mean(v)), "std": float(np.std(v)),
+            "quantiles": [float(q) for q in np.quantile(v, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])],
+            "edges": edges, "counts": [int(c) for c in counts],
+        }
+
+    def categorical(name, v):
+        keys, counts = np.unique(np.asarray(v).astype(str), return_counts=True)
+        return {"name": name, "kind": "categorical" if len(keys) > 2 else "binary", "rows": len(v),
+                "missing": 0, "domain": {str(k): int(c) for k, c in zip(keys, counts)}}
+
+    model = os.path.join(OUT, "..", "scaler_logreg", "model.onnx")
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    label, proba = session.run(None, {"X": x.astype(np.float32)})
+    # The component computes in float32 from the same float32 inputs.
+    profile = {
+        "rows": len(x),
+        "columns": [numeric(n, x[:, j]) for j, n in enumerate(names)],
+        "label": categorical("species", species),
+        "outputs": [numeric(f"probabilities[{j}]", proba[:, j].astype(float)) for j in range(proba.shape[1])]
+        + [categorical("label", label)],
+    }
+    with open(os.path.join(OUT, "iris_profile.json"), "w") as f:
+        json.dump(profile, f, indent=1, allow_nan=False)
+    print("iris profile:", {c["name"]: c.get("mean", c.get("domain")) for c in profile["columns"] + profile["outputs"]})
+
+
 def main():
     n = lambda size, shift=0.0, scale=1.0: np.round(RNG.normal(shift, scale, size), 4)
     cats = ["red", "green", "blue", "black"]
@@ -204,6 +257,7 @@ def main():
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"cases": cases}, f, separators=(",", ":"), allow_nan=False)
     dataset()
+    iris_profile()
     for c in cases:
         e = c["expected"]
         print(f'{c["name"]}: {e["method"]} {e["score"]:.6g} drifted={e["drifted"]}')

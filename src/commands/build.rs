@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use wasmops_compiler::profile::{self, Training};
 use wasmops_compiler::{BuildOptions, InputShape};
 
 use crate::args::{CacheArgs, ClaimsArgs};
@@ -25,10 +26,21 @@ pub struct BuildCommand {
     /// Fix or override an input shape, e.g. x=N,3,224,224 (N or ? keeps an axis dynamic).
     #[arg(long = "input-shape", value_name = "NAME=D1,D2,...")]
     pub input_shapes: Vec<InputShape>,
-    /// Training data ({"inputs":[...]}, rows × features): its per-feature deciles become
-    /// signed bin edges that devices summarise live inputs with (drift against training).
-    #[arg(long)]
+    /// Training data: CSV with a header row (an empty cell is missing), or
+    /// `{"inputs":[…]}` (rows × features). Its profile — per column kind,
+    /// missing share, range, quantiles, mean/std, domain and quantile bins;
+    /// the label's; the model's outputs on it — is signed into the claims:
+    /// devices and the coordinator judge drift and data quality against it.
+    #[arg(long, value_name = "FILE")]
     pub training_data: Option<PathBuf>,
+    /// Names of the feature columns, in order (default: the CSV header, or
+    /// `X[0]`, `X[1]`, … for JSON).
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
+    pub feature_names: Vec<String>,
+    /// The CSV column holding the training labels: profiled as the label,
+    /// not as a feature (for label drift against the outcomes posted later).
+    #[arg(long, value_name = "COLUMN")]
+    pub label_column: Option<String>,
     /// Use this generic guest instead of the built-in one (guest development).
     #[arg(long, hide = true)]
     pub guest: Option<PathBuf>,
@@ -49,6 +61,8 @@ impl BuildCommand {
             version: "0.1.0".into(),
             input_shapes: vec![],
             training_data: None,
+            feature_names: vec![],
+            label_column: None,
             guest: None,
             claims: ClaimsArgs::default(),
             cache: CacheArgs::default(),
@@ -57,25 +71,11 @@ impl BuildCommand {
 
     pub fn execute(self) -> Result<()> {
         let model = &self.model;
-        let feature_bins = match &self.training_data {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?;
-                let inputs =
-                    tensors::parse_untyped(&text).with_context(|| format!("{}", p.display()))?;
-                let bins = wasmops_compiler::bins::quantile_edges(
-                    &inputs,
-                    wasmops_compiler::bins::TRAINING_BINS,
-                );
-                anyhow::ensure!(
-                    !bins.is_empty(),
-                    "{}: no [rows, features] float input with two or more finite rows",
-                    p.display()
-                );
-                bins
-            }
-            None => Default::default(),
-        };
+        let training = self
+            .training_data
+            .as_ref()
+            .map(|p| self.training(p))
+            .transpose()?;
         let onnx = files::read(model)?;
         let pipeline = match &self.pipeline {
             Some(p) => std::fs::read_to_string(p)
@@ -102,7 +102,7 @@ impl BuildCommand {
             cache_dir: self.cache.dir(),
             guest,
             claims: self.claims.resolve()?,
-            feature_bins,
+            training,
             created_at,
         };
         let built = wasmops_compiler::build(&onnx, &opts)
@@ -124,6 +124,81 @@ impl BuildCommand {
             built.claims.sequence,
             built.claims.capabilities
         );
+        if let Some(p) = &built.claims.profile {
+            eprintln!(
+                "profile: {} training rows, {} feature columns{}, {} output columns",
+                p.rows,
+                p.columns.len(),
+                p.label
+                    .as_ref()
+                    .map(|l| format!(", label `{}`", l.name))
+                    .unwrap_or_default(),
+                p.outputs.len()
+            );
+        }
+        for note in &built.notes {
+            eprintln!("note: {note}");
+        }
         Ok(())
+    }
+
+    /// Reads `--training-data`: feature columns (numbers) and the label.
+    fn training(&self, path: &std::path::Path) -> Result<Training> {
+        let names = (!self.feature_names.is_empty()).then_some(self.feature_names.as_slice());
+        let text = files::read(path)?;
+        let json_inputs = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+            && serde_json::from_slice::<serde_json::Value>(&text)
+                .is_ok_and(|v| v.get("inputs").is_some());
+        if json_inputs {
+            anyhow::ensure!(
+                self.label_column.is_none(),
+                "--label-column needs CSV (or {{\"columns\": …}}) training data"
+            );
+            let inputs = tensors::parse_untyped(&String::from_utf8_lossy(&text))
+                .with_context(|| format!("{}", path.display()))?;
+            let columns = profile::columns_of(&inputs, names)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            return Ok(Training {
+                columns,
+                label: None,
+            });
+        }
+        let table = wasmops_drift::Table::read(path, "training", None)?;
+        let mut label = None;
+        let mut columns = vec![];
+        if let Some(l) = &self.label_column {
+            anyhow::ensure!(
+                table.column(l).is_some(),
+                "{}: no column `{l}` for --label-column",
+                path.display()
+            );
+        }
+        for c in &table.columns {
+            if Some(&c.name) == self.label_column.as_ref() {
+                label = Some(wasmops_drift::quality::profile(&c.name, &c.values));
+                continue;
+            }
+            match &c.values {
+                wasmops_drift::Values::Numeric(v) => columns.push((c.name.clone(), v.clone())),
+                wasmops_drift::Values::Categorical(v) => anyhow::bail!(
+                    "{}: column `{}` holds text (`{}`), and model inputs are numbers: encode it first, or name it with --label-column",
+                    path.display(),
+                    c.name,
+                    v.iter().flatten().next().map_or("", |s| s.as_str())
+                ),
+            }
+        }
+        if let Some(names) = names {
+            anyhow::ensure!(
+                names.len() == columns.len(),
+                "{} --feature-names for {} feature columns",
+                names.len(),
+                columns.len()
+            );
+            for (c, n) in columns.iter_mut().zip(names) {
+                c.0 = n.clone();
+            }
+        }
+        Ok(Training { columns, label })
     }
 }

@@ -176,4 +176,65 @@ fn print_claims(c: &Claims) {
         println!("  metric {k:<9} {v}");
     }
     println!("  capabilities     {}", c.capabilities.join(", "));
+    if let Some(p) = &c.profile {
+        print_profile(p);
+    }
+}
+
+/// The reference profile, one line a column (at most 50 per part).
+fn print_profile(p: &wasmops_profile::Profile) {
+    println!(
+        "profile of {} training rows{}:",
+        p.rows,
+        p.input
+            .as_ref()
+            .map(|i| format!(" (features of input `{i}`)"))
+            .unwrap_or_default()
+    );
+    let parts = [
+        ("input", p.columns.iter().collect::<Vec<_>>()),
+        ("label", p.label.iter().collect()),
+        ("output", p.outputs.iter().collect()),
+    ];
+    for (part, columns) in parts {
+        for c in columns.iter().take(50) {
+            let missing = c.missing as f64 / c.rows.max(1) as f64 * 100.0;
+            let shape = if c.is_categorical() {
+                let mut top: Vec<(&String, &u64)> = c.domain.iter().collect();
+                top.sort_by(|a, b| b.1.cmp(a.1));
+                let shown: Vec<String> = top
+                    .iter()
+                    .take(4)
+                    .map(|(k, n)| format!("{k}:{n}"))
+                    .collect();
+                format!(
+                    "{} values ({}{})",
+                    c.distinct,
+                    shown.join(" "),
+                    if top.len() > 4 { " …" } else { "" }
+                )
+            } else {
+                let f = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.4}"));
+                format!(
+                    "range {} … {}, mean {} std {}, {} bins",
+                    f(c.min),
+                    f(c.max),
+                    f(c.mean),
+                    f(c.std),
+                    c.edges.len() + 1
+                )
+            };
+            println!(
+                "  {part:<6} {:<20} {:<11} missing {missing:>5.1}%  {shape}",
+                c.name,
+                format!("{:?}", c.kind).to_lowercase(),
+            );
+        }
+        if columns.len() > 50 {
+            println!(
+                "  {part:<6} … and {} more columns (--json shows all)",
+                columns.len() - 50
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! The statistics are checked against scipy (`scripts/make_drift_fixtures.py`
 //! writes `tests/fixtures/drift/`; `tests/fixtures.rs` compares).
 
+pub mod binned;
 pub mod html;
 pub mod quality;
 pub mod report;

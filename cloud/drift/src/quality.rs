@@ -166,29 +166,23 @@ pub fn check(column: &str, r: &ColumnProfile, o: &Observed) -> Vec<Anomaly> {
             } else {
                 ("FLOAT_TYPE_BIG_FLOAT", "FLOAT_TYPE_SMALL_FLOAT")
             };
-            let share_above = o.above as f64 / present as f64;
-            if share_above > allowed {
-                push(
-                    big,
-                    format!(
-                        "{} of values are above the reference maximum {} (largest {})",
-                        percent(share_above),
-                        r.max.unwrap_or(f64::NAN),
-                        o.max.unwrap_or(f64::NAN)
-                    ),
-                );
-            }
-            let share_below = o.below as f64 / present as f64;
-            if share_below > allowed {
-                push(
-                    small,
-                    format!(
-                        "{} of values are below the reference minimum {} (smallest {})",
-                        percent(share_below),
-                        r.min.unwrap_or(f64::NAN),
-                        o.min.unwrap_or(f64::NAN)
-                    ),
-                );
+            let sides = [
+                (big, o.above, "above", "maximum", r.max, "largest", o.max),
+                (small, o.below, "below", "minimum", r.min, "smallest", o.min),
+            ];
+            for (anomaly, beyond, side, bound, reference, extreme, seen) in sides {
+                let share = beyond as f64 / present as f64;
+                if share > allowed {
+                    push(
+                        anomaly,
+                        format!(
+                            "{} of values are {side} the reference {bound} {} ({extreme} {})",
+                            percent(share),
+                            reference.unwrap_or(f64::NAN),
+                            seen.unwrap_or(f64::NAN)
+                        ),
+                    );
+                }
             }
         }
         true => {

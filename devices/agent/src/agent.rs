@@ -457,7 +457,8 @@ impl Agent {
             .accepted
             .as_ref()
             .and_then(|a| a.claims.as_ref())
-            .map(|c| c.feature_bins.clone())
+            .and_then(|c| c.profile.as_ref())
+            .map(crate::telemetry::feature_edges)
             .unwrap_or_default();
         self.window.lock().unwrap().edges = bins;
         *self.active.write().unwrap() = Some(slot);

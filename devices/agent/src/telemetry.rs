@@ -94,6 +94,21 @@ impl Window {
     }
 }
 
+/// Bin edges per telemetry feature name (`X[0]`, …) from a reference
+/// profile: feature j of the profiled input is profile column j.
+pub fn feature_edges(profile: &wasmops_profile::Profile) -> BTreeMap<String, Vec<f64>> {
+    let Some(input) = &profile.input else {
+        return BTreeMap::new();
+    };
+    profile
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.edges.is_empty())
+        .map(|(j, c)| (format!("{input}[{j}]"), c.edges.clone()))
+        .collect()
+}
+
 fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], edges: &BTreeMap<String, Vec<f64>>) {
     for t in inputs {
         let TensorData::Float32(v) = &t.data else {

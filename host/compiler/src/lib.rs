@@ -10,11 +10,11 @@
 //!    snapshots its memory: the optimised tract plan is in the component's data
 //!    ([`data_segments`] then leaves the zeros between its islands out).
 
-pub mod bins;
 mod data_segments;
 mod onnx;
 mod onnx_ml;
 mod panic_guard;
+pub mod profile;
 mod snapshot;
 
 use std::time::{Duration, Instant};
@@ -41,6 +41,8 @@ pub enum BuildError {
     Snapshot(String),
     #[error("bad claims: {0}")]
     Claims(#[from] wasmops_trust::TrustError),
+    #[error("the training data: {0}")]
+    Training(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,8 +61,8 @@ pub struct BuildOptions {
     /// `build` adds name, version, hashes, created-at and the capabilities the
     /// component's imports need.
     pub claims: ClaimsFile,
-    /// Bin edges per input feature from training-data quantiles (signed into the claims).
-    pub feature_bins: std::collections::BTreeMap<String, Vec<f64>>,
+    /// Training data: its reference profile is signed into the claims.
+    pub training: Option<profile::Training>,
     /// The claims' creation time (`SOURCE_DATE_EPOCH` for reproducible builds); now when `None`.
     pub created_at: Option<Timestamp>,
 }
@@ -95,6 +97,8 @@ pub struct Built {
     pub nnef_bytes: usize,
     pub convert_time: Duration,
     pub snapshot_time: Duration,
+    /// What the profile left out, for the user (rows the model refused…).
+    pub notes: Vec<String>,
 }
 
 pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError> {
@@ -137,7 +141,13 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
             Err(e) => return Err(e),
         },
     };
-    let claims = claims(onnx_bytes, &component, opts)?;
+    let mut notes = vec![];
+    let profile = opts
+        .training
+        .as_ref()
+        .map(|t| profile::reference(&component, t, &mut notes))
+        .transpose()?;
+    let claims = claims(onnx_bytes, &component, profile, opts)?;
     let component = claims.embed(&component)?;
     Ok(Built {
         claims,
@@ -146,12 +156,18 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
         nnef_bytes: nnef.len(),
         convert_time,
         snapshot_time: started.elapsed(),
+        notes,
     })
 }
 
 /// The claims `build` embeds: the user's parts plus what it knows itself.
 /// Without `sequence`, the build time in seconds stands in: it only grows.
-fn claims(onnx: &[u8], component: &[u8], opts: &BuildOptions) -> Result<Claims, BuildError> {
+fn claims(
+    onnx: &[u8],
+    component: &[u8],
+    profile: Option<wasmops_profile::Profile>,
+    opts: &BuildOptions,
+) -> Result<Claims, BuildError> {
     let mut c = Claims::new(&opts.name, &opts.version, 0, onnx, &opts.pipeline);
     if let Some(t) = opts.created_at {
         c.created_at = t;
@@ -160,7 +176,7 @@ fn claims(onnx: &[u8], component: &[u8], opts: &BuildOptions) -> Result<Claims, 
     c.sequence = user.sequence.unwrap_or(c.created_at.unix());
     c.lineage = user.lineage.clone();
     c.metrics = user.metrics.clone();
-    c.feature_bins = opts.feature_bins.clone();
+    c.profile = profile;
     let mut caps = wasmops_trust::capabilities::required(component)?;
     caps.extend(user.capabilities.iter().cloned());
     caps.sort();

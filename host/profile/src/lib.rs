@@ -45,7 +45,15 @@ pub enum ColumnKind {
 pub struct Profile {
     /// Training rows profiled.
     pub rows: u64,
+    /// The model input whose `[rows, features]` columns `columns` describe,
+    /// in order (feature j of this input is `columns[j]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
     pub columns: Vec<ColumnProfile>,
+    /// The training labels (for label drift against posted outcomes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<ColumnProfile>,
+    /// The model's outputs on the training data, per output column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<ColumnProfile>,
 }
@@ -282,6 +290,9 @@ impl Profile {
                 }
             }
         }
+        if let Some(l) = &self.label {
+            l.validate()?;
+        }
         Ok(())
     }
 
@@ -375,7 +386,7 @@ mod tests {
         let profile = Profile {
             rows: 2,
             columns: vec![ColumnProfile::of_numbers("t", &some(&[1.5])); 2],
-            outputs: vec![],
+            ..Profile::default()
         };
         assert!(profile.validate().unwrap_err().contains("twice"));
     }

@@ -9,8 +9,9 @@ use crate::{Timestamp, TrustError};
 
 pub const CLAIMS_SECTION: &str = "wasmops-claims";
 /// Anything bigger is refused before parsing. Room for the largest claims
-/// `build` writes: drift bins for 4096 features, nine edges each (≈ 800 KB).
-pub const MAX_CLAIMS_BYTES: usize = 1 << 20;
+/// `build` writes: a profile of 4096 feature columns (19 edges, 20 counts and
+/// 7 quantiles each, ≈ 850 bytes of JSON a column: ≈ 3.5 MB).
+pub const MAX_CLAIMS_BYTES: usize = 4 << 20;
 const FORMAT: u32 = 1;
 
 /// Where a model came from (MLflow-style lineage), all optional.
@@ -49,10 +50,11 @@ pub struct Claims {
     pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    /// Per input feature (`X[0]`, …): bin edges from training-data quantiles,
-    /// so devices summarise live inputs in the bins the model was trained on.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub feature_bins: BTreeMap<String, Vec<f64>>,
+    /// The training data's reference profile (`build --training-data`):
+    /// devices count live values into its bins and categories, and the
+    /// coordinator judges drift and data quality against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<wasmops_profile::Profile>,
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -75,7 +77,7 @@ impl Claims {
             capabilities: vec![],
             created_at: Timestamp::now(),
             expires_at: None,
-            feature_bins: BTreeMap::new(),
+            profile: None,
         }
     }
 
@@ -116,22 +118,10 @@ impl Claims {
         {
             return bad("lineage.dataset_sha256 must be 64 lowercase hex digits".into());
         }
-        if self.feature_bins.len() > 4096 {
-            return bad(format!(
-                "{} features with bins; at most 4096",
-                self.feature_bins.len()
-            ));
-        }
-        for (k, edges) in &self.feature_bins {
-            if edges.is_empty()
-                || edges.len() > 64
-                || edges.iter().any(|e| !e.is_finite())
-                || edges.windows(2).any(|w| w[0] >= w[1])
-            {
-                return bad(format!(
-                    "bins of `{k}` must be 1-64 finite, strictly increasing edges"
-                ));
-            }
+        if let Some(p) = &self.profile
+            && let Err(e) = p.validate()
+        {
+            return bad(format!("profile: {e}"));
         }
         if let Some((k, v)) = self.metrics.iter().find(|(_, v)| !v.is_finite()) {
             return bad(format!("metric `{k}` is {v}; metrics must be finite"));
