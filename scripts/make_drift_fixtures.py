@@ -232,6 +232,48 @@ def iris_profile():
     print("iris profile:", {c["name"]: c.get("mean", c.get("domain")) for c in profile["columns"] + profile["outputs"]})
 
 
+def binned_cases():
+    """Drift from counts, as the coordinator computes it from device bins:
+    a reference profile's 20 equal-mass bins (wasmops-profile's rule) and the
+    current counts in them. Expected PSI and Jensen-Shannon with scipy on the
+    shares; W1 by numerical integration of |F_ref - F_cur| with both CDFs
+    linear inside each bin, the outer bins ending at the extremes seen (an
+    independent check of the closed form in cloud/drift/src/binned.rs)."""
+    out = []
+    for name, shift, scale in [("same", 0.0, 1.0), ("shift_small", 0.1, 1.0),
+                               ("shift_half", 0.5, 1.0), ("wider", 0.0, 1.5)]:
+        ref = np.sort(RNG.normal(0, 1, 4000))
+        cur = RNG.normal(shift, scale, 2500)
+        n = len(ref)
+        edges = sorted(set(float(ref[(i * (n - 1)) // 20]) for i in range(1, 20)) - {float(ref[0])})
+        rc = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
+        cc = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
+        rs, cs = rc / rc.sum(), cc / cc.sum()
+        rf, cf = rs.copy(), cs.copy()
+        for p in (rf, cf):
+            if (p == 0).any():
+                low = p[p != 0].min()
+                p[p == 0] = low / 1e6 if low <= 1e-4 else 1e-4
+        lo, hi = min(ref.min(), cur.min()), max(ref.max(), cur.max())
+        bounds = np.array([min(lo, edges[0])] + edges + [max(hi, edges[-1])])
+        grid = np.linspace(bounds[0], bounds[-1], 2_000_001)
+        fr = np.interp(grid, bounds, np.concatenate([[0], np.cumsum(rs)]))
+        fc = np.interp(grid, bounds, np.concatenate([[0], np.cumsum(cs)]))
+        w1 = float(np.trapezoid(np.abs(fr - fc), grid))
+        out.append({
+            "name": name,
+            "reference": {"min": float(ref.min()), "max": float(ref.max()), "std": float(np.std(ref)),
+                          "edges": edges, "counts": [int(c) for c in rc]},
+            "current": {"min": float(cur.min()), "max": float(cur.max()), "counts": [int(c) for c in cc]},
+            "expected": {"psi": float(np.sum((rf - cf) * np.log(rf / cf))),
+                         "jensenshannon": float(distance.jensenshannon(rs, cs)),
+                         "wasserstein_norm": w1 / max(float(np.std(ref)), 0.001)},
+        })
+    with open(os.path.join(OUT, "binned.json"), "w") as f:
+        json.dump({"cases": out}, f, separators=(",", ":"), allow_nan=False)
+    print("binned:", {c["name"]: round(c["expected"]["wasserstein_norm"], 4) for c in out})
+
+
 def main():
     n = lambda size, shift=0.0, scale=1.0: np.round(RNG.normal(shift, scale, size), 4)
     cats = ["red", "green", "blue", "black"]
@@ -258,6 +300,7 @@ def main():
         json.dump({"cases": cases}, f, separators=(",", ":"), allow_nan=False)
     dataset()
     iris_profile()
+    binned_cases()
     for c in cases:
         e = c["expected"]
         print(f'{c["name"]}: {e["method"]} {e["score"]:.6g} drifted={e["drifted"]}')

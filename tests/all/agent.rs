@@ -695,3 +695,125 @@ fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("at most"), "{err}");
 }
+
+/// Issue 21.2: a device counts live values by the model's signed profile:
+/// features named as in the training CSV, numbers in the profile's bins with
+/// what lies beyond the training range, output columns binned too, and the
+/// coordinator's merged view adds up to what was served.
+#[test]
+fn live_values_are_counted_in_the_signed_profile_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    let args = ["--trust", p(&keys().1), "--mqtt-listen", &free_addr()].map(String::from);
+    let c = start_coordinator(&data, &args);
+    let admin = admin_token(&data);
+    let wasm = scratch().join("iris-profiled.wasm");
+    ok(&[
+        "build",
+        p(&fixtures().join("scaler_logreg/model.onnx")),
+        "--out",
+        p(&wasm),
+        "--name",
+        "iris",
+        "--version",
+        "2.0.0",
+        "--training-data",
+        p(&fixtures().join("drift/iris_training.csv")),
+        "--label-column",
+        "species",
+    ]);
+    ok(&["sign", p(&wasm), "--key", p(&keys().0)]);
+    cli_ok(&c, &admin, &["model", "register", p(&wasm)]);
+    let profile: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
+    let profile = profile["claims"]["profile"].clone();
+    let out = cli(&c, &admin, &["enrolment", "--devices", "gw-prof"]);
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = write_agent_config(dir.path(), "gw-prof", "eu", &c, &enrolment);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[labels]", "telemetry_interval_ms = 300\n[labels]", 1),
+    )
+    .unwrap();
+    let agent = start_agent(&config);
+    cli_ok(
+        &c,
+        &admin,
+        &[
+            "deploy", "iris", "2.0.0", "--device", "gw-prof", "--wait", "120",
+        ],
+    );
+    // Ten rows, two of them with a petal width far above the training maximum.
+    let mut rows = vec![];
+    for i in 0..10 {
+        let width = if i < 2 { 9.0 } else { 0.2 + i as f64 * 0.2 };
+        rows.extend([5.0 + i as f64 * 0.1, 3.0, 1.5 + i as f64 * 0.5, width]);
+    }
+    let input = dir.path().join("rows.json");
+    std::fs::write(
+        &input,
+        serde_json::to_vec(
+            &serde_json::json!({"inputs": [{"name": "X", "shape": [10, 4], "data": rows}]}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let (code, body) = predict(&agent, &input);
+        assert_eq!(code, 200, "{body}");
+    }
+    let mut stats = Value::Null;
+    wait_until("30 rows counted at the coordinator", || {
+        let t = api_get(&c, &admin, "/v1/telemetry");
+        stats = t["versions"]
+            .as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|v| v["model"] == "iris" && v["version"] == "2.0.0")
+            })
+            .map(|v| v["stats"].clone())
+            .unwrap_or(Value::Null);
+        stats["features"]["petal_width"]["count"] == 30
+    });
+    for (j, column) in profile["columns"].as_array().unwrap().iter().enumerate() {
+        let name = column["name"].as_str().unwrap();
+        let s = &stats["features"][name];
+        let bins = s["bins"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {s}"));
+        assert_eq!(
+            bins.len(),
+            column["counts"].as_array().unwrap().len(),
+            "{name}"
+        );
+        let total: u64 = bins.iter().map(|b| b.as_u64().unwrap()).sum();
+        assert_eq!(total, 30, "{name}: {s}");
+        // Where each served value falls, by the profile's own edges.
+        let edges: Vec<f64> = column["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_f64().unwrap())
+            .collect();
+        let mut want = vec![0u64; edges.len() + 1];
+        for r in 0..10 {
+            let x = rows[r * 4 + j] as f32 as f64;
+            want[edges.partition_point(|e| *e <= x)] += 3;
+        }
+        let got: Vec<u64> = bins.iter().map(|b| b.as_u64().unwrap()).collect();
+        assert_eq!(got, want, "{name}");
+    }
+    assert_eq!(stats["features"]["petal_width"]["above"], 6, "{stats}");
+    assert!(stats["features"].get("X[0]").is_none(), "{stats}");
+    for k in 0..3 {
+        let s = &stats["outputs"][format!("probabilities[{k}]")];
+        let total: u64 = s["bins"]
+            .as_array()
+            .unwrap_or_else(|| panic!("probabilities[{k}]: {stats}"))
+            .iter()
+            .map(|b| b.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 30, "{s}");
+    }
+    drop(agent);
+}

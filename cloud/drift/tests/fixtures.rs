@@ -214,3 +214,67 @@ fn a_reference_sample_against_itself_raises_nothing() {
     );
     assert!(report.data_quality.is_empty(), "{:?}", report.data_quality);
 }
+
+/// Drift from fleet counts (`binned`): PSI and Jensen–Shannon on the shares as
+/// scipy computes them, and the binned W1 against a numerical integration of
+/// the same piecewise-linear CDFs.
+#[test]
+fn drift_from_counts_matches_scipy_and_numerical_integration() {
+    use wasmops_drift::binned::{BinCounts, Current, judge};
+    use wasmops_profile::{ColumnKind, ColumnProfile};
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("binned.json")).unwrap()).unwrap();
+    let numbers = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let counts = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    };
+    for case in file["cases"].as_array().unwrap() {
+        let (r, c, e) = (&case["reference"], &case["current"], &case["expected"]);
+        let reference = ColumnProfile {
+            name: "x".into(),
+            kind: ColumnKind::Numeric,
+            rows: counts(&r["counts"]).iter().sum(),
+            missing: 0,
+            min: r["min"].as_f64(),
+            max: r["max"].as_f64(),
+            mean: None,
+            std: r["std"].as_f64(),
+            quantiles: vec![],
+            integer: false,
+            edges: numbers(&r["edges"]),
+            counts: counts(&r["counts"]),
+            domain: Default::default(),
+            distinct: 0,
+            top_share: 0.0,
+            singletons: 0,
+        };
+        let current = Current::Bins(BinCounts {
+            counts: counts(&c["counts"]),
+            min: c["min"].as_f64(),
+            max: c["max"].as_f64(),
+        });
+        let got = judge(&reference, &current, None, None).unwrap();
+        let name = case["name"].as_str().unwrap();
+        for (what, value) in [
+            ("psi", got.psi),
+            ("jensenshannon", got.jensenshannon),
+            ("wasserstein_norm", got.wasserstein_norm.unwrap()),
+        ] {
+            let want = e[what].as_f64().unwrap();
+            assert!(
+                close(value, want, 1e-6, 1e-12),
+                "{name}: {what} {value}, reference {want}"
+            );
+        }
+    }
+}

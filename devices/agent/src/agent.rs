@@ -19,12 +19,31 @@ use wasmops_trust::{StateDir, Timestamp};
 
 use crate::config::AgentConfig;
 use crate::store::ModelStore;
-use crate::telemetry::{Observation, Outbox, Window};
+use crate::telemetry::{Counting, Observation, Outbox, Window};
 
 struct Slot {
     record: SlotRecord,
     loaded: Arc<LoadedModel>,
     metadata: ModelInfo,
+    /// How its telemetry columns are named and binned (its signed profile).
+    counting: Counting,
+}
+
+impl Slot {
+    fn new(record: SlotRecord, loaded: Arc<LoadedModel>, metadata: ModelInfo) -> Arc<Slot> {
+        let profile = loaded
+            .accepted
+            .as_ref()
+            .and_then(|a| a.claims.as_ref())
+            .and_then(|c| c.profile.as_ref());
+        let counting = Counting::of(profile);
+        Arc::new(Slot {
+            record,
+            loaded,
+            metadata,
+            counting,
+        })
+    }
 }
 
 /// A version this device accepted, as `active.json` keeps it.
@@ -203,11 +222,7 @@ impl Agent {
             .map_or_else(Timestamp::now, Timestamp::from_unix);
         let loaded = self.store.reload(&record.info.sha256, at)?;
         let metadata = loaded.instantiate()?.metadata()?;
-        Ok(Arc::new(Slot {
-            record: record.clone(),
-            loaded,
-            metadata,
-        }))
+        Ok(Slot::new(record.clone(), loaded, metadata))
     }
 
     /// Serves one prediction from the active model (JSON in, JSON out),
@@ -259,6 +274,7 @@ impl Agent {
             inputs: inputs.as_ref().unwrap_or(&empty),
             outputs: outputs.as_ref().ok().map(Vec::as_slice),
             agreed: false,
+            counting: &slot.counting,
         });
         match outputs {
             Ok(out) => {
@@ -290,6 +306,7 @@ impl Agent {
             inputs: &[],
             outputs: outputs.as_ref().ok().map(Vec::as_slice),
             agreed,
+            counting: &slot.counting,
         });
     }
 
@@ -412,14 +429,14 @@ impl Agent {
             move || probe_model(&loaded, probe.as_ref())
         })
         .await??;
-        Ok(Arc::new(Slot {
-            record: SlotRecord {
+        Ok(Slot::new(
+            SlotRecord {
                 info,
                 accepted_at: Some(Timestamp::now().unix()),
             },
             loaded,
             metadata,
-        }))
+        ))
     }
 
     fn verify(&self, d: &Desired) -> Result<(Arc<LoadedModel>, ActiveInfo)> {
@@ -450,17 +467,8 @@ impl Agent {
         ))
     }
 
-    /// Serves `slot` from now on; its live inputs are binned by its training quantiles.
+    /// Serves `slot` from now on.
     fn set_active(&self, slot: Arc<Slot>) {
-        let bins = slot
-            .loaded
-            .accepted
-            .as_ref()
-            .and_then(|a| a.claims.as_ref())
-            .and_then(|c| c.profile.as_ref())
-            .map(crate::telemetry::feature_edges)
-            .unwrap_or_default();
-        self.window.lock().unwrap().edges = bins;
         *self.active.write().unwrap() = Some(slot);
     }
 

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use wasmops_profile::{ColumnProfile, Profile, code_key, output_column};
 use wasmops_protocol::telemetry::{
-    MAX_CLASSES, MAX_COLUMNS, MAX_REPORT_BYTES, Report, VersionStats, split_versions,
+    MAX_CLASSES, MAX_COLUMNS, MAX_REPORT_BYTES, Report, Summary, VersionStats, split_versions,
 };
 use wasmops_runtime::bindings::{Tensor, TensorData};
 
@@ -33,6 +34,8 @@ pub struct Observation<'a> {
     pub outputs: Option<&'a [Tensor]>,
     /// Shadow only: whether the outputs matched the live model's.
     pub agreed: bool,
+    /// How this version's columns are counted (its reference profile).
+    pub counting: &'a Counting,
 }
 
 /// Everything measured since the last report.
@@ -40,8 +43,6 @@ pub struct Observation<'a> {
 pub struct Window {
     pub started_ms: i64,
     stats: BTreeMap<(String, String, bool), VersionStats>,
-    /// Bin edges per feature name (from the model's signed claims).
-    pub edges: BTreeMap<String, Vec<f64>>,
 }
 
 impl Window {
@@ -63,10 +64,10 @@ impl Window {
         s.predictions += 1;
         s.latency.record(o.latency_ms);
         if !o.shadow {
-            record_inputs(s, o.inputs, &self.edges);
+            record_inputs(s, o.inputs, o.counting);
         }
         match o.outputs {
-            Some(out) => record_outputs(s, out),
+            Some(out) => record_outputs(s, out, o.counting),
             None => s.errors += 1,
         }
         if o.agreed {
@@ -94,46 +95,143 @@ impl Window {
     }
 }
 
-/// Bin edges per telemetry feature name (`X[0]`, …) from a reference
-/// profile: feature j of the profiled input is profile column j.
-pub fn feature_edges(profile: &wasmops_profile::Profile) -> BTreeMap<String, Vec<f64>> {
-    let Some(input) = &profile.input else {
-        return BTreeMap::new();
-    };
-    profile
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !c.edges.is_empty())
-        .map(|(j, c)| (format!("{input}[{j}]"), c.edges.clone()))
-        .collect()
+/// How a model version's columns are counted: named and binned by its
+/// signed reference profile (`wasmops_profile`), or plainly (`X[0]`, …)
+/// without one. Built once per installed version.
+#[derive(Debug, Default)]
+pub struct Counting {
+    /// The profiled input, and its feature columns in order.
+    input: Option<String>,
+    inputs: Vec<Column>,
+    /// Output columns by name (`probabilities[1]`, `label`).
+    outputs: BTreeMap<String, Column>,
 }
 
-fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], edges: &BTreeMap<String, Vec<f64>>) {
+#[derive(Debug)]
+struct Column {
+    name: String,
+    how: How,
+}
+
+#[derive(Debug)]
+enum How {
+    Bins { edges: Vec<f64>, min: f64, max: f64 },
+    Categories(std::collections::HashSet<String>),
+}
+
+impl Column {
+    fn of(p: &ColumnProfile) -> Column {
+        let how = if p.is_categorical() {
+            How::Categories(p.domain.keys().cloned().collect())
+        } else {
+            How::Bins {
+                edges: p.edges.clone(),
+                min: p.min.unwrap_or(f64::NEG_INFINITY),
+                max: p.max.unwrap_or(f64::INFINITY),
+            }
+        };
+        Column {
+            name: p.name.clone(),
+            how,
+        }
+    }
+
+    fn add(&self, s: &mut Summary, x: f64) {
+        if !s.add(x) {
+            return;
+        }
+        match &self.how {
+            How::Bins { edges, min, max } => s.add_bin(
+                edges.partition_point(|e| *e <= x),
+                edges.len() + 1,
+                x < *min,
+                x > *max,
+            ),
+            How::Categories(known) => {
+                let key = code_key(x);
+                let is_known = known.contains(&key);
+                s.add_category(key, is_known);
+            }
+        }
+    }
+}
+
+impl Counting {
+    pub fn of(profile: Option<&Profile>) -> Counting {
+        let Some(p) = profile else {
+            return Counting::default();
+        };
+        Counting {
+            input: p.input.clone(),
+            inputs: p.columns.iter().map(Column::of).collect(),
+            outputs: p
+                .outputs
+                .iter()
+                .map(|c| (c.name.clone(), Column::of(c)))
+                .collect(),
+        }
+    }
+}
+
+fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], counting: &Counting) {
     for t in inputs {
         let TensorData::Float32(v) = &t.data else {
             continue;
         };
         if t.shape.len() == 2 && t.shape[1] > 0 && t.shape[1] as usize <= MAX_COLUMNS {
             let width = t.shape[1] as usize;
+            let profiled = counting.input.as_deref() == Some(t.name.as_str())
+                && counting.inputs.len() == width;
             for (i, x) in v.iter().enumerate() {
-                let name = format!("{}[{}]", t.name, i % width);
-                let e = edges.get(&name).map(Vec::as_slice).unwrap_or(&[]);
-                s.features.entry(name).or_default().add(*x as f64, e);
+                let j = i % width;
+                let x = *x as f64;
+                if profiled {
+                    let c = &counting.inputs[j];
+                    c.add(s.features.entry(c.name.clone()).or_default(), x);
+                } else {
+                    let name = format!("{}[{j}]", t.name);
+                    s.features.entry(name).or_default().add(x);
+                }
             }
         } else {
             let s = s.features.entry(t.name.clone()).or_default();
-            v.iter().for_each(|x| s.add(*x as f64, &[]));
+            v.iter().for_each(|x| {
+                s.add(*x as f64);
+            });
         }
     }
 }
 
-fn record_outputs(s: &mut VersionStats, outputs: &[Tensor]) {
+/// Float outputs per column (`name[j]` for `[rows, k]`, as the profile names
+/// them), binned by the profile when it has the column; integer and text
+/// outputs as class counts.
+fn record_outputs(s: &mut VersionStats, outputs: &[Tensor], counting: &Counting) {
     for t in outputs {
         match &t.data {
             TensorData::Float32(v) => {
-                let s = s.outputs.entry(t.name.clone()).or_default();
-                v.iter().for_each(|x| s.add(*x as f64, &[]));
+                let rows = t.shape.first().copied().unwrap_or(1).max(1) as usize;
+                let width = if v.len() % rows == 0 {
+                    v.len() / rows
+                } else {
+                    0
+                };
+                if width == 0 || width > MAX_CLASSES {
+                    let s = s.outputs.entry(t.name.clone()).or_default();
+                    v.iter().for_each(|x| {
+                        s.add(*x as f64);
+                    });
+                    continue;
+                }
+                for (i, x) in v.iter().enumerate() {
+                    let name = output_column(&t.name, i % width, width);
+                    let x = *x as f64;
+                    match counting.outputs.get(&name) {
+                        Some(c) => c.add(s.outputs.entry(name).or_default(), x),
+                        None => {
+                            s.outputs.entry(name).or_default().add(x);
+                        }
+                    }
+                }
             }
             TensorData::Int64(v) => count_classes(s, &t.name, v.iter().map(|x| x.to_string())),
             TensorData::Text(v) => count_classes(s, &t.name, v.iter().cloned()),

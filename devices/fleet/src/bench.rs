@@ -36,7 +36,9 @@ fn report(device: &str, seq: u64) -> Vec<u8> {
                 min: Some(1.0),
                 max: Some(9.0),
                 sum: 22.0,
+                sum_sq: 130.0,
                 bins: vec![1, 1, 1, 1, 1],
+                ..Default::default()
             },
         );
     }

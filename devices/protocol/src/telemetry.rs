@@ -18,35 +18,81 @@ pub const LATENCY_BOUNDS_MS: [f64; 16] = [
 /// Distinct class values counted per integer output before the rest are lumped as "other".
 pub const MAX_CLASSES: usize = 64;
 
-/// Summary of one input feature (or output) over a window.
+/// Bins a column's summary may have: a reference profile's bins, with room.
+pub const MAX_BINS: usize = 128;
+/// Categories counted per column at most; the rest are counted as [`OTHER`].
+pub const MAX_CATEGORIES: usize = 64;
+/// Where categories past [`MAX_CATEGORIES`] are counted.
+pub const OTHER: &str = "…other";
+
+/// Summary of one input feature (or output column) over a window. Every
+/// field adds up across windows and devices ([`VersionStats::merge`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub count: u64,
-    /// NaN values (missing features).
+    /// Missing values (NaN).
     pub nulls: u64,
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub sum: f64,
-    /// Counts per bin when bin edges are known (training-data quantiles): `edges.len() + 1` bins.
+    /// Sum of squares of the present values (variance = E[x²] − mean²).
+    #[serde(default)]
+    pub sum_sq: f64,
+    /// Numeric columns with a reference profile: counts per reference bin
+    /// (`edges.len() + 1` bins, the profile's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bins: Vec<u64>,
+    /// … and values below the reference minimum / above its maximum.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub below: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub above: u64,
+    /// Categorical columns with a reference profile: count per value
+    /// ([`MAX_CATEGORIES`] at most, the rest as [`OTHER`]) …
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, u64>,
+    /// … and values the reference never had.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Summary {
-    /// Counts `x` (NaN as a null) into this summary, binned by `edges` when given.
-    pub fn add(&mut self, x: f64, edges: &[f64]) {
+    /// Counts `x` (NaN or ±inf as missing) into count, range and moments;
+    /// whether it was present.
+    pub fn add(&mut self, x: f64) -> bool {
         self.count += 1;
-        if x.is_nan() {
+        if !x.is_finite() {
             self.nulls += 1;
-            return;
+            return false;
         }
         self.min = Some(self.min.map_or(x, |m| m.min(x)));
         self.max = Some(self.max.map_or(x, |m| m.max(x)));
         self.sum += x;
-        if !edges.is_empty() {
-            self.bins.resize(edges.len() + 1, 0);
-            self.bins[edges.partition_point(|e| *e <= x)] += 1;
+        self.sum_sq += x * x;
+        true
+    }
+
+    /// Counts a present value into reference bin `bin` of `bins`, and
+    /// whether it lies beyond the reference range.
+    pub fn add_bin(&mut self, bin: usize, bins: usize, below: bool, above: bool) {
+        if self.bins.len() < bins {
+            self.bins.resize(bins, 0);
         }
+        if let Some(b) = self.bins.get_mut(bin) {
+            *b += 1;
+        }
+        self.below += u64::from(below);
+        self.above += u64::from(above);
+    }
+
+    /// Counts a present value as category `key`, `known` to the reference or not.
+    pub fn add_category(&mut self, key: String, known: bool) {
+        count_capped(&mut self.categories, key, 1);
+        self.unknown += u64::from(!known);
     }
 
     pub fn mean(&self) -> Option<f64> {
@@ -54,10 +100,18 @@ impl Summary {
         (n > 0).then(|| self.sum / n as f64)
     }
 
+    /// Population variance of the present values.
+    pub fn variance(&self) -> Option<f64> {
+        let n = (self.count - self.nulls) as f64;
+        let mean = self.mean()?;
+        Some((self.sum_sq / n - mean * mean).max(0.0))
+    }
+
     fn merge(&mut self, o: &Summary) {
         self.count += o.count;
         self.nulls += o.nulls;
         self.sum += o.sum;
+        self.sum_sq += o.sum_sq;
         self.min = match (self.min, o.min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -67,7 +121,23 @@ impl Summary {
             (a, b) => a.or(b),
         };
         merge_counts(&mut self.bins, &o.bins);
+        self.below += o.below;
+        self.above += o.above;
+        for (k, n) in &o.categories {
+            count_capped(&mut self.categories, k.clone(), *n);
+        }
+        self.unknown += o.unknown;
     }
+}
+
+/// Adds `n` to `key`, or to [`OTHER`] once [`MAX_CATEGORIES`] keys are in.
+fn count_capped(into: &mut BTreeMap<String, u64>, key: String, n: u64) {
+    let key = if into.contains_key(&key) || into.len() < MAX_CATEGORIES {
+        key
+    } else {
+        OTHER.to_string()
+    };
+    *into.entry(key).or_default() += n;
 }
 
 fn merge_counts(into: &mut Vec<u64>, from: &[u64]) {
@@ -289,12 +359,34 @@ impl Report {
             if v.features.len() + v.outputs.len() > MAX_COLUMNS || v.classes.len() > MAX_COLUMNS {
                 return bad("features", format!("more than {MAX_COLUMNS} columns"));
             }
+            let summaries = v.features.values().chain(v.outputs.values());
+            for s in summaries.clone() {
+                if s.bins.len() > MAX_BINS || s.categories.len() > MAX_CATEGORIES + 1 {
+                    return bad(
+                        "features",
+                        format!("more than {MAX_BINS} bins or {MAX_CATEGORIES} categories"),
+                    );
+                }
+                let present = s.count.saturating_sub(s.nulls);
+                if s.nulls > s.count
+                    || s.below + s.above > present
+                    || s.unknown > present
+                    || !s.sum.is_finite()
+                    || !s.sum_sq.is_finite()
+                {
+                    return bad(
+                        "features",
+                        "counts or sums that cannot be (more missing than values, …)".into(),
+                    );
+                }
+            }
             let names = v
                 .features
                 .keys()
                 .chain(v.outputs.keys())
                 .chain(v.classes.keys())
-                .chain(v.classes.values().flat_map(|c| c.keys()));
+                .chain(v.classes.values().flat_map(|c| c.keys()))
+                .chain(summaries.flat_map(|s| s.categories.keys()));
             for name in names {
                 if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
                     return bad(
@@ -335,15 +427,32 @@ mod tests {
     #[test]
     fn summaries_count_nulls_and_bin_by_edges() {
         let mut s = Summary::default();
+        let edges = [2.0, 4.0];
         for x in [1.0, f64::NAN, 3.0, 5.0, 10.0] {
-            s.add(x, &[2.0, 4.0]);
+            if s.add(x) {
+                let bin = edges.partition_point(|e| *e <= x);
+                s.add_bin(bin, 3, x < 1.0, x > 6.0);
+            }
         }
         assert_eq!(
             (s.count, s.nulls, s.min, s.max),
             (5, 1, Some(1.0), Some(10.0))
         );
         assert_eq!(s.mean(), Some(19.0 / 4.0));
+        assert_eq!(s.variance(), Some(135.0 / 4.0 - (19.0f64 / 4.0).powi(2)));
         assert_eq!(s.bins, vec![1, 1, 2]);
+        assert_eq!((s.below, s.above), (0, 1));
+        let mut c = Summary::default();
+        for i in 0..100 {
+            c.add(i as f64);
+            c.add_category(i.to_string(), i < 10);
+        }
+        assert_eq!(c.categories.len(), MAX_CATEGORIES + 1);
+        assert_eq!(c.categories[OTHER], 100 - MAX_CATEGORIES as u64);
+        assert_eq!(c.unknown, 90);
+        let mut merged = c.clone();
+        merged.merge(&c);
+        assert_eq!(merged.categories[OTHER], 2 * (100 - MAX_CATEGORIES as u64));
     }
 
     /// Issue 24.1: a window of a 300-feature model (and a shadow beside it)
@@ -367,10 +476,14 @@ mod tests {
                 v.latency.record(i as f64 / 100.0);
                 for f in 0..300 {
                     let x = ((i * 31 + f * 7) % 97) as f64 / 97.0;
-                    v.features
-                        .entry(format!("X[{f}]"))
-                        .or_default()
-                        .add(x, &edges);
+                    let s = v.features.entry(format!("X[{f}]")).or_default();
+                    s.add(x);
+                    s.add_bin(
+                        edges.partition_point(|e| *e <= x),
+                        edges.len() + 1,
+                        false,
+                        false,
+                    );
                 }
             }
             v.classes.insert(

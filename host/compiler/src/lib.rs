@@ -145,7 +145,7 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
     let profile = opts
         .training
         .as_ref()
-        .map(|t| profile::reference(&component, t, &mut notes))
+        .map(|t| profile::reference(&component, t, opts.cache_dir.as_deref(), &mut notes))
         .transpose()?;
     let claims = claims(onnx_bytes, &component, profile, opts)?;
     let component = claims.embed(&component)?;

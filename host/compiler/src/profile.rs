@@ -5,17 +5,20 @@
 //! built, preprocessing included, so the output reference is exactly what
 //! devices will see for training-like inputs.
 
-use wasmops_profile::{ColumnProfile, Profile};
+use wasmops_profile::{ColumnProfile, Profile, output_column};
 use wasmops_runtime::bindings::{Dim, ElementType, Tensor, TensorData};
 use wasmops_runtime::{Host, HostConfig, SignaturePolicy};
 
 use crate::BuildError;
 
+/// Named feature columns, values in row order (`None`: missing).
+pub type Columns = Vec<(String, Vec<Option<f64>>)>;
+
 /// Training data for the profile: feature columns in the order of the
 /// model's first input's last axis (`[rows, features]`), and the label.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Training {
-    pub columns: Vec<(String, Vec<Option<f64>>)>,
+    pub columns: Columns,
     pub label: Option<ColumnProfile>,
 }
 
@@ -37,6 +40,7 @@ pub const MAX_OUTPUT_ROWS: usize = 20_000;
 pub fn reference(
     component: &[u8],
     training: &Training,
+    cache_dir: Option<&std::path::Path>,
     notes: &mut Vec<String>,
 ) -> Result<Profile, BuildError> {
     let rows = training.rows();
@@ -50,8 +54,14 @@ pub fn reference(
             wasmops_profile::MAX_COLUMNS
         )));
     }
-    let host = Host::new(HostConfig::new(SignaturePolicy::OwnBuild))
-        .map_err(|e| BuildError::Training(format!("cannot start a host: {e}")))?;
+    // The build's compile cache: the generic guest's functions are shared by
+    // every model, so compiling this component takes seconds less.
+    let config = HostConfig {
+        cache_dir: cache_dir.map(std::path::Path::to_path_buf),
+        ..HostConfig::new(SignaturePolicy::OwnBuild)
+    };
+    let host =
+        Host::new(config).map_err(|e| BuildError::Training(format!("cannot start a host: {e}")))?;
     let loaded = host
         .load(component)
         .map_err(|e| BuildError::Training(format!("cannot load the component built: {e}")))?;
@@ -119,7 +129,7 @@ fn outputs(
     let rows = training.rows().min(MAX_OUTPUT_ROWS);
     let width = training.columns.len();
     // Per output column: numbers or names, in row order.
-    let mut numbers: Vec<(String, Vec<Option<f64>>)> = vec![];
+    let mut numbers: Columns = vec![];
     let mut names: Vec<(String, Vec<Option<String>>)> = vec![];
     let mut refused = 0;
     let mut first_error = None;
@@ -162,20 +172,10 @@ fn outputs(
         .collect()
 }
 
-/// How an output tensor's columns are named: `name` for `[rows]` and
-/// `[rows, 1]`, `name[j]` for `[rows, k]` (as telemetry names them).
-pub fn output_column(tensor: &str, column: usize, width: usize) -> String {
-    if width == 1 {
-        tensor.to_string()
-    } else {
-        format!("{tensor}[{column}]")
-    }
-}
-
 fn record(
     out: &[Tensor],
     batch: usize,
-    numbers: &mut Vec<(String, Vec<Option<f64>>)>,
+    numbers: &mut Columns,
     names: &mut Vec<(String, Vec<Option<String>>)>,
 ) {
     for t in out {
@@ -226,10 +226,7 @@ fn column<'a, T>(columns: &'a mut Vec<(String, Vec<T>)>, name: &str) -> &'a mut 
 /// Feature columns from `{"inputs": [...]}` training data: the columns of its
 /// first `[rows, features]` float tensor, named `input[j]` unless `names`
 /// says otherwise.
-pub fn columns_of(
-    inputs: &[Tensor],
-    names: Option<&[String]>,
-) -> Result<Vec<(String, Vec<Option<f64>>)>, String> {
+pub fn columns_of(inputs: &[Tensor], names: Option<&[String]>) -> Result<Columns, String> {
     let t = inputs
         .iter()
         .find(|t| matches!(t.data, TensorData::Float32(_)) && t.shape.len() == 2)

@@ -97,6 +97,17 @@ pub struct ColumnProfile {
     pub singletons: u64,
 }
 
+/// How a model output's columns are named in a profile and in telemetry:
+/// the tensor's name for `[rows]` and `[rows, 1]` outputs, `name[j]` for
+/// column j of `[rows, k]`.
+pub fn output_column(tensor: &str, column: usize, width: usize) -> String {
+    if width == 1 {
+        tensor.to_string()
+    } else {
+        format!("{tensor}[{column}]")
+    }
+}
+
 /// The name a numeric code goes by in a domain: `3` for 3.0, `0` for -0.0.
 pub fn code_key(x: f64) -> String {
     format!("{}", x + 0.0)
