@@ -286,10 +286,20 @@ pub fn parse_pairs(
         .collect()
 }
 
-/// A probe sample file (`{"inputs":[…]}`), if given.
+/// A probe sample file (`{"inputs":[…]}`), if given. One over the
+/// coordinator's limit is refused here, before it is sent.
 pub fn read_probe(probe: Option<&std::path::Path>) -> Result<Option<serde_json::Value>> {
     probe
         .map(|p| -> Result<serde_json::Value> {
+            let size = std::fs::metadata(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .len();
+            anyhow::ensure!(
+                size <= wasmops_protocol::MAX_PROBE_BYTES as u64,
+                "the probe sample {} is {size} bytes; a probe is at most {} bytes",
+                p.display(),
+                wasmops_protocol::MAX_PROBE_BYTES
+            );
             serde_json::from_str(
                 &std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read {}", p.display()))?,

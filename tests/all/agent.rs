@@ -675,7 +675,8 @@ fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
     let features = last["stats"]["features"].as_object().unwrap();
     assert!(features.contains_key("X[0]") && features.contains_key("X[299]"));
 
-    // Over the probe limit: refused, naming the limit; nothing published.
+    // Over the probe limit: refused before it is sent, naming the limit;
+    // nothing published.
     let huge = dir.path().join("huge-probe.json");
     std::fs::write(&huge, serde_json::to_vec(&rows(6000)).unwrap()).unwrap();
     assert!(std::fs::metadata(&huge).unwrap().len() > 16 << 20);

@@ -683,6 +683,29 @@ mod tests {
         assert!(b.error.contains("retry") && b.incident.is_some());
     }
 
+    /// An oversized JSON body (a deployment's probe past its limit) is a 413
+    /// naming the limit, not a parse error. (axum's default limit, 2 MB,
+    /// stands in for `MAX_REQUEST_BYTES` here.)
+    #[tokio::test]
+    async fn an_oversized_json_body_is_413_naming_the_limit() {
+        use axum::extract::FromRequest;
+        let big = format!("{{\"x\": \"{}\"}}", "a".repeat(3 << 20));
+        let req = axum::http::Request::post("/v1/deployments")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(big))
+            .unwrap();
+        let Err(e) = Body::<serde_json::Value>::from_request(req, &()).await else {
+            panic!("a 3 MB body passed the 2 MB limit");
+        };
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let b: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert!(b.error.contains("at most"), "{b:?}");
+    }
+
     #[test]
     fn ranges() {
         assert_eq!(parse_range("bytes=0-", 10), Some(0..10));
