@@ -34,6 +34,20 @@ fn write_agent_config(
     path
 }
 
+/// Enrols `id` and starts its agent with telemetry every 300 ms.
+fn start_chatty_agent(dir: &Path, id: &str, c: &Coordinator, admin: &str) -> Agent {
+    let out = cli(c, admin, &["enrolment", "--devices", id]);
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = write_agent_config(dir, id, "eu", c, &enrolment);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[labels]", "telemetry_interval_ms = 300\n[labels]", 1),
+    )
+    .unwrap();
+    start_agent(&config)
+}
+
 fn devices(c: &Coordinator, token: &str) -> Value {
     api_get(c, token, "/v1/devices")
 }
@@ -607,16 +621,7 @@ fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
             .status
             .success()
     );
-    let out = cli(&c, &admin, &["enrolment", "--devices", "gw-wide"]);
-    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let config = write_agent_config(dir.path(), "gw-wide", "eu", &c, &enrolment);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen("[labels]", "telemetry_interval_ms = 300\n[labels]", 1),
-    )
-    .unwrap();
-    let agent = start_agent(&config);
+    let agent = start_chatty_agent(dir.path(), "gw-wide", &c, &admin);
     wait_until("gw-wide online", || {
         devices(&c, &admin).as_array().is_some_and(|l| {
             l.iter()
@@ -727,16 +732,7 @@ fn live_values_are_counted_in_the_signed_profile_bins() {
     cli_ok(&c, &admin, &["model", "register", p(&wasm)]);
     let profile: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
     let profile = profile["claims"]["profile"].clone();
-    let out = cli(&c, &admin, &["enrolment", "--devices", "gw-prof"]);
-    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let config = write_agent_config(dir.path(), "gw-prof", "eu", &c, &enrolment);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen("[labels]", "telemetry_interval_ms = 300\n[labels]", 1),
-    )
-    .unwrap();
-    let agent = start_agent(&config);
+    let agent = start_chatty_agent(dir.path(), "gw-prof", &c, &admin);
     cli_ok(
         &c,
         &admin,
