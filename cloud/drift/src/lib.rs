@@ -10,10 +10,17 @@
 //! checks the current one against it → a [`report::Report`], printed as JSON
 //! or rendered by [`html`].
 //!
+//! Data path, fleet: devices count live values by the model's signed
+//! profile (`wasmops-profile`); the coordinator merges their counts into
+//! [`fleet::ColumnCounts`] and [`fleet::evaluate`] judges them — drift from
+//! bins in [`binned`] (W1 with mass spread within bins, PSI, Jensen–Shannon,
+//! chi-square), the same [`quality`] checks, and the drift coefficient.
+//!
 //! The statistics are checked against scipy (`scripts/make_drift_fixtures.py`
 //! writes `tests/fixtures/drift/`; `tests/fixtures.rs` compares).
 
 pub mod binned;
+pub mod fleet;
 pub mod html;
 pub mod quality;
 pub mod report;
