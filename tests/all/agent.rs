@@ -755,9 +755,18 @@ fn live_values_are_counted_in_the_signed_profile_bins() {
         .unwrap(),
     )
     .unwrap();
+    let mut ids = std::collections::BTreeSet::new();
     for _ in 0..3 {
         let (code, body) = predict(&agent, &input);
         assert_eq!(code, 200, "{body}");
+        // One id per row, for outcomes posted later.
+        let got = body["prediction_ids"].as_array().unwrap();
+        assert_eq!(got.len(), 10, "{body}");
+        for id in got {
+            let id = id.as_str().unwrap();
+            assert!(id.len() == 25 && id.starts_with('p'), "{id}");
+            assert!(ids.insert(id.to_string()), "{id} twice");
+        }
     }
     let mut stats = Value::Null;
     wait_until("30 rows counted at the coordinator", || {

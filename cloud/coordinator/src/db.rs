@@ -54,6 +54,13 @@ const MIGRATIONS: &[&str] = &[
         predictions BIGINT NOT NULL, errors BIGINT NOT NULL, agreed BIGINT NOT NULL, stats TEXT NOT NULL,
         PRIMARY KEY (device, stream, seq, model, version, role))",
     "CREATE INDEX IF NOT EXISTS telemetry_by_version ON telemetry (model, version, role, window_end)",
+    // Live predictions an outcome can be attached to (issue 21): the first
+    // device to report an id owns it; a replayed or forged copy changes nothing.
+    "CREATE TABLE IF NOT EXISTS predictions (id TEXT PRIMARY KEY, device TEXT NOT NULL, model TEXT NOT NULL,
+        version TEXT NOT NULL, at_ms BIGINT NOT NULL, received_at BIGINT NOT NULL, class TEXT,
+        probabilities TEXT, value DOUBLE PRECISION)",
+    "CREATE INDEX IF NOT EXISTS predictions_by_version ON predictions (model, version, received_at)",
+    "CREATE INDEX IF NOT EXISTS predictions_arrival ON predictions (received_at)",
     "CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
         sha256 TEXT NOT NULL, size_bytes BIGINT NOT NULL, strategy TEXT NOT NULL, spec TEXT NOT NULL,
         state TEXT NOT NULL, reason TEXT, current_wave BIGINT NOT NULL, wave_phase TEXT NOT NULL,

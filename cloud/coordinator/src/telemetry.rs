@@ -137,10 +137,15 @@ async fn store_at(
                 .bind(v.predictions as i64)
                 .bind(v.errors as i64)
                 .bind(v.agreed as i64)
-                .bind(serde_json::to_string(v).expect("stats serialise"))
+                .bind(serde_json::to_string(&VersionStats {
+                    records: vec![],
+                    ..v.clone()
+                })
+                .expect("stats serialise"))
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                store_records(&mut tx, device, v, now).await?;
             }
         }
         acks.entry(device.clone()).or_default().push(report.seq);
@@ -165,6 +170,42 @@ fn send_acks(c: &Coordinator, acks: BTreeMap<String, Vec<u64>>) {
     }
 }
 
+/// Rows per INSERT of prediction records (9 parameters each: well under
+/// SQLite's and PostgreSQL's limits on bound parameters).
+const RECORDS_PER_INSERT: usize = 50;
+
+/// Stores a version's prediction records, one row each; an id already
+/// stored (a replay, a forged copy) is left as it was.
+async fn store_records(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    device: &str,
+    v: &VersionStats,
+    now: i64,
+) -> sqlx::Result<()> {
+    for chunk in v.records.chunks(RECORDS_PER_INSERT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+            "INSERT INTO predictions (id, device, model, version, at_ms, received_at, class, probabilities, value) ",
+        );
+        q.push_values(chunk, |mut row, r| {
+            row.push_bind(r.id.clone())
+                .push_bind(device.to_string())
+                .push_bind(v.model.clone())
+                .push_bind(v.version.clone())
+                .push_bind(r.at_ms)
+                .push_bind(now)
+                .push_bind(r.class.clone())
+                .push_bind(
+                    (!r.probabilities.is_empty())
+                        .then(|| serde_json::to_string(&r.probabilities).expect("numbers")),
+                )
+                .push_bind(r.value);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Deletes telemetry and de-duplication records received before
 /// `cutoff_ms`; returns the rows deleted.
 pub async fn prune(c: &Coordinator, cutoff_ms: i64) -> sqlx::Result<u64> {
@@ -179,8 +220,13 @@ pub async fn prune(c: &Coordinator, cutoff_ms: i64) -> sqlx::Result<u64> {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    let c = sqlx::query("DELETE FROM predictions WHERE received_at < $1")
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
-    Ok(a + b)
+    Ok(a + b + c)
 }
 
 /// Keeps `retention` of telemetry: prunes once a minute. Never returns.

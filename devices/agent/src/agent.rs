@@ -266,6 +266,11 @@ impl Agent {
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let empty = vec![];
+        // One id per row: what an application attaches an outcome to later.
+        let ids = match &outputs {
+            Ok(out) => crate::telemetry::prediction_ids(crate::telemetry::rows_of(out)),
+            Err(_) => vec![],
+        };
         self.window.lock().unwrap().record(Observation {
             model: &slot.record.info.model,
             version: &slot.record.info.version,
@@ -275,10 +280,11 @@ impl Agent {
             outputs: outputs.as_ref().ok().map(Vec::as_slice),
             agreed: false,
             counting: &slot.counting,
+            ids: &ids,
         });
         match outputs {
             Ok(out) => {
-                let json = wasmops_runtime::tensors_json::outputs_json(&out);
+                let json = with_ids(wasmops_runtime::tensors_json::outputs_json(&out), &ids);
                 let shadow = self
                     .shadow
                     .read()
@@ -307,6 +313,7 @@ impl Agent {
             outputs: outputs.as_ref().ok().map(Vec::as_slice),
             agreed,
             counting: &slot.counting,
+            ids: &[],
         });
     }
 
@@ -592,6 +599,18 @@ impl Agent {
             "served": self.served,
             "telemetry": {"pending_reports": pending, "dropped_reports": dropped_reports, "dropped_predictions": dropped_predictions},
         })
+    }
+}
+
+/// The `run` JSON of a prediction with its row ids added:
+/// `{"outputs": […], "prediction_ids": ["p…", …]}`.
+fn with_ids(outputs_json: String, ids: &[String]) -> String {
+    match serde_json::from_str::<serde_json::Value>(&outputs_json) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.insert("prediction_ids".into(), serde_json::json!(ids));
+            serde_json::Value::Object(o).to_string()
+        }
+        _ => outputs_json,
     }
 }
 

@@ -19,7 +19,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use wasmops_profile::{ColumnProfile, Profile, code_key, output_column};
 use wasmops_protocol::telemetry::{
-    MAX_CLASSES, MAX_COLUMNS, MAX_REPORT_BYTES, Report, Summary, VersionStats, split_versions,
+    MAX_CLASSES, MAX_COLUMNS, MAX_RECORD_CLASSES, MAX_RECORDS, MAX_REPORT_BYTES, PredictionRecord,
+    Report, Summary, VersionStats, split_versions,
 };
 use wasmops_runtime::bindings::{Tensor, TensorData};
 
@@ -36,6 +37,8 @@ pub struct Observation<'a> {
     pub agreed: bool,
     /// How this version's columns are counted (its reference profile).
     pub counting: &'a Counting,
+    /// Live only: the prediction ids handed to the application, one per row.
+    pub ids: &'a [String],
 }
 
 /// Everything measured since the last report.
@@ -65,6 +68,11 @@ impl Window {
         s.latency.record(o.latency_ms);
         if !o.shadow {
             record_inputs(s, o.inputs, o.counting);
+        }
+        if let Some(out) = o.outputs
+            && !o.ids.is_empty()
+        {
+            record_predictions(s, o.ids, out, wasmops_protocol::now_ms());
         }
         match o.outputs {
             Some(out) => record_outputs(s, out, o.counting),
@@ -236,6 +244,86 @@ fn record_outputs(s: &mut VersionStats, outputs: &[Tensor], counting: &Counting)
             TensorData::Int64(v) => count_classes(s, &t.name, v.iter().map(|x| x.to_string())),
             TensorData::Text(v) => count_classes(s, &t.name, v.iter().cloned()),
         }
+    }
+}
+
+/// Rows of a prediction: the first output's first axis (1 for a scalar).
+pub fn rows_of(outputs: &[Tensor]) -> usize {
+    outputs
+        .first()
+        .and_then(|t| t.shape.first())
+        .map_or(1, |r| *r as usize)
+}
+
+/// `n` fresh prediction ids: `p` and 24 hex digits (96 random bits).
+pub fn prediction_ids(n: usize) -> Vec<String> {
+    let mut raw = vec![0u8; 12 * n];
+    if getrandom::fill(&mut raw).is_err() {
+        return vec![];
+    }
+    raw.chunks(12)
+        .map(|c| format!("p{}", hex::encode(c)))
+        .collect()
+}
+
+/// A record per row (up to [`MAX_RECORDS`] a window): the predicted class
+/// (the first integer or text output), the class probabilities (the first
+/// `[rows, 2..=16]` float output) and their top one for the confidence
+/// estimate, or the predicted value (a `[rows]`/`[rows, 1]` float output).
+fn record_predictions(s: &mut VersionStats, ids: &[String], outputs: &[Tensor], at_ms: i64) {
+    let rows = ids.len();
+    let per_row = |t: &Tensor| -> usize {
+        let len = match &t.data {
+            TensorData::Float32(v) => v.len(),
+            TensorData::Int64(v) => v.len(),
+            TensorData::Text(v) => v.len(),
+        };
+        if rows > 0 && len % rows == 0 && t.shape.first() == Some(&(rows as u32)) {
+            len / rows
+        } else {
+            0
+        }
+    };
+    let class = outputs
+        .iter()
+        .find(|t| per_row(t) == 1 && matches!(t.data, TensorData::Int64(_) | TensorData::Text(_)));
+    let probabilities = outputs.iter().find(|t| {
+        matches!(t.data, TensorData::Float32(_)) && (2..=MAX_RECORD_CLASSES).contains(&per_row(t))
+    });
+    let value = outputs
+        .iter()
+        .find(|t| matches!(t.data, TensorData::Float32(_)) && per_row(t) == 1)
+        .filter(|_| class.is_none());
+    for (r, id) in ids.iter().enumerate() {
+        let probs: Vec<f64> = match probabilities.map(|t| (&t.data, per_row(t))) {
+            Some((TensorData::Float32(v), k)) => v[r * k..(r + 1) * k]
+                .iter()
+                .map(|p| (*p as f64).clamp(0.0, 1.0))
+                .collect(),
+            _ => vec![],
+        };
+        if let Some(top) = probs.iter().copied().reduce(f64::max) {
+            s.confidence_sum += top;
+            s.confidence_rows += 1;
+        }
+        if s.records.len() >= MAX_RECORDS {
+            s.unrecorded += 1;
+            continue;
+        }
+        s.records.push(PredictionRecord {
+            id: id.clone(),
+            at_ms,
+            class: class.and_then(|t| match &t.data {
+                TensorData::Int64(v) => v.get(r).map(|x| x.to_string()),
+                TensorData::Text(v) => v.get(r).cloned(),
+                TensorData::Float32(_) => None,
+            }),
+            probabilities: probs,
+            value: value.and_then(|t| match &t.data {
+                TensorData::Float32(v) => v.get(r).map(|x| *x as f64).filter(|x| x.is_finite()),
+                _ => None,
+            }),
+        });
     }
 }
 

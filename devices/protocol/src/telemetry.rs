@@ -199,6 +199,43 @@ impl Histogram {
     }
 }
 
+/// Prediction records a version keeps per window at most (about 100 bytes
+/// of JSON each, so a window's records fit one report); predictions past
+/// it are counted in [`VersionStats::unrecorded`].
+pub const MAX_RECORDS: usize = 500;
+/// Class probabilities a record keeps at most.
+pub const MAX_RECORD_CLASSES: usize = 16;
+/// Longest prediction id.
+pub const MAX_PREDICTION_ID: usize = 64;
+
+/// One live prediction an application may attach an outcome to later
+/// (`POST /v1/labels` on the coordinator, by `id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRecord {
+    /// As the agent's `POST /v1/predict` returned it.
+    pub id: String,
+    pub at_ms: i64,
+    /// The predicted class (classifiers) …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// … the class probabilities, in the order of the model's probability
+    /// output …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probabilities: Vec<f64>,
+    /// … or the predicted value (regressors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// Whether `id` can be a prediction id: 1-64 of `[A-Za-z0-9_-]`.
+pub fn is_prediction_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PREDICTION_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// How one model version did over a window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionStats {
@@ -222,13 +259,31 @@ pub struct VersionStats {
     /// Shadow only: predictions whose outputs matched the live model's.
     #[serde(default)]
     pub agreed: u64,
+    /// Live rows an outcome can be attached to (at most [`MAX_RECORDS`]) …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<PredictionRecord>,
+    /// … and the rows past that.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unrecorded: u64,
+    /// Classifiers: the top class probability summed over rows, and the rows —
+    /// the accuracy a calibrated model expects of itself (confidence-based
+    /// performance estimation, before any outcome is known).
+    #[serde(default)]
+    pub confidence_sum: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub confidence_rows: u64,
 }
 
 impl VersionStats {
+    /// Adds `o`'s counts to these (its prediction records excepted).
     pub fn merge(&mut self, o: &VersionStats) {
         self.predictions += o.predictions;
         self.errors += o.errors;
         self.agreed += o.agreed;
+        self.confidence_sum += o.confidence_sum;
+        self.confidence_rows += o.confidence_rows;
+        // Records are not summarised: the coordinator stores them one by one.
+        self.unrecorded += o.unrecorded;
         self.latency.merge(&o.latency);
         for (k, v) in &o.features {
             self.features.entry(k.clone()).or_default().merge(v);
@@ -398,6 +453,33 @@ impl Report {
                     );
                 }
             }
+            if v.records.len() > MAX_RECORDS
+                || v.confidence_rows > v.predictions.saturating_mul(1 << 20)
+                || !(0.0..=v.confidence_rows as f64).contains(&v.confidence_sum)
+            {
+                return bad(
+                    "records",
+                    format!("more than {MAX_RECORDS} records, or an impossible confidence"),
+                );
+            }
+            for r in &v.records {
+                let sound = is_prediction_id(&r.id)
+                    && r.probabilities.len() <= MAX_RECORD_CLASSES
+                    && r.probabilities.iter().all(|p| (0.0..=1.0).contains(p))
+                    && r.value.is_none_or(f64::is_finite)
+                    && r.class.as_ref().is_none_or(|c| {
+                        !c.is_empty() && c.len() <= MAX_NAME && !c.chars().any(char::is_control)
+                    });
+                if !sound {
+                    return bad(
+                        "records",
+                        format!(
+                            "record {:?}: an id of 1-{MAX_PREDICTION_ID} [A-Za-z0-9_-], at most {MAX_RECORD_CLASSES} probabilities in [0, 1], a finite value, a printable class",
+                            r.id.escape_debug().to_string()
+                        ),
+                    );
+                }
+            }
             if v.classes.values().any(|c| c.len() > MAX_CLASSES + 1) {
                 return bad("classes", format!("more than {MAX_CLASSES} classes"));
             }
@@ -453,6 +535,53 @@ mod tests {
         let mut merged = c.clone();
         merged.merge(&c);
         assert_eq!(merged.categories[OTHER], 2 * (100 - MAX_CATEGORIES as u64));
+    }
+
+    #[test]
+    fn forged_prediction_records_are_refused() {
+        let record = |id: &str, p: Vec<f64>| PredictionRecord {
+            id: id.into(),
+            at_ms: 1,
+            class: Some("1".into()),
+            probabilities: p,
+            value: None,
+        };
+        let report = |records: Vec<PredictionRecord>| Report {
+            device: "d".into(),
+            stream: "s".into(),
+            seq: 1,
+            window_start_ms: 0,
+            window_end_ms: 1,
+            versions: vec![VersionStats {
+                model: "m".into(),
+                version: "1.0.0".into(),
+                role: "live".into(),
+                predictions: 2,
+                records,
+                ..Default::default()
+            }],
+            dropped_reports: 0,
+            dropped_predictions: 0,
+        };
+        assert!(
+            report(vec![record("p_0a1b", vec![0.2, 0.8])])
+                .check()
+                .is_ok()
+        );
+        for bad in [
+            record("p 1", vec![]),
+            record("", vec![]),
+            record(&"x".repeat(65), vec![]),
+            record("p1", vec![1.5]),
+            record("p1", vec![f64::NAN]),
+            record("p1", vec![0.0; 17]),
+        ] {
+            assert!(report(vec![bad.clone()]).check().is_err(), "{bad:?}");
+        }
+        let many = (0..=MAX_RECORDS)
+            .map(|i| record(&format!("p{i}"), vec![]))
+            .collect();
+        assert!(report(many).check().is_err());
     }
 
     /// Issue 24.1: a window of a 300-feature model (and a shadow beside it)
