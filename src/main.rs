@@ -30,6 +30,7 @@ enum Wasmops {
     Rollout(RolloutCommand),
     Telemetry(TelemetryCommand),
     Drift(DriftCommand),
+    Labels(LabelsCommand),
     Fleet(FleetCommand),
     Demo(DemoCommand),
 }
@@ -56,6 +57,7 @@ impl Wasmops {
             Wasmops::Rollout(c) => c.execute(),
             Wasmops::Telemetry(c) => c.execute(),
             Wasmops::Drift(c) => c.execute(),
+            Wasmops::Labels(c) => c.execute(),
             Wasmops::Fleet(c) => c.execute(),
             Wasmops::Demo(c) => c.execute(),
         }

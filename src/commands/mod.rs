@@ -6,7 +6,8 @@
 //! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`]
 //! and [`telemetry`] talk to it; [`agent`] runs on a device; [`fleet`]
 //! simulates many; [`demo`] runs all of it on embedded defaults.
-//! Monitoring: [`drift`] compares a data scientist's own files.
+//! Monitoring: [`drift`] compares a data scientist's own files; [`labels`]
+//! posts outcomes for the fleet's predictions.
 
 pub mod agent;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod enrolment;
 pub mod fleet;
 pub mod inspect;
 pub mod keygen;
+pub mod labels;
 pub mod model;
 pub mod rollout;
 pub mod run;
@@ -43,6 +45,7 @@ pub use enrolment::EnrolmentCommand;
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use keygen::KeygenCommand;
+pub use labels::LabelsCommand;
 pub use model::ModelCommand;
 pub use rollout::RolloutCmd as RolloutCommand;
 pub use run::RunCommand;

@@ -821,5 +821,32 @@ fn live_values_are_counted_in_the_signed_profile_bins() {
             .sum();
         assert_eq!(total, 30, "{s}");
     }
+
+    // Outcomes for those predictions (issue 21.3, delayed labels): a CSV of
+    // ids and classes; a batch with one unknown id or a wrong-typed outcome is
+    // refused whole, naming it.
+    let labels = dir.path().join("labels.csv");
+    let mut csv = String::from("prediction_id,outcome\n");
+    for (i, id) in ids.iter().enumerate() {
+        csv.push_str(&format!("{id},{}\n", i % 3));
+    }
+    std::fs::write(&labels, &csv).unwrap();
+    let out = cli_ok(&c, &admin, &["labels", "push", p(&labels)]);
+    assert!(out.contains("stored 30 labels"), "{out}");
+    let bad = dir.path().join("bad-labels.csv");
+    std::fs::write(&bad, format!("{csv}pffffffffffffffffffffffff,1\n")).unwrap();
+    let out = cli(&c, &admin, &["labels", "push", p(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("`pffffffffffffffffffffffff`")
+            && err.contains("nothing stored"),
+        "{err}"
+    );
+    let first = ids.iter().next().unwrap();
+    std::fs::write(&bad, format!("prediction_id,outcome\n{first},0.5\n")).unwrap();
+    let out = cli(&c, &admin, &["labels", "push", p(&bad)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("wrong type"), "{err}");
     drop(agent);
 }

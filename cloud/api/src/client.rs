@@ -265,6 +265,11 @@ impl Client {
     pub fn telemetry(&self, since_ms: i64) -> Result<serde_json::Value, ApiError> {
         self.get(&format!("/v1/telemetry?since_ms={since_ms}"))
     }
+
+    /// Posts outcomes for predictions: all are stored, or none.
+    pub fn post_labels(&self, req: &LabelsRequest) -> Result<LabelsStored, ApiError> {
+        self.post("/v1/labels", req)
+    }
 }
 
 /// How following a deployment or rollout ended.

@@ -20,6 +20,7 @@
 //! | GET | /v1/rollouts, /v1/rollouts/{id} | [`RolloutSummary`]s, [`RolloutView`] | viewer |
 //! | POST | /v1/rollouts/{id}/{pause,resume,approve,abort} | → [`RolloutView`] | operator |
 //! | GET | /v1/telemetry?since_ms=T | per model version telemetry (JSON) | viewer |
+//! | POST | /v1/labels | [`LabelsRequest`] → [`LabelsStored`] | data-scientist, operator |
 //!
 //! Every error answer is an [`ErrorBody`]: client errors (4xx) say what was
 //! wrong; server faults (5xx) carry only an incident id that the coordinator's
@@ -28,6 +29,7 @@
 mod error;
 mod fleet;
 mod models;
+mod monitoring;
 mod rollouts;
 
 #[cfg(feature = "client")]
@@ -38,4 +40,5 @@ pub use client::{ApiError, Client, Followed};
 pub use error::ErrorBody;
 pub use fleet::*;
 pub use models::*;
+pub use monitoring::*;
 pub use rollouts::*;

@@ -32,6 +32,8 @@ pub enum Action {
     /// Create enrolment tokens for devices.
     Enrol,
     ManageTokens,
+    /// Post outcomes (labels) for predictions.
+    Label,
 }
 
 impl Role {
@@ -41,8 +43,8 @@ impl Role {
             Role::Admin => true,
             Role::Device => action == Download,
             Role::Viewer => matches!(action, Read | Download),
-            Role::DataScientist => matches!(action, Read | Download | Register | Alias),
-            Role::Operator => matches!(action, Read | Download | Alias | Deploy | Enrol),
+            Role::DataScientist => matches!(action, Read | Download | Register | Alias | Label),
+            Role::Operator => matches!(action, Read | Download | Alias | Deploy | Enrol | Label),
         }
     }
 

@@ -61,6 +61,9 @@ const MIGRATIONS: &[&str] = &[
         probabilities TEXT, value DOUBLE PRECISION)",
     "CREATE INDEX IF NOT EXISTS predictions_by_version ON predictions (model, version, received_at)",
     "CREATE INDEX IF NOT EXISTS predictions_arrival ON predictions (received_at)",
+    // Outcomes posted for predictions, possibly long after (delayed labels).
+    "CREATE TABLE IF NOT EXISTS labels (prediction_id TEXT PRIMARY KEY, outcome TEXT NOT NULL,
+        received_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
         sha256 TEXT NOT NULL, size_bytes BIGINT NOT NULL, strategy TEXT NOT NULL, spec TEXT NOT NULL,
         state TEXT NOT NULL, reason TEXT, current_wave BIGINT NOT NULL, wave_phase TEXT NOT NULL,

@@ -32,6 +32,7 @@ pub mod events;
 pub mod faults;
 pub mod groups;
 pub mod http;
+pub mod labels;
 pub mod mqtt;
 pub mod registry;
 pub mod rollouts;

@@ -191,6 +191,10 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/rollouts/{id}", get(show_rollout))
         .route("/v1/rollouts/{id}/{action}", post(rollout_action))
         .route("/v1/telemetry", get(telemetry))
+        .route(
+            "/v1/labels",
+            post(post_labels).layer(DefaultBodyLimit::max(MAX_LABELS_BYTES)),
+        )
         .with_state(c)
 }
 
@@ -455,6 +459,20 @@ async fn deploy(
         Json(crate::deployments::deploy(&c, &who, req).await?),
     )
         .into_response())
+}
+
+/// Largest `POST /v1/labels` body: the most labels a request may hold,
+/// with room (about 100 bytes each).
+pub const MAX_LABELS_BYTES: usize = wasmops_api::MAX_LABELS * 400;
+
+async fn post_labels(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(req): Body<wasmops_api::LabelsRequest>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Label).await?;
+    let stored = crate::labels::store(&c, &req.labels).await?;
+    Ok(Json(wasmops_api::LabelsStored { stored }).into_response())
 }
 
 async fn show_deployment(
