@@ -708,12 +708,29 @@ fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
 /// coordinator's merged view adds up to what was served.
 #[test]
 fn live_values_are_counted_in_the_signed_profile_bins() {
+    profile_counts_and_labels(None);
+}
+
+/// The same on the real PostgreSQL (prediction records and labels are
+/// written with hand-numbered placeholders there).
+#[test]
+fn live_values_and_labels_on_postgres() {
+    let db = Postgres::fresh("labels");
+    profile_counts_and_labels(Some(&db.url));
+}
+
+fn profile_counts_and_labels(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("coordinator");
-    let args = ["--trust", p(&keys().1), "--mqtt-listen", &free_addr()].map(String::from);
+    let mut args = ["--trust", p(&keys().1), "--mqtt-listen", &free_addr()]
+        .map(String::from)
+        .to_vec();
+    if let Some(url) = database {
+        args.extend(["--database".to_string(), url.to_string()]);
+    }
     let c = start_coordinator(&data, &args);
     let admin = admin_token(&data);
-    let wasm = scratch().join("iris-profiled.wasm");
+    let wasm = scratch().join(format!("iris-profiled-{}.wasm", database.is_some()));
     ok(&[
         "build",
         p(&fixtures().join("scaler_logreg/model.onnx")),

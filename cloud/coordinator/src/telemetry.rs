@@ -182,26 +182,40 @@ async fn store_records(
     v: &VersionStats,
     now: i64,
 ) -> sqlx::Result<()> {
+    // `$n` placeholders written out: sqlx's `Any` QueryBuilder writes `?`,
+    // which PostgreSQL does not take.
+    const COLUMNS: usize = 9;
     for chunk in v.records.chunks(RECORDS_PER_INSERT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
-            "INSERT INTO predictions (id, device, model, version, at_ms, received_at, class, probabilities, value) ",
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let marks: Vec<String> = (1..=COLUMNS)
+                    .map(|k| format!("${}", r * COLUMNS + k))
+                    .collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO predictions (id, device, model, version, at_ms, received_at, class, probabilities, value)
+             VALUES {} ON CONFLICT DO NOTHING",
+            rows.join(", ")
         );
-        q.push_values(chunk, |mut row, r| {
-            row.push_bind(r.id.clone())
-                .push_bind(device.to_string())
-                .push_bind(v.model.clone())
-                .push_bind(v.version.clone())
-                .push_bind(r.at_ms)
-                .push_bind(now)
-                .push_bind(r.class.clone())
-                .push_bind(
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.id.clone())
+                .bind(device.to_string())
+                .bind(v.model.clone())
+                .bind(v.version.clone())
+                .bind(r.at_ms)
+                .bind(now)
+                .bind(r.class.clone())
+                .bind(
                     (!r.probabilities.is_empty())
                         .then(|| serde_json::to_string(&r.probabilities).expect("numbers")),
                 )
-                .push_bind(r.value);
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-        q.build().execute(&mut **tx).await?;
+                .bind(r.value);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
