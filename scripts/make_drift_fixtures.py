@@ -274,6 +274,37 @@ def binned_cases():
     print("binned:", {c["name"]: round(c["expected"]["wasserstein_norm"], 4) for c in out})
 
 
+def performance_cases():
+    """Realised performance as scikit-learn computes it: accuracy,
+    roc_auc_score (binary; ovr macro for three classes) and log_loss on
+    classifier rows with probabilities (some tied scores), and MAE/RMSE on
+    regressor pairs."""
+    from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, mean_squared_error, roc_auc_score
+
+    cases = []
+    for name, k, n in [("binary", 2, 400), ("three_classes", 3, 600)]:
+        logits = RNG.normal(0, 1.5, (n, k))
+        actual = np.array([RNG.choice(k, p=np.exp(l) / np.exp(l).sum()) for l in logits])
+        proba = np.round(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), 3)
+        proba = proba / proba.sum(axis=1, keepdims=True)
+        predicted = proba.argmax(axis=1)
+        auc = roc_auc_score(actual, proba[:, 1]) if k == 2 else roc_auc_score(actual, proba, multi_class="ovr", average="macro")
+        cases.append({
+            "name": name, "predicted": predicted.tolist(), "actual": actual.tolist(),
+            "probabilities": proba.tolist(),
+            "expected": {"accuracy": float(accuracy_score(actual, predicted)), "auc": float(auc),
+                         "log_loss": float(log_loss(actual, proba, labels=list(range(k))))},
+        })
+    pred = RNG.normal(10, 3, 300)
+    actual = pred + RNG.normal(0, 1, 300)
+    regression = {"predicted": pred.tolist(), "actual": actual.tolist(),
+                  "expected": {"mae": float(mean_absolute_error(actual, pred)),
+                               "rmse": float(np.sqrt(mean_squared_error(actual, pred)))}}
+    with open(os.path.join(OUT, "performance.json"), "w") as f:
+        json.dump({"classification": cases, "regression": regression}, f, separators=(",", ":"), allow_nan=False)
+    print("performance:", {c["name"]: c["expected"] for c in cases}, regression["expected"])
+
+
 def main():
     n = lambda size, shift=0.0, scale=1.0: np.round(RNG.normal(shift, scale, size), 4)
     cats = ["red", "green", "blue", "black"]
@@ -301,6 +332,7 @@ def main():
     dataset()
     iris_profile()
     binned_cases()
+    performance_cases()
     for c in cases:
         e = c["expected"]
         print(f'{c["name"]}: {e["method"]} {e["score"]:.6g} drifted={e["drifted"]}')

@@ -22,6 +22,7 @@
 pub mod binned;
 pub mod fleet;
 pub mod html;
+pub mod performance;
 pub mod quality;
 pub mod report;
 pub mod rule;

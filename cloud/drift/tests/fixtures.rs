@@ -278,3 +278,62 @@ fn drift_from_counts_matches_scipy_and_numerical_integration() {
         }
     }
 }
+
+/// Realised performance against scikit-learn's metrics (1e-9 relative).
+#[test]
+fn performance_matches_sklearn() {
+    use wasmops_drift::performance::{Scored, classification, regression};
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("performance.json")).unwrap())
+            .unwrap();
+    let index = |v: &Value| v.as_u64().unwrap() as usize;
+    for case in file["classification"].as_array().unwrap() {
+        let rows: Vec<Scored> = (0..case["actual"].as_array().unwrap().len())
+            .map(|i| Scored {
+                predicted: index(&case["predicted"][i]),
+                actual: index(&case["actual"][i]),
+                probabilities: case["probabilities"][i]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_f64().unwrap())
+                    .collect(),
+            })
+            .collect();
+        let got = classification(&rows).unwrap();
+        let e = &case["expected"];
+        for (what, value) in [
+            ("accuracy", got.accuracy),
+            ("auc", got.auc.unwrap()),
+            ("log_loss", got.log_loss.unwrap()),
+        ] {
+            let want = e[what].as_f64().unwrap();
+            assert!(
+                close(value, want, 1e-9, 0.0),
+                "{}: {what} {value}, sklearn {want}",
+                case["name"]
+            );
+        }
+    }
+    let r = &file["regression"];
+    let pairs: Vec<(f64, f64)> = r["predicted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["actual"].as_array().unwrap())
+        .map(|(p, a)| (p.as_f64().unwrap(), a.as_f64().unwrap()))
+        .collect();
+    let got = regression(&pairs).unwrap();
+    assert!(close(
+        got.mae,
+        r["expected"]["mae"].as_f64().unwrap(),
+        1e-9,
+        0.0
+    ));
+    assert!(close(
+        got.rmse,
+        r["expected"]["rmse"].as_f64().unwrap(),
+        1e-9,
+        0.0
+    ));
+}
