@@ -126,13 +126,10 @@ fn set(rules: &mut Rules, column: Option<String>, f: impl FnOnce(&mut Rule)) {
     }
 }
 
+/// A score as the HTML report writes it, `-` when there is none.
 fn number(x: Option<f64>) -> String {
-    match x {
-        None => "-".into(),
-        Some(x) if x.is_nan() => "-".into(),
-        Some(x) if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) => format!("{x:.3e}"),
-        Some(x) => format!("{x:.4}"),
-    }
+    x.filter(|v| !v.is_nan())
+        .map_or("-".into(), wasmops_drift::html::number)
 }
 
 fn print_table(report: &Report) {

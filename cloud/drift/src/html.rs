@@ -96,7 +96,9 @@ pub fn render(report: &Report, title: &str) -> String {
     h
 }
 
-fn number(x: f64) -> String {
+/// A score for people: 4 decimals, or 3 significant digits in exponent form
+/// for tiny and huge values (p-values of 1e-30 stay readable); `—` for NaN.
+pub fn number(x: f64) -> String {
     if x.is_nan() {
         "—".into()
     } else if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
