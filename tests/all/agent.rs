@@ -750,6 +750,12 @@ fn profile_counts_and_labels(database: Option<&str>) {
     let profile: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
     let profile = profile["claims"]["profile"].clone();
     let agent = start_chatty_agent(dir.path(), "gw-prof", &c, &admin);
+    wait_until("gw-prof online", || {
+        devices(&c, &admin).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|d| d["id"] == "gw-prof" && d["state"] == "online")
+        })
+    });
     cli_ok(
         &c,
         &admin,
