@@ -195,6 +195,12 @@ def iris_profile():
         f.write(",".join(names + ["species"]) + "\n")
         for row, s in zip(x, species):
             f.write(",".join(repr(float(v)) for v in row) + f",{s}\n")
+    # The same rows with the label as the model's class id (what the model
+    # predicts and what applications post as outcomes): fleet scenarios.
+    with open(os.path.join(OUT, "iris_coded.csv"), "w") as f:
+        f.write(",".join(names + ["species"]) + "\n")
+        for row, label in zip(x, y):
+            f.write(",".join(repr(float(v)) for v in row) + f",{int(label)}\n")
 
     def numeric(name, v):
         v = np.sort(np.asarray(v, dtype=float))

@@ -31,6 +31,7 @@ enum Wasmops {
     Telemetry(TelemetryCommand),
     Drift(DriftCommand),
     Labels(LabelsCommand),
+    Monitor(MonitorCommand),
     Fleet(FleetCommand),
     Demo(DemoCommand),
 }
@@ -58,6 +59,7 @@ impl Wasmops {
             Wasmops::Telemetry(c) => c.execute(),
             Wasmops::Drift(c) => c.execute(),
             Wasmops::Labels(c) => c.execute(),
+            Wasmops::Monitor(c) => c.execute(),
             Wasmops::Fleet(c) => c.execute(),
             Wasmops::Demo(c) => c.execute(),
         }

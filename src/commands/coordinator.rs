@@ -41,6 +41,10 @@ pub struct CoordinatorCommand {
     pub webhooks: Vec<String>,
     #[arg(long, help = format!("Hours of telemetry kept; older windows are deleted [default: {}]", defaults::TELEMETRY_RETENTION_HOURS))]
     pub telemetry_retention_hours: Option<u64>,
+    #[arg(long, help = format!("Monitoring: seconds per trend point [default: {}]", defaults::MONITOR_BUCKET_SECONDS))]
+    pub monitor_bucket_seconds: Option<u64>,
+    #[arg(long, help = format!("Monitoring: seconds of telemetry the drift watcher judges [default: {}]", defaults::MONITOR_WINDOW_SECONDS))]
+    pub monitor_window_seconds: Option<u64>,
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Fault injection for end-to-end tests: NAME=fail-every:N or NAME=hang-at:N.
@@ -65,6 +69,8 @@ impl CoordinatorCommand {
             mqtt_listen: self.mqtt_listen,
             webhooks: self.webhooks,
             telemetry_retention_hours: self.telemetry_retention_hours,
+            monitor_bucket_seconds: self.monitor_bucket_seconds,
+            monitor_window_seconds: self.monitor_window_seconds,
             trust: TrustSettings {
                 root: k.root.clone(),
                 trust_dir: k.trust_dir.clone(),

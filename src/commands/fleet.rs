@@ -43,9 +43,38 @@ pub enum FleetVerb {
         /// Application traffic: predictions per second per device.
         #[arg(long, default_value_t = 2.0)]
         rate: f64,
-        /// The application's request ({"inputs":[...]}); no traffic without one.
+        /// The application's request ({"inputs":[...]}); no traffic without
+        /// one (or a --scenario).
         #[arg(long)]
         sample: Option<PathBuf>,
+        /// Traffic drawn from --training-data: steady, covariate-shift (two
+        /// features move by half a std), stuck-sensor (one feature reads 0 on
+        /// every tenth device) or concept-drift (outcomes change class).
+        #[arg(long, requires = "training_data")]
+        scenario: Option<String>,
+        /// The rows scenarios draw from: CSV with a header, features in the
+        /// model's order (and --label-column for outcomes).
+        #[arg(long)]
+        training_data: Option<PathBuf>,
+        /// The column holding each row's outcome (posted as a delayed label,
+        /// with the --token of a data-scientist or operator).
+        #[arg(long)]
+        label_column: Option<String>,
+        /// Features the scenario moves or sticks (default: the first two, or the first).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Seconds from the start until the scenario's change.
+        #[arg(long, default_value_t = 60.0)]
+        change_after: f64,
+        /// Seconds from a prediction until its outcome is posted.
+        #[arg(long, default_value_t = 5.0)]
+        label_delay: f64,
+        /// Rows per prediction request.
+        #[arg(long, default_value_t = 4)]
+        rows_per_request: usize,
+        /// The model's input tensor.
+        #[arg(long, default_value = "X")]
+        input: String,
         #[arg(long, default_value_t = 1000)]
         telemetry_interval_ms: u64,
         /// The simulator's status API (GET /v1/fleet).
@@ -114,11 +143,38 @@ impl FleetCommand {
                 keys,
                 rate,
                 sample,
+                scenario,
+                training_data,
+                label_column,
+                features,
+                change_after,
+                label_delay,
+                rows_per_request,
+                input,
                 telemetry_interval_ms,
                 listen,
                 enrolment_token,
                 conn,
             } => {
+                let scenario = match (scenario, training_data) {
+                    (Some(kind), Some(data)) => Some(scenario_of(
+                        &kind,
+                        &data,
+                        label_column.as_deref(),
+                        &features,
+                        ScenarioTiming {
+                            change_after,
+                            label_delay,
+                            rows_per_request,
+                        },
+                        input,
+                    )?),
+                    _ => None,
+                };
+                let api_token = match &scenario {
+                    Some(s) if !s.outcomes.is_empty() => Some(conn.token()?),
+                    _ => None,
+                };
                 let spread = match spread {
                     Some(s) => {
                         let (k, vs) = s
@@ -151,6 +207,8 @@ impl FleetCommand {
                     telemetry_interval_ms,
                     rate,
                     sample,
+                    scenario,
+                    api_token,
                 };
                 let rt = tokio::runtime::Runtime::new()?;
                 rt.block_on(wasmops_fleet::simulator::run(config, listen, async {
@@ -176,6 +234,101 @@ impl FleetCommand {
             } => wasmops_fleet::bench::telemetry(mqtt.as_deref(), devices, messages),
         }
     }
+}
+
+/// When a scenario changes, and how its traffic is cut.
+struct ScenarioTiming {
+    change_after: f64,
+    label_delay: f64,
+    rows_per_request: usize,
+}
+
+/// A scenario from a training CSV: its feature columns (all but the label)
+/// in file order, the label column as outcomes.
+fn scenario_of(
+    kind: &str,
+    data: &std::path::Path,
+    label: Option<&str>,
+    features: &[String],
+    t: ScenarioTiming,
+    input: String,
+) -> Result<wasmops_fleet::scenario::Scenario> {
+    use wasmops_drift::{Table, Values};
+    use wasmops_fleet::scenario::Kind;
+    let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
+    let table = Table::read(data, "training data", None)?;
+    if let Some(l) = label
+        && table.column(l).is_none()
+    {
+        anyhow::bail!("{}: no label column `{l}`", data.display());
+    }
+    let mut names = vec![];
+    let mut columns = vec![];
+    for c in &table.columns {
+        if Some(c.name.as_str()) == label {
+            continue;
+        }
+        match &c.values {
+            Values::Numeric(v) => {
+                names.push(c.name.clone());
+                columns.push(v);
+            }
+            Values::Categorical(_) => anyhow::bail!(
+                "{}: column `{}` is not numeric; scenarios send numbers",
+                data.display(),
+                c.name
+            ),
+        }
+    }
+    anyhow::ensure!(
+        !columns.is_empty() && table.rows > 0,
+        "{}: no feature rows",
+        data.display()
+    );
+    let rows: Vec<Vec<f64>> = (0..table.rows)
+        .map(|r| columns.iter().map(|c| c[r].unwrap_or(f64::NAN)).collect())
+        .collect();
+    let outcomes = match label.and_then(|l| table.column(l)) {
+        Some(c) => match &c.values {
+            Values::Numeric(v) => v
+                .iter()
+                .map(|x| x.map_or(String::new(), wasmops_profile::code_key))
+                .collect(),
+            Values::Categorical(v) => v.iter().map(|x| x.clone().unwrap_or_default()).collect(),
+        },
+        None => vec![],
+    };
+    let chosen: Vec<usize> = if features.is_empty() {
+        let n = if kind == Kind::CovariateShift { 2 } else { 1 };
+        (0..n.min(names.len())).collect()
+    } else {
+        features
+            .iter()
+            .map(|f| {
+                names
+                    .iter()
+                    .position(|n| n == f)
+                    .with_context(|| format!("--features: no column `{f}` in {}", data.display()))
+            })
+            .collect::<Result<_>>()?
+    };
+    let seconds = |s: f64, what: &str| {
+        anyhow::ensure!(
+            s.is_finite() && s >= 0.0,
+            "--{what} must be a number of seconds"
+        );
+        Ok(std::time::Duration::from_secs_f64(s))
+    };
+    Ok(wasmops_fleet::scenario::Scenario {
+        kind,
+        input,
+        rows,
+        outcomes,
+        features: chosen,
+        change_after: seconds(t.change_after, "change-after")?,
+        rows_per_request: t.rows_per_request.max(1),
+        label_delay: seconds(t.label_delay, "label-delay")?,
+    })
 }
 
 /// The demo's scenario at fleet scale: time to online, first deployment, canary.

@@ -11,6 +11,7 @@ mod drift;
 mod fleet;
 mod fuzz_regressions;
 mod model_outputs;
+mod monitoring;
 mod presence;
 mod registry;
 mod sandbox;

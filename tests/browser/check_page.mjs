@@ -2,7 +2,8 @@
 // playwright-core) and prints what a reader sees, as JSON on stdout:
 //   node check_page.mjs FILE.html
 // → {"title", "errors": [console errors and page errors], "plots": [{
-//     "column", "width", "height", "bars": visible bars}], "summary": text}
+//     "column", "width", "height", "bars": visible bars, "points": of a trend
+//     line}], "summary": text}
 // The Rust test decides what is right; this only looks.
 import { chromium } from "playwright-core";
 
@@ -41,7 +42,9 @@ try {
       const bars = svg
         ? [...svg.querySelectorAll("rect")].filter((r) => r.getBoundingClientRect().height > 0.5).length
         : 0;
-      return { column: s.dataset.column, width: box?.width ?? 0, height: box?.height ?? 0, bars };
+      // Trend charts: the points of the score line.
+      const points = svg?.querySelector("polyline")?.points?.numberOfItems ?? 0;
+      return { column: s.dataset.column, width: box?.width ?? 0, height: box?.height ?? 0, bars, points };
     }),
     scripts: document.querySelectorAll("script").length,
   }));

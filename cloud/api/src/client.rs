@@ -270,6 +270,37 @@ impl Client {
     pub fn post_labels(&self, req: &LabelsRequest) -> Result<LabelsStored, ApiError> {
         self.post("/v1/labels", req)
     }
+
+    /// A model version's monitoring (`version`: the latest with telemetry
+    /// when `None`); `selector` as `k=v,…`.
+    pub fn monitor(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        since_ms: i64,
+        selector: Option<&str>,
+    ) -> Result<MonitorReport, ApiError> {
+        let mut path = format!("/v1/models/{}/monitor?since_ms={since_ms}", seg(model));
+        if let Some(v) = version {
+            path.push_str(&format!("&version={}", seg(v)));
+        }
+        if let Some(s) = selector {
+            path.push_str(&format!("&selector={}", seg(s)));
+        }
+        self.get(&path)
+    }
+
+    pub fn monitor_settings(&self, model: &str) -> Result<MonitorSettings, ApiError> {
+        self.get(&format!("/v1/models/{}/monitoring", seg(model)))
+    }
+
+    pub fn set_monitor_settings(
+        &self,
+        model: &str,
+        settings: &MonitorSettings,
+    ) -> Result<MonitorSettings, ApiError> {
+        self.put(&format!("/v1/models/{}/monitoring", seg(model)), settings)
+    }
 }
 
 /// How following a deployment or rollout ended.

@@ -21,6 +21,8 @@
 //! | POST | /v1/rollouts/{id}/{pause,resume,approve,abort} | → [`RolloutView`] | operator |
 //! | GET | /v1/telemetry?since_ms=T | per model version telemetry (JSON) | viewer |
 //! | POST | /v1/labels | [`LabelsRequest`] → [`LabelsStored`] | data-scientist, operator |
+//! | GET | /v1/models/{name}/monitor?version=V&since_ms=T&until_ms=T&selector=k=v | [`MonitorReport`] (`…/monitor.html`: the page) | viewer |
+//! | GET, PUT | /v1/models/{name}/monitoring | [`MonitorSettings`] | viewer; data-scientist |
 //!
 //! Every error answer is an [`ErrorBody`]: client errors (4xx) say what was
 //! wrong; server faults (5xx) carry only an incident id that the coordinator's

@@ -11,6 +11,8 @@
 //! mqtt = "mqtt://127.0.0.1:1883"                       # default: an embedded broker
 //! webhooks = ["https://hooks.example/wasmops"]
 //! telemetry_retention_hours = 720
+//! monitor_bucket_seconds = 60     # one trend point
+//! monitor_window_seconds = 300    # what the watcher judges
 //!
 //! [trust]
 //! root = "root.pub"
@@ -36,6 +38,13 @@ pub mod defaults {
     pub const MAX_ARTIFACT_MB: usize = 256;
     /// A week of telemetry windows.
     pub const TELEMETRY_RETENTION_HOURS: u64 = 168;
+    /// One trend point a minute: six 10 s device windows, and a day's trend
+    /// of one version is 1,440 fleet rows.
+    pub const MONITOR_BUCKET_SECONDS: u64 = 60;
+    /// The watcher judges the last five minutes: at one prediction per
+    /// second on 10 devices that is 3,000 values a column, enough for the
+    /// drift rule's noise to stay far under its 0.1 threshold.
+    pub const MONITOR_WINDOW_SECONDS: u64 = 300;
 }
 
 /// What a settings file (or the flags) may say; unset fields take [`defaults`].
@@ -56,6 +65,8 @@ pub struct Settings {
     #[serde(default)]
     pub webhooks: Vec<String>,
     pub telemetry_retention_hours: Option<u64>,
+    pub monitor_bucket_seconds: Option<u64>,
+    pub monitor_window_seconds: Option<u64>,
     #[serde(default)]
     pub trust: TrustSettings,
 }
@@ -135,6 +146,8 @@ impl Settings {
             telemetry_retention_hours: over
                 .telemetry_retention_hours
                 .or(self.telemetry_retention_hours),
+            monitor_bucket_seconds: over.monitor_bucket_seconds.or(self.monitor_bucket_seconds),
+            monitor_window_seconds: over.monitor_window_seconds.or(self.monitor_window_seconds),
             trust,
         }
     }
@@ -168,6 +181,18 @@ impl Settings {
                     .unwrap_or(defaults::TELEMETRY_RETENTION_HOURS)
                     .saturating_mul(3600),
             ),
+            monitor: crate::monitor::MonitorConfig {
+                bucket: Duration::from_secs(
+                    self.monitor_bucket_seconds
+                        .unwrap_or(defaults::MONITOR_BUCKET_SECONDS)
+                        .max(1),
+                ),
+                window: Duration::from_secs(
+                    self.monitor_window_seconds
+                        .unwrap_or(defaults::MONITOR_WINDOW_SECONDS)
+                        .max(1),
+                ),
+            },
             faults: vec![],
         }
     }
@@ -191,6 +216,8 @@ pub struct CoordinatorConfig {
     pub webhooks: Vec<String>,
     /// Telemetry older than this is deleted (checked every minute).
     pub telemetry_retention: Duration,
+    /// Monitoring: trend buckets and the watcher's window.
+    pub monitor: crate::monitor::MonitorConfig,
     /// Fault injection specs (end-to-end tests; see [`crate::faults`]).
     pub faults: Vec<String>,
 }

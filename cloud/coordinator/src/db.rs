@@ -76,6 +76,12 @@ const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS desired (device TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS groups (selector TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+    // Monitoring (issue 21): telemetry folded per time bucket, per device and
+    // for the fleet (device `*`), and per-model drift settings.
+    "CREATE TABLE IF NOT EXISTS monitor_counts (model TEXT NOT NULL, version TEXT NOT NULL, device TEXT NOT NULL,
+        bucket BIGINT NOT NULL, stats TEXT NOT NULL, PRIMARY KEY (model, version, device, bucket))",
+    "CREATE INDEX IF NOT EXISTS monitor_counts_by_bucket ON monitor_counts (bucket)",
+    "CREATE TABLE IF NOT EXISTS monitor_settings (model TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
 ];
 
 /// Changes to existing tables, oldest first, each applied once in its own

@@ -10,13 +10,15 @@
 //! a [`deployments`] or a [`rollouts`] entry publishes their desired state
 //! ([`bus`]); their status reports move it along; their [`telemetry`] (stored
 //! once, acknowledged) feeds the rollout gates ([`rollouts::machine`]);
-//! [`events`] tell the outside world. [`http`] serves the API whose bodies are
+//! [`events`] tell the outside world; [`monitor`] folds the telemetry into
+//! time buckets, judges drift, data quality and performance against the
+//! profile signed with each version, and emits monitoring events. [`http`] serves the API whose bodies are
 //! `wasmops_api`'s types; [`error`] says which failures are the caller's (4xx)
 //! and which are the coordinator's (5xx). Settings: [`config`].
 //!
 //! Module layers (each uses only those above it): error, db, audit, auth,
-//! events, artifacts, bus → registry, enrolment, devices, telemetry →
-//! deployments, rollouts → mqtt → http.
+//! events, artifacts, bus → registry, enrolment, devices → monitor →
+//! telemetry → deployments, rollouts → mqtt → http.
 
 pub mod artifacts;
 pub mod audit;
@@ -33,6 +35,7 @@ pub mod faults;
 pub mod groups;
 pub mod http;
 pub mod labels;
+pub mod monitor;
 pub mod mqtt;
 pub mod registry;
 pub mod rollouts;
@@ -78,6 +81,10 @@ pub struct Coordinator {
     pub tallies: telemetry::Tallies,
     /// Injected faults (end-to-end tests only; none by default).
     pub faults: faults::Faults,
+    /// Monitoring buckets and window.
+    pub monitor: monitor::MonitorConfig,
+    /// What the monitoring watcher announced last.
+    pub monitor_announced: monitor::watch::Announced,
 }
 
 impl Coordinator {
@@ -117,6 +124,8 @@ impl Coordinator {
             mqtt_secret: auth::random_token("mq")?,
             tallies: Default::default(),
             faults: faults::Faults::parse(&config.faults)?,
+            monitor: config.monitor,
+            monitor_announced: Default::default(),
         }))
     }
 }
@@ -152,6 +161,7 @@ pub async fn serve(
     ));
     tokio::spawn(rollouts::run_controller(coordinator.clone()));
     tokio::spawn(groups::run_reconciler(coordinator.clone()));
+    tokio::spawn(monitor::watch::run(coordinator.clone()));
     tokio::spawn(telemetry::run_pruner(
         coordinator.clone(),
         config.telemetry_retention,

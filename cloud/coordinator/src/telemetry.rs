@@ -65,7 +65,7 @@ async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<Str
 }
 
 /// [`store`] with the receive time given.
-async fn store_at(
+pub(crate) async fn store_at(
     c: &Coordinator,
     batch: &[Incoming],
     now: i64,
@@ -79,6 +79,8 @@ async fn store_at(
         }
     }
     let mut tx = c.db.pool.begin().await?;
+    let mut folded = crate::monitor::fold::Folded::default();
+    let bucket = c.monitor.bucket_of(now);
     for (device, payload) in batch {
         if !known.contains(device) {
             tracing::warn!("telemetry from `{device}` rejected: not enrolled");
@@ -146,10 +148,12 @@ async fn store_at(
                 .execute(&mut *tx)
                 .await?;
                 store_records(&mut tx, device, v, now).await?;
+                folded.add(device, v, bucket);
             }
         }
         acks.entry(device.clone()).or_default().push(report.seq);
     }
+    folded.write(&mut tx).await?;
     tx.commit().await?;
     Ok(acks)
 }
@@ -248,7 +252,11 @@ pub async fn run_pruner(c: Arc<Coordinator>, retention: std::time::Duration) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tick.tick().await;
-        match prune(&c, crate::now_ms() - retention.as_millis() as i64).await {
+        let cutoff = crate::now_ms() - retention.as_millis() as i64;
+        if let Err(e) = crate::monitor::fold::prune(&c, cutoff).await {
+            tracing::error!("monitoring buckets pruning failed: {e}");
+        }
+        match prune(&c, cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("pruned {n} telemetry rows older than {retention:?}"),
             Err(e) => tracing::error!("telemetry pruning failed: {e}"),

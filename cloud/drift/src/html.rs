@@ -25,11 +25,12 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
+pub const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
 h1{font-size:1.4em}table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}\
 .drift{color:#b00020;font-weight:600}.ok{color:#2e7d32}section.column{margin:1.5em 0;padding-top:.5em;border-top:1px solid #ccc}\
 svg.plot{display:block}.ref{fill:#1f77b4;fill-opacity:.55}.cur{fill:#ff7f0e;fill-opacity:.55}\
-.legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 1em}";
+.legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 1em}\
+svg.trend polyline{fill:none;stroke:#1f77b4;stroke-width:2}svg.trend line.limit{stroke:#b00020;stroke-dasharray:4 3}";
 
 /// Renders `report` as a page titled `title`.
 pub fn render(report: &Report, title: &str) -> String {

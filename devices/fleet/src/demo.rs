@@ -106,6 +106,8 @@ pub fn run(
         telemetry_interval_ms: s.telemetry_interval_ms,
         rate: s.rate,
         sample: Some(s.sample.clone()),
+        scenario: None,
+        api_token: None,
     };
     let fleet = rt.block_on(Fleet::start(fleet_config))?;
     wait_for(Duration::from_secs(120), || {

@@ -36,6 +36,10 @@ pub struct FleetConfig {
     pub rate: f64,
     /// The application's request body: `{"inputs":[…]}`.
     pub sample: Option<String>,
+    /// Instead of `sample`: rows drawn from a training set, changed as the
+    /// scenario says, with outcomes posted later under `api_token`.
+    pub scenario: Option<crate::scenario::Scenario>,
+    pub api_token: Option<String>,
 }
 
 /// A running simulated fleet.
@@ -49,7 +53,13 @@ pub struct Fleet {
     traffic: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
     /// What crashed devices had served, and lost.
     crashed: Mutex<Crashed>,
+    /// Outcomes to post (scenario traffic): (due, prediction id, outcome).
+    outcomes: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
+    started: std::time::Instant,
 }
+
+/// An outcome to post once due.
+type Outcome = (std::time::Instant, String, String);
 
 /// Counters of devices that crashed (their agents are gone; these stay).
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -95,7 +105,17 @@ impl Fleet {
             c.state_dir.join("slots"),
             true,
         )?);
+        let outcomes = match (&c.scenario, &c.api_token) {
+            (Some(s), Some(token)) if !s.outcomes.is_empty() => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(post_outcomes(c.coordinator.clone(), token.clone(), rx));
+                Some(tx)
+            }
+            _ => None,
+        };
         let fleet = Fleet {
+            outcomes,
+            started: std::time::Instant::now(),
             rate_mhz: Arc::new(AtomicU64::new((c.rate * 1000.0) as u64)),
             running: Mutex::new(Vec::with_capacity(c.devices)),
             traffic: Default::default(),
@@ -126,8 +146,25 @@ impl Fleet {
             tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
         }
         let running = agent::start(agent.clone())?;
-        if let Some(sample) = self.config.sample.clone() {
-            let traffic = tokio::spawn(drive(agent.clone(), sample, self.rate_mhz.clone(), i));
+        let traffic = if let Some(s) = self.config.scenario.clone() {
+            let app = Application {
+                scenario: s,
+                index: i,
+                started: self.started,
+                outcomes: self.outcomes.clone(),
+            };
+            Some(tokio::spawn(drive_scenario(
+                agent.clone(),
+                app,
+                self.rate_mhz.clone(),
+            )))
+        } else {
+            self.config
+                .sample
+                .clone()
+                .map(|sample| tokio::spawn(drive(agent.clone(), sample, self.rate_mhz.clone(), i)))
+        };
+        if let Some(traffic) = traffic {
             self.traffic
                 .lock()
                 .unwrap()
@@ -293,6 +330,107 @@ async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, inde
             let _ = agent.serve(sample.clone()).await;
         }
         tokio::time::sleep(Duration::from_micros(1_000_000_000 / mhz)).await;
+    }
+}
+
+/// One device's application in a scenario.
+struct Application {
+    scenario: crate::scenario::Scenario,
+    index: usize,
+    started: std::time::Instant,
+    outcomes: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
+}
+
+/// [`drive`] with a scenario's rows; each answer's prediction ids are
+/// queued with their outcomes, to be posted after the scenario's delay.
+async fn drive_scenario(agent: Arc<Agent>, app: Application, rate_mhz: Arc<AtomicU64>) {
+    let mut rng = crate::scenario::Rng::new(app.index as u64 + 1);
+    tokio::time::sleep(Duration::from_millis((app.index as u64 * 37) % 1000)).await;
+    loop {
+        let mhz = rate_mhz.load(Ordering::Relaxed);
+        if mhz == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if agent.active().is_some() {
+            let changed = app.started.elapsed() >= app.scenario.change_after;
+            let (body, outcomes) = app.scenario.request(app.index, changed, &mut rng);
+            if let Ok(answer) = agent.serve(body).await
+                && let Some(tx) = &app.outcomes
+            {
+                let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&answer)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v.get("prediction_ids")?.clone()).ok())
+                    .unwrap_or_default();
+                let due = std::time::Instant::now() + app.scenario.label_delay;
+                for (id, outcome) in ids.into_iter().zip(outcomes) {
+                    let _ = tx.send((due, id, outcome));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(1_000_000_000 / mhz)).await;
+    }
+}
+
+/// Posts outcomes once due, in batches (`POST /v1/labels`). A batch the
+/// coordinator refuses as unknown ids (the predictions' telemetry has not
+/// arrived yet) is tried again a little later, up to five times.
+async fn post_outcomes(
+    coordinator: String,
+    token: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
+) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/labels", coordinator.trim_end_matches('/'));
+    let mut waiting: std::collections::VecDeque<(std::time::Instant, String, String, u32)> =
+        Default::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some((due, id, outcome)) => waiting.push_back((due, id, outcome, 0)),
+                None => return,
+            },
+            _ = tick.tick() => {
+                let now = std::time::Instant::now();
+                let mut due = vec![];
+                while waiting.front().is_some_and(|w| w.0 <= now) && due.len() < 5000 {
+                    due.push(waiting.pop_front().expect("front"));
+                }
+                if due.is_empty() {
+                    continue;
+                }
+                let labels: Vec<wasmops_api::Label> = due
+                    .iter()
+                    .map(|(_, id, outcome, _)| wasmops_api::Label {
+                        prediction_id: id.clone(),
+                        outcome: wasmops_api::Outcome::Class(outcome.clone()),
+                    })
+                    .collect();
+                let sent = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&wasmops_api::LabelsRequest { labels })
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {}
+                    other => {
+                        match other {
+                            Ok(r) => tracing::debug!("labels refused: {}", r.status()),
+                            Err(e) => tracing::warn!("cannot post labels: {e}"),
+                        }
+                        let later = now + Duration::from_secs(2);
+                        for (_, id, outcome, tries) in due {
+                            if tries < 5 {
+                                waiting.push_back((later, id, outcome, tries + 1));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

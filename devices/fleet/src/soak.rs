@@ -271,6 +271,8 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
         telemetry_interval_ms: 1000,
         rate: s.rate,
         sample: Some(s.sample.clone()),
+        scenario: None,
+        api_token: None,
     }))?);
     wait_for("the fleet online", Duration::from_secs(180), || {
         Ok(api

@@ -161,6 +161,14 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         )
         .route("/v1/models/{name}", get(show_model))
         .route("/v1/models/{name}/versions/{version}", get(show_version))
+        .route("/v1/models/{name}/monitor", get(monitor))
+        .route("/v1/models/{name}/monitor.html", get(monitor_page))
+        .route(
+            "/v1/models/{name}/monitoring",
+            get(monitor_settings)
+                .put(set_monitor_settings)
+                .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
         .route(
             "/v1/models/{name}/aliases/{alias}",
             put(set_alias).delete(delete_alias),
@@ -312,6 +320,77 @@ async fn show_version(
 ) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
     Ok(Json(registry::resolve(&c, &name, &version).await?).into_response())
+}
+
+/// `?version=V&since_ms=T&until_ms=T&selector=k=v,…` (default: the last day).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonitorQuery {
+    version: Option<String>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    selector: Option<String>,
+}
+
+async fn monitor_report(
+    c: &Coordinator,
+    name: String,
+    q: MonitorQuery,
+) -> Result<wasmops_api::MonitorReport, CoordinatorError> {
+    let until_ms = q.until_ms.unwrap_or_else(|| crate::now_ms() + 1);
+    let query = crate::monitor::report::Query {
+        model: name,
+        version: q.version,
+        since_ms: q.since_ms.unwrap_or(until_ms - 24 * 3_600_000),
+        until_ms,
+        selector: crate::monitor::report::parse_selector(q.selector.as_deref().unwrap_or(""))?,
+    };
+    crate::monitor::report::report(c, &query).await
+}
+
+async fn monitor(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<MonitorQuery>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(monitor_report(&c, name, q).await?).into_response())
+}
+
+/// The same report as one self-contained page (inline SVG, no script).
+async fn monitor_page(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<MonitorQuery>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    let report = monitor_report(&c, name, q).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        crate::monitor::page::render(&report),
+    )
+        .into_response())
+}
+
+async fn monitor_settings(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::monitor::settings::get(&c, &name).await?).into_response())
+}
+
+async fn set_monitor_settings(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(body): Body<wasmops_api::MonitorSettings>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Register).await?;
+    Ok(Json(crate::monitor::settings::set(&c, &name, &body, &who.name).await?).into_response())
 }
 
 async fn set_alias(

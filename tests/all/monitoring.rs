@@ -1,0 +1,416 @@
+//! Monitoring end to end (issue 21 §5), every part a real process: a private
+//! Mosquitto, the coordinator on the real PostgreSQL, and 50 simulated
+//! devices (`wasmops fleet simulate --scenario`) whose applications draw
+//! rows of the iris training set, send them through their agents, and post
+//! each row's outcome a few seconds later. The coordinator buckets
+//! telemetry every 2 s and its watcher judges the last 20 s; the scenario
+//! changes the world 50 s after the fleet starts (after the deployment, with
+//! a full window of unchanged traffic judged first).
+//!
+//! - steady: nothing is raised;
+//! - covariate shift (sepal length and width move by half a std):
+//!   `DataDriftDetected` names exactly those two;
+//! - stuck sensor (sepal length reads 0 on every tenth device):
+//!   `DataQualityAlert` names the column and exactly those devices, and no
+//!   other column drifts;
+//! - concept drift (outcomes become the next class): realised accuracy
+//!   falls and `PerformanceDegraded` is raised.
+
+use crate::common::*;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasmops_fleet::mosquitto::Mosquitto;
+
+const DEVICES: usize = 50;
+const CHANGE_AFTER_S: u64 = 50;
+const FEATURES: [&str; 4] = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
+
+struct World {
+    _dir: tempfile::TempDir,
+    _db: Postgres,
+    _broker: Mosquitto,
+    c: Coordinator,
+    admin: String,
+    model: String,
+    events: Seen,
+    _fleet: Served,
+    /// When the scenario's change began (the fleet's start + CHANGE_AFTER_S).
+    changed_at: Instant,
+}
+
+impl World {
+    /// Events of `kind` about this model.
+    fn events(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["detail"]["model"] == self.model.as_str())
+            .cloned()
+            .collect()
+    }
+
+    fn any_event(&self) -> Vec<Value> {
+        [
+            "DataDriftDetected",
+            "PredictionDriftDetected",
+            "DataQualityAlert",
+            "PerformanceDegraded",
+        ]
+        .iter()
+        .flat_map(|k| self.events(k))
+        .collect()
+    }
+
+    fn wait_for(&self, kind: &str, limit: Duration) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let seen = self.events(kind);
+            if !seen.is_empty() {
+                return seen;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no {kind} within {limit:?}; events: {:#?}\nmonitor: {}",
+                self.any_event(),
+                self.monitor(&["--since", "5m"])
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn monitor(&self, extra: &[&str]) -> String {
+        let mut args = vec!["monitor", self.model.as_str()];
+        args.extend(extra);
+        let out = cli(&self.c, &self.admin, &args);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn report(&self, since: &str) -> Value {
+        let text = cli_ok(
+            &self.c,
+            &self.admin,
+            &["monitor", &self.model, "--since", since, "--json"],
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn wait_until_changed(&self) {
+        if let Some(left) = self.changed_at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(left);
+        }
+    }
+}
+
+/// Starts the world for `scenario`, with the model deployed to the fleet.
+fn world(scenario: &str, extra: &[&str]) -> World {
+    let tag = scenario.replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let db = Postgres::fresh(&format!("monitor_{tag}"));
+    let broker = Mosquitto::start().unwrap();
+    let data = dir.path().join("coordinator");
+    let args: Vec<String> = [
+        "--trust",
+        p(&keys().1),
+        "--mqtt",
+        &broker.url(),
+        "--database",
+        &db.url,
+        "--monitor-bucket-seconds",
+        "2",
+        "--monitor-window-seconds",
+        "20",
+    ]
+    .map(String::from)
+    .to_vec();
+    let c = start_coordinator(&data, &args);
+    let events = event_listener(&broker.url(), None);
+    let admin = admin_token(&data);
+    let model = format!("iris-{scenario}");
+    let training = fixtures().join("drift/iris_coded.csv");
+    let wasm = scratch().join(format!("{model}.wasm"));
+    ok(&[
+        "build",
+        p(&fixtures().join("scaler_logreg/model.onnx")),
+        "--out",
+        p(&wasm),
+        "--name",
+        &model,
+        "--version",
+        "1.0.0",
+        "--training-data",
+        p(&training),
+        "--label-column",
+        "species",
+    ]);
+    ok(&["sign", p(&wasm), "--key", p(&keys().0)]);
+    cli_ok(&c, &admin, &["model", "register", p(&wasm)]);
+    let prefix = format!("{}-", &tag[..4]);
+    let enrolment = cli_ok(
+        &c,
+        &admin,
+        &["enrolment", "--devices", &format!("{prefix}*")],
+    );
+    let state = dir.path().join("fleet");
+    let n = DEVICES.to_string();
+    let change = CHANGE_AFTER_S.to_string();
+    let mut fleet_args = vec![
+        "fleet",
+        "simulate",
+        "--devices",
+        &n,
+        "--id-prefix",
+        &prefix,
+        "--mqtt",
+        &broker.url(),
+        "--state-dir",
+        p(&state),
+        "--trust",
+        p(&keys().1),
+        "--label",
+        "fleet=monitor",
+        "--spread",
+        "site=eu,us",
+        "--rate",
+        "2",
+        "--telemetry-interval-ms",
+        "1000",
+        "--scenario",
+        scenario,
+        "--training-data",
+        p(&training),
+        "--label-column",
+        "species",
+        "--change-after",
+        &change,
+        "--label-delay",
+        "3",
+        "--coordinator",
+        &c.url,
+        "--token",
+        &admin,
+        "--enrolment-token",
+        &enrolment,
+    ];
+    fleet_args.extend(extra);
+    let started = Instant::now();
+    let fleet = serve(&fleet_args);
+    let changed_at = started + Duration::from_secs(CHANGE_AFTER_S);
+    wait_until("the devices online", || {
+        api_get(&c, &admin, "/v1/devices")
+            .as_array()
+            .is_some_and(|l| l.iter().filter(|d| d["state"] == "online").count() >= DEVICES)
+    });
+    cli_ok(
+        &c,
+        &admin,
+        &[
+            "deploy",
+            &model,
+            "1.0.0",
+            "--selector",
+            "fleet=monitor",
+            "--wait",
+            "120",
+        ],
+    );
+    assert!(
+        Instant::now() + Duration::from_secs(20) < changed_at,
+        "the deployment took too long for a steady window before the change"
+    );
+    World {
+        _dir: dir,
+        _db: db,
+        _broker: broker,
+        c,
+        admin,
+        model,
+        events,
+        _fleet: fleet,
+        changed_at,
+    }
+}
+
+fn names(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn steady_traffic_raises_nothing() {
+    let w = world("steady", &[]);
+    // A minute of traffic from the training distribution, outcomes included.
+    std::thread::sleep(Duration::from_secs(60));
+    assert!(w.any_event().is_empty(), "{:#?}", w.any_event());
+    let r = w.report("5m");
+    assert_eq!(r["devices"], DEVICES as u64, "{r:#}");
+    assert_eq!(r["data_drift"]["dataset_drift"], false, "{r:#}");
+    for c in r["data_drift"]["columns"].as_array().unwrap() {
+        assert_eq!(c["drifted"], false, "{c}");
+        assert_eq!(c["method"], "wasserstein_norm");
+        assert!(c["score"].as_f64().unwrap() < 0.1, "{c}");
+    }
+    assert_eq!(r["quality"], serde_json::json!([]), "{r:#}");
+    // Realised accuracy on the training rows, and the model's own estimate.
+    let perf = &r["performance"];
+    assert!(perf["labelled"].as_u64().unwrap() > 500, "{perf}");
+    assert!(perf["accuracy"].as_f64().unwrap() > 0.9, "{perf}");
+    assert!(perf["estimated_accuracy"].as_f64().unwrap() > 0.6, "{perf}");
+    assert_eq!(r["label_drift"]["columns"][0]["drifted"], false, "{r:#}");
+    let text = w.monitor(&["--since", "5m"]);
+    assert!(text.contains("data drift: not detected"), "{text}");
+}
+
+#[test]
+fn covariate_shift_names_exactly_the_moved_features() {
+    let w = world("covariate-shift", &[]);
+    w.wait_until_changed();
+    let shifted_at = Instant::now();
+    let seen = w.wait_for("DataDriftDetected", Duration::from_secs(90));
+    let took = shifted_at.elapsed();
+    assert_eq!(seen[0]["subject"], format!("{}@1.0.0", w.model));
+    eprintln!("DataDriftDetected {took:?} after the shift (2 s buckets, 20 s window)");
+    // The two columns may cross the threshold a look apart: together, the
+    // events name exactly the moved features.
+    std::thread::sleep(Duration::from_secs(10));
+    let moved = BTreeSet::from(["sepal_length".to_string(), "sepal_width".to_string()]);
+    let named: BTreeSet<String> = w
+        .events("DataDriftDetected")
+        .iter()
+        .flat_map(|e| names(&e["detail"]["columns"]))
+        .collect();
+    assert_eq!(named, moved, "{:#?}", w.events("DataDriftDetected"));
+    let d = &w.events("DataDriftDetected").last().unwrap()["detail"].clone();
+    // The report and the page show the shift over time.
+    let r = w.report("10m");
+    let drifted: BTreeSet<String> = r["data_drift"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["drifted"] == true)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(drifted.is_subset(&moved), "{r:#}");
+    assert_eq!(names(&d["columns"]), moved, "{d:#}");
+    let trend = r["trend"].as_array().unwrap();
+    let score = |p: &Value| p["scores"]["sepal_width"].as_f64();
+    assert!(score(&trend[1]).unwrap() < 0.1, "{:#}", trend[1]);
+    assert!(score(trend.last().unwrap()).unwrap() > 0.2, "{trend:#?}");
+    let page = scratch().join("monitor-covariate-shift.html");
+    let out = cli(
+        &w.c,
+        &w.admin,
+        &["monitor", &w.model, "--since", "10m", "--html", p(&page)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = browse(&page);
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["requests"], serde_json::json!([]), "{seen}");
+    let plots = seen["plots"].as_array().unwrap();
+    assert_eq!(plots.len(), FEATURES.len(), "one trend per column: {seen}");
+    for plot in plots {
+        assert!(plot["points"].as_u64().unwrap() >= 10, "{plot}");
+    }
+}
+
+#[test]
+fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
+    let w = world("stuck-sensor", &[]);
+    w.wait_until_changed();
+    let seen = w.wait_for("DataQualityAlert", Duration::from_secs(90));
+    let stuck: BTreeSet<String> = (0..DEVICES)
+        .filter(|i| i % 10 == 0)
+        .map(|i| format!("stuc-{i:04}"))
+        .collect();
+    let low_unique = seen
+        .iter()
+        .find(|e| e["detail"]["anomaly"] == "FEATURE_TYPE_LOW_UNIQUE")
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+    assert_eq!(low_unique["detail"]["column"], "sepal_length");
+    assert_eq!(
+        names(&low_unique["detail"]["devices"]),
+        stuck,
+        "{low_unique:#}"
+    );
+    assert_eq!(
+        low_unique["detail"]["groups"],
+        serde_json::json!({"fleet=monitor": 5, "site=eu": 5}),
+        "devices 0, 10, 20, 30, 40 are all in site=eu"
+    );
+    // Another ten seconds: still no drift on any other column.
+    std::thread::sleep(Duration::from_secs(10));
+    for e in w.events("DataDriftDetected") {
+        assert_eq!(
+            names(&e["detail"]["columns"]),
+            BTreeSet::from(["sepal_length".to_string()]),
+            "{e:#}"
+        );
+    }
+    // Monitoring one site shows the devices there.
+    let r: Value = serde_json::from_str(&cli_ok(
+        &w.c,
+        &w.admin,
+        &[
+            "monitor",
+            &w.model,
+            "--since",
+            "1m",
+            "--selector",
+            "site=us",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(r["devices"], 25, "{r:#}");
+    assert!(
+        r["quality"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["anomaly"] != "FEATURE_TYPE_LOW_UNIQUE"),
+        "no stuck device in site=us: {r:#}"
+    );
+}
+
+#[test]
+fn concept_drift_shows_accuracy_falling_and_performance_degraded() {
+    let w = world("concept-drift", &[]);
+    w.wait_until_changed();
+    let seen = w.wait_for("PerformanceDegraded", Duration::from_secs(90));
+    let d = &seen[0]["detail"];
+    assert!(
+        d["accuracy"].as_f64().unwrap() + 0.1 < d["estimated_accuracy"].as_f64().unwrap(),
+        "{d:#}"
+    );
+    // Inputs did not move: no data drift.
+    assert!(w.events("DataDriftDetected").is_empty());
+    // Realised accuracy per bucket: high before the change, low after it.
+    std::thread::sleep(Duration::from_secs(10));
+    let r = w.report("5m");
+    let accuracy: Vec<f64> = r["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["labelled"].as_u64().unwrap_or(0) >= 20)
+        .filter_map(|p| p["accuracy"].as_f64())
+        .collect();
+    assert!(accuracy.len() >= 6, "{r:#}");
+    assert!(accuracy[0] > 0.85, "{accuracy:?}");
+    assert!(*accuracy.last().unwrap() < 0.3, "{accuracy:?}");
+    let text = w.monitor(&["--since", "5m"]);
+    assert!(text.contains("estimated accuracy"), "{text}");
+}
