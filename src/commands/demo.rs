@@ -50,11 +50,52 @@ impl wasmops_fleet::demo::Progress for ProgressBars {
 }
 
 /// Builds and signs `versions` (version, sequence) of the bundled demo model into `dir`.
+/// Rows of the demo's training data: `X` = (age, income, plan) and `color`,
+/// a deterministic spread (no randomness, no download).
+fn demo_training() -> (Vec<Vec<f64>>, Vec<String>) {
+    const COLORS: [&str; 3] = ["red", "blue", "green"];
+    let frac = |i: usize, k: f64| ((i as f64 + 1.0) * k) % 1.0;
+    (0..DEMO_TRAINING_ROWS)
+        .map(|i| {
+            let age = (20.0 + 50.0 * frac(i, 0.618_033_988_7)).round();
+            let income = (20.0 + 80.0 * frac(i, 0.754_877_666_2) * 2.0).round() / 2.0;
+            let plan = (i % 3) as f64;
+            (vec![age, income, plan], COLORS[(i / 3) % 3].to_string())
+        })
+        .unzip()
+}
+
+const DEMO_TRAINING_ROWS: usize = 600;
+
+/// The demo fleet's traffic: training rows, three a request; its change
+/// moves age (feature 0) by half its std.
+fn demo_traffic() -> wasmops_fleet::scenario::Scenario {
+    let (rows, colors) = demo_training();
+    wasmops_fleet::scenario::Scenario {
+        kind: wasmops_fleet::scenario::Kind::CovariateShift,
+        input: "X".into(),
+        rows,
+        text: vec![("color".into(), colors)],
+        outcomes: vec![],
+        features: vec![0],
+        change_after: std::time::Duration::from_secs(365 * 86_400),
+        rows_per_request: 3,
+        label_delay: std::time::Duration::ZERO,
+    }
+}
+
 pub fn build_versions(dir: &Path, key: &Path, versions: &[(&str, u64)]) -> Result<Vec<PathBuf>> {
     let model = dir.join("churn.onnx");
     let pipeline = dir.join("churn.pipeline.toml");
+    let training = dir.join("churn.training.json");
     files::write_atomic(&model, DEMO_MODEL)?;
     files::write_atomic(&pipeline, DEMO_PIPELINE.as_bytes())?;
+    let (rows, colors) = demo_training();
+    let body = serde_json::json!({"inputs": [
+        {"name": "X", "shape": [rows.len(), 3], "data": rows.concat()},
+        {"name": "color", "shape": [colors.len()], "data": colors},
+    ]});
+    files::write_atomic(&training, body.to_string().as_bytes())?;
     let mut out = vec![];
     for (version, sequence) in versions {
         let wasm = dir.join(format!("churn-{version}.wasm"));
@@ -66,6 +107,8 @@ pub fn build_versions(dir: &Path, key: &Path, versions: &[(&str, u64)]) -> Resul
             pipeline: Some(pipeline.clone()),
             name: Some("churn".into()),
             version: version.to_string(),
+            training_data: Some(training.clone()),
+            feature_names: ["age", "income", "plan"].map(String::from).to_vec(),
             claims,
             ..BuildCommand::new(model.clone(), wasm.clone())
         }
@@ -179,7 +222,7 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
     step(
         7,
         &format!(
-            "wasmops coordinator (SQLite, local artifacts, embedded MQTT) + {devices} simulated devices; deploy 1.0.0, then canary 1.1.0"
+            "wasmops coordinator (SQLite, local artifacts, embedded MQTT) + {devices} simulated devices; deploy 1.0.0, canary 1.1.0, then a drift moment"
         ),
     );
     let trust_key = host.trust.keys.trust[0].clone();
@@ -194,6 +237,10 @@ fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
         rate: 5.0,
         telemetry_interval_ms: 1000,
         bake_s: 3,
+        traffic: Some(demo_traffic()),
+        change:
+            "the customers the devices see grow 7 years older (age moves by half its training std)"
+                .into(),
     };
     // Interactive users get a coordinator to look around in; scripts get an exit.
     let keep_serving = !exit && std::io::IsTerminal::is_terminal(&std::io::stdin());

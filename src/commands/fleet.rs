@@ -117,6 +117,17 @@ pub enum FleetVerb {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Monitoring: drift judged for N devices × F features × W windows from
+    /// the folded buckets against the raw rows, telemetry bytes per device
+    /// per minute, and the time to `DataDriftDetected` with the default windows.
+    BenchMonitor {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 20)]
+        features: usize,
+        #[arg(long, default_value_t = 60)]
+        windows: usize,
+    },
     /// Telemetry ingestion through a broker: messages/s stored by the coordinator, against raw broker throughput.
     BenchTelemetry {
         /// An existing broker; by default a private Mosquitto on a free port.
@@ -227,6 +238,11 @@ impl FleetCommand {
                 rate,
                 seed,
             } => soak(devices, minutes, database, rate, seed),
+            FleetVerb::BenchMonitor {
+                devices,
+                features,
+                windows,
+            } => bench_monitor(devices, features, windows),
             FleetVerb::BenchTelemetry {
                 mqtt,
                 devices,
@@ -234,6 +250,39 @@ impl FleetCommand {
             } => wasmops_fleet::bench::telemetry(mqtt.as_deref(), devices, messages),
         }
     }
+}
+
+fn bench_monitor(devices: usize, features: usize, windows: usize) -> Result<()> {
+    anyhow::ensure!(
+        devices > 0 && features > 0 && windows > 0,
+        "devices, features and windows must be positive"
+    );
+    let dir = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let f = rt.block_on(wasmops_coordinator::monitor::bench::run(
+        dir.path(),
+        devices,
+        features,
+        windows,
+    ))?;
+    println!(
+        "{devices} devices × {features} features × {windows} windows: stored and folded in {:.1} s",
+        f.store_s
+    );
+    println!(
+        "judging the range (per bucket and merged): {:.0} ms from folded buckets, {:.0} ms from raw rows ({:.1}× faster)",
+        f.report_ms, f.raw_ms, f.raw_over_folded
+    );
+    println!(
+        "telemetry: {} bytes per report with {features} features, {} bytes per device per minute (10 s windows)",
+        f.report_bytes, f.bytes_per_device_per_minute
+    );
+    println!(
+        "DataDriftDetected {:.0} s after the first shifted row (60 s buckets, 300 s window, 10 devices at 2 rows/s)",
+        f.detection_s
+    );
+    println!("{}", serde_json::to_string(&f)?);
+    Ok(())
 }
 
 /// When a scenario changes, and how its traffic is cut.
@@ -323,6 +372,7 @@ fn scenario_of(
         kind,
         input,
         rows,
+        text: vec![],
         outcomes,
         features: chosen,
         change_after: seconds(t.change_after, "change-after")?,
@@ -347,6 +397,8 @@ fn bench_rollout(devices: usize, mqtt: Option<String>, rate: f64) -> Result<()> 
         rate,
         telemetry_interval_ms: 2000,
         bake_s: 2,
+        traffic: None,
+        change: String::new(),
     };
     let o = wasmops_fleet::demo::run(&scenario, false, false, &super::demo::ProgressBars)?;
     println!(

@@ -31,6 +31,12 @@ pub struct MonitorCommand {
     /// Also write the report as one self-contained HTML page.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Also write the raw input rows devices sampled in the range (opt-in per
+    /// model: `sample_rows` in agent.toml) as CSV with a header, newest first:
+    /// for retraining, or `wasmops drift --reference training.csv --current`
+    /// (exact tests on raw values).
+    #[arg(long, value_name = "FILE.csv")]
+    pub samples: Option<PathBuf>,
     /// First set how the model is judged, from a TOML file:
     /// `method`, `threshold`, `drift_share`, `accuracy_margin`, and
     /// `[columns.NAME]` tables with `method` and `threshold`.
@@ -84,6 +90,25 @@ impl MonitorCommand {
             let page = wasmops_coordinator::monitor::page::render(&report);
             files::write_atomic(path, page.as_bytes())?;
             eprintln!("wrote {}", path.display());
+        }
+        if let Some(path) = &self.samples {
+            let s = client.samples(
+                &self.model,
+                &report.version,
+                since,
+                wasmops_api::MAX_SAMPLE_ANSWER_ROWS,
+            )?;
+            let mut csv = s.columns.join(",") + "\n";
+            for row in &s.rows {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|x| x.map_or(String::new(), |x| x.to_string()))
+                    .collect();
+                csv.push_str(&cells.join(","));
+                csv.push('\n');
+            }
+            files::write_atomic(path, csv.as_bytes())?;
+            eprintln!("wrote {} sampled rows to {}", s.rows.len(), path.display());
         }
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

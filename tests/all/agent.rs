@@ -42,7 +42,11 @@ fn start_chatty_agent(dir: &Path, id: &str, c: &Coordinator, admin: &str) -> Age
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replacen("[labels]", "telemetry_interval_ms = 300\n[labels]", 1),
+        text.replacen(
+            "[labels]",
+            "telemetry_interval_ms = 300\nsample_rows = { iris = 4 }\n[labels]",
+            1,
+        ),
     )
     .unwrap();
     start_agent(&config)
@@ -827,7 +831,10 @@ fn profile_counts_and_labels(database: Option<&str>) {
         let mut want = vec![0u64; edges.len() + 1];
         for r in 0..10 {
             let x = rows[r * 4 + j] as f32 as f64;
-            want[edges.partition_point(|e| *e <= x)] += 3;
+            // Within float32 rounding of an edge is on it (the training
+            // value was exactly there).
+            want[edges
+                .partition_point(|e| *e <= x + f64::from(f32::EPSILON) * e.abs().max(1.0))] += 3;
         }
         let got: Vec<u64> = bins.iter().map(|b| b.as_u64().unwrap()).collect();
         assert_eq!(got, want, "{name}");
@@ -843,6 +850,32 @@ fn profile_counts_and_labels(database: Option<&str>) {
             .map(|b| b.as_u64().unwrap())
             .sum();
         assert_eq!(total, 30, "{s}");
+    }
+
+    // Raw rows, opted into for iris (`sample_rows = { iris = 4 }`): at most 4
+    // per window, each one of the rows served, named as in training.
+    let sampled = dir.path().join("samples.csv");
+    cli_ok(
+        &c,
+        &admin,
+        &["monitor", "iris", "--since", "1h", "--samples", p(&sampled)],
+    );
+    let text = std::fs::read_to_string(&sampled).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("sepal_length,sepal_width,petal_length,petal_width")
+    );
+    let served: Vec<Vec<f64>> = rows
+        .chunks(4)
+        .map(|r| r.iter().map(|x| *x as f32 as f64).collect())
+        .collect();
+    let kept: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert!(!kept.is_empty() && kept.len() <= 30, "{text}");
+    for row in &kept {
+        assert!(served.contains(row), "{row:?} was never served:\n{text}");
     }
 
     // Outcomes for those predictions (issue 21.3, delayed labels): a CSV of

@@ -290,6 +290,21 @@ impl Client {
         self.get(&path)
     }
 
+    /// Raw input rows devices sampled (newest first, at most `limit`).
+    pub fn samples(
+        &self,
+        model: &str,
+        version: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Samples, ApiError> {
+        self.get(&format!(
+            "/v1/models/{}/samples?version={}&since_ms={since_ms}&limit={limit}",
+            seg(model),
+            seg(version)
+        ))
+    }
+
     pub fn monitor_settings(&self, model: &str) -> Result<MonitorSettings, ApiError> {
         self.get(&format!("/v1/models/{}/monitoring", seg(model)))
     }

@@ -22,6 +22,7 @@
 //! | GET | /v1/telemetry?since_ms=T | per model version telemetry (JSON) | viewer |
 //! | POST | /v1/labels | [`LabelsRequest`] → [`LabelsStored`] | data-scientist, operator |
 //! | GET | /v1/models/{name}/monitor?version=V&since_ms=T&until_ms=T&selector=k=v | [`MonitorReport`] (`…/monitor.html`: the page) | viewer |
+//! | GET | /v1/models/{name}/samples?version=V&since_ms=T&limit=N | [`Samples`] (raw rows devices sampled) | data-scientist |
 //! | GET, PUT | /v1/models/{name}/monitoring | [`MonitorSettings`] | viewer; data-scientist |
 //!
 //! Every error answer is an [`ErrorBody`]: client errors (4xx) say what was

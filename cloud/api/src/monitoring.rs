@@ -162,6 +162,21 @@ pub struct TrendPoint {
     pub estimated_accuracy: Option<f64>,
 }
 
+/// `GET /v1/models/{name}/samples?version=V&since_ms=T&limit=N`: raw input
+/// rows devices sampled (opt-in per model on the device), newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    pub model: String,
+    pub version: String,
+    /// Column names (the training profile's, or `X[j]`).
+    pub columns: Vec<String>,
+    /// `None`: missing.
+    pub rows: Vec<Vec<Option<f64>>>,
+}
+
+/// Rows one samples answer holds at most.
+pub const MAX_SAMPLE_ANSWER_ROWS: usize = 100_000;
+
 /// `PUT /v1/models/{name}/monitoring`: how the model's drift is judged
 /// (per column over the model's default); `GET` answers the same.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -81,6 +81,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS monitor_counts (model TEXT NOT NULL, version TEXT NOT NULL, device TEXT NOT NULL,
         bucket BIGINT NOT NULL, stats TEXT NOT NULL, PRIMARY KEY (model, version, device, bucket))",
     "CREATE INDEX IF NOT EXISTS monitor_counts_by_bucket ON monitor_counts (bucket)",
+    // Opt-in raw input rows (a device's window sample), one row per report and version.
+    "CREATE TABLE IF NOT EXISTS samples (model TEXT NOT NULL, version TEXT NOT NULL, device TEXT NOT NULL,
+        received_at BIGINT NOT NULL, rows_json TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS samples_by_version ON samples (model, version, received_at)",
     "CREATE TABLE IF NOT EXISTS monitor_settings (model TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
 ];
 

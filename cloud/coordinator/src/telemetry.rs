@@ -141,6 +141,7 @@ pub(crate) async fn store_at(
                 .bind(v.agreed as i64)
                 .bind(serde_json::to_string(&VersionStats {
                     records: vec![],
+                    sample: vec![],
                     ..v.clone()
                 })
                 .expect("stats serialise"))
@@ -148,6 +149,18 @@ pub(crate) async fn store_at(
                 .execute(&mut *tx)
                 .await?;
                 store_records(&mut tx, device, v, now).await?;
+                if !v.sample.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO samples (model, version, device, received_at, rows_json) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&v.model)
+                    .bind(&v.version)
+                    .bind(device)
+                    .bind(now)
+                    .bind(serde_json::to_string(&v.sample).expect("numbers serialise"))
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 folded.add(device, v, bucket);
             }
         }
@@ -243,6 +256,10 @@ pub async fn prune(c: &Coordinator, cutoff_ms: i64) -> sqlx::Result<u64> {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    sqlx::query("DELETE FROM samples WHERE received_at < $1")
+        .bind(cutoff_ms)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(a + b + c)
 }

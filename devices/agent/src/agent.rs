@@ -281,6 +281,12 @@ impl Agent {
             agreed: false,
             counting: &slot.counting,
             ids: &ids,
+            sample_rows: self
+                .config
+                .sample_rows
+                .get(&slot.record.info.model)
+                .copied()
+                .unwrap_or(0),
         });
         match outputs {
             Ok(out) => {
@@ -314,6 +320,7 @@ impl Agent {
             agreed,
             counting: &slot.counting,
             ids: &[],
+            sample_rows: 0,
         });
     }
 

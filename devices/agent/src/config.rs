@@ -71,6 +71,12 @@ pub struct AgentConfig {
     /// Per-prediction deadline, ms (default: the runtime's).
     #[serde(default)]
     pub deadline_ms: Option<u64>,
+    /// Opt-in, per model name: raw input rows kept per telemetry window (a
+    /// uniform reservoir sample, at most 100) and sent to the coordinator
+    /// for retraining and exact tests. Off for every model by default: raw
+    /// rows may be personal data.
+    #[serde(default)]
+    pub sample_rows: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +115,7 @@ impl AgentConfig {
             trust,
             memory_limit_mb: None,
             deadline_ms: None,
+            sample_rows: BTreeMap::new(),
         }
     }
 

@@ -19,8 +19,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use wasmops_profile::{ColumnProfile, Profile, code_key, output_column};
 use wasmops_protocol::telemetry::{
-    MAX_CLASSES, MAX_COLUMNS, MAX_RECORD_CLASSES, MAX_RECORDS, MAX_REPORT_BYTES, PredictionRecord,
-    Report, Summary, VersionStats, split_versions,
+    MAX_CLASSES, MAX_COLUMNS, MAX_RECORD_CLASSES, MAX_RECORDS, MAX_REPORT_BYTES, MAX_SAMPLE_ROWS,
+    MAX_SAMPLE_VALUES, PredictionRecord, Report, Summary, VersionStats, split_versions,
 };
 use wasmops_runtime::bindings::{Tensor, TensorData};
 
@@ -39,6 +39,8 @@ pub struct Observation<'a> {
     pub counting: &'a Counting,
     /// Live only: the prediction ids handed to the application, one per row.
     pub ids: &'a [String],
+    /// Raw input rows to keep in the window's sample (0: none, the default).
+    pub sample_rows: usize,
 }
 
 /// Everything measured since the last report.
@@ -46,6 +48,8 @@ pub struct Observation<'a> {
 pub struct Window {
     pub started_ms: i64,
     stats: BTreeMap<(String, String, bool), VersionStats>,
+    /// State of the reservoir sampler's generator (xorshift64).
+    rng: u64,
 }
 
 impl Window {
@@ -68,6 +72,12 @@ impl Window {
         s.latency.record(o.latency_ms);
         if !o.shadow {
             record_inputs(s, o.inputs, o.counting);
+            if o.sample_rows > 0 {
+                if self.rng == 0 {
+                    self.rng = (self.started_ms as u64 | 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                }
+                sample_rows(s, o.inputs, o.counting, o.sample_rows, &mut self.rng);
+            }
         }
         if let Some(out) = o.outputs
             && !o.ids.is_empty()
@@ -123,7 +133,11 @@ struct Column {
 
 #[derive(Debug)]
 enum How {
-    Bins { edges: Vec<f64>, min: f64, max: f64 },
+    Bins {
+        edges: Vec<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Categories(std::collections::HashSet<String>),
 }
 
@@ -134,8 +148,8 @@ impl Column {
         } else {
             How::Bins {
                 edges: p.edges.clone(),
-                min: p.min.unwrap_or(f64::NEG_INFINITY),
-                max: p.max.unwrap_or(f64::INFINITY),
+                min: p.min,
+                max: p.max,
             }
         };
         Column {
@@ -149,12 +163,15 @@ impl Column {
             return;
         }
         match &self.how {
-            How::Bins { edges, min, max } => s.add_bin(
-                edges.partition_point(|e| *e <= x),
-                edges.len() + 1,
-                x < *min,
-                x > *max,
-            ),
+            How::Bins { edges, min, max } => {
+                let (below, above) = wasmops_profile::beyond(*min, *max, x);
+                s.add_bin(
+                    wasmops_profile::bin_of(edges, x),
+                    edges.len() + 1,
+                    below,
+                    above,
+                )
+            }
             How::Categories(known) => {
                 let key = code_key(x);
                 let is_known = known.contains(&key);
@@ -206,6 +223,49 @@ fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], counting: &Counting) {
             v.iter().for_each(|x| {
                 s.add(*x as f64);
             });
+        }
+    }
+}
+
+/// Keeps a uniform sample of the profiled input's rows (Algorithm R: the
+/// n-th row offered replaces a random kept one with probability k/n), at
+/// most `wanted`, [`MAX_SAMPLE_ROWS`] and [`MAX_SAMPLE_VALUES`] values.
+fn sample_rows(
+    s: &mut VersionStats,
+    inputs: &[Tensor],
+    counting: &Counting,
+    wanted: usize,
+    rng: &mut u64,
+) {
+    let input = inputs.iter().find(|t| match &counting.input {
+        Some(name) => &t.name == name,
+        None => t.shape.len() == 2,
+    });
+    let Some(t) = input else { return };
+    let TensorData::Float32(v) = &t.data else {
+        return;
+    };
+    if t.shape.len() != 2 || t.shape[1] == 0 || t.shape[1] as usize > MAX_COLUMNS {
+        return;
+    }
+    let width = t.shape[1] as usize;
+    let k = wanted.min(MAX_SAMPLE_ROWS).min(MAX_SAMPLE_VALUES / width);
+    for row in v.chunks_exact(width) {
+        s.sample_seen += 1;
+        let kept: Vec<Option<f64>> = row
+            .iter()
+            .map(|x| Some(*x as f64).filter(|x| x.is_finite()))
+            .collect();
+        if s.sample.len() < k {
+            s.sample.push(kept);
+        } else {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let j = (*rng % s.sample_seen) as usize;
+            if j < k {
+                s.sample[j] = kept;
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The fleet scenario behind `wasmops demo` and `wasmops fleet bench-rollout`:
 //! a coordinator on embedded defaults (SQLite, local artifacts, rumqttd — or an
 //! external broker), a simulated fleet sending traffic, two signed versions of
-//! a model, a first deployment and then a canary rollout followed live.
+//! a model, a first deployment and then a canary rollout followed live; with
+//! a traffic scenario, then a drift moment: the devices' inputs shift and
+//! the coordinator's monitoring raises `DataDriftDetected`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,9 +36,16 @@ pub struct Scenario {
     pub rate: f64,
     pub telemetry_interval_ms: u64,
     pub bake_s: u64,
+    /// Traffic drawn from the training data instead of `sample` (which stays
+    /// the health probe); its change is the drift moment after the rollout.
+    pub traffic: Option<crate::scenario::Scenario>,
+    /// What the traffic's change is, for people.
+    pub change: String,
 }
 
 pub struct Outcome {
+    /// From the inputs' shift to `DataDriftDetected`, when there was a drift moment.
+    pub drift_detected: Option<Duration>,
     pub rollout_time: Duration,
     pub fleet_start_time: Duration,
     pub first_deploy_time: Duration,
@@ -106,7 +115,7 @@ pub fn run(
         telemetry_interval_ms: s.telemetry_interval_ms,
         rate: s.rate,
         sample: Some(s.sample.clone()),
-        scenario: None,
+        scenario: s.traffic.clone(),
         api_token: None,
     };
     let fleet = rt.block_on(Fleet::start(fleet_config))?;
@@ -176,6 +185,34 @@ pub fn run(
         view.ok,
         view.failed
     ));
+    let drift_detected = match &s.traffic {
+        Some(t) => {
+            let _ = t;
+            say(format!(
+                "drift moment: {}; waiting for the monitoring's DataDriftDetected",
+                s.change
+            ));
+            let (took, event) = rt.block_on(drift_moment(&fleet, &mqtt_login(&coordinator)?))?;
+            say(format!(
+                "DataDriftDetected after {:.1} s: {}",
+                took.as_secs_f64(),
+                event
+            ));
+            let report = client.monitor(&v2.name, None, 0, None)?;
+            for c in &report.data_drift.columns {
+                say(format!(
+                    "  {:8} {} {:.3} (threshold {}){}",
+                    c.name,
+                    c.method,
+                    c.score.unwrap_or(f64::NAN),
+                    c.threshold,
+                    if c.drifted { "  DRIFT" } else { "" }
+                ));
+            }
+            Some(took)
+        }
+        None => None,
+    };
     if keep_serving {
         eprintln!("\nThe coordinator keeps running with the simulated fleet. Try:");
         eprintln!(
@@ -193,10 +230,64 @@ pub fn run(
     rt.block_on(fleet.stop());
     coordinator.stop(&rt);
     Ok(Outcome {
+        drift_detected,
         rollout_time,
         fleet_start_time,
         first_deploy_time,
     })
+}
+
+/// The MQTT address and a login (the admin token) for watching events.
+fn mqtt_login(c: &InProcess) -> Result<(String, Option<String>)> {
+    Ok((c.mqtt.clone(), Some(c.admin_token()?)))
+}
+
+/// Shifts the fleet's inputs and waits for the coordinator's
+/// `DataDriftDetected` on MQTT: how long it took, and the event's columns.
+async fn drift_moment(
+    fleet: &Fleet,
+    (mqtt, login): &(String, Option<String>),
+) -> Result<(Duration, String)> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt)?;
+    let mut opts = MqttOptions::new(format!("demo-events-{}", std::process::id()), host, port);
+    if let Some(token) = login {
+        opts.set_credentials("demo", token);
+    }
+    let (client, mut events) = AsyncClient::new(opts, 16);
+    client
+        .subscribe(
+            format!(
+                "{}/events/DataDriftDetected",
+                wasmops_protocol::topics::PREFIX
+            ),
+            QoS::AtLeastOnce,
+        )
+        .await?;
+    let wait = async {
+        let mut shifted = None;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    fleet.change_now();
+                    shifted = Some(Instant::now());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if shifted.is_some() => {
+                    let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
+                    let columns = v["detail"]["columns"].to_string();
+                    return Ok::<_, anyhow::Error>((
+                        shifted.expect("set").elapsed(),
+                        format!("{} drifted in {}", v["subject"], columns),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => bail!("cannot watch events: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(180), wait)
+        .await
+        .context("no DataDriftDetected within 3 minutes of the shift")?
 }
 
 /// A coordinator served on this process's runtime on a free port, with
@@ -233,6 +324,11 @@ impl InProcess {
         };
         let mut config = wasmops_coordinator::CoordinatorConfig::new(data_dir.to_path_buf(), trust);
         config.listen = listen;
+        // Demo windows: a trend point every 5 s, the watcher judging 30 s.
+        config.monitor = wasmops_coordinator::monitor::MonitorConfig {
+            bucket: Duration::from_secs(5),
+            window: Duration::from_secs(30),
+        };
         config.mqtt = mqtt_config;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = rt.spawn(wasmops_coordinator::serve(config, async move {

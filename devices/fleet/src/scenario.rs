@@ -47,6 +47,9 @@ pub struct Scenario {
     pub input: String,
     /// Training rows (features in the model's order) …
     pub rows: Vec<Vec<f64>>,
+    /// … text inputs of the same rows, `[rows]` tensors by name (a
+    /// pipeline's categorical input, say) …
+    pub text: Vec<(String, Vec<String>)>,
     /// … and each row's outcome, as the model names classes (empty: no
     /// outcomes are posted).
     pub outcomes: Vec<String>,
@@ -106,8 +109,12 @@ impl Scenario {
         let n = self.rows_per_request.max(1);
         let mut data = Vec::with_capacity(n * width);
         let mut outcomes = Vec::with_capacity(n);
+        let mut text: Vec<Vec<&str>> = vec![Vec::with_capacity(n); self.text.len()];
         for _ in 0..n {
             let i = rng.below(self.rows.len());
+            for (k, (_, values)) in self.text.iter().enumerate() {
+                text[k].push(values.get(i).map_or("", String::as_str));
+            }
             let mut row = self.rows[i].clone();
             let mut outcome = self.outcomes.get(i).cloned();
             if changed {
@@ -133,10 +140,15 @@ impl Scenario {
             data.extend(row);
             outcomes.extend(outcome);
         }
-        let body = serde_json::json!({
-            "inputs": [{"name": self.input, "shape": [n, width], "data": data}]
-        });
-        (body.to_string(), outcomes)
+        let mut inputs =
+            vec![serde_json::json!({"name": self.input, "shape": [n, width], "data": data})];
+        for ((name, _), values) in self.text.iter().zip(text) {
+            inputs.push(serde_json::json!({"name": name, "shape": [n], "data": values}));
+        }
+        (
+            serde_json::json!({ "inputs": inputs }).to_string(),
+            outcomes,
+        )
     }
 }
 
@@ -149,6 +161,7 @@ mod tests {
             kind,
             input: "X".into(),
             rows: vec![vec![1.0, 10.0], vec![3.0, 30.0]],
+            text: vec![],
             outcomes: vec!["0".into(), "1".into()],
             features: vec![0],
             change_after: Duration::ZERO,

@@ -55,7 +55,9 @@ pub struct Fleet {
     crashed: Mutex<Crashed>,
     /// Outcomes to post (scenario traffic): (due, prediction id, outcome).
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
-    started: std::time::Instant,
+    /// Whether the scenario's change has begun (at `change_after`, or when
+    /// [`Fleet::change_now`] says).
+    changed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An outcome to post once due.
@@ -113,9 +115,17 @@ impl Fleet {
             }
             _ => None,
         };
+        let changed: Arc<std::sync::atomic::AtomicBool> = Default::default();
+        if let Some(after) = c.scenario.as_ref().map(|s| s.change_after) {
+            let flag = changed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                flag.store(true, Ordering::Relaxed);
+            });
+        }
         let fleet = Fleet {
             outcomes,
-            started: std::time::Instant::now(),
+            changed,
             rate_mhz: Arc::new(AtomicU64::new((c.rate * 1000.0) as u64)),
             running: Mutex::new(Vec::with_capacity(c.devices)),
             traffic: Default::default(),
@@ -150,7 +160,7 @@ impl Fleet {
             let app = Application {
                 scenario: s,
                 index: i,
-                started: self.started,
+                changed: self.changed.clone(),
                 outcomes: self.outcomes.clone(),
             };
             Some(tokio::spawn(drive_scenario(
@@ -225,6 +235,11 @@ impl Fleet {
             .map(|i| device_id(&self.config, i))
             .filter(|id| !running.iter().any(|r| r.agent.id() == id))
             .collect()
+    }
+
+    /// Begins the scenario's change now (whatever its `change_after`).
+    pub fn change_now(&self) {
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     pub fn set_rate(&self, per_device_per_s: f64) {
@@ -337,7 +352,7 @@ async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, inde
 struct Application {
     scenario: crate::scenario::Scenario,
     index: usize,
-    started: std::time::Instant,
+    changed: Arc<std::sync::atomic::AtomicBool>,
     outcomes: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
 }
 
@@ -353,7 +368,7 @@ async fn drive_scenario(agent: Arc<Agent>, app: Application, rate_mhz: Arc<Atomi
             continue;
         }
         if agent.active().is_some() {
-            let changed = app.started.elapsed() >= app.scenario.change_after;
+            let changed = app.changed.load(Ordering::Relaxed);
             let (body, outcomes) = app.scenario.request(app.index, changed, &mut rng);
             if let Ok(answer) = agent.serve(body).await
                 && let Some(tx) = &app.outcomes

@@ -272,7 +272,20 @@ pub struct VersionStats {
     pub confidence_sum: f64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub confidence_rows: u64,
+    /// Opt-in per model on the device (`sample_rows` in agent.toml): raw
+    /// input rows of the window, a uniform reservoir sample (`None`:
+    /// missing) of the `sample_seen` rows offered — for retraining and for
+    /// exact tests on raw values. Not merged; stored row by row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<Vec<Option<f64>>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sample_seen: u64,
 }
+
+/// Raw rows a version's window sample holds at most …
+pub const MAX_SAMPLE_ROWS: usize = 100;
+/// … and values (rows × columns), so a report stays far below its size limit.
+pub const MAX_SAMPLE_VALUES: usize = 20_000;
 
 impl VersionStats {
     /// Adds `o`'s counts to these (its prediction records excepted).
@@ -482,6 +495,22 @@ impl Report {
             }
             if v.classes.values().any(|c| c.len() > MAX_CLASSES + 1) {
                 return bad("classes", format!("more than {MAX_CLASSES} classes"));
+            }
+            let width = v.sample.first().map_or(0, Vec::len);
+            if v.sample.len() > MAX_SAMPLE_ROWS
+                || v.sample.len() as u64 > v.sample_seen
+                || width > MAX_COLUMNS
+                || v.sample.len() * width > MAX_SAMPLE_VALUES
+                || v.sample
+                    .iter()
+                    .any(|r| r.len() != width || r.iter().flatten().any(|x| !x.is_finite()))
+            {
+                return bad(
+                    "sample",
+                    format!(
+                        "at most {MAX_SAMPLE_ROWS} rows of one width (≤ {MAX_SAMPLE_VALUES} values), finite or null, no more than sample_seen"
+                    ),
+                );
             }
         }
         Ok(())

@@ -163,6 +163,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/models/{name}/versions/{version}", get(show_version))
         .route("/v1/models/{name}/monitor", get(monitor))
         .route("/v1/models/{name}/monitor.html", get(monitor_page))
+        .route("/v1/models/{name}/samples", get(samples))
         .route(
             "/v1/models/{name}/monitoring",
             get(monitor_settings)
@@ -372,6 +373,35 @@ async fn monitor_page(
         crate::monitor::page::render(&report),
     )
         .into_response())
+}
+
+/// `?version=V&since_ms=T&limit=N`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SamplesQuery {
+    version: String,
+    since_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// Raw rows may be personal data: people who register models (data
+/// scientists, admins) may read them; viewers may not.
+async fn samples(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<SamplesQuery>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Register).await?;
+    let s = crate::monitor::report::samples(
+        &c,
+        &name,
+        &q.version,
+        q.since_ms.unwrap_or(0),
+        q.limit.unwrap_or(10_000),
+    )
+    .await?;
+    Ok(Json(s).into_response())
 }
 
 async fn monitor_settings(

@@ -14,6 +14,7 @@
 //! `PredictionDriftDetected`, `DataQualityAlert` and `PerformanceDegraded`
 //! when a finding appears. Per-model methods and thresholds: [`settings`].
 
+pub mod bench;
 pub mod fold;
 pub mod page;
 pub mod report;

@@ -60,7 +60,7 @@ impl Counted {
     }
 }
 
-fn counts_of(s: &Summary) -> ColumnCounts {
+pub(crate) fn counts_of(s: &Summary) -> ColumnCounts {
     ColumnCounts {
         rows: s.count,
         missing: s.nulls,
@@ -448,8 +448,9 @@ fn label_counts(label: &ColumnProfile, rows: &[Labelled]) -> ColumnCounts {
             if let Some(b) = c.bins.get_mut(label.bin(x)) {
                 *b += 1;
             }
-            c.below += u64::from(label.min.is_some_and(|m| x < m));
-            c.above += u64::from(label.max.is_some_and(|m| x > m));
+            let (below, above) = wasmops_profile::beyond(label.min, label.max, x);
+            c.below += u64::from(below);
+            c.above += u64::from(above);
             c.min = Some(c.min.map_or(x, |m: f64| m.min(x)));
             c.max = Some(c.max.map_or(x, |m: f64| m.max(x)));
         } else {
@@ -643,5 +644,53 @@ pub async fn report(c: &Coordinator, q: &Query) -> Result<MonitorReport, Coordin
         performance,
         trend,
         notes,
+    })
+}
+
+/// Raw input rows devices sampled for `model@version` since `since_ms`,
+/// newest first, at most `limit`.
+pub async fn samples(
+    c: &Coordinator,
+    model: &str,
+    version: &str,
+    since_ms: i64,
+    limit: usize,
+) -> Result<wasmops_api::Samples, CoordinatorError> {
+    let (profile, _) = version_profile(c, model, version).await?;
+    let limit = limit.min(wasmops_api::MAX_SAMPLE_ANSWER_ROWS);
+    let stored: Vec<(String,)> = sqlx::query_as(
+        "SELECT rows_json FROM samples WHERE model = $1 AND version = $2 AND received_at >= $3
+         ORDER BY received_at DESC LIMIT $4",
+    )
+    .bind(model)
+    .bind(version)
+    .bind(since_ms)
+    // Each stored sample holds at most MAX_SAMPLE_ROWS rows, at least one.
+    .bind(limit as i64)
+    .fetch_all(&c.db.pool)
+    .await?;
+    let mut rows: Vec<Vec<Option<f64>>> = vec![];
+    for (json,) in stored {
+        let Ok(sample) = serde_json::from_str::<Vec<Vec<Option<f64>>>>(&json) else {
+            continue;
+        };
+        rows.extend(sample.into_iter().take(limit - rows.len()));
+        if rows.len() >= limit {
+            break;
+        }
+    }
+    let width = rows.first().map_or(0, Vec::len);
+    // The profile's names; without one, devices sample the first
+    // `[rows, features]` input, whose name the coordinator does not know.
+    let columns = match profile {
+        Some(p) if p.columns.len() == width => p.columns.into_iter().map(|c| c.name).collect(),
+        _ => (0..width).map(|j| format!("column_{j}")).collect(),
+    };
+    rows.retain(|r| r.len() == width);
+    Ok(wasmops_api::Samples {
+        model: model.into(),
+        version: version.into(),
+        columns,
+        rows,
     })
 }
