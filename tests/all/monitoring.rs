@@ -28,15 +28,16 @@ const DEVICES: usize = 50;
 const CHANGE_AFTER_S: u64 = 50;
 const FEATURES: [&str; 4] = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
 
+/// Dropped in field order: the fleet first, the directories last.
 struct World {
-    _dir: tempfile::TempDir,
-    _db: Postgres,
-    _broker: Mosquitto,
+    _fleet: Served,
     c: Coordinator,
+    _broker: Mosquitto,
+    _db: Postgres,
+    _dir: tempfile::TempDir,
     admin: String,
     model: String,
     events: Seen,
-    _fleet: Served,
     /// When the scenario's change began (the fleet's start + CHANGE_AFTER_S).
     changed_at: Instant,
     /// The same, in ms since the epoch (as trend points are stamped).

@@ -58,6 +58,8 @@ pub struct Fleet {
     /// Whether the scenario's change has begun (at `change_after`, or when
     /// [`Fleet::change_now`] says).
     changed: Arc<std::sync::atomic::AtomicBool>,
+    /// The devices' shared traffic scenario, if any.
+    scenario: Option<Arc<crate::scenario::Scenario>>,
 }
 
 /// An outcome to post once due.
@@ -126,6 +128,7 @@ impl Fleet {
         let fleet = Fleet {
             outcomes,
             changed,
+            scenario: c.scenario.clone().map(Arc::new),
             rate_mhz: Arc::new(AtomicU64::new((c.rate * 1000.0) as u64)),
             running: Mutex::new(Vec::with_capacity(c.devices)),
             traffic: Default::default(),
@@ -156,25 +159,17 @@ impl Fleet {
             tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
         }
         let running = agent::start(agent.clone())?;
-        let traffic = if let Some(s) = self.config.scenario.clone() {
-            let app = Application {
-                scenario: s,
-                index: i,
+        let traffic = match (&self.scenario, &self.config.sample) {
+            (Some(s), _) => Some(Traffic::Scenario {
+                scenario: s.clone(),
                 changed: self.changed.clone(),
                 outcomes: self.outcomes.clone(),
-            };
-            Some(tokio::spawn(drive_scenario(
-                agent.clone(),
-                app,
-                self.rate_mhz.clone(),
-            )))
-        } else {
-            self.config
-                .sample
-                .clone()
-                .map(|sample| tokio::spawn(drive(agent.clone(), sample, self.rate_mhz.clone(), i)))
+            }),
+            (None, Some(sample)) => Some(Traffic::Sample(sample.clone())),
+            (None, None) => None,
         };
         if let Some(traffic) = traffic {
+            let traffic = tokio::spawn(drive(agent.clone(), traffic, self.rate_mhz.clone(), i));
             self.traffic
                 .lock()
                 .unwrap()
@@ -332,8 +327,21 @@ fn agent_config(c: &FleetConfig, i: usize) -> AgentConfig {
     }
 }
 
-/// One device's application: `sample` at the fleet's rate, with a per-device phase.
-async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, index: usize) {
+/// What a device's application sends: the same sample each time, or a
+/// scenario's rows (whose answers' prediction ids are queued with their
+/// outcomes, to be posted after the scenario's delay).
+enum Traffic {
+    Sample(String),
+    Scenario {
+        scenario: Arc<crate::scenario::Scenario>,
+        changed: Arc<std::sync::atomic::AtomicBool>,
+        outcomes: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
+    },
+}
+
+/// One device's application: its traffic at the fleet's rate, with a per-device phase.
+async fn drive(agent: Arc<Agent>, traffic: Traffic, rate_mhz: Arc<AtomicU64>, index: usize) {
+    let mut rng = crate::scenario::Rng::new(index as u64 + 1);
     tokio::time::sleep(Duration::from_millis((index as u64 * 37) % 1000)).await;
     loop {
         let mhz = rate_mhz.load(Ordering::Relaxed);
@@ -342,44 +350,31 @@ async fn drive(agent: Arc<Agent>, sample: String, rate_mhz: Arc<AtomicU64>, inde
             continue;
         }
         if agent.active().is_some() {
-            let _ = agent.serve(sample.clone()).await;
-        }
-        tokio::time::sleep(Duration::from_micros(1_000_000_000 / mhz)).await;
-    }
-}
-
-/// One device's application in a scenario.
-struct Application {
-    scenario: crate::scenario::Scenario,
-    index: usize,
-    changed: Arc<std::sync::atomic::AtomicBool>,
-    outcomes: Option<tokio::sync::mpsc::UnboundedSender<Outcome>>,
-}
-
-/// [`drive`] with a scenario's rows; each answer's prediction ids are
-/// queued with their outcomes, to be posted after the scenario's delay.
-async fn drive_scenario(agent: Arc<Agent>, app: Application, rate_mhz: Arc<AtomicU64>) {
-    let mut rng = crate::scenario::Rng::new(app.index as u64 + 1);
-    tokio::time::sleep(Duration::from_millis((app.index as u64 * 37) % 1000)).await;
-    loop {
-        let mhz = rate_mhz.load(Ordering::Relaxed);
-        if mhz == 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        }
-        if agent.active().is_some() {
-            let changed = app.changed.load(Ordering::Relaxed);
-            let (body, outcomes) = app.scenario.request(app.index, changed, &mut rng);
-            if let Ok(answer) = agent.serve(body).await
-                && let Some(tx) = &app.outcomes
-            {
-                let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&answer)
-                    .ok()
-                    .and_then(|v| serde_json::from_value(v.get("prediction_ids")?.clone()).ok())
-                    .unwrap_or_default();
-                let due = std::time::Instant::now() + app.scenario.label_delay;
-                for (id, outcome) in ids.into_iter().zip(outcomes) {
-                    let _ = tx.send((due, id, outcome));
+            match &traffic {
+                Traffic::Sample(sample) => {
+                    let _ = agent.serve(sample.clone()).await;
+                }
+                Traffic::Scenario {
+                    scenario,
+                    changed,
+                    outcomes,
+                } => {
+                    let (body, expected) =
+                        scenario.request(index, changed.load(Ordering::Relaxed), &mut rng);
+                    if let Ok(answer) = agent.serve(body).await
+                        && let Some(tx) = outcomes
+                    {
+                        let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&answer)
+                            .ok()
+                            .and_then(|v| {
+                                serde_json::from_value(v.get("prediction_ids")?.clone()).ok()
+                            })
+                            .unwrap_or_default();
+                        let due = std::time::Instant::now() + scenario.label_delay;
+                        for (id, outcome) in ids.into_iter().zip(expected) {
+                            let _ = tx.send((due, id, outcome));
+                        }
+                    }
                 }
             }
         }

@@ -63,22 +63,24 @@ fn profile(features: usize) -> Profile {
     }
 }
 
+/// `values` counted as an agent counts them against `reference`.
+pub(crate) fn summarise(reference: &ColumnProfile, values: impl Iterator<Item = f64>) -> Summary {
+    let mut s = Summary::default();
+    for x in values {
+        s.add(x);
+        let (below, above) = wasmops_profile::beyond(reference.min, reference.max, x);
+        s.add_bin(reference.bin(x), reference.counts.len(), below, above);
+    }
+    s
+}
+
 /// One device window: `rows` values per column, columns `0..shifted` moved by `shift`.
 fn stats(p: &Profile, rows: usize, seed: u64, shifted: usize, shift: f64) -> VersionStats {
     let mut features = BTreeMap::new();
     for (j, reference) in p.columns.iter().enumerate() {
-        let mut s = Summary::default();
         let by = if j < shifted { shift } else { 0.0 };
-        for x in spread(rows, by, seed as f64 * 0.37 + j as f64) {
-            s.add(x);
-            s.add_bin(
-                reference.bin(x),
-                reference.counts.len(),
-                reference.min.is_some_and(|m| x < m),
-                reference.max.is_some_and(|m| x > m),
-            );
-        }
-        features.insert(reference.name.clone(), s);
+        let values = spread(rows, by, seed as f64 * 0.37 + j as f64);
+        features.insert(reference.name.clone(), summarise(reference, values));
     }
     VersionStats {
         model: "bench".into(),

@@ -34,11 +34,14 @@ const TICK_MS: i64 = 5_000;
 
 /// Findings announced last, per (model, version, event kind).
 #[derive(Debug, Default)]
-pub struct Announced(std::sync::Mutex<BTreeMap<(String, String, &'static str), BTreeSet<String>>>);
+pub struct Announced(std::sync::Mutex<BTreeMap<Finding, BTreeSet<String>>>);
+
+/// (model, version, event kind).
+type Finding = (String, String, &'static str);
 
 impl Announced {
     /// Records `now` as the findings of `key`; returns those not announced before.
-    fn news(&self, key: (String, String, &'static str), now: BTreeSet<String>) -> BTreeSet<String> {
+    fn news(&self, key: Finding, now: BTreeSet<String>) -> BTreeSet<String> {
         let mut seen = self.0.lock().expect("announced lock");
         let before = seen.get(&key).cloned().unwrap_or_default();
         let new = now.difference(&before).cloned().collect();
@@ -186,7 +189,7 @@ pub async fn look(c: &Coordinator, now_ms: i64) -> Vec<(&'static str, String)> {
 
 /// Looks every bucket (at most every [`TICK_MS`]). Never returns.
 pub async fn run(c: Arc<Coordinator>) {
-    let every = c.monitor.bucket_ms().min(TICK_MS).max(100) as u64;
+    let every = c.monitor.bucket_ms().clamp(100, TICK_MS) as u64;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(every));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -200,7 +203,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use wasmops_profile::{ColumnProfile, Profile};
-    use wasmops_protocol::telemetry::{Report, Summary, VersionStats};
+    use wasmops_protocol::telemetry::{Report, VersionStats};
 
     use crate::telemetry::Incoming;
 
@@ -240,16 +243,7 @@ mod tests {
             ("b", spread(n, shift, seq as f64 * 0.71)),
         ] {
             let reference = p.column(col).unwrap();
-            let mut s = Summary::default();
-            for x in values {
-                s.add(x);
-                s.add_bin(
-                    reference.bin(x),
-                    reference.counts.len(),
-                    reference.min.is_some_and(|m| x < m),
-                    reference.max.is_some_and(|m| x > m),
-                );
-            }
+            let s = crate::monitor::bench::summarise(reference, values.into_iter());
             features.insert(col.to_string(), s);
         }
         let r = Report {
