@@ -140,3 +140,52 @@ pub async fn set(
     tx.commit().await?;
     Ok(s.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmops_api::ColumnSetting;
+
+    #[test]
+    fn settings_are_checked_naming_what_is_wrong() {
+        let mut s = MonitorSettings {
+            method: Some("psi".into()),
+            threshold: Some(0.2),
+            ..MonitorSettings::default()
+        };
+        s.columns.insert(
+            "age".into(),
+            ColumnSetting {
+                method: Some("wasserstein_norm".into()),
+                threshold: None,
+            },
+        );
+        let r = resolve(&s).unwrap();
+        assert_eq!(
+            r.rules.for_column("age").method,
+            Some(Method::WassersteinNorm)
+        );
+        assert_eq!(r.rules.for_column("age").threshold, Some(0.2));
+        assert_eq!(r.rules.for_column("income").method, Some(Method::Psi));
+        assert_eq!(r.accuracy_margin, ACCURACY_MARGIN);
+        let refused = |s: MonitorSettings| resolve(&s).unwrap_err().to_string();
+        let mut ks = s.clone();
+        ks.columns.get_mut("age").unwrap().method = Some("ks".into());
+        assert!(refused(ks).contains("column `age`: `ks` needs raw samples"));
+        let unknown = MonitorSettings {
+            method: Some("kl".into()),
+            ..MonitorSettings::default()
+        };
+        assert!(refused(unknown).contains("method"));
+        let negative = MonitorSettings {
+            threshold: Some(-1.0),
+            ..MonitorSettings::default()
+        };
+        assert!(refused(negative).contains("positive"));
+        let share = MonitorSettings {
+            drift_share: Some(1.5),
+            ..MonitorSettings::default()
+        };
+        assert!(refused(share).contains("drift_share 1.5"));
+    }
+}

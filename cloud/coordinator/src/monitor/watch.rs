@@ -354,5 +354,31 @@ mod tests {
         );
         // Looked at again: nothing new to announce.
         assert!(super::look(&c, now + 20).await.is_empty());
+        // Questions that cannot be answered are the caller's errors.
+        let ask = |q: super::Query| {
+            let c = c.clone();
+            async move { super::report(&c, &q).await.unwrap_err() }
+        };
+        let empty_range = ask(super::Query {
+            model: "m".into(),
+            since_ms: now,
+            until_ms: now,
+            ..Default::default()
+        })
+        .await;
+        assert!(matches!(
+            empty_range,
+            crate::CoordinatorError::BadRequest(_)
+        ));
+        let unknown = ask(super::Query {
+            model: "m".into(),
+            version: Some("9.9.9".into()),
+            since_ms: before,
+            until_ms: now,
+            ..Default::default()
+        })
+        .await;
+        assert!(matches!(unknown, crate::CoordinatorError::NotFound(m) if m.contains("9.9.9")));
+        assert!(super::super::report::parse_selector("site").is_err());
     }
 }
