@@ -211,6 +211,16 @@ fn text(r: &MonitorReport) -> String {
         d.coefficient
     );
     drift_table(&mut out, r, d, false);
+    for g in r.groups.iter().filter(|g| !g.drifted.is_empty()) {
+        let names: Vec<&str> = g.drifted.iter().map(|c| c.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  in {} ({} devices, last window): {} drifted",
+            g.group,
+            g.devices,
+            names.join(", ")
+        );
+    }
     let p = &r.prediction_drift;
     let _ = writeln!(
         out,

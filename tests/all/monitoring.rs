@@ -318,6 +318,23 @@ fn covariate_shift_names_exactly_the_moved_features() {
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
     assert!(drifted.is_subset(&moved), "{r:#}");
+    // Both sites shifted: each label group's own counts show it.
+    for site in ["site=eu", "site=us"] {
+        let g = r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == site)
+            .unwrap_or_else(|| panic!("{site}: {r:#}"));
+        assert_eq!(g["devices"], 25);
+        let named: BTreeSet<String> = g["drifted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(named, moved, "{g:#}");
+    }
     assert_eq!(names(&d["columns"]), moved, "{d:#}");
     // Per 2 s point (~800 rows: sampling noise alone reaches 0.1 there):
     // low on average before the shift, every point high after it.

@@ -67,6 +67,10 @@ pub struct MonitorReport {
     pub label_drift: Option<Drift>,
     /// Data-quality findings, with the devices and label groups they come from.
     pub quality: Vec<QualityAlert>,
+    /// Input drift per label group (`key=value`) over the range's last
+    /// window: where the drift is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupDrift>,
     pub performance: Performance,
     /// One point per bucket, oldest first.
     pub trend: Vec<TrendPoint>,
@@ -100,6 +104,16 @@ pub struct ColumnDrift {
     /// Values counted.
     pub count: u64,
     pub contribution: f64,
+}
+
+/// The drifted input columns of one label group's devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupDrift {
+    /// `key=value`.
+    pub group: String,
+    pub devices: u64,
+    /// Only the columns that drifted.
+    pub drifted: Vec<ColumnDrift>,
 }
 
 /// Output drift against another version.

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 use wasmops_api::{
-    ColumnDrift, Drift, MonitorReport, Performance, PreviousDrift, QualityAlert, TrendPoint,
+    ColumnDrift, Drift, GroupDrift, MonitorReport, Performance, PreviousDrift, QualityAlert,
+    TrendPoint,
 };
 use wasmops_drift::fleet::{ColumnCounts, Evaluation, evaluate};
 use wasmops_drift::performance::{self, Scored};
@@ -320,6 +321,34 @@ fn quality_alerts(
         .collect()
 }
 
+/// Input drift per label group of the devices in `devices` (merged per group).
+fn group_drift(
+    devices: &BTreeMap<String, VersionStats>,
+    labels: &BTreeMap<String, BTreeMap<String, String>>,
+    judge: impl Fn(&BTreeMap<String, ColumnCounts>) -> Evaluation,
+) -> Vec<GroupDrift> {
+    let mut groups: BTreeMap<String, (u64, VersionStats)> = BTreeMap::new();
+    for (device, stats) in devices {
+        for (k, v) in labels.get(device).into_iter().flatten() {
+            let g = groups.entry(format!("{k}={v}")).or_default();
+            g.0 += 1;
+            g.1.merge(stats);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(group, (devices, stats))| {
+            let mut d = drift_of(&judge(&inputs(&stats)));
+            d.columns.retain(|c| c.drifted);
+            GroupDrift {
+                group,
+                devices,
+                drifted: d.columns,
+            }
+        })
+        .collect()
+}
+
 /// One labelled prediction.
 struct Labelled {
     bucket: i64,
@@ -556,6 +585,9 @@ pub async fn report(c: &Coordinator, q: &Query) -> Result<MonitorReport, Coordin
     let data = judge(&profile.columns, &inputs(&total));
     let predictions = judge(&profile.outputs, &outputs(&total));
     let quality = quality_alerts(&profile.columns, &data, &counted.devices, &labels);
+    let groups = group_drift(&counted.devices, &labels, |counts| {
+        judge(&profile.columns, counts)
+    });
 
     // The previous version's outputs over the same range and devices.
     let previous: Option<(String,)> = sqlx::query_as(
@@ -641,6 +673,7 @@ pub async fn report(c: &Coordinator, q: &Query) -> Result<MonitorReport, Coordin
         prediction_drift_vs_previous: vs_previous,
         label_drift,
         quality,
+        groups,
         performance,
         trend,
         notes,

@@ -69,10 +69,25 @@ fn drift_detail(
         .iter()
         .filter(|c| columns.contains(&c.name))
         .collect();
+    // Where it shows: the label groups whose own counts drift in these columns.
+    let groups: BTreeMap<&str, Vec<&str>> = r
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let here: Vec<&str> = g
+                .drifted
+                .iter()
+                .filter(|c| c.count >= MIN_ROWS && columns.contains(&c.name))
+                .map(|c| c.name.as_str())
+                .collect();
+            (!here.is_empty()).then_some((g.group.as_str(), here))
+        })
+        .collect();
     json!({
         "model": r.model,
         "version": r.version,
         "columns": columns,
+        "groups": groups,
         "scores": judged.iter().map(|c| (c.name.clone(), json!({"method": c.method, "score": c.score, "threshold": c.threshold}))).collect::<BTreeMap<_, _>>(),
         "dataset_drift": d.dataset_drift,
         "drift_share": d.drift_share,
