@@ -389,7 +389,7 @@ fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
     let low_unique = |e: &Value| e["detail"]["anomaly"] == "FEATURE_TYPE_LOW_UNIQUE";
     let seen = w.wait_for_one("DataQualityAlert", Duration::from_secs(90), low_unique);
     let stuck: BTreeSet<String> = (0..DEVICES)
-        .filter(|i| i % 10 == 0)
+        .filter(|i| i.is_multiple_of(10))
         .map(|i| format!("stuc-{i:04}"))
         .collect();
     let low_unique = seen.iter().find(|e| low_unique(e)).unwrap();

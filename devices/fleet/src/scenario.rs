@@ -82,7 +82,7 @@ impl Rng {
 
 /// Devices whose chosen sensor sticks in `stuck-sensor`: every tenth.
 pub fn is_stuck(device: usize) -> bool {
-    device % 10 == 0
+    device.is_multiple_of(10)
 }
 
 impl Scenario {
