@@ -727,3 +727,58 @@ pub async fn samples(
         rows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::bench::summarise;
+
+    fn spread(n: usize, shift: f64) -> impl Iterator<Item = f64> {
+        (0..n).map(move |i| shift + ((i as f64 * 0.618_033_988_7) % 1.0))
+    }
+
+    /// Outputs judged against the previous version's outputs: the same
+    /// distribution does not drift, a moved one does; classes likewise.
+    #[test]
+    fn outputs_against_the_previous_version() {
+        let training: Vec<Option<f64>> = spread(2000, 0.0).map(Some).collect();
+        let score = ColumnProfile::of_numbers("score", &training);
+        let label = ColumnProfile::of_text(
+            "label",
+            &(0..300)
+                .map(|i| Some((i % 3).to_string()))
+                .collect::<Vec<_>>(),
+        );
+        let stats = |shift: f64, classes: [u64; 3]| VersionStats {
+            outputs: BTreeMap::from([("score".into(), summarise(&score, spread(3000, shift)))]),
+            classes: BTreeMap::from([(
+                "label".into(),
+                (0..3).map(|k| (k.to_string(), classes[k])).collect(),
+            )]),
+            ..VersionStats::default()
+        };
+        let previous = stats(0.3, [100, 100, 100]);
+        let reference = as_reference(&[score.clone(), label.clone()], &previous);
+        assert_eq!(reference.len(), 2);
+        let judge = |current: &VersionStats| {
+            drift_of(&evaluate(
+                &reference,
+                &outputs(current),
+                &Default::default(),
+                None,
+            ))
+        };
+        let same = judge(&stats(0.3, [100, 100, 100]));
+        assert!(same.columns.iter().all(|c| !c.drifted), "{same:#?}");
+        // Against training the 0.3 shift is drift; against the previous version it is not.
+        let vs_training = evaluate(
+            &[score.clone()],
+            &outputs(&previous),
+            &Default::default(),
+            None,
+        );
+        assert!(vs_training.columns[0].drifted);
+        let moved = judge(&stats(0.0, [250, 25, 25]));
+        assert!(moved.columns.iter().all(|c| c.drifted), "{moved:#?}");
+    }
+}
