@@ -772,7 +772,7 @@ mod tests {
         assert!(same.columns.iter().all(|c| !c.drifted), "{same:#?}");
         // Against training the 0.3 shift is drift; against the previous version it is not.
         let vs_training = evaluate(
-            &[score.clone()],
+            std::slice::from_ref(&score),
             &outputs(&previous),
             &Default::default(),
             None,
