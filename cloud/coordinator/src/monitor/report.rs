@@ -171,6 +171,28 @@ async fn latest_version(
     Ok(row.map(|(v,)| v))
 }
 
+/// Folded rows (device, bucket, stats) of `model@version` with buckets in
+/// `[from, until)`: the fleet's, or every device's.
+async fn rows(
+    c: &Coordinator,
+    (model, version): (&str, &str),
+    fleet: bool,
+    from: i64,
+    until: i64,
+) -> sqlx::Result<Vec<(String, i64, String)>> {
+    let op = if fleet { "=" } else { "<>" };
+    sqlx::query_as(&format!(
+        "SELECT device, bucket, stats FROM monitor_counts WHERE model = $1 AND version = $2 AND device {op} $3 AND bucket >= $4 AND bucket < $5"
+    ))
+    .bind(model)
+    .bind(version)
+    .bind(FLEET)
+    .bind(from)
+    .bind(until)
+    .fetch_all(&c.db.pool)
+    .await
+}
+
 /// Reads the folded counts of `model@version` in the range: the fleet rows
 /// (or, for a selection, its devices' rows summed per bucket), and per
 /// device the rows of the range's last `window_ms`.
@@ -188,19 +210,9 @@ async fn read_counts(
         .max(since);
     let mut counted = Counted::default();
     let parse = |s: &str| serde_json::from_str::<VersionStats>(s).ok();
+    let key = (model, version);
     if selected.is_none() {
-        let rows = sqlx::query(
-            "SELECT bucket, stats FROM monitor_counts WHERE model = $1 AND version = $2 AND device = $3 AND bucket >= $4 AND bucket < $5",
-        )
-        .bind(model)
-        .bind(version)
-        .bind(FLEET)
-        .bind(since)
-        .bind(q.until_ms)
-        .fetch_all(&c.db.pool)
-        .await?;
-        for row in rows {
-            let (bucket, stats): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        for (_, bucket, stats) in rows(c, key, true, since, q.until_ms).await? {
             if let Some(s) = parse(&stats) {
                 counted.buckets.insert(bucket, s);
             }
@@ -219,19 +231,7 @@ async fn read_counts(
     }
     // Device rows: the whole range for a selection, the last window otherwise.
     let from = if selected.is_some() { since } else { recent };
-    let rows = sqlx::query(
-        "SELECT device, bucket, stats FROM monitor_counts WHERE model = $1 AND version = $2 AND device <> $3 AND bucket >= $4 AND bucket < $5",
-    )
-    .bind(model)
-    .bind(version)
-    .bind(FLEET)
-    .bind(from)
-    .bind(q.until_ms)
-    .fetch_all(&c.db.pool)
-    .await?;
-    for row in rows {
-        let (device, bucket, stats): (String, i64, String) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    for (device, bucket, stats) in rows(c, key, false, from, q.until_ms).await? {
         if selected.is_some_and(|s| !s.contains(&device)) {
             continue;
         }
