@@ -338,11 +338,14 @@ async fn monitor_report(
     name: String,
     q: MonitorQuery,
 ) -> Result<wasmops_api::MonitorReport, CoordinatorError> {
-    let until_ms = q.until_ms.unwrap_or_else(|| crate::now_ms() + 1);
+    // Times far outside any telemetry are clamped, not overflowed.
+    const LATEST_MS: i64 = 1 << 53;
+    let clamp = |t: i64| t.clamp(0, LATEST_MS);
+    let until_ms = clamp(q.until_ms.unwrap_or_else(|| crate::now_ms() + 1));
     let query = crate::monitor::report::Query {
         model: name,
         version: q.version,
-        since_ms: q.since_ms.unwrap_or(until_ms - 24 * 3_600_000),
+        since_ms: clamp(q.since_ms.unwrap_or(until_ms - 24 * 3_600_000)),
         until_ms,
         selector: crate::monitor::report::parse_selector(q.selector.as_deref().unwrap_or(""))?,
     };
@@ -397,7 +400,7 @@ async fn samples(
         &c,
         &name,
         &q.version,
-        q.since_ms.unwrap_or(0),
+        q.since_ms.unwrap_or(0).max(0),
         q.limit.unwrap_or(10_000),
     )
     .await?;
@@ -808,6 +811,82 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(b.error.contains("retry") && b.incident.is_some());
+    }
+
+    /// Hostile monitoring questions (unknown models and versions, extreme
+    /// times, malformed selectors, unknown parameters, forbidden methods)
+    /// are 4xx naming the problem; the coordinator keeps serving.
+    #[tokio::test]
+    async fn monitoring_routes_refuse_bad_questions_and_keep_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::testing::open(dir.path()).await;
+        let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(c)).await });
+        let http = reqwest::Client::new();
+        let ask = async |method: reqwest::Method, path: &str, body: Option<&str>| {
+            let mut r = http
+                .request(method, format!("http://{addr}{path}"))
+                .bearer_auth(token.trim());
+            if let Some(b) = body {
+                r = r
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        };
+        use reqwest::Method;
+        for (path, status, says) in [
+            (
+                "/v1/models/nope/monitor",
+                404,
+                "no telemetry for model `nope`",
+            ),
+            (
+                "/v1/models/nope/monitor?since_ms=-9223372036854775808&until_ms=9223372036854775807",
+                404,
+                "no telemetry",
+            ),
+            (
+                "/v1/models/m/monitor?since_ms=5&until_ms=5",
+                400,
+                "range is empty",
+            ),
+            (
+                "/v1/models/m/monitor?selector=site",
+                400,
+                "`site` is not key=value",
+            ),
+            ("/v1/models/m/monitor?colour=red", 400, "colour"),
+            (
+                "/v1/models/m/monitor?version=1.0.0",
+                404,
+                "no version `1.0.0`",
+            ),
+            (
+                "/v1/models/m/samples?version=1.0.0",
+                404,
+                "no version `1.0.0`",
+            ),
+            ("/v1/models/m/monitor.html", 404, "no telemetry"),
+        ] {
+            let (got, text) = ask(Method::GET, path, None).await;
+            assert_eq!(got, status, "{path}: {text}");
+            assert!(text.contains(says), "{path}: {text}");
+        }
+        for (body, status, says) in [
+            (r#"{"method":"ks"}"#, 400, "needs raw samples"),
+            (r#"{"threshold":-1}"#, 400, "positive"),
+            (r#"{"columns":{"a":{"methd":"psi"}}}"#, 400, "methd"),
+            (r#"{"method":"psi"}"#, 404, "no model `nope`"),
+        ] {
+            let (got, text) = ask(Method::PUT, "/v1/models/nope/monitoring", Some(body)).await;
+            assert_eq!(got, status, "{body}: {text}");
+            assert!(text.contains(says), "{body}: {text}");
+        }
+        assert_eq!(ask(Method::GET, "/healthz", None).await.0, 200);
     }
 
     /// An oversized JSON body (a deployment's probe past its limit) is a 413
