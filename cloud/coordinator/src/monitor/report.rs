@@ -548,6 +548,15 @@ pub fn parse_selector(s: &str) -> Result<BTreeMap<String, String>, CoordinatorEr
 
 /// Builds the report for `q`.
 pub async fn report(c: &Coordinator, q: &Query) -> Result<MonitorReport, CoordinatorError> {
+    report_with(c, q, &settings::load(c, &q.model).await?).await
+}
+
+/// [`report`] with the model's settings already loaded.
+pub async fn report_with(
+    c: &Coordinator,
+    q: &Query,
+    resolved: &Resolved,
+) -> Result<MonitorReport, CoordinatorError> {
     let cfg = c.monitor;
     if q.until_ms <= q.since_ms {
         return Err(CoordinatorError::BadRequest(
@@ -561,13 +570,7 @@ pub async fn report(c: &Coordinator, q: &Query) -> Result<MonitorReport, Coordin
         })?,
     };
     let (profile, sequence) = version_profile(c, &q.model, &version).await?;
-    let resolved = settings::resolve(&settings::get(c, &q.model).await?).unwrap_or_else(|e| {
-        tracing::error!(
-            "stored monitoring settings of {} are unusable: {e}",
-            q.model
-        );
-        Resolved::default()
-    });
+
     let (selected, labels) = selection(c, &q.selector).await?;
     let counted = read_counts(c, &cfg, &q.model, &version, q, selected.as_ref()).await?;
     let total = counted.total(&q.model, &version);

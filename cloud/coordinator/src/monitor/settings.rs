@@ -103,6 +103,15 @@ pub async fn get(c: &Coordinator, model: &str) -> Result<MonitorSettings, Coordi
         .unwrap_or_default())
 }
 
+/// The model's settings, resolved. Stored settings that no longer resolve
+/// (a method renamed since) are logged and the defaults used.
+pub async fn load(c: &Coordinator, model: &str) -> Result<Resolved, CoordinatorError> {
+    Ok(resolve(&get(c, model).await?).unwrap_or_else(|e| {
+        tracing::error!("stored monitoring settings of {model} are unusable: {e}");
+        resolve(&MonitorSettings::default()).expect("the defaults resolve")
+    }))
+}
+
 /// Checks and stores `s` for `model` (which must be registered).
 pub async fn set(
     c: &Coordinator,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::json;
 use wasmops_api::{Drift, MonitorReport};
 
-use super::report::{Query, report};
+use super::report::{Query, report_with};
 use super::settings;
 use crate::{Coordinator, events};
 
@@ -126,7 +126,14 @@ pub async fn look(c: &Coordinator, now_ms: i64) -> Vec<(&'static str, String)> {
             until_ms: now_ms + 1,
             selector: BTreeMap::new(),
         };
-        let r = match report(c, &q).await {
+        let resolved = match settings::load(c, &model).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("monitoring {model}@{version}: {e}");
+                continue;
+            }
+        };
+        let r = match report_with(c, &q, &resolved).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("monitoring {model}@{version}: {e}");
@@ -168,11 +175,7 @@ pub async fn look(c: &Coordinator, now_ms: i64) -> Vec<(&'static str, String)> {
             );
             emitted.push(("DataQualityAlert", subject.clone()));
         }
-        let margin = settings::get(c, &model)
-            .await
-            .ok()
-            .and_then(|s| settings::resolve(&s).ok())
-            .map_or(settings::ACCURACY_MARGIN, |s| s.accuracy_margin);
+        let margin = resolved.accuracy_margin;
         let p = &r.performance;
         let degraded = match (p.accuracy, p.estimated_accuracy) {
             (Some(a), Some(e)) if p.labelled >= MIN_LABELS && a < e - margin => {
@@ -342,7 +345,7 @@ mod tests {
         let kinds: Vec<&str> = emitted.iter().map(|e| e.0).collect();
         assert!(kinds.contains(&"DataDriftDetected"), "{emitted:?}");
         assert!(kinds.contains(&"DataQualityAlert"), "{emitted:?}");
-        let r = super::report(
+        let r = crate::monitor::report::report(
             &c,
             &super::Query {
                 model: "m".into(),
@@ -372,7 +375,7 @@ mod tests {
         // Questions that cannot be answered are the caller's errors.
         let ask = |q: super::Query| {
             let c = c.clone();
-            async move { super::report(&c, &q).await.unwrap_err() }
+            async move { crate::monitor::report::report(&c, &q).await.unwrap_err() }
         };
         let empty_range = ask(super::Query {
             model: "m".into(),
