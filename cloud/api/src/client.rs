@@ -209,6 +209,109 @@ impl Client {
         self.get("/v1/runs")
     }
 
+    /// Stores `bytes` as the next version of dataset `name` (or answers the
+    /// version that already holds these bytes).
+    pub fn push_dataset(
+        &self,
+        name: &str,
+        push: &DatasetPush,
+        bytes: Vec<u8>,
+    ) -> Result<DatasetVersion, ApiError> {
+        let path = format!("/v1/datasets/{}", seg(name));
+        let mut query = vec![("label", push.label.clone())];
+        if let Some(f) = push.format {
+            query.push(("format", f.as_str().into()));
+        }
+        if let Some(f) = &push.file {
+            query.push(("file", f.clone()));
+        }
+        self.json(
+            &path,
+            self.request(Method::POST, &path)
+                .query(&query)
+                .header("content-type", "application/octet-stream")
+                .body(bytes),
+        )
+    }
+
+    pub fn dataset_from_production(
+        &self,
+        name: &str,
+        req: &FromProduction,
+    ) -> Result<DatasetVersion, ApiError> {
+        self.post(&format!("/v1/datasets/{}/from-production", seg(name)), req)
+    }
+
+    pub fn dataset(&self, name: &str) -> Result<DatasetVersions, ApiError> {
+        self.get(&format!("/v1/datasets/{}", seg(name)))
+    }
+
+    /// A version by number, or the newest for `latest`.
+    pub fn dataset_version(&self, name: &str, version: &str) -> Result<DatasetVersion, ApiError> {
+        self.get(&format!(
+            "/v1/datasets/{}/versions/{}",
+            seg(name),
+            seg(version)
+        ))
+    }
+
+    /// A dataset version's file.
+    pub fn dataset_data(&self, name: &str, version: u32) -> Result<Vec<u8>, ApiError> {
+        let path = format!("/v1/datasets/{}/versions/{version}/data", seg(name));
+        let resp = self.send(self.request(Method::GET, &path))?;
+        resp.bytes()
+            .map(|b| b.to_vec())
+            .map_err(|source| ApiError::Decode { path, source })
+    }
+
+    pub fn create_run(&self, req: &RunRequest) -> Result<Run, ApiError> {
+        self.post("/v1/runs", req)
+    }
+
+    pub fn run(&self, id: &str) -> Result<Run, ApiError> {
+        self.get(&format!("/v1/runs/{}", seg(id)))
+    }
+
+    pub fn run_logs(&self, id: &str) -> Result<String, ApiError> {
+        let path = format!("/v1/runs/{}/logs", seg(id));
+        let resp = self.send(self.request(Method::GET, &path))?;
+        resp.text()
+            .map_err(|source| ApiError::Decode { path, source })
+    }
+
+    pub fn cancel_run(&self, id: &str) -> Result<Run, ApiError> {
+        self.post(
+            &format!("/v1/runs/{}/cancel", seg(id)),
+            &serde_json::json!({}),
+        )
+    }
+
+    /// The oldest queued run, now this worker's (`None`: nothing to do).
+    pub fn claim_run(&self, worker: &str) -> Result<Option<Run>, ApiError> {
+        let path = "/v1/runs/claim";
+        let resp = self.send(self.request(Method::POST, path).json(&ClaimRequest {
+            worker: worker.into(),
+        }))?;
+        if resp.status().as_u16() == 204 {
+            return Ok(None);
+        }
+        resp.json().map(Some).map_err(|source| ApiError::Decode {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Renews the lease on run `id` and appends `lines` to its log.
+    pub fn run_progress(&self, id: &str, progress: &RunProgress) -> Result<(), ApiError> {
+        let path = format!("/v1/runs/{}/heartbeat", seg(id));
+        self.send(self.request(Method::POST, &path).json(progress))
+            .map(drop)
+    }
+
+    pub fn finish_run(&self, id: &str, result: &RunResult) -> Result<Run, ApiError> {
+        self.post(&format!("/v1/runs/{}/finish", seg(id)), result)
+    }
+
     /// Newest first.
     pub fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, ApiError> {
         self.get(&format!("/v1/audit?limit={limit}"))

@@ -79,7 +79,14 @@ impl Deployment {
 }
 
 /// Roles an API token can have, least to most powerful.
-pub const ROLES: [&str; 5] = ["device", "viewer", "data-scientist", "operator", "admin"];
+pub const ROLES: [&str; 6] = [
+    "device",
+    "viewer",
+    "data-scientist",
+    "operator",
+    "admin",
+    "worker",
+];
 
 /// `POST /v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,13 @@
 //! | PUT | /v1/models/{name}/versions/{version}/tags/{key} | [`TagRequest`] → [`Version`] | data-scientist, operator |
 //! | GET | /v1/artifacts/{sha256} (honours `Range`) | component bytes | device, viewer |
 //! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | [`Dataset`]s, [`Run`]s, [`AuditEntry`]s | viewer |
+//! | POST | /v1/datasets/{name}?label=COL&format=csv\|json&file=F | the file → [`DatasetVersion`] | data-scientist |
+//! | POST | /v1/datasets/{name}/from-production | [`FromProduction`] → [`DatasetVersion`] | data-scientist |
+//! | GET | /v1/datasets/{name}, …/versions/{version}, …/versions/{version}/data | [`DatasetVersions`], [`DatasetVersion`], the file | viewer |
+//! | POST | /v1/runs | [`RunRequest`] → [`Run`] | data-scientist |
+//! | GET | /v1/runs/{id}, /v1/runs/{id}/logs | [`Run`], its log (text) | viewer |
+//! | POST | /v1/runs/{id}/cancel | → [`Run`] | data-scientist |
+//! | POST | /v1/runs/claim, /v1/runs/{id}/{heartbeat,finish} | [`ClaimRequest`] → [`Run`] or 204; [`RunProgress`]; [`RunResult`] → [`Run`] | worker |
 //! | POST | /v1/tokens | [`TokenRequest`] → [`TokenCreated`] | admin |
 //! | POST | /v1/enrolments | [`EnrolmentRequest`] → [`Enrolment`] | operator |
 //! | POST | /v1/enrol (bearer: enrolment token) | [`EnrolRequest`] → [`Credential`] | enrolment token |
@@ -29,19 +36,23 @@
 //! wrong; server faults (5xx) carry only an incident id that the coordinator's
 //! log holds the details under.
 
+mod datasets;
 mod error;
 mod fleet;
 mod models;
 mod monitoring;
 mod rollouts;
+mod runs;
 
 #[cfg(feature = "client")]
 mod client;
 
 #[cfg(feature = "client")]
 pub use client::{ApiError, Client, Followed};
+pub use datasets::*;
 pub use error::ErrorBody;
 pub use fleet::*;
 pub use models::*;
 pub use monitoring::*;
 pub use rollouts::*;
+pub use runs::*;

@@ -56,22 +56,3 @@ pub struct AliasRequest {
 pub struct TagRequest {
     pub value: String,
 }
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dataset {
-    pub id: String,
-    pub sha256: String,
-    pub first_seen_ms: i64,
-    /// Model versions trained on it (`name@version`).
-    pub used_by: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    pub id: String,
-    pub dataset_id: Option<String>,
-    pub dataset_sha256: Option<String>,
-    pub code_commit: Option<String>,
-    pub metrics: serde_json::Value,
-    pub first_seen_ms: i64,
-}

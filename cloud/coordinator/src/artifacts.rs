@@ -18,8 +18,20 @@ pub struct Artifacts {
     prefix: ObjectPath,
 }
 
-fn key(prefix: &ObjectPath, sha256: &str) -> ObjectPath {
-    prefix.child("sha256").child(format!("{sha256}.wasm"))
+/// Which bytes: components and probe samples (devices fetch them), or
+/// datasets (only data scientists and workers read them, so they live apart
+/// and `GET /v1/artifacts` cannot serve them whatever sha256 is asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    Components,
+    Datasets,
+}
+
+fn key(prefix: &ObjectPath, space: Space, sha256: &str) -> ObjectPath {
+    match space {
+        Space::Components => prefix.child("sha256").child(format!("{sha256}.wasm")),
+        Space::Datasets => prefix.child("datasets").child(format!("{sha256}.data")),
+    }
 }
 
 pub fn is_sha256(s: &str) -> bool {
@@ -57,14 +69,31 @@ impl Artifacts {
 
     /// Stores `bytes` (shared, not copied) under their hash.
     pub async fn put(&self, sha256: &str, bytes: bytes::Bytes) -> object_store::Result<()> {
+        self.put_in(Space::Components, sha256, bytes).await
+    }
+
+    pub async fn put_in(
+        &self,
+        space: Space,
+        sha256: &str,
+        bytes: bytes::Bytes,
+    ) -> object_store::Result<()> {
         self.store
-            .put(&key(&self.prefix, sha256), PutPayload::from(bytes))
+            .put(&key(&self.prefix, space, sha256), PutPayload::from(bytes))
             .await
             .map(drop)
     }
 
     pub async fn size(&self, sha256: &str) -> object_store::Result<u64> {
-        Ok(self.store.head(&key(&self.prefix, sha256)).await?.size)
+        self.size_in(Space::Components, sha256).await
+    }
+
+    pub async fn size_in(&self, space: Space, sha256: &str) -> object_store::Result<u64> {
+        Ok(self
+            .store
+            .head(&key(&self.prefix, space, sha256))
+            .await?
+            .size)
     }
 
     /// The bytes in `range`, as a stream of chunks read as they are sent
@@ -74,13 +103,22 @@ impl Artifacts {
         sha256: &str,
         range: Range<u64>,
     ) -> object_store::Result<BoxStream<'static, object_store::Result<bytes::Bytes>>> {
+        self.stream_range_in(Space::Components, sha256, range).await
+    }
+
+    pub async fn stream_range_in(
+        &self,
+        space: Space,
+        sha256: &str,
+        range: Range<u64>,
+    ) -> object_store::Result<BoxStream<'static, object_store::Result<bytes::Bytes>>> {
         let options = GetOptions {
             range: Some(range.into()),
             ..Default::default()
         };
         Ok(self
             .store
-            .get_opts(&key(&self.prefix, sha256), options)
+            .get_opts(&key(&self.prefix, space, sha256), options)
             .await?
             .into_stream())
     }

@@ -18,6 +18,9 @@ pub enum Role {
     Operator,
     /// Everything, including tokens.
     Admin,
+    /// A training worker (`wasmops worker`): claims runs, reads their
+    /// datasets, reports results, registers what it built.
+    Worker,
 }
 
 /// What a request wants to do.
@@ -34,6 +37,12 @@ pub enum Action {
     ManageTokens,
     /// Post outcomes (labels) for predictions.
     Label,
+    /// Push datasets, read their bytes, queue and cancel runs.
+    Train,
+    /// Claim runs and report on them (workers).
+    Work,
+    /// Read a dataset's bytes (training data may be sensitive: not viewers).
+    ReadData,
 }
 
 impl Role {
@@ -43,7 +52,11 @@ impl Role {
             Role::Admin => true,
             Role::Device => action == Download,
             Role::Viewer => matches!(action, Read | Download),
-            Role::DataScientist => matches!(action, Read | Download | Register | Alias | Label),
+            Role::DataScientist => matches!(
+                action,
+                Read | Download | Register | Alias | Label | Train | ReadData
+            ),
+            Role::Worker => matches!(action, Read | Download | Register | Work | ReadData),
             Role::Operator => matches!(action, Read | Download | Alias | Deploy | Enrol | Label),
         }
     }
@@ -55,6 +68,7 @@ impl Role {
             Role::DataScientist => "data-scientist",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Worker => "worker",
         }
     }
 
@@ -65,6 +79,7 @@ impl Role {
             Role::DataScientist,
             Role::Operator,
             Role::Admin,
+            Role::Worker,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

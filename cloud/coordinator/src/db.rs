@@ -86,6 +86,13 @@ const MIGRATIONS: &[&str] = &[
         received_at BIGINT NOT NULL, rows_json TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS samples_by_version ON samples (model, version, received_at)",
     "CREATE TABLE IF NOT EXISTS monitor_settings (model TEXT PRIMARY KEY, payload TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+    // Datasets (issue 22): immutable versions, the file in the artifact store
+    // under its sha256; `summary` and `provenance` are JSON.
+    "CREATE TABLE IF NOT EXISTS dataset_versions (name TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL, format TEXT NOT NULL, row_count BIGINT NOT NULL, label TEXT NOT NULL,
+        summary TEXT NOT NULL, provenance TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL,
+        PRIMARY KEY (name, version))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS dataset_versions_content ON dataset_versions (name, sha256)",
 ];
 
 /// Changes to existing tables, oldest first, each applied once in its own
@@ -103,6 +110,22 @@ const CHANGES: &[&[&str]] = &[
             WHERE r.device = telemetry.device AND r.stream = telemetry.stream AND r.seq = telemetry.seq), window_end)",
         "CREATE INDEX IF NOT EXISTS telemetry_by_arrival ON telemetry (model, version, role, received_at)",
         "CREATE INDEX IF NOT EXISTS telemetry_arrival ON telemetry (received_at)",
+    ],
+    // 3 (issue 22): sampled rows keep their prediction ids, so posted
+    // outcomes turn production rows into a labelled dataset.
+    &["ALTER TABLE samples ADD COLUMN ids_json TEXT"],
+    // 4 (issue 22): runs are real records (queued → running → final) as well
+    // as lineage named in claims.
+    &[
+        "ALTER TABLE runs ADD COLUMN model TEXT",
+        "ALTER TABLE runs ADD COLUMN status TEXT",
+        "ALTER TABLE runs ADD COLUMN detail TEXT",
+        "ALTER TABLE runs ADD COLUMN worker TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_until BIGINT",
+        "ALTER TABLE runs ADD COLUMN started_at BIGINT",
+        "ALTER TABLE runs ADD COLUMN finished_at BIGINT",
+        "ALTER TABLE runs ADD COLUMN logs TEXT",
+        "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, first_seen)",
     ],
 ];
 
@@ -231,4 +254,9 @@ mod tests {
             db.pool.close().await;
         }
     }
+}
+
+/// Whether `e` is a refused duplicate key (either backend).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

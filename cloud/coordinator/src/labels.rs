@@ -13,7 +13,7 @@ use wasmops_protocol::telemetry::is_prediction_id;
 use crate::{Coordinator, CoordinatorError};
 
 /// Ids looked up per query.
-const IDS_PER_QUERY: usize = 200;
+pub(crate) const IDS_PER_QUERY: usize = 200;
 
 /// How an outcome is stored: a class name, or a number's decimal text. An
 /// integer posted for a classifier is that class (`1` and `"1"` alike).

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod datasets;
 pub mod db;
 pub mod deployments;
 pub mod devices;
@@ -39,6 +40,7 @@ pub mod monitor;
 pub mod mqtt;
 pub mod registry;
 pub mod rollouts;
+pub mod runs;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;

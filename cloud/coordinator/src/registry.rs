@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use wasmops_trust::Claims;
 
-use wasmops_api::{Dataset, ModelSummary, Registered, Run, Version};
+use wasmops_api::{ModelSummary, Registered, Version};
 
 use crate::auth::Principal;
 use crate::error::CoordinatorError;
@@ -397,51 +397,4 @@ fn semver_like(s: &str) -> bool {
     s.split('.').count() == 3
         && s.split('.')
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-}
-
-pub async fn datasets(c: &Coordinator) -> Result<Vec<Dataset>, CoordinatorError> {
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT id, sha256, first_seen FROM datasets ORDER BY first_seen")
-            .fetch_all(&c.db.pool)
-            .await?;
-    let mut out = vec![];
-    for (id, sha256, first_seen_ms) in rows {
-        let users: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, version FROM model_versions WHERE dataset_id = $1 AND dataset_sha256 = $2 ORDER BY registered_at").bind(&id).bind(&sha256).fetch_all(&c.db.pool).await?;
-        out.push(Dataset {
-            id,
-            sha256,
-            first_seen_ms,
-            used_by: users.into_iter().map(|(n, v)| format!("{n}@{v}")).collect(),
-        });
-    }
-    Ok(out)
-}
-
-/// id, dataset id, dataset sha256, code commit, metrics (JSON), first seen.
-type RunRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-);
-
-pub async fn runs(c: &Coordinator) -> Result<Vec<Run>, CoordinatorError> {
-    let rows: Vec<RunRow> =
-        sqlx::query_as("SELECT id, dataset_id, dataset_sha256, code_commit, metrics, first_seen FROM runs ORDER BY first_seen").fetch_all(&c.db.pool).await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, dataset_id, dataset_sha256, code_commit, metrics, first_seen_ms)| Run {
-                id,
-                dataset_id,
-                dataset_sha256,
-                code_commit,
-                metrics: serde_json::from_str(&metrics).unwrap_or_default(),
-                first_seen_ms,
-            },
-        )
-        .collect())
 }

@@ -142,6 +142,7 @@ pub(crate) async fn store_at(
                 .bind(serde_json::to_string(&VersionStats {
                     records: vec![],
                     sample: vec![],
+                    sample_ids: vec![],
                     ..v.clone()
                 })
                 .expect("stats serialise"))
@@ -151,13 +152,14 @@ pub(crate) async fn store_at(
                 store_records(&mut tx, device, v, now).await?;
                 if !v.sample.is_empty() {
                     sqlx::query(
-                        "INSERT INTO samples (model, version, device, received_at, rows_json) VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO samples (model, version, device, received_at, rows_json, ids_json) VALUES ($1, $2, $3, $4, $5, $6)",
                     )
                     .bind(&v.model)
                     .bind(&v.version)
                     .bind(device)
                     .bind(now)
                     .bind(serde_json::to_string(&v.sample).expect("numbers serialise"))
+                    .bind(serde_json::to_string(&v.sample_ids).expect("text serialises"))
                     .execute(&mut *tx)
                     .await?;
                 }

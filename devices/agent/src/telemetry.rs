@@ -76,7 +76,7 @@ impl Window {
                 if self.rng == 0 {
                     self.rng = (self.started_ms as u64 | 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 }
-                sample_rows(s, o.inputs, o.counting, o.sample_rows, &mut self.rng);
+                sample_rows(s, o.inputs, o.ids, o.counting, o.sample_rows, &mut self.rng);
             }
         }
         if let Some(out) = o.outputs
@@ -229,10 +229,13 @@ fn record_inputs(s: &mut VersionStats, inputs: &[Tensor], counting: &Counting) {
 
 /// Keeps a uniform sample of the profiled input's rows (Algorithm R: the
 /// n-th row offered replaces a random kept one with probability k/n), at
-/// most `wanted`, [`MAX_SAMPLE_ROWS`] and [`MAX_SAMPLE_VALUES`] values.
+/// most `wanted`, [`MAX_SAMPLE_ROWS`] and [`MAX_SAMPLE_VALUES`] values; each
+/// kept row keeps its prediction id (`ids`, one per row; none when the
+/// prediction failed) in `sample_ids`.
 fn sample_rows(
     s: &mut VersionStats,
     inputs: &[Tensor],
+    ids: &[String],
     counting: &Counting,
     wanted: usize,
     rng: &mut u64,
@@ -250,14 +253,16 @@ fn sample_rows(
     }
     let width = t.shape[1] as usize;
     let k = wanted.min(MAX_SAMPLE_ROWS).min(MAX_SAMPLE_VALUES / width);
-    for row in v.chunks_exact(width) {
+    for (i, row) in v.chunks_exact(width).enumerate() {
         s.sample_seen += 1;
         let kept: Vec<Option<f64>> = row
             .iter()
             .map(|x| Some(*x as f64).filter(|x| x.is_finite()))
             .collect();
+        let id = ids.get(i).cloned().unwrap_or_default();
         if s.sample.len() < k {
             s.sample.push(kept);
+            s.sample_ids.push(id);
         } else {
             *rng ^= *rng << 13;
             *rng ^= *rng >> 7;
@@ -265,6 +270,7 @@ fn sample_rows(
             let j = (*rng % s.sample_seen) as usize;
             if j < k {
                 s.sample[j] = kept;
+                s.sample_ids[j] = id;
             }
         }
     }

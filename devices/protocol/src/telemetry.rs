@@ -278,6 +278,11 @@ pub struct VersionStats {
     /// exact tests on raw values. Not merged; stored row by row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sample: Vec<Vec<Option<f64>>>,
+    /// The prediction id of each sampled row, in `sample`'s order (empty
+    /// text: the prediction failed), so outcomes posted later label the row
+    /// (production rows become training data). Empty from older agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sample_seen: u64,
 }
@@ -510,6 +515,17 @@ impl Report {
                     format!(
                         "at most {MAX_SAMPLE_ROWS} rows of one width (≤ {MAX_SAMPLE_VALUES} values), finite or null, no more than sample_seen"
                     ),
+                );
+            }
+            if !v.sample_ids.is_empty()
+                && (v.sample_ids.len() != v.sample.len()
+                    || v.sample_ids
+                        .iter()
+                        .any(|id| !id.is_empty() && !is_prediction_id(id)))
+            {
+                return bad(
+                    "sample_ids",
+                    "one prediction id (or empty) per sample row".to_string(),
                 );
             }
         }

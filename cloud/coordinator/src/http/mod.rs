@@ -25,11 +25,13 @@ use crate::auth::{Action, Principal, Role};
 use crate::error::CoordinatorError;
 use crate::{Coordinator, audit, registry};
 
+mod training;
+
 /// An error answer: status and body.
 pub struct ApiError(StatusCode, ErrorBody);
 
 impl ApiError {
-    fn client(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn client(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError(
             status,
             ErrorBody {
@@ -112,8 +114,8 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-type Api = State<Arc<Coordinator>>;
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type Api = State<Arc<Coordinator>>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The caller, if their token allows `action`.
 fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
@@ -130,7 +132,11 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
         })
 }
 
-async fn allow(c: &Coordinator, headers: &HeaderMap, action: Action) -> ApiResult<Principal> {
+pub(crate) async fn allow(
+    c: &Coordinator,
+    headers: &HeaderMap,
+    action: Action,
+) -> ApiResult<Principal> {
     let token = bearer(headers)?;
     let who = crate::auth::authenticate(&c.db, token)
         .await?
@@ -179,8 +185,36 @@ pub fn router(c: Arc<Coordinator>) -> Router {
             put(set_tag),
         )
         .route("/v1/artifacts/{sha256}", get(artifact))
-        .route("/v1/datasets", get(datasets))
-        .route("/v1/runs", get(runs))
+        .route("/v1/datasets", get(training::list_datasets))
+        // The push handler reads its body itself, after auth, within `limit`.
+        .route(
+            "/v1/datasets/{name}",
+            post(training::push_dataset)
+                .get(training::show_dataset)
+                .layer(DefaultBodyLimit::max(limit)),
+        )
+        .route(
+            "/v1/datasets/{name}/from-production",
+            post(training::dataset_from_production),
+        )
+        .route(
+            "/v1/datasets/{name}/versions/{version}",
+            get(training::show_dataset_version),
+        )
+        .route(
+            "/v1/datasets/{name}/versions/{version}/data",
+            get(training::dataset_data),
+        )
+        .route(
+            "/v1/runs",
+            get(training::list_runs).post(training::create_run),
+        )
+        .route("/v1/runs/claim", post(training::claim_run))
+        .route("/v1/runs/{id}", get(training::show_run))
+        .route("/v1/runs/{id}/logs", get(training::run_logs))
+        .route("/v1/runs/{id}/cancel", post(training::cancel_run))
+        .route("/v1/runs/{id}/heartbeat", post(training::run_heartbeat))
+        .route("/v1/runs/{id}/finish", post(training::finish_run))
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", post(create_token))
         .route("/v1/devices", get(devices))
@@ -217,54 +251,63 @@ async fn register(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
-    use futures::StreamExt;
-    use sha2::Digest;
-    let mut chunks = body.into_data_stream();
+    let chunks = body.into_data_stream();
     let who = match allow(&c, &headers, Action::Register).await {
         Ok(who) => who,
         Err(e) => return Err(discard(&c, chunks, e)),
     };
-    let limit = c.max_artifact_bytes;
-    let too_big = || {
-        ApiError::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "a component may be at most {limit} bytes (coordinator setting max_artifact_mb)"
-            ),
-        )
-    };
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(discard(&c, chunks, too_big()));
-    }
-    let _slot = c
-        .uploads
-        .acquire()
-        .await
-        .map_err(|e| CoordinatorError::Internal(format!("upload slots: {e}")))?;
-    let mut wasm =
-        bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
-    let mut hasher = sha2::Sha256::new();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::client(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}"))
-        })?;
-        if wasm.len() + chunk.len() > limit {
-            return Err(discard(&c, chunks, too_big()));
-        }
-        hasher.update(&chunk);
-        wasm.extend_from_slice(&chunk);
-    }
-    let sha = hex::encode(hasher.finalize());
-    let r = registry::register(&c, &who, wasm.freeze(), sha).await?;
+    let (wasm, sha) = read_upload(&c, &headers, chunks, "a component").await?;
+    let r = registry::register(&c, &who, wasm, sha).await?;
     let status = if r.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(r)).into_response())
+}
+
+/// Reads an upload's body (at most `max_artifact_mb`, two uploads in memory
+/// at a time), hashing it as it arrives: the bytes and their sha256.
+pub(crate) async fn read_upload(
+    c: &Coordinator,
+    headers: &HeaderMap,
+    mut chunks: axum::body::BodyDataStream,
+    what: &str,
+) -> ApiResult<(bytes::Bytes, String)> {
+    use futures::StreamExt;
+    use sha2::Digest;
+    let limit = c.max_artifact_bytes;
+    let too_big = || {
+        ApiError::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} may be at most {limit} bytes (coordinator setting max_artifact_mb)"),
+        )
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(discard(c, chunks, too_big()));
+    }
+    let _slot = c
+        .uploads
+        .acquire()
+        .await
+        .map_err(|e| CoordinatorError::Internal(format!("upload slots: {e}")))?;
+    let mut body =
+        bytes::BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
+    let mut hasher = sha2::Sha256::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::client(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(discard(c, chunks, too_big()));
+        }
+        hasher.update(&chunk);
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), hex::encode(hasher.finalize())))
 }
 
 /// Bytes of a refused upload read and thrown away before the connection is
@@ -278,7 +321,7 @@ const DISCARD_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(15)
 pub const MAX_DISCARDS: usize = 32;
 
 /// Answers `refusal` now and drains the rest of the body in the background.
-fn discard<E>(c: &Coordinator, mut chunks: axum::body::BodyDataStream, refusal: E) -> E {
+pub(crate) fn discard<E>(c: &Coordinator, mut chunks: axum::body::BodyDataStream, refusal: E) -> E {
     use futures::StreamExt;
     let Ok(slot) = c.discards.clone().try_acquire_owned() else {
         return refusal;
@@ -548,16 +591,6 @@ async fn artifact(
         );
     }
     Ok(resp)
-}
-
-async fn datasets(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
-    allow(&c, &headers, Action::Read).await?;
-    Ok(Json(registry::datasets(&c).await?).into_response())
-}
-
-async fn runs(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
-    allow(&c, &headers, Action::Read).await?;
-    Ok(Json(registry::runs(&c).await?).into_response())
 }
 
 async fn deploy(

@@ -150,6 +150,19 @@ async fn version_profile(
     Ok((profile, sequence))
 }
 
+/// The feature names of `model` `version`'s signed profile, if it has one.
+pub async fn profile_columns(
+    c: &Coordinator,
+    model: &str,
+    version: &str,
+) -> Result<Option<Vec<String>>, CoordinatorError> {
+    Ok(match version_profile(c, model, version).await {
+        Ok((profile, _)) => profile.map(|p| p.columns.into_iter().map(|c| c.name).collect()),
+        Err(CoordinatorError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    })
+}
+
 /// The latest registered version of `model` with telemetry in the range.
 async fn latest_version(
     c: &Coordinator,
