@@ -308,3 +308,23 @@ pub fn read_probe(probe: Option<&std::path::Path>) -> Result<Option<serde_json::
         })
         .transpose()
 }
+
+/// `24h` → milliseconds.
+pub fn parse_age(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not an age like 30m, 24h or 7d"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" | "" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`: use s, m, h or d")),
+    };
+    n.checked_mul(ms)
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| format!("`{s}` is not a positive age"))
+}

@@ -32,6 +32,10 @@ enum Wasmops {
     Drift(DriftCommand),
     Labels(LabelsCommand),
     Monitor(MonitorCommand),
+    Dataset(DatasetCommand),
+    Runs(RunsCommand),
+    Retrain(RetrainCommand),
+    Worker(WorkerCommand),
     Fleet(FleetCommand),
     Demo(DemoCommand),
 }
@@ -60,6 +64,10 @@ impl Wasmops {
             Wasmops::Drift(c) => c.execute(),
             Wasmops::Labels(c) => c.execute(),
             Wasmops::Monitor(c) => c.execute(),
+            Wasmops::Dataset(c) => c.execute(),
+            Wasmops::Runs(c) => c.execute(),
+            Wasmops::Retrain(c) => c.execute(),
+            Wasmops::Worker(c) => c.execute(),
             Wasmops::Fleet(c) => c.execute(),
             Wasmops::Demo(c) => c.execute(),
         }

@@ -47,6 +47,19 @@ pub struct CoordinatorCommand {
     pub monitor_window_seconds: Option<u64>,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// The in-process training worker's release key (it signs the candidates
+    /// that pass validation); without one, runs stop after the gate.
+    #[arg(long)]
+    pub worker_key: Option<PathBuf>,
+    /// The delegation that lets --worker-key sign (scoped to model names).
+    #[arg(long)]
+    pub worker_delegation: Option<PathBuf>,
+    /// Where the in-process worker runs command trainers.
+    #[arg(long, default_value = ".")]
+    pub worker_workdir: PathBuf,
+    /// Run no training worker in this process (use `wasmops worker` elsewhere).
+    #[arg(long)]
+    pub no_worker: bool,
     /// Fault injection for end-to-end tests: NAME=fail-every:N or NAME=hang-at:N.
     #[arg(long = "fault", hide = true)]
     pub faults: Vec<String>,
@@ -89,9 +102,54 @@ impl CoordinatorCommand {
         }
         let mut config = settings.resolve(trust);
         config.faults = self.faults;
+        let worker = (!self.no_worker).then(|| {
+            (
+                self.worker_key.clone(),
+                self.worker_delegation.clone(),
+                self.worker_workdir.clone(),
+                config.data_dir.join("worker-cache"),
+            )
+        });
         let rt = tokio::runtime::Runtime::new()?;
-        rt.block_on(wasmops_coordinator::serve(config, async {
-            let _ = tokio::signal::ctrl_c().await;
-        }))
+        rt.block_on(wasmops_coordinator::serve_with(
+            config,
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+            move |ready| {
+                if let Some((key, delegation, workdir, cache)) = worker {
+                    start_worker(ready, key, delegation, workdir, cache);
+                }
+            },
+        ))
     }
+}
+
+/// The zero-setup worker: a thread of this process, talking to the API like
+/// any other worker (training and the runtime stay out of the coordinator).
+fn start_worker(
+    ready: wasmops_coordinator::Ready,
+    key: Option<PathBuf>,
+    delegation: Option<PathBuf>,
+    workdir: PathBuf,
+    cache: PathBuf,
+) {
+    let mut addr = ready.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let config = wasmops_worker::WorkerConfig {
+        coordinator: format!("http://{addr}"),
+        token: ready.worker_token,
+        name: "in-process".into(),
+        release_key: key,
+        delegation,
+        workdir,
+        cache_dir: Some(cache),
+        poll: std::time::Duration::from_secs(1),
+    };
+    std::thread::spawn(move || match wasmops_worker::Worker::new(config) {
+        Ok(w) => w.serve(&std::sync::atomic::AtomicBool::new(false)),
+        Err(e) => tracing::error!("the in-process worker cannot start: {e}"),
+    });
 }

@@ -8,12 +8,15 @@
 //! simulates many; [`demo`] runs all of it on embedded defaults.
 //! Monitoring: [`drift`] compares a data scientist's own files; [`labels`]
 //! posts outcomes for the fleet's predictions.
+//! Closed loop: [`dataset`] stores training data; [`runs`] queues
+//! (`retrain`) and shows runs; [`worker`] carries them out.
 
 pub mod agent;
 pub mod audit;
 pub mod bench;
 pub mod build;
 pub mod coordinator;
+pub mod dataset;
 pub mod demo;
 pub mod deploy;
 pub mod devices;
@@ -27,17 +30,20 @@ pub mod model;
 pub mod monitor;
 pub mod rollout;
 pub mod run;
+pub mod runs;
 pub mod sign;
 pub mod telemetry;
 pub mod token;
 pub mod trust;
 pub mod verify;
+pub mod worker;
 
 pub use agent::AgentCommand;
 pub use audit::AuditCommand;
 pub use bench::BenchCommand;
 pub use build::BuildCommand;
 pub use coordinator::CoordinatorCommand;
+pub use dataset::DatasetCommand;
 pub use demo::DemoCommand;
 pub use deploy::DeployCommand;
 pub use devices::DevicesCommand;
@@ -51,8 +57,10 @@ pub use model::ModelCommand;
 pub use monitor::MonitorCommand;
 pub use rollout::RolloutCmd as RolloutCommand;
 pub use run::RunCommand;
+pub use runs::{RetrainCommand, RunsCommand};
 pub use sign::SignCommand;
 pub use telemetry::TelemetryCommand;
 pub use token::TokenCommand;
 pub use trust::TrustCmd as TrustCommand;
 pub use verify::VerifyCommand;
+pub use worker::WorkerCommand;

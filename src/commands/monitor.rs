@@ -20,7 +20,7 @@ pub struct MonitorCommand {
     #[arg(long)]
     pub version: Option<String>,
     /// How far back: `90s`, `30m`, `24h`, `7d`.
-    #[arg(long, default_value = "24h", value_parser = parse_age)]
+    #[arg(long, default_value = "24h", value_parser = crate::args::parse_age)]
     pub since: i64,
     /// Only devices with these labels: `site=eu` or `site=eu,line=2`.
     #[arg(long)]
@@ -44,26 +44,6 @@ pub struct MonitorCommand {
     pub configure: Option<PathBuf>,
     #[command(flatten)]
     pub conn: Connection,
-}
-
-/// `24h` → milliseconds.
-fn parse_age(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not an age like 30m, 24h or 7d"))?;
-    let ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" | "" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}`: use s, m, h or d")),
-    };
-    n.checked_mul(ms)
-        .filter(|ms| *ms > 0)
-        .ok_or_else(|| format!("`{s}` is not a positive age"))
 }
 
 impl MonitorCommand {
@@ -311,6 +291,7 @@ fn text(r: &MonitorReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::parse_age;
 
     #[test]
     fn ages() {

@@ -65,40 +65,6 @@ fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
     (resp.status().as_u16(), resp.json().unwrap())
 }
 
-/// A minimal HTTP server that records every POSTed JSON body (a webhook sink).
-fn webhook_sink() -> (String, Seen) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen: Seen = Default::default();
-    let store = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_ok()
-                && let Ok(v) = serde_json::from_slice(&body)
-            {
-                store.lock().unwrap().push(v);
-            }
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, seen)
-}
-
 fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {
     scaler_release(
         out,

@@ -7,6 +7,7 @@ mod common;
 mod agent;
 mod bad_input;
 mod bench;
+mod closed_loop;
 mod drift;
 mod fleet;
 mod fuzz_regressions;

@@ -255,6 +255,15 @@ impl Client {
         ))
     }
 
+    /// An artifact's bytes (a component), checked against its address.
+    pub fn artifact(&self, sha256: &str) -> Result<Vec<u8>, ApiError> {
+        let path = format!("/v1/artifacts/{}", seg(sha256));
+        let resp = self.send(self.request(Method::GET, &path))?;
+        resp.bytes()
+            .map(|b| b.to_vec())
+            .map_err(|source| ApiError::Decode { path, source })
+    }
+
     /// A dataset version's file.
     pub fn dataset_data(&self, name: &str, version: u32) -> Result<Vec<u8>, ApiError> {
         let path = format!("/v1/datasets/{}/versions/{version}/data", seg(name));

@@ -138,6 +138,74 @@ pub struct RunRequest {
     /// Wall-clock limit for the trainer (default 600 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_limit_s: Option<u64>,
+    /// What the candidate must show before it is released (defaults: see [`Gate`]).
+    #[serde(default)]
+    pub gate: Gate,
+}
+
+/// The validation gate: on the holdout rows, the candidate component (built,
+/// and run in the wasmtime host devices use) against the champion (the
+/// version the `production` alias names, else the newest), run the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gate {
+    /// The metric compared: `accuracy`, `auc`, `log_loss` (classifiers),
+    /// `mae`, `rmse` (regressors); default accuracy or rmse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// The candidate may be this much worse than the champion (or, with
+    /// `must_beat`, must be this much better).
+    pub margin: f64,
+    pub must_beat: bool,
+    /// p95 latency of one row in the host, in ms (default: twice the
+    /// champion's plus 5 ms; 1000 ms without a champion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_p95_ms: Option<f64>,
+    /// Component size (default: twice the champion's, at most 256 MB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size_mb: Option<f64>,
+    /// Largest difference between the component's answers and its own ONNX
+    /// file's run natively (a packaging bug shows here).
+    pub max_difference: f64,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            metric: None,
+            margin: 0.0,
+            must_beat: false,
+            max_latency_p95_ms: None,
+            max_size_mb: None,
+            max_difference: 1e-3,
+        }
+    }
+}
+
+/// One check of the gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// `metric`, `latency`, `size`, `schema`, `packaging`.
+    pub name: String,
+    pub passed: bool,
+    /// What the candidate showed and what it had to show.
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+}
+
+/// The gate's verdict, kept in the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub passed: bool,
+    /// `name@version` compared against, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub champion: Option<String>,
+    pub checks: Vec<Check>,
 }
 
 /// A run, as `GET /v1/runs[/{id}]` answers it.
@@ -174,6 +242,10 @@ pub struct Run {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    #[serde(default)]
+    pub gate: Gate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +287,9 @@ pub struct RunResult {
     /// its script's sha256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The gate's verdict, when it ran (a failed one emits `ValidationFailed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
 }
 
 /// `POST /v1/runs/{id}/heartbeat` and `…/logs` (the worker holding it): the

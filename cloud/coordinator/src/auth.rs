@@ -149,6 +149,22 @@ pub async fn bootstrap_admin(db: &Db) -> anyhow::Result<Option<String>> {
     Ok(Some(token))
 }
 
+/// The name of the in-process worker's token.
+pub const IN_PROCESS_WORKER: &str = "in-process-worker";
+
+/// A fresh worker token for the worker inside the coordinator's process;
+/// the one a previous process made is revoked.
+pub async fn in_process_worker_token(db: &Db) -> anyhow::Result<String> {
+    let mut tx = db.pool.begin().await?;
+    sqlx::query("UPDATE tokens SET revoked = 1 WHERE name = $1 AND role = 'worker'")
+        .bind(IN_PROCESS_WORKER)
+        .execute(&mut *tx)
+        .await?;
+    let token = create(&mut tx, IN_PROCESS_WORKER, Role::Worker).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
 pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<Principal>> {
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT name, role FROM tokens WHERE hash = $1 AND revoked = 0")

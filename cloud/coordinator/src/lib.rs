@@ -132,10 +132,28 @@ impl Coordinator {
     }
 }
 
+/// What [`serve_with`] tells its caller once the API listens.
+pub struct Ready {
+    pub addr: std::net::SocketAddr,
+    /// A fresh token with the worker role for a worker in this process (the
+    /// previous process's is revoked).
+    pub worker_token: String,
+}
+
 /// Serves the API until `shutdown` resolves.
 pub async fn serve(
     config: CoordinatorConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_with(config, shutdown, |_| {}).await
+}
+
+/// [`serve`], calling `ready` once the API listens (the CLI starts its
+/// in-process training worker there: this crate stays free of the runtime).
+pub async fn serve_with(
+    config: CoordinatorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(Ready) + Send,
 ) -> anyhow::Result<()> {
     let coordinator = Coordinator::open(&config).await?;
     let (host, port, login) = match &config.mqtt {
@@ -164,6 +182,7 @@ pub async fn serve(
     tokio::spawn(rollouts::run_controller(coordinator.clone()));
     tokio::spawn(groups::run_reconciler(coordinator.clone()));
     tokio::spawn(monitor::watch::run(coordinator.clone()));
+    tokio::spawn(runs::run_janitor(coordinator.clone()));
     tokio::spawn(telemetry::run_pruner(
         coordinator.clone(),
         config.telemetry_retention,
@@ -172,6 +191,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the port.
     println!("wasmops coordinator listening on http://{addr} (MQTT: mqtt://{host}:{port})");
+    let worker_token = auth::in_process_worker_token(&coordinator.db).await?;
+    ready(Ready { addr, worker_token });
     axum::serve(listener, http::router(coordinator))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -46,6 +46,10 @@ struct Detail {
     candidate: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    gate: wasmops_api::Gate,
+    #[serde(default)]
+    validation: Option<wasmops_api::Validation>,
 }
 
 fn bad(message: impl Into<String>) -> CoordinatorError {
@@ -98,6 +102,22 @@ pub async fn create(
     if limit == 0 || limit > MAX_TIME_LIMIT_S {
         return Err(bad(format!("time_limit_s must be 1-{MAX_TIME_LIMIT_S}")));
     }
+    let g = &req.gate;
+    if !(g.margin.is_finite() && g.margin >= 0.0 && g.margin <= 1e6)
+        || !(g.max_difference.is_finite() && g.max_difference >= 0.0)
+        || g.max_latency_p95_ms
+            .is_some_and(|x| !(x.is_finite() && x > 0.0))
+        || g.max_size_mb.is_some_and(|x| !(x.is_finite() && x > 0.0))
+    {
+        return Err(bad("gate: margin, max_difference ≥ 0; budgets > 0"));
+    }
+    if let Some(m) = &g.metric
+        && !["accuracy", "auc", "log_loss", "mae", "rmse"].contains(&m.as_str())
+    {
+        return Err(bad(format!(
+            "gate metric `{m}`: one of accuracy, auc, log_loss, mae, rmse"
+        )));
+    }
     if let Some(t) = &req.trigger
         && (t.is_empty() || t.len() > 200 || t.chars().any(char::is_control))
     {
@@ -139,6 +159,8 @@ pub async fn create(
         }),
         candidate: None,
         error: None,
+        gate: req.gate,
+        validation: None,
     };
     let now = crate::now_ms();
     let mut tx = c.db.pool.begin().await?;
@@ -217,8 +239,8 @@ fn decode(row: RunRow) -> Run {
         .as_deref()
         .and_then(RunStatus::parse)
         .unwrap_or(RunStatus::External);
-    let (model, kind, trainer, trigger, datasets, params, candidate, error) = match detail {
-        Some(d) => (
+    let d = detail.map(|d| {
+        (
             Some(d.model),
             Some(d.kind),
             Some(d.trainer),
@@ -227,8 +249,12 @@ fn decode(row: RunRow) -> Run {
             d.params,
             d.candidate,
             d.error,
-        ),
-        None => (
+            d.gate,
+            d.validation,
+        )
+    });
+    let (model, kind, trainer, trigger, datasets, params, candidate, error, gate, validation) = d
+        .unwrap_or((
             None,
             None,
             None,
@@ -237,8 +263,9 @@ fn decode(row: RunRow) -> Run {
             serde_json::Value::Null,
             None,
             None,
-        ),
-    };
+            wasmops_api::Gate::default(),
+            None,
+        ));
     Run {
         id,
         dataset_id,
@@ -256,6 +283,8 @@ fn decode(row: RunRow) -> Run {
         worker,
         candidate,
         error,
+        gate,
+        validation,
         started_at_ms: started,
         finished_at_ms: finished,
     }
@@ -425,20 +454,24 @@ pub async fn finish(c: &Coordinator, id: &str, r: RunResult) -> Result<Run, Coor
     if r.status == RunStatus::Failed && error.is_none() {
         return Err(bad("a failed run says why: error"));
     }
-    settle(
-        c,
-        &run,
-        r.status,
-        if r.metrics.is_null() {
+    if let Some(v) = &r.validation
+        && (v.checks.len() > 32 || serde_json::to_string(v).map_or(0, |j| j.len()) > 64 * 1024)
+    {
+        return Err(bad("validation: at most 32 checks, 64 KiB"));
+    }
+    let end = End {
+        status: r.status,
+        metrics: if r.metrics.is_null() {
             serde_json::json!({})
         } else {
             r.metrics
         },
         error,
-        r.candidate.map(clip),
-        r.code.map(clip),
-    )
-    .await
+        candidate: r.candidate.map(clip),
+        code: r.code.map(clip),
+        validation: r.validation,
+    };
+    settle(c, &run, end).await
 }
 
 /// Cancels a queued or running run (its worker's next heartbeat answers 409).
@@ -453,16 +486,22 @@ pub async fn cancel(c: &Coordinator, who: &Principal, id: &str) -> Result<Run, C
     let mut tx = c.db.pool.begin().await?;
     audit::record(&mut tx, &who.name, "run.cancel", id, serde_json::json!({})).await?;
     tx.commit().await?;
-    settle(
-        c,
-        &run,
-        RunStatus::Cancelled,
-        run.metrics.clone(),
-        Some(format!("cancelled by {}", who.name)),
-        None,
-        None,
-    )
-    .await
+    let end = End {
+        status: RunStatus::Cancelled,
+        ..End::failed(&run, format!("cancelled by {}", who.name))
+    };
+    settle(c, &run, end).await
+}
+
+/// Fails runs whose worker went silent, every few seconds (claims do it
+/// too, but with no worker left nothing would claim).
+pub async fn run_janitor(c: std::sync::Arc<Coordinator>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        if let Err(e) = expire(&c).await {
+            tracing::warn!("run lease check failed: {e}");
+        }
+    }
 }
 
 /// Fails running runs whose worker has not reported within the lease.
@@ -480,35 +519,47 @@ pub async fn expire(c: &Coordinator) -> Result<usize, CoordinatorError> {
             run.worker.as_deref().unwrap_or("?"),
             RUN_LEASE_MS / 1000
         );
-        if settle(
-            c,
-            &run,
-            RunStatus::Failed,
-            run.metrics.clone(),
-            Some(why),
-            None,
-            None,
-        )
-        .await
-        .is_ok()
-        {
+        if settle(c, &run, End::failed(&run, why)).await.is_ok() {
             n += 1;
         }
     }
     Ok(n)
 }
 
-/// Writes a final status once (a conditional update: the first end wins) and
-/// tells the world.
-async fn settle(
-    c: &Coordinator,
-    run: &Run,
+/// How a run ends.
+struct End {
     status: RunStatus,
     metrics: serde_json::Value,
     error: Option<String>,
     candidate: Option<String>,
     code: Option<String>,
-) -> Result<Run, CoordinatorError> {
+    validation: Option<wasmops_api::Validation>,
+}
+
+impl End {
+    fn failed(run: &Run, why: String) -> End {
+        End {
+            status: RunStatus::Failed,
+            metrics: run.metrics.clone(),
+            error: Some(why),
+            candidate: None,
+            code: None,
+            validation: None,
+        }
+    }
+}
+
+/// Writes a final status once (a conditional update: the first end wins) and
+/// tells the world.
+async fn settle(c: &Coordinator, run: &Run, end: End) -> Result<Run, CoordinatorError> {
+    let End {
+        status,
+        metrics,
+        error,
+        candidate,
+        code,
+        validation,
+    } = end;
     let detail = Detail {
         model: run.model.clone().unwrap_or_default(),
         kind: run.kind.unwrap_or(RunKind::Train),
@@ -521,6 +572,8 @@ async fn settle(
         params: run.params.clone(),
         candidate: candidate.clone(),
         error: error.clone(),
+        gate: run.gate.clone(),
+        validation: validation.clone(),
     };
     let done = sqlx::query(
         "UPDATE runs SET status = $1, metrics = $2, detail = $3, code_commit = COALESCE($4, code_commit), finished_at = $5, lease_until = NULL
@@ -539,6 +592,15 @@ async fn settle(
             "run {} ended already",
             run.id
         )));
+    }
+    if let Some(v) = validation.as_ref().filter(|v| !v.passed) {
+        let failed: Vec<&wasmops_api::Check> = v.checks.iter().filter(|c| !c.passed).collect();
+        events::emit(
+            c,
+            "ValidationFailed",
+            run.id.clone(),
+            serde_json::json!({"model": run.model, "champion": v.champion, "failed": failed}),
+        );
     }
     let kind = match status {
         RunStatus::Succeeded => "RunCompleted",

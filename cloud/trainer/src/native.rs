@@ -24,6 +24,18 @@ pub fn run(onnx: &[u8], frame: &Frame) -> Result<Answers, TrainerError> {
         .map_err(model_error)?
         .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), [n, f]))
         .map_err(model_error)?
+        .into_typed()
+        .map_err(model_error)?;
+    run_model(model, frame)
+}
+
+/// Runs a typed model (input 0 fixed to `[rows, features]` f32) on `frame`.
+pub fn run_model(model: TypedModel, frame: &Frame) -> Result<Answers, TrainerError> {
+    let (n, f) = (frame.rows(), frame.features.len());
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    let model = model
         .into_optimized()
         .map_err(model_error)?
         .into_runnable()

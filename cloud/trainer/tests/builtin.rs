@@ -1,7 +1,7 @@
 //! The built-in trainers against scikit-learn (`tests/fixtures/trainer/`,
 //! written by `scripts/make_trainer_fixtures.py`) and their ONNX files against
-//! onnxruntime (run here through python3 when it has onnxruntime; required
-//! where `WASMOPS_REQUIRE_PYTHON` is set, as in CI).
+//! onnxruntime (run through python3; `scripts/python-deps.sh` installs it
+//! when missing).
 
 use std::path::PathBuf;
 
@@ -20,8 +20,25 @@ fn sklearn() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("sklearn.json")).unwrap()).unwrap()
 }
 
-/// onnxruntime's outputs for `onnx` on `frame` (None: no onnxruntime here).
-fn onnxruntime(onnx: &[u8], frame: &Frame) -> Option<Vec<serde_json::Value>> {
+/// Installs the Python references once (`scripts/python-deps.sh`).
+fn python_deps() {
+    static DEPS: std::sync::Once = std::sync::Once::new();
+    DEPS.call_once(|| {
+        let out = std::process::Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-deps.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "scripts/python-deps.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// onnxruntime's outputs for `onnx` on `frame`.
+fn onnxruntime(onnx: &[u8], frame: &Frame) -> Vec<serde_json::Value> {
+    python_deps();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.onnx");
     std::fs::write(&model, onnx).unwrap();
@@ -37,26 +54,18 @@ x = np.array(json.load(open(sys.argv[2])), dtype=np.float32)
 out = s.run(None, {"X": x})
 print(json.dumps([o.tolist() for o in out]))
 "#;
-    let ran = std::process::Command::new("python3")
+    let out = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(&model)
         .arg(&input)
-        .output();
-    match ran {
-        Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).unwrap()),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                std::env::var_os("WASMOPS_REQUIRE_PYTHON").is_none(),
-                "python3 with onnxruntime is required here: {why}"
-            );
-            eprintln!("skipping the onnxruntime comparison: {why}");
-            None
-        }
-    }
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "onnxruntime: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -83,7 +92,8 @@ fn logistic_on_iris_is_as_good_as_sklearn_and_its_onnx_runs_in_onnxruntime() {
     assert!(t.code.starts_with("builtin:logistic"));
     // The ONNX file, run by an independent runtime, answers what tract does.
     let ours = native::run(&t.onnx, &holdout).unwrap();
-    if let Some(out) = onnxruntime(&t.onnx, &holdout) {
+    {
+        let out = onnxruntime(&t.onnx, &holdout);
         let labels = out[0].as_array().unwrap();
         let probabilities = out[1].as_array().unwrap();
         for (i, (label, p)) in ours.iter().enumerate() {
@@ -134,7 +144,8 @@ fn linear_regression_matches_sklearn_least_squares() {
             fit.weights[j]
         );
     }
-    if let Some(out) = onnxruntime(&t.onnx, &holdout) {
+    {
+        let out = onnxruntime(&t.onnx, &holdout);
         let ours = native::run(&t.onnx, &holdout).unwrap();
         for (i, (_, v)) in ours.iter().enumerate() {
             let theirs = out[0][i][0].as_f64().unwrap() as f32;
@@ -155,7 +166,8 @@ fn missing_values_are_filled_with_the_training_mean_in_the_onnx_too() {
     let probe = Frame::parse(b"a,b,y\n,,0\n2.2,27,0\n", "y", true).unwrap();
     let answers = native::run(&t.onnx, &probe).unwrap();
     native::agree(&answers[..1].to_vec(), &answers[1..].to_vec(), 1e-5).unwrap();
-    if let Some(out) = onnxruntime(&t.onnx, &probe) {
+    {
+        let out = onnxruntime(&t.onnx, &probe);
         assert_eq!(out[0][0].as_i64(), answers[0].0);
     }
 }

@@ -454,6 +454,26 @@ impl Drop for Postgres {
     }
 }
 
+/// Makes sure python3 has the reference packages (onnxruntime, scikit-learn,
+/// skl2onnx, scipy): `scripts/python-deps.sh` installs them once.
+pub fn python_deps() {
+    static DEPS: Mutex<bool> = Mutex::new(false);
+    let mut ready = DEPS.lock().unwrap_or_else(|e| e.into_inner());
+    if !*ready {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("bash")
+            .arg(root.join("scripts/python-deps.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "scripts/python-deps.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        *ready = true;
+    }
+}
+
 /// Opens `page` in headless Chromium (Debian's, via playwright-core;
 /// `scripts/browser-deps.sh` installs both once) and returns what
 /// `tests/browser/check_page.mjs` saw: title, summary, plots, errors, requests.
@@ -492,4 +512,38 @@ pub fn browse(page: &Path) -> Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// A minimal HTTP server that records every POSTed JSON body (a webhook sink).
+pub fn webhook_sink() -> (String, Seen) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Seen = Default::default();
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                store.lock().unwrap().push(v);
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
 }
