@@ -36,6 +36,7 @@ enum Wasmops {
     Runs(RunsCommand),
     Retrain(RetrainCommand),
     Worker(WorkerCommand),
+    Loop(LoopCommand),
     Fleet(FleetCommand),
     Demo(DemoCommand),
 }
@@ -68,6 +69,7 @@ impl Wasmops {
             Wasmops::Runs(c) => c.execute(),
             Wasmops::Retrain(c) => c.execute(),
             Wasmops::Worker(c) => c.execute(),
+            Wasmops::Loop(c) => c.execute(),
             Wasmops::Fleet(c) => c.execute(),
             Wasmops::Demo(c) => c.execute(),
         }

@@ -9,7 +9,8 @@
 //! Monitoring: [`drift`] compares a data scientist's own files; [`labels`]
 //! posts outcomes for the fleet's predictions.
 //! Closed loop: [`dataset`] stores training data; [`runs`] queues
-//! (`retrain`) and shows runs; [`worker`] carries them out.
+//! (`retrain`) and shows runs; [`worker`] carries them out; [`loops`] sets
+//! a model's triggers, gate and release.
 
 pub mod agent;
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod labels;
+pub mod loops;
 pub mod model;
 pub mod monitor;
 pub mod rollout;
@@ -53,6 +55,7 @@ pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use keygen::KeygenCommand;
 pub use labels::LabelsCommand;
+pub use loops::LoopCommand;
 pub use model::ModelCommand;
 pub use monitor::MonitorCommand;
 pub use rollout::RolloutCmd as RolloutCommand;

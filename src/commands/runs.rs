@@ -152,9 +152,10 @@ impl RunsCommand {
 #[derive(Parser)]
 pub struct RetrainCommand {
     pub model: String,
-    /// `NAME` (newest version) or `NAME@VERSION`.
+    /// `NAME` (newest version) or `NAME@VERSION`; without it, a run as the
+    /// model's loop file says (`wasmops loop set`).
     #[arg(long)]
-    pub dataset: String,
+    pub dataset: Option<String>,
     /// A holdout dataset (default: a seeded share of --dataset).
     #[arg(long)]
     pub holdout: Option<String>,
@@ -192,6 +193,11 @@ pub struct RetrainCommand {
 
 impl RetrainCommand {
     pub fn execute(self) -> Result<()> {
+        let client = self.conn.client()?;
+        let Some(dataset) = self.dataset.clone() else {
+            let run = client.trigger_loop(&self.model)?;
+            return self.follow(&client, run);
+        };
         let trainer = match &self.command {
             Some(command) => Trainer::Command {
                 command: command.clone(),
@@ -210,7 +216,7 @@ impl RetrainCommand {
             model: self.model.clone(),
             kind: RunKind::Train,
             trainer,
-            dataset: self.dataset.clone(),
+            dataset,
             holdout: self.holdout.clone(),
             holdout_share: Some(self.holdout_share),
             trigger: Some("manual".into()),
@@ -222,8 +228,12 @@ impl RetrainCommand {
                 ..Gate::default()
             },
         };
-        let client = self.conn.client()?;
-        let mut run = client.create_run(&req)?;
+        let run = client.create_run(&req)?;
+        self.follow(&client, run)
+    }
+
+    /// Prints the run (after its end, with --wait).
+    fn follow(&self, client: &wasmops_api::Client, mut run: Run) -> Result<()> {
         if !self.json {
             eprintln!("queued {}", run.id);
         }

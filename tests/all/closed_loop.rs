@@ -360,6 +360,51 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
             run["metrics"]["candidate"]["accuracy"]
         );
     }
+    // 5. The loop file: a run as it says, then a person approves and the
+    // alias moves (no rollout plan: no devices here).
+    let loop_file = dir.path().join("loop.toml");
+    let write = |text: &str| std::fs::write(&loop_file, text).unwrap();
+    write(
+        "trainer = \"builtin:logistic\"\ndataset = \"iris\"\n[triggers]\non = [\"DataQualityAlert\"]\n",
+    );
+    let refused = cli(&c, &admin, &["loop", "set", "loop-iris", p(&loop_file)]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("a broken sensor is fixed, not learnt"),
+        "{refused:?}"
+    );
+    write(concat!(
+        "trainer = \"builtin:logistic\"\ndataset = \"iris\"\nholdout = \"iris-holdout\"\n",
+        "[triggers]\non = [\"PerformanceDegraded\"]\n[gate]\nmargin = 0.1\n",
+        "[release]\napproval = \"manual\"\n",
+    ));
+    cli_ok(&c, &admin, &["loop", "set", "loop-iris", p(&loop_file)]);
+    let (done, run) = retrain(&c, &admin, &[]);
+    assert!(done, "{run:#}");
+    assert_eq!(run["trigger"], "manual");
+    let id = run["id"].as_str().unwrap().to_string();
+    let version = run["candidate"].as_str().unwrap().to_string();
+    let subject = format!("loop-iris@{version}");
+    wait_until("ApprovalRequired", || {
+        count(&hooked, "ApprovalRequired", Some(&subject)) == 1
+    });
+    let production = api_get(&c, &admin, "/v1/models/loop-iris/versions/production");
+    assert_eq!(production["version"], "1.0.0", "not before approval");
+    let approved = cli_ok(&c, &admin, &["loop", "approve", &id]);
+    assert!(approved.contains("approved"), "{approved}");
+    wait_until("ModelPromoted", || {
+        count(&hooked, "ModelPromoted", Some(&subject)) == 1
+    });
+    let production = api_get(&c, &admin, "/v1/models/loop-iris/versions/production");
+    assert_eq!(production["version"], version.as_str());
+    let shown = json(&cli_ok(
+        &c,
+        &admin,
+        &["loop", "show", "loop-iris", "--json"],
+    ));
+    assert_eq!(shown["promotions"][0]["state"], "promoted");
+    let again = cli(&c, &admin, &["loop", "approve", &id]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not awaiting approval"));
+
     let runs = json(&cli_ok(
         &c,
         &admin,

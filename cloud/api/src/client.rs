@@ -273,6 +273,30 @@ impl Client {
             .map_err(|source| ApiError::Decode { path, source })
     }
 
+    pub fn loop_settings(&self, model: &str) -> Result<LoopView, ApiError> {
+        self.get(&format!("/v1/models/{}/loop", seg(model)))
+    }
+
+    pub fn set_loop(&self, model: &str, settings: &LoopSettings) -> Result<LoopView, ApiError> {
+        self.put(&format!("/v1/models/{}/loop", seg(model)), settings)
+    }
+
+    /// A run of `model`'s loop now, as its loop file says.
+    pub fn trigger_loop(&self, model: &str) -> Result<Run, ApiError> {
+        self.post(
+            &format!("/v1/models/{}/loop/trigger", seg(model)),
+            &serde_json::json!({}),
+        )
+    }
+
+    /// Lets a passed candidate waiting for approval go on to its rollout.
+    pub fn approve_run(&self, id: &str) -> Result<Promotion, ApiError> {
+        self.post(
+            &format!("/v1/runs/{}/approve", seg(id)),
+            &serde_json::json!({}),
+        )
+    }
+
     pub fn create_run(&self, req: &RunRequest) -> Result<Run, ApiError> {
         self.post("/v1/runs", req)
     }

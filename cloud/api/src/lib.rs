@@ -17,6 +17,9 @@
 //! | POST | /v1/runs | [`RunRequest`] → [`Run`] | data-scientist |
 //! | GET | /v1/runs/{id}, /v1/runs/{id}/logs | [`Run`], its log (text) | viewer |
 //! | POST | /v1/runs/{id}/cancel | → [`Run`] | data-scientist |
+//! | GET, PUT | /v1/models/{name}/loop | [`LoopView`]; [`LoopSettings`] → [`LoopView`] | viewer; data-scientist |
+//! | POST | /v1/models/{name}/loop/trigger | → [`Run`] (a run as the loop says, now) | data-scientist |
+//! | POST | /v1/runs/{id}/approve | → [`Promotion`] | operator |
 //! | POST | /v1/runs/claim, /v1/runs/{id}/{heartbeat,finish} | [`ClaimRequest`] → [`Run`] or 204; [`RunProgress`]; [`RunResult`] → [`Run`] | worker |
 //! | POST | /v1/tokens | [`TokenRequest`] → [`TokenCreated`] | admin |
 //! | POST | /v1/enrolments | [`EnrolmentRequest`] → [`Enrolment`] | operator |
@@ -39,6 +42,7 @@
 mod datasets;
 mod error;
 mod fleet;
+mod loops;
 mod models;
 mod monitoring;
 mod rollouts;
@@ -52,6 +56,7 @@ pub use client::{ApiError, Client, Followed};
 pub use datasets::*;
 pub use error::ErrorBody;
 pub use fleet::*;
+pub use loops::*;
 pub use models::*;
 pub use monitoring::*;
 pub use rollouts::*;

@@ -93,6 +93,12 @@ const MIGRATIONS: &[&str] = &[
         summary TEXT NOT NULL, provenance TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL,
         PRIMARY KEY (name, version))",
     "CREATE UNIQUE INDEX IF NOT EXISTS dataset_versions_content ON dataset_versions (name, sha256)",
+    // The closed loop (issue 22): per model settings and trigger state, and
+    // each passed candidate's way to its alias.
+    "CREATE TABLE IF NOT EXISTS loops (model TEXT PRIMARY KEY, payload TEXT NOT NULL, created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL, last_trigger_at BIGINT, last_trigger TEXT, labels_at BIGINT)",
+    "CREATE TABLE IF NOT EXISTS promotions (run TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
+        state TEXT NOT NULL, rollout TEXT, reason TEXT, updated_at BIGINT NOT NULL)",
 ];
 
 /// Changes to existing tables, oldest first, each applied once in its own

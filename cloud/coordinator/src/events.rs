@@ -36,6 +36,8 @@ pub fn emit(
         detail,
     };
     let payload = serde_json::to_vec(&event).expect("events serialise");
+    // No subscriber is fine.
+    let _ = c.internal_events.send(event.clone());
     if let Some(bus) = c.bus.get()
         && let Err(e) = bus.try_publish(topic(kind), QoS::AtLeastOnce, false, payload.clone())
     {

@@ -16,9 +16,13 @@
 //! `wasmops_api`'s types; [`error`] says which failures are the caller's (4xx)
 //! and which are the coordinator's (5xx). Settings: [`config`].
 //!
+//! Closed loop: [`datasets`] stores training data, [`runs`] queues runs
+//! that workers (outside this crate) carry out, [`loops`] starts them on
+//! triggers and promotes what passed.
+//!
 //! Module layers (each uses only those above it): error, db, audit, auth,
 //! events, artifacts, bus → registry, enrolment, devices → monitor →
-//! telemetry → deployments, rollouts → mqtt → http.
+//! telemetry, datasets, runs → deployments, rollouts → loops → mqtt → http.
 
 pub mod artifacts;
 pub mod audit;
@@ -36,6 +40,7 @@ pub mod faults;
 pub mod groups;
 pub mod http;
 pub mod labels;
+pub mod loops;
 pub mod monitor;
 pub mod mqtt;
 pub mod registry;
@@ -87,6 +92,8 @@ pub struct Coordinator {
     pub monitor: monitor::MonitorConfig,
     /// What the monitoring watcher announced last.
     pub monitor_announced: monitor::watch::Announced,
+    /// Every event, for subscribers inside the coordinator (the loop's triggers).
+    pub internal_events: tokio::sync::broadcast::Sender<events::Event>,
 }
 
 impl Coordinator {
@@ -128,6 +135,7 @@ impl Coordinator {
             faults: faults::Faults::parse(&config.faults)?,
             monitor: config.monitor,
             monitor_announced: Default::default(),
+            internal_events: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 }
@@ -183,6 +191,7 @@ pub async fn serve_with(
     tokio::spawn(groups::run_reconciler(coordinator.clone()));
     tokio::spawn(monitor::watch::run(coordinator.clone()));
     tokio::spawn(runs::run_janitor(coordinator.clone()));
+    tokio::spawn(loops::run(coordinator.clone()));
     tokio::spawn(telemetry::run_pruner(
         coordinator.clone(),
         config.telemetry_retention,

@@ -215,6 +215,17 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/runs/{id}/cancel", post(training::cancel_run))
         .route("/v1/runs/{id}/heartbeat", post(training::run_heartbeat))
         .route("/v1/runs/{id}/finish", post(training::finish_run))
+        .route("/v1/runs/{id}/approve", post(training::approve_run))
+        .route(
+            "/v1/models/{name}/loop",
+            get(training::show_loop)
+                .put(training::set_loop)
+                .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
+        .route(
+            "/v1/models/{name}/loop/trigger",
+            post(training::trigger_loop),
+        )
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", post(create_token))
         .route("/v1/devices", get(devices))

@@ -208,6 +208,51 @@ pub async fn finish_run(
     Ok(Json(runs::finish(&c, &id, r).await?).into_response())
 }
 
+pub async fn show_loop(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Read).await?;
+    Ok(Json(crate::loops::view(&c, &name).await?).into_response())
+}
+
+pub async fn set_loop(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(settings): Body<wasmops_api::LoopSettings>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Train).await?;
+    Ok(Json(crate::loops::set(&c, &who, &name, settings).await?).into_response())
+}
+
+/// `POST /v1/models/{name}/loop/trigger`: a run of the model's loop now
+/// (`wasmops retrain MODEL`), cool-down or not.
+pub async fn trigger_loop(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Train).await?;
+    match crate::loops::trigger(&c, &name, "manual", false).await? {
+        Some(id) => Ok((StatusCode::CREATED, Json(runs::get(&c, &id).await?)).into_response()),
+        None => Err(ApiError::client(
+            StatusCode::CONFLICT,
+            "no run started: not enough labelled production rows yet (see the coordinator log)",
+        )),
+    }
+}
+
+pub async fn approve_run(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Deploy).await?;
+    Ok(Json(crate::loops::approve(&c, &who, &id).await?).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::router;
