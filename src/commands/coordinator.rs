@@ -141,7 +141,7 @@ fn start_worker(
     let config = wasmops_worker::WorkerConfig {
         coordinator: format!("http://{addr}"),
         token: ready.worker_token,
-        name: "in-process".into(),
+        name: wasmops_coordinator::runs::IN_PROCESS_WORKER.into(),
         release_key: key,
         delegation,
         workdir,

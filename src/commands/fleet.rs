@@ -75,6 +75,10 @@ pub enum FleetVerb {
         /// The model's input tensor.
         #[arg(long, default_value = "X")]
         input: String,
+        /// MODEL=N: each device samples N raw input rows of MODEL per
+        /// telemetry window (production rows for retraining); repeatable.
+        #[arg(long = "sample-rows", value_name = "MODEL=N")]
+        sample_rows: Vec<String>,
         #[arg(long, default_value_t = 1000)]
         telemetry_interval_ms: u64,
         /// The simulator's status API (GET /v1/fleet).
@@ -162,6 +166,7 @@ impl FleetCommand {
                 label_delay,
                 rows_per_request,
                 input,
+                sample_rows,
                 telemetry_interval_ms,
                 listen,
                 enrolment_token,
@@ -220,6 +225,14 @@ impl FleetCommand {
                     sample,
                     scenario,
                     api_token,
+                    sample_rows: parse_pairs("sample-rows", &sample_rows)?
+                        .into_iter()
+                        .map(|(m, n)| {
+                            n.parse()
+                                .map(|n| (m.clone(), n))
+                                .map_err(|_| anyhow::anyhow!("--sample-rows {m}={n}: N is a count"))
+                        })
+                        .collect::<Result<_>>()?,
                 };
                 let rt = tokio::runtime::Runtime::new()?;
                 rt.block_on(wasmops_fleet::simulator::run(config, listen, async {

@@ -405,6 +405,58 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
     let again = cli(&c, &admin, &["loop", "approve", &id]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("not awaiting approval"));
 
+    // 6. SIGKILL the coordinator (and its in-process worker) during a run:
+    // after the restart the run is failed at once, nothing was registered, and
+    // the next run works.
+    let queued = json(&cli_ok(
+        &c,
+        &admin,
+        &[
+            "retrain",
+            "loop-iris",
+            "--dataset",
+            "iris",
+            "--command",
+            "sleep 60 # {out}",
+            "--json",
+        ],
+    ));
+    let id = queued["id"].as_str().unwrap().to_string();
+    wait_until("the run to start", || {
+        api_get(&c, &admin, &format!("/v1/runs/{id}"))["status"] == "running"
+    });
+    let listen = c.url.trim_start_matches("http://").to_string();
+    let mut c = c;
+    c.process.child.kill().unwrap();
+    c.process.child.wait().unwrap();
+    let c = start_coordinator_at(&data, &listen, &args);
+    let lost = api_get(&c, &admin, &format!("/v1/runs/{id}"));
+    assert_eq!(lost["status"], "failed", "{lost:#}");
+    assert!(
+        lost["error"]
+            .as_str()
+            .unwrap()
+            .contains("restarted during the run"),
+        "{lost:#}"
+    );
+    let versions = api_get(&c, &admin, "/v1/models/loop-iris");
+    let before = versions["versions"].as_array().unwrap().len();
+    let (done, run) = retrain(
+        &c,
+        &admin,
+        &[
+            "--dataset",
+            "iris",
+            &holdout[0],
+            &holdout[1],
+            &holdout[2],
+            &holdout[3],
+        ],
+    );
+    assert!(done, "{run:#}");
+    let versions = api_get(&c, &admin, "/v1/models/loop-iris");
+    assert_eq!(versions["versions"].as_array().unwrap().len(), before + 1);
+
     let runs = json(&cli_ok(
         &c,
         &admin,

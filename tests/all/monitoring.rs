@@ -124,6 +124,11 @@ impl World {
 
 /// Starts the world for `scenario`, with the model deployed to the fleet.
 fn world(scenario: &str, extra: &[&str]) -> World {
+    world_with(scenario, extra, &[])
+}
+
+/// [`world`] with `coordinator` flags added to the coordinator's.
+fn world_with(scenario: &str, extra: &[&str], coordinator: &[&str]) -> World {
     let tag = scenario.replace('-', "_");
     let dir = tempfile::tempdir().unwrap();
     let db = Postgres::fresh(&format!("monitor_{tag}"));
@@ -143,6 +148,10 @@ fn world(scenario: &str, extra: &[&str]) -> World {
     ]
     .map(String::from)
     .to_vec();
+    let args: Vec<String> = args
+        .into_iter()
+        .chain(coordinator.iter().map(|a| a.to_string()))
+        .collect();
     let c = start_coordinator(&data, &args);
     let events = event_listener(&broker.url(), None);
     let admin = admin_token(&data);
@@ -384,6 +393,29 @@ fn covariate_shift_names_exactly_the_moved_features() {
 #[test]
 fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
     let w = world("stuck-sensor", &[]);
+    // A loop that would retrain on drift or decay: a stuck sensor must start
+    // no run (it is fixed, not learnt), even where it shows as drift.
+    let training = fixtures().join("drift/iris_coded.csv");
+    cli_ok(
+        &w.c,
+        &w.admin,
+        &[
+            "dataset",
+            "push",
+            p(&training),
+            "--name",
+            "iris-stuck",
+            "--label",
+            "species",
+        ],
+    );
+    let loop_file = scratch().join("stuck-loop.toml");
+    std::fs::write(
+        &loop_file,
+        "trainer = \"builtin:logistic\"\ndataset = \"iris-stuck\"\n[triggers]\non = [\"DataDriftDetected\", \"PerformanceDegraded\"]\n",
+    )
+    .unwrap();
+    cli_ok(&w.c, &w.admin, &["loop", "set", &w.model, p(&loop_file)]);
     w.wait_until_changed();
     // Out of range at once; stuck once the window holds only stuck values.
     let low_unique = |e: &Value| e["detail"]["anomaly"] == "FEATURE_TYPE_LOW_UNIQUE";
@@ -404,7 +436,7 @@ fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
         serde_json::json!({"fleet=monitor": 5, "site=eu": 5}),
         "devices 0, 10, 20, 30, 40 are all in site=eu"
     );
-    // Another ten seconds: still no drift on any other column.
+    // Another ten seconds: still no drift on any other column, and no run.
     std::thread::sleep(Duration::from_secs(10));
     for e in w.events("DataDriftDetected") {
         assert_eq!(
@@ -413,6 +445,18 @@ fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
             "{e:#}"
         );
     }
+    let runs: Value = serde_json::from_str(&cli_ok(
+        &w.c,
+        &w.admin,
+        &["runs", "list", "--model", &w.model, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        runs,
+        serde_json::json!([]),
+        "drift events: {:#?}",
+        w.events("DataDriftDetected")
+    );
     // Monitoring one site shows the devices there.
     let r: Value = serde_json::from_str(&cli_ok(
         &w.c,
@@ -440,8 +484,32 @@ fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
 }
 
 #[test]
-fn concept_drift_shows_accuracy_falling_and_performance_degraded() {
-    let w = world("concept-drift", &[]);
+fn concept_drift_shows_accuracy_falling_and_the_loop_retrains_and_promotes() {
+    // The loop's worker signs with its own key, which devices and the
+    // coordinator trust too; devices sample production rows for retraining.
+    let prefix = scratch().join("concept-loop");
+    ok(&["keygen", "--out", p(&prefix)]);
+    let (loop_key, loop_pub) = (prefix.with_extension("key"), prefix.with_extension("pub"));
+    let model = "iris-concept-drift";
+    let sample = format!("{model}=20");
+    let w = world_with(
+        "concept-drift",
+        &["--trust", p(&loop_pub), "--sample-rows", &sample],
+        &["--trust", p(&loop_pub), "--worker-key", p(&loop_key)],
+    );
+    let loop_file = scratch().join("concept-loop.toml");
+    std::fs::write(
+        &loop_file,
+        concat!(
+            "trainer = \"builtin:logistic\"\n",
+            "[from_production]\nsince = \"15s\"\nmin_rows = 300\n",
+            "[triggers]\non = [\"PerformanceDegraded\"]\n",
+            "[release]\napproval = \"auto\"\n",
+            "rollout = { selector = { fleet = \"monitor\" }, waves = [20, 100] }\n",
+        ),
+    )
+    .unwrap();
+    cli_ok(&w.c, &w.admin, &["loop", "set", model, p(&loop_file)]);
     w.wait_until_changed();
     let seen = w.wait_for("PerformanceDegraded", Duration::from_secs(90));
     let d = &seen[0]["detail"];
@@ -466,4 +534,91 @@ fn concept_drift_shows_accuracy_falling_and_performance_degraded() {
     assert!(*accuracy.last().unwrap() < 0.3, "{accuracy:?}");
     let text = w.monitor(&["--since", "5m"]);
     assert!(text.contains("estimated accuracy"), "{text}");
+
+    // The loop: PerformanceDegraded → a run on fresh labelled production rows
+    // → the candidate beats the champion on them → canary → promoted.
+    let promoted = w.wait_for("ModelPromoted", Duration::from_secs(240));
+    let version = promoted[0]["detail"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run_id = promoted[0]["detail"]["run"].as_str().unwrap().to_string();
+    let run: Value = serde_json::from_str(&cli_ok(
+        &w.c,
+        &w.admin,
+        &["runs", "show", &run_id, "--json"],
+    ))
+    .unwrap();
+    assert_eq!(run["trigger"], "PerformanceDegraded", "{run:#}");
+    let metrics = &run["metrics"];
+    let (new, old) = (
+        metrics["candidate"]["accuracy"].as_f64().unwrap(),
+        metrics["champion"]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(new > old + 0.2, "candidate {new} vs champion {old}");
+    let dataset = &run["datasets"][0];
+    let shown: Value = serde_json::from_str(&cli_ok(
+        &w.c,
+        &w.admin,
+        &[
+            "dataset",
+            "show",
+            &format!(
+                "{}@{}",
+                dataset["name"].as_str().unwrap(),
+                dataset["version"]
+            ),
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(shown[0]["provenance"]["source"], "production", "{shown:#}");
+    assert!(
+        shown[0]["provenance"]["devices"].as_u64().unwrap() >= 10,
+        "{shown:#}"
+    );
+    let production = api_get(
+        &w.c,
+        &w.admin,
+        &format!("/v1/models/{model}/versions/production"),
+    );
+    assert_eq!(production["version"], version.as_str());
+    assert_eq!(
+        production["claims"]["lineage"]["training_run"],
+        run_id.as_str()
+    );
+    let devices = api_get(&w.c, &w.admin, "/v1/devices");
+    let on_new = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["active_version"] == version.as_str())
+        .count();
+    assert_eq!(on_new, DEVICES, "{devices:#}");
+    // And the fleet is right again about the new rule.
+    let started = Instant::now();
+    loop {
+        let r: Value = serde_json::from_str(&cli_ok(
+            &w.c,
+            &w.admin,
+            &[
+                "monitor",
+                model,
+                "--version",
+                &version,
+                "--since",
+                "30s",
+                "--json",
+            ],
+        ))
+        .unwrap();
+        let perf = &r["performance"];
+        if perf["labelled"].as_u64().unwrap_or(0) >= 200
+            && perf["accuracy"].as_f64().unwrap_or(0.0) > 0.8
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{perf:#}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }

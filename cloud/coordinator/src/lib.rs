@@ -196,11 +196,15 @@ pub async fn serve_with(
         coordinator.clone(),
         config.telemetry_retention,
     ));
+    let worker_token = auth::in_process_worker_token(&coordinator.db).await?;
+    let lost = runs::recover(&coordinator, runs::IN_PROCESS_WORKER).await?;
+    if lost > 0 {
+        tracing::warn!("{lost} run(s) of the previous in-process worker ended by this restart");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the port.
     println!("wasmops coordinator listening on http://{addr} (MQTT: mqtt://{host}:{port})");
-    let worker_token = auth::in_process_worker_token(&coordinator.db).await?;
     ready(Ready { addr, worker_token });
     axum::serve(listener, http::router(coordinator))
         .with_graceful_shutdown(shutdown)

@@ -351,26 +351,68 @@ pub async fn trigger(
     Ok(Some(run.id))
 }
 
+/// A monitoring event held for a moment: the data-quality alerts of the
+/// same look come after its drift events.
+struct Held {
+    model: String,
+    kind: &'static str,
+    columns: Vec<String>,
+    at: std::time::Instant,
+}
+
+/// How long a data-quality alert explains drift in its columns.
+const QUALITY_EXPLAINS: Duration = Duration::from_secs(600);
+
 /// The loop's task: triggers, then promotions, until the process ends.
+/// Drift in columns with a data-quality alert starts no run: a broken sensor
+/// is fixed, not learnt.
 pub async fn run(c: std::sync::Arc<Coordinator>) {
     let mut events = c.internal_events.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut held: Vec<Held> = vec![];
+    let mut alerted: std::collections::HashMap<(String, String), std::time::Instant> =
+        Default::default();
     loop {
         tokio::select! {
             e = events.recv() => match e {
-                Ok(e) if LOOP_EVENTS.contains(&e.kind) => {
-                    if let Some(model) = e.detail["model"].as_str() {
-                        on_event(&c, model, e.kind).await;
+                Ok(e) => {
+                    let Some(model) = e.detail["model"].as_str() else { continue };
+                    let columns: Vec<String> = e.detail["columns"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default();
+                    if e.kind == "DataQualityAlert" {
+                        for col in columns {
+                            alerted.insert((model.to_string(), col), std::time::Instant::now());
+                        }
+                    } else if LOOP_EVENTS.contains(&e.kind) {
+                        held.push(Held { model: model.to_string(), kind: e.kind, columns, at: std::time::Instant::now() });
                     }
                 }
-                Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("the loop missed {n} events");
-                    continue;
                 }
                 Err(_) => return,
             },
             _ = tick.tick() => {
+                alerted.retain(|_, at| at.elapsed() < QUALITY_EXPLAINS);
+                let (ready, wait): (Vec<Held>, Vec<Held>) = held
+                    .drain(..)
+                    .partition(|h| h.at.elapsed() >= Duration::from_millis(1500));
+                held = wait;
+                for h in ready {
+                    let explained = h.kind == "DataDriftDetected"
+                        && !h.columns.is_empty()
+                        && h.columns.iter().all(|col| alerted.contains_key(&(h.model.clone(), col.clone())));
+                    if explained {
+                        tracing::info!(
+                            "loop of {}: drift in {:?} comes with a data-quality alert there: no run",
+                            h.model, h.columns
+                        );
+                        continue;
+                    }
+                    on_event(&c, &h.model, h.kind).await;
+                }
                 if let Err(e) = counting_triggers(&c).await {
                     tracing::warn!("loop triggers: {e}");
                 }

@@ -20,6 +20,9 @@ use wasmops_api::{
 use crate::auth::Principal;
 use crate::{Coordinator, CoordinatorError, audit, datasets, events};
 
+/// How the worker inside the coordinator's process names itself.
+pub const IN_PROCESS_WORKER: &str = "in-process";
+
 /// The built-in trainers a run may name.
 pub const BUILTIN_TRAINERS: &[&str] = &["logistic", "linear", "tree"];
 
@@ -519,11 +522,55 @@ pub async fn expire(c: &Coordinator) -> Result<usize, CoordinatorError> {
             run.worker.as_deref().unwrap_or("?"),
             RUN_LEASE_MS / 1000
         );
-        if settle(c, &run, End::failed(&run, why)).await.is_ok() {
+        if lose(c, &run, why).await.is_ok() {
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// At start-up: runs the previous process's in-process worker held are
+/// over (that worker died with it), without waiting for their lease.
+pub async fn recover(c: &Coordinator, worker: &str) -> Result<usize, CoordinatorError> {
+    let held: Vec<(String,)> =
+        sqlx::query_as("SELECT id FROM runs WHERE status = 'running' AND worker = $1")
+            .bind(worker)
+            .fetch_all(&c.db.pool)
+            .await?;
+    let mut n = 0;
+    for (id,) in held {
+        let run = get(c, &id).await?;
+        let why = "the coordinator restarted during the run (its in-process worker with it)";
+        if lose(c, &run, why.into()).await.is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Ends a run whose worker is gone: succeeded if its candidate was already
+/// registered (the worker died before saying so: never half-registered),
+/// else failed with `why`.
+async fn lose(c: &Coordinator, run: &Run, why: String) -> Result<Run, CoordinatorError> {
+    let registered: Option<(String,)> =
+        sqlx::query_as("SELECT version FROM model_versions WHERE name = $1 AND training_run = $2")
+            .bind(run.model.as_deref().unwrap_or_default())
+            .bind(&run.id)
+            .fetch_optional(&c.db.pool)
+            .await?;
+    match registered {
+        Some((version,)) => {
+            tracing::warn!("run {}: {why}, after registering {version}", run.id);
+            let end = End {
+                status: RunStatus::Succeeded,
+                candidate: Some(version),
+                error: None,
+                ..End::failed(run, String::new())
+            };
+            settle(c, run, end).await
+        }
+        None => settle(c, run, End::failed(run, why)).await,
+    }
 }
 
 /// How a run ends.

@@ -117,6 +117,7 @@ pub fn run(
         sample: Some(s.sample.clone()),
         scenario: s.traffic.clone(),
         api_token: None,
+        sample_rows: Default::default(),
     };
     let fleet = rt.block_on(Fleet::start(fleet_config))?;
     wait_for(Duration::from_secs(120), || {

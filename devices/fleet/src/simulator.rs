@@ -40,6 +40,9 @@ pub struct FleetConfig {
     /// scenario says, with outcomes posted later under `api_token`.
     pub scenario: Option<crate::scenario::Scenario>,
     pub api_token: Option<String>,
+    /// Raw input rows each device samples per telemetry window, by model
+    /// (agent.toml `sample_rows`; production rows for retraining).
+    pub sample_rows: BTreeMap<String, usize>,
 }
 
 /// A running simulated fleet.
@@ -317,6 +320,7 @@ fn agent_config(c: &FleetConfig, i: usize) -> AgentConfig {
         enrolment_token: Some(c.enrolment_token.clone()),
         listen: "127.0.0.1:0".parse().expect("address"),
         telemetry_interval_ms: c.telemetry_interval_ms,
+        sample_rows: c.sample_rows.clone(),
         ..AgentConfig::new(
             id.clone(),
             c.coordinator.clone(),

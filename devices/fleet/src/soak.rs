@@ -273,6 +273,7 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
         sample: Some(s.sample.clone()),
         scenario: None,
         api_token: None,
+        sample_rows: Default::default(),
     }))?);
     wait_for("the fleet online", Duration::from_secs(180), || {
         Ok(api
