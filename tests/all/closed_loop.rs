@@ -14,12 +14,6 @@ use wasmops_fleet::mosquitto::Mosquitto;
 
 use crate::common::*;
 
-fn keygen(name: &str) -> (PathBuf, PathBuf) {
-    let prefix = scratch().join(format!("loop-{name}"));
-    ok(&["keygen", "--out", p(&prefix)]);
-    (prefix.with_extension("key"), prefix.with_extension("pub"))
-}
-
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -33,6 +27,22 @@ fn retrain(c: &Coordinator, token: &str, args: &[&str]) -> (bool, Value) {
     (out.status.success(), json(&stdout))
 }
 
+/// `retrain` on `dataset`, judged on `iris-holdout` within 0.1 of the champion.
+fn retrain_on(c: &Coordinator, token: &str, dataset: &str) -> (bool, Value) {
+    retrain(
+        c,
+        token,
+        &[
+            "--dataset",
+            dataset,
+            "--holdout",
+            "iris-holdout",
+            "--margin",
+            "0.1",
+        ],
+    )
+}
+
 #[test]
 fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,9 +50,9 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
     let broker = Mosquitto::start().unwrap();
     // Trust: a root; the team's release key and the loop's own key, each
     // delegated for this model only.
-    let (root_key, root_pub) = keygen("root");
-    let (team_key, team_pub) = keygen("team");
-    let (loop_key, loop_pub) = keygen("worker");
+    let (root_key, root_pub) = keygen("loop-root");
+    let (team_key, team_pub) = keygen("loop-team");
+    let (loop_key, loop_pub) = keygen("loop-worker");
     let trust = dir.path().join("trust");
     ok(&[
         "trust",
@@ -173,19 +183,7 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
 
     // 1. A retrained candidate within the margin of the champion (which saw
     // these holdout rows in its training: accuracy 1.0) is released.
-    let holdout = ["--holdout", "iris-holdout", "--margin", "0.1"];
-    let (done, run) = retrain(
-        &c,
-        &admin,
-        &[
-            "--dataset",
-            "iris",
-            &holdout[0],
-            &holdout[1],
-            &holdout[2],
-            &holdout[3],
-        ],
-    );
+    let (done, run) = retrain_on(&c, &admin, "iris");
     assert!(done, "{run:#}");
     let id = run["id"].as_str().unwrap().to_string();
     assert_eq!(run["status"], "succeeded");
@@ -255,18 +253,7 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
             "species",
         ],
     );
-    let (done, run) = retrain(
-        &c,
-        &admin,
-        &[
-            "--dataset",
-            "iris-bad",
-            &holdout[0],
-            &holdout[1],
-            &holdout[2],
-            &holdout[3],
-        ],
-    );
+    let (done, run) = retrain_on(&c, &admin, "iris-bad");
     assert!(!done);
     assert_eq!(run["status"], "failed");
     let error = run["error"].as_str().unwrap();
@@ -441,18 +428,7 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
     );
     let versions = api_get(&c, &admin, "/v1/models/loop-iris");
     let before = versions["versions"].as_array().unwrap().len();
-    let (done, run) = retrain(
-        &c,
-        &admin,
-        &[
-            "--dataset",
-            "iris",
-            &holdout[0],
-            &holdout[1],
-            &holdout[2],
-            &holdout[3],
-        ],
-    );
+    let (done, run) = retrain_on(&c, &admin, "iris");
     assert!(done, "{run:#}");
     let versions = api_get(&c, &admin, "/v1/models/loop-iris");
     assert_eq!(versions["versions"].as_array().unwrap().len(), before + 1);

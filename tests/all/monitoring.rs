@@ -487,9 +487,7 @@ fn a_stuck_sensor_is_a_quality_alert_naming_its_devices() {
 fn concept_drift_shows_accuracy_falling_and_the_loop_retrains_and_promotes() {
     // The loop's worker signs with its own key, which devices and the
     // coordinator trust too; devices sample production rows for retraining.
-    let prefix = scratch().join("concept-loop");
-    ok(&["keygen", "--out", p(&prefix)]);
-    let (loop_key, loop_pub) = (prefix.with_extension("key"), prefix.with_extension("pub"));
+    let (loop_key, loop_pub) = keygen("concept-loop");
     let model = "iris-concept-drift";
     let sample = format!("{model}=20");
     let w = world_with(

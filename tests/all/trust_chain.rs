@@ -6,12 +6,6 @@ use crate::common::*;
 
 use std::path::{Path, PathBuf};
 
-fn keygen(name: &str) -> (PathBuf, PathBuf) {
-    let prefix = scratch().join(name);
-    ok(&["keygen", "--out", p(&prefix)]);
-    (prefix.with_extension("key"), prefix.with_extension("pub"))
-}
-
 /// A build of the scaler fixture with the given name and claims flags, signed
 /// by `key` with its delegation embedded when given.
 fn release(

@@ -223,18 +223,9 @@ pub async fn view(c: &Coordinator, model: &str) -> Result<LoopView, CoordinatorE
     };
     let settings = serde_json::from_str(&payload)
         .map_err(|e| CoordinatorError::Internal(format!("loop of {model}: {e}")))?;
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        i64,
-    )> = sqlx::query_as(
-        "SELECT run, model, version, state, rollout, reason, updated_at FROM promotions
-             WHERE model = $1 ORDER BY updated_at",
-    )
+    let rows: Vec<PromotionRow> = sqlx::query_as(&format!(
+        "SELECT {PROMOTION} FROM promotions WHERE model = $1 ORDER BY updated_at"
+    ))
     .bind(model)
     .fetch_all(&c.db.pool)
     .await?;
@@ -247,16 +238,21 @@ pub async fn view(c: &Coordinator, model: &str) -> Result<LoopView, CoordinatorE
     })
 }
 
+/// run, model, version, state, rollout, reason, updated at.
+type PromotionRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+const PROMOTION: &str = "run, model, version, state, rollout, reason, updated_at";
+
 fn promotion(
-    (run, model, version, state, rollout, reason, updated_at_ms): (
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        i64,
-    ),
+    (run, model, version, state, rollout, reason, updated_at_ms): PromotionRow,
 ) -> Promotion {
     Promotion {
         run,
@@ -631,13 +627,12 @@ pub async fn approve(
     .bind(run)
     .execute(&c.db.pool)
     .await?;
-    let row: Option<(String, String, String, String, Option<String>, Option<String>, i64)> =
-        sqlx::query_as(
-            "SELECT run, model, version, state, rollout, reason, updated_at FROM promotions WHERE run = $1",
-        )
-        .bind(run)
-        .fetch_optional(&c.db.pool)
-        .await?;
+    let row: Option<PromotionRow> = sqlx::query_as(&format!(
+        "SELECT {PROMOTION} FROM promotions WHERE run = $1"
+    ))
+    .bind(run)
+    .fetch_optional(&c.db.pool)
+    .await?;
     let Some(row) = row else {
         let status = runs::get(c, run).await?.status;
         return Err(CoordinatorError::Conflict(format!(

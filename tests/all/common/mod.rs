@@ -84,6 +84,13 @@ pub fn keys() -> &'static (PathBuf, PathBuf) {
     })
 }
 
+/// A new key pair in the scratch directory: (secret, public).
+pub fn keygen(name: &str) -> (PathBuf, PathBuf) {
+    let prefix = scratch().join(name);
+    ok(&["keygen", "--out", p(&prefix)]);
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
 /// Builds and signs fixture `name` once; returns the component path.
 pub fn component(name: &str) -> PathBuf {
     built(name).0
