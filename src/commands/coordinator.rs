@@ -127,7 +127,7 @@ impl CoordinatorCommand {
 
 /// The zero-setup worker: a thread of this process, talking to the API like
 /// any other worker (training and the runtime stay out of the coordinator).
-fn start_worker(
+pub(crate) fn start_worker(
     ready: wasmops_coordinator::Ready,
     key: Option<PathBuf>,
     delegation: Option<PathBuf>,

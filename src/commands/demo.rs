@@ -28,12 +28,54 @@ pub struct DemoCommand {
     /// Stop after the rollout instead of serving until Ctrl-C (the default when not run from a terminal).
     #[arg(long)]
     pub exit: bool,
+    /// `rollout`: build, sign, run, deploy, canary, a drift moment;
+    /// `drift`: the closed loop — concept drift, retraining, validation,
+    /// canary, promotion.
+    #[arg(long, default_value = "rollout", value_parser = ["rollout", "drift"])]
+    pub scenario: String,
 }
 
 impl DemoCommand {
     pub fn execute(self) -> Result<()> {
-        demo(self.dir, self.devices, self.exit)
+        match self.scenario.as_str() {
+            "drift" => demo_loop(self.dir, self.devices),
+            _ => demo(self.dir, self.devices, self.exit),
+        }
     }
+}
+
+/// `wasmops demo --scenario drift`: the closed loop on embedded defaults.
+fn demo_loop(dir: Option<PathBuf>, devices: usize) -> Result<()> {
+    let tmp;
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    eprintln!("wasmops keygen --out release   (the loop's worker signs with it; devices trust it)");
+    let (secret, public) = keygen(&dir.join("release"))?;
+    let scenario = wasmops_fleet::demo_loop::LoopScenario {
+        dir: dir.clone(),
+        devices,
+        trust_key: public,
+    };
+    let cache = dir.join("worker-cache");
+    let workdir = dir.clone();
+    let outcome = wasmops_fleet::demo_loop::run(&scenario, &ProgressBars, move |ready| {
+        super::coordinator::start_worker(ready, Some(secret), None, workdir, cache)
+    })?;
+    eprintln!(
+        "done: {} {} serves the fleet, {:.0} s after the change",
+        wasmops_fleet::demo_loop::MODEL,
+        outcome.version,
+        outcome.total.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The CLI's progress bars for the fleet scenario.

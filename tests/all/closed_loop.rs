@@ -443,3 +443,34 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
         assert!(count(&hooked, kind, None) >= 1, "{kind}");
     }
 }
+
+/// `wasmops demo --scenario drift`: the whole loop for a new user, on
+/// embedded defaults, in under 3 minutes.
+#[test]
+fn the_drift_demo_closes_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = wasmops(&[
+        "demo",
+        "--scenario",
+        "drift",
+        "--devices",
+        "10",
+        "--dir",
+        p(dir.path()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let closed = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("loop closed in "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let seconds: f64 = closed.split(" s").next().unwrap().parse().unwrap();
+    assert!(seconds < 120.0, "{stderr}");
+    assert!(stderr.contains("PerformanceDegraded → run"), "{stderr}");
+    assert!(stderr.contains("sensor 1.1.0: promoted"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(180),
+        "{stderr}"
+    );
+}

@@ -309,6 +309,18 @@ impl InProcess {
         trust: wasmops_trust::TrustPolicy,
         mqtt: Option<&str>,
     ) -> Result<InProcess> {
+        InProcess::start_with(rt, data_dir, trust, mqtt, |_| {})
+    }
+
+    /// [`InProcess::start`], calling `ready` once the API listens (to start
+    /// a training worker).
+    pub fn start_with(
+        rt: &tokio::runtime::Runtime,
+        data_dir: &Path,
+        trust: wasmops_trust::TrustPolicy,
+        mqtt: Option<&str>,
+        ready: impl FnOnce(wasmops_coordinator::Ready) + Send + 'static,
+    ) -> Result<InProcess> {
         let listen = free_addr()?;
         let (mqtt_config, mqtt) = match mqtt {
             Some(url) => (
@@ -332,9 +344,13 @@ impl InProcess {
         };
         config.mqtt = mqtt_config;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = rt.spawn(wasmops_coordinator::serve(config, async move {
-            let _ = stop_rx.await;
-        }));
+        let server = rt.spawn(wasmops_coordinator::serve_with(
+            config,
+            async move {
+                let _ = stop_rx.await;
+            },
+            ready,
+        ));
         let api = format!("http://{listen}");
         let started = Instant::now();
         while reqwest::blocking::get(format!("{api}/healthz")).is_err() {

@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod demo_loop;
 pub mod mosquitto;
 pub mod scenario;
 pub mod simulator;
