@@ -59,11 +59,7 @@ fn demo_loop(dir: Option<PathBuf>, devices: usize) -> Result<()> {
     };
     eprintln!("wasmops keygen --out release   (the loop's worker signs with it; devices trust it)");
     let (secret, public) = keygen(&dir.join("release"))?;
-    let scenario = wasmops_fleet::demo_loop::LoopScenario {
-        dir: dir.clone(),
-        devices,
-        trust_key: public,
-    };
+    let scenario = wasmops_fleet::demo_loop::LoopScenario::demo(dir.clone(), devices, public);
     let cache = dir.join("worker-cache");
     let workdir = dir.clone();
     let outcome = wasmops_fleet::demo_loop::run(&scenario, &ProgressBars, move |ready| {

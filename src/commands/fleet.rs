@@ -101,6 +101,23 @@ pub enum FleetVerb {
         #[arg(long, default_value_t = 0.2)]
         rate: f64,
     },
+    /// Time the closed loop: the built-in trainer on 100,000 rows × 20
+    /// features, then a fleet of N simulated devices (coordinator, worker and
+    /// fleet in this process) from a concept change to every device serving
+    /// the retrained model, with each stage's share.
+    BenchLoop {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 0.2)]
+        rate: f64,
+        /// The demo's 5 s / 30 s monitoring windows and two short waves
+        /// instead of the defaults (60 s / 300 s; waves 10, 50, 100 %, 10 s bake).
+        #[arg(long)]
+        demo_windows: bool,
+        /// Only the trainer timing.
+        #[arg(long)]
+        trainer_only: bool,
+    },
     /// Soak: a fleet (private Mosquitto, the coordinator in its own process)
     /// through a deployment and three canaries (one aborted) while devices,
     /// the broker and the coordinator are killed; prints the figures and
@@ -244,6 +261,12 @@ impl FleetCommand {
                 mqtt,
                 rate,
             } => bench_rollout(devices, mqtt, rate),
+            FleetVerb::BenchLoop {
+                devices,
+                rate,
+                demo_windows,
+                trainer_only,
+            } => bench_loop(devices, rate, demo_windows, trainer_only),
             FleetVerb::Soak {
                 devices,
                 minutes,
@@ -395,6 +418,104 @@ fn scenario_of(
 }
 
 /// The demo's scenario at fleet scale: time to online, first deployment, canary.
+/// Seconds the built-in trainers take on `rows` × `features` synthetic rows
+/// (a linear rule with noise; 20 % held out, the ONNX export checked).
+fn bench_trainers(rows: usize, features: usize) -> Result<(f64, f64)> {
+    use wasmops_trainer::{Algorithm, Frame, Settings, Target, train_builtin};
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let x: Vec<f64> = (0..rows * features).map(|_| next() * 2.0 - 1.0).collect();
+    let score = |i: usize| -> f64 {
+        (0..features)
+            .map(|j| x[i * features + j] * (j as f64 + 1.0) / features as f64)
+            .sum()
+    };
+    let values: Vec<f64> = (0..rows).map(|i| score(i) + 0.1 * (next() - 0.5)).collect();
+    let names: Vec<String> = (0..features).map(|j| format!("x{j}")).collect();
+    let frame = |y: Target| Frame {
+        features: names.clone(),
+        x: x.clone(),
+        y,
+        unlabelled: 0,
+    };
+    let classes = frame(Target::Classes(
+        values.iter().map(|v| i64::from(*v > 0.0)).collect(),
+    ));
+    let numbers = frame(Target::Values(values.clone()));
+    let mut took = vec![];
+    for (algorithm, data) in [
+        (Algorithm::Logistic, &classes),
+        (Algorithm::Linear, &numbers),
+    ] {
+        let (train, holdout) = data.split(0.2, 7)?;
+        let started = std::time::Instant::now();
+        let t = train_builtin(algorithm, &Settings::default(), &train, &holdout)?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "built-in {} on {} rows × {features} features: {secs:.2} s (holdout {})",
+            algorithm.name(),
+            train.rows(),
+            t.metrics
+        );
+        took.push(secs);
+    }
+    Ok((took[0], took[1]))
+}
+
+fn bench_loop(devices: usize, rate: f64, demo_windows: bool, trainer_only: bool) -> Result<()> {
+    let (logistic_s, linear_s) = bench_trainers(100_000, 20)?;
+    if trainer_only {
+        println!(
+            "{}",
+            serde_json::json!({"trainer_rows": 100_000, "trainer_features": 20, "logistic_s": logistic_s, "linear_s": linear_s})
+        );
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let (secret, public) = super::keygen::keygen(&dir.path().join("release"))?;
+    let mut scenario =
+        wasmops_fleet::demo_loop::LoopScenario::demo(dir.path().to_path_buf(), devices, public);
+    scenario.rate = rate;
+    if !demo_windows {
+        scenario.monitor = None;
+        scenario.since = "60s".into();
+        scenario.waves = wasmops_api::DEFAULT_WAVES.to_vec();
+        scenario.bake_s = wasmops_api::Gates::default().bake_s;
+        scenario.steady = std::time::Duration::from_secs(90);
+    }
+    let (cache, workdir) = (dir.path().join("worker-cache"), dir.path().to_path_buf());
+    let o = wasmops_fleet::demo_loop::run(&scenario, &super::demo::ProgressBars, move |ready| {
+        super::coordinator::start_worker(ready, Some(secret), None, workdir, cache)
+    })?;
+    let share = |d: std::time::Duration| 100.0 * d.as_secs_f64() / o.total.as_secs_f64();
+    println!(
+        "{devices} devices ({} windows): change → fleet on the retrained model in {:.1} s: detection {:.1} s ({:.0} %), training + build + gate + release {:.1} s ({:.0} %), canary + promotion {:.1} s ({:.0} %)",
+        if demo_windows { "demo" } else { "default" },
+        o.total.as_secs_f64(),
+        o.detected.as_secs_f64(),
+        share(o.detected),
+        o.trained.as_secs_f64(),
+        share(o.trained),
+        o.promoted.as_secs_f64(),
+        share(o.promoted)
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "devices": devices, "default_windows": !demo_windows, "total_s": o.total.as_secs_f64(),
+            "detection_s": o.detected.as_secs_f64(), "train_build_gate_release_s": o.trained.as_secs_f64(),
+            "canary_promotion_s": o.promoted.as_secs_f64(),
+            "trainer_rows": 100_000, "trainer_features": 20, "logistic_s": logistic_s, "linear_s": linear_s,
+        })
+    );
+    Ok(())
+}
+
 fn bench_rollout(devices: usize, mqtt: Option<String>, rate: f64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (secret, public) = super::keygen::keygen(&dir.path().join("release"))?;

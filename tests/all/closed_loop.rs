@@ -289,11 +289,21 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
 
     // 3. Broken trainers fail their runs with the reason; the coordinator and
     // the champion keep serving.
+    // A model of another input schema (300 features, not the champion's 4).
+    let wide = format!(
+        "cp '{}' {{out}}",
+        fixtures().join("wide_logreg/model.onnx").display()
+    );
     for (command, limit, says) in [
         ("echo boom >&2; exit 3 # {out}", "60s", "exit status: 3"),
         ("true # {out}", "60s", "wrote no model"),
         ("sleep 30 # {out}", "2s", "time limit of 2 s"),
         ("echo not-onnx > {out}", "60s", "building the candidate"),
+        (
+            wide.as_str(),
+            "60s",
+            "has 300 features, the training data 4 columns",
+        ),
     ] {
         let (done, run) = retrain(
             &c,

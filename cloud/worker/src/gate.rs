@@ -201,6 +201,52 @@ pub fn validate(inp: &Inputs, log: &mut dyn FnMut(String)) -> Result<Verdict, St
     };
     let mut checks = vec![];
 
+    // Schema.
+    if let Some((v, champ)) = &champion {
+        let same = same_inputs(&candidate.info, &champ.info);
+        checks.push(Check {
+            name: "schema".into(),
+            passed: same,
+            detail: if same {
+                format!(
+                    "takes the inputs {} {} takes: {}",
+                    v.name,
+                    v.version,
+                    shape_text(&champ.info)
+                )
+            } else {
+                format!(
+                    "takes {}, but {} {} (what devices' applications call) takes {}",
+                    shape_text(&candidate.info),
+                    v.name,
+                    v.version,
+                    shape_text(&champ.info)
+                )
+            },
+            candidate: None,
+            champion: None,
+            limit: None,
+        });
+    }
+
+    // A candidate devices cannot call is not run at all.
+    if checks.iter().any(|c: &Check| !c.passed) {
+        for c in &checks {
+            log(format!("gate {}: FAILED — {}", c.name, c.detail));
+        }
+        return Ok(Verdict {
+            validation: Validation {
+                passed: false,
+                champion: champion
+                    .as_ref()
+                    .map(|(v, _)| format!("{}@{}", v.name, v.version)),
+                checks,
+            },
+            candidate_metrics: serde_json::json!({}),
+            champion_metrics: None,
+        });
+    }
+
     // Packaging: the component against its own ONNX file.
     let ours = predict_all(&candidate, inp.holdout, "candidate")?;
     match native_answers(inp.onnx, &candidate.info, inp.holdout) {
@@ -230,34 +276,6 @@ pub fn validate(inp: &Inputs, log: &mut dyn FnMut(String)) -> Result<Verdict, St
             champion: None,
             limit: None,
         }),
-    }
-
-    // Schema.
-    if let Some((v, champ)) = &champion {
-        let same = same_inputs(&candidate.info, &champ.info);
-        checks.push(Check {
-            name: "schema".into(),
-            passed: same,
-            detail: if same {
-                format!(
-                    "takes the inputs {} {} takes: {}",
-                    v.name,
-                    v.version,
-                    shape_text(&champ.info)
-                )
-            } else {
-                format!(
-                    "takes {}, but {} {} (what devices' applications call) takes {}",
-                    shape_text(&candidate.info),
-                    v.name,
-                    v.version,
-                    shape_text(&champ.info)
-                )
-            },
-            candidate: None,
-            champion: None,
-            limit: None,
-        });
     }
 
     // Metric.
@@ -405,4 +423,75 @@ pub fn validate(inp: &Inputs, log: &mut dyn FnMut(String)) -> Result<Verdict, St
         candidate_metrics,
         champion_metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmops_runtime::bindings::TensorSpec;
+
+    fn info(inputs: &[(&str, ElementType, Vec<Dim>)]) -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            version: "1.0.0".into(),
+            inputs: inputs
+                .iter()
+                .map(|(name, element_type, shape)| TensorSpec {
+                    name: name.to_string(),
+                    element_type: *element_type,
+                    shape: shape.clone(),
+                })
+                .collect(),
+            outputs: vec![],
+            preprocessing: vec![],
+        }
+    }
+
+    #[test]
+    fn schema_compatibility() {
+        let n = || Dim::Symbol("N".into());
+        let champion = info(&[("X", ElementType::Float32, vec![n(), Dim::Fixed(4)])]);
+        let same = info(&[(
+            "X",
+            ElementType::Float32,
+            vec![Dim::Fixed(1), Dim::Fixed(4)],
+        )]);
+        assert!(
+            same_inputs(&same, &champion),
+            "a fixed batch still takes the rows"
+        );
+        for other in [
+            info(&[("X", ElementType::Float32, vec![n(), Dim::Fixed(5)])]),
+            info(&[("input", ElementType::Float32, vec![n(), Dim::Fixed(4)])]),
+            info(&[("X", ElementType::Int64, vec![n(), Dim::Fixed(4)])]),
+            info(&[("X", ElementType::Float32, vec![n()])]),
+            info(&[
+                ("X", ElementType::Float32, vec![n(), Dim::Fixed(4)]),
+                ("Y", ElementType::Float32, vec![n()]),
+            ]),
+        ] {
+            assert!(!same_inputs(&other, &champion), "{}", shape_text(&other));
+        }
+        assert!(higher_is_better("auc") && !higher_is_better("rmse"));
+        let a = answers(
+            &[
+                Tensor {
+                    name: "label".into(),
+                    shape: vec![2],
+                    data: TensorData::Int64(vec![1, 0]),
+                },
+                Tensor {
+                    name: "probabilities".into(),
+                    shape: vec![2, 2],
+                    data: TensorData::Float32(vec![0.2, 0.8, 0.9, 0.1]),
+                },
+            ],
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            vec![(Some(1), vec![0.2, 0.8]), (Some(0), vec![0.9, 0.1])]
+        );
+    }
 }

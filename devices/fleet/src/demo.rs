@@ -291,6 +291,13 @@ async fn drift_moment(
         .context("no DataDriftDetected within 3 minutes of the shift")?
 }
 
+/// Demo windows: a trend point every 5 s, the watcher judging 30 s.
+pub const DEMO_MONITOR: wasmops_coordinator::monitor::MonitorConfig =
+    wasmops_coordinator::monitor::MonitorConfig {
+        bucket: Duration::from_secs(5),
+        window: Duration::from_secs(30),
+    };
+
 /// A coordinator served on this process's runtime on a free port, with
 /// zero-setup defaults in `data_dir` and the embedded broker unless `mqtt` names one.
 pub struct InProcess {
@@ -309,16 +316,18 @@ impl InProcess {
         trust: wasmops_trust::TrustPolicy,
         mqtt: Option<&str>,
     ) -> Result<InProcess> {
-        InProcess::start_with(rt, data_dir, trust, mqtt, |_| {})
+        InProcess::start_with(rt, data_dir, trust, mqtt, Some(DEMO_MONITOR), |_| {})
     }
 
-    /// [`InProcess::start`], calling `ready` once the API listens (to start
-    /// a training worker).
+    /// [`InProcess::start`] with `monitor` windows (`None`: the coordinator's
+    /// defaults), calling `ready` once the API listens (to start a training
+    /// worker).
     pub fn start_with(
         rt: &tokio::runtime::Runtime,
         data_dir: &Path,
         trust: wasmops_trust::TrustPolicy,
         mqtt: Option<&str>,
+        monitor: Option<wasmops_coordinator::monitor::MonitorConfig>,
         ready: impl FnOnce(wasmops_coordinator::Ready) + Send + 'static,
     ) -> Result<InProcess> {
         let listen = free_addr()?;
@@ -337,11 +346,9 @@ impl InProcess {
         };
         let mut config = wasmops_coordinator::CoordinatorConfig::new(data_dir.to_path_buf(), trust);
         config.listen = listen;
-        // Demo windows: a trend point every 5 s, the watcher judging 30 s.
-        config.monitor = wasmops_coordinator::monitor::MonitorConfig {
-            bucket: Duration::from_secs(5),
-            window: Duration::from_secs(30),
-        };
+        if let Some(m) = monitor {
+            config.monitor = m;
+        }
         config.mqtt = mqtt_config;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = rt.spawn(wasmops_coordinator::serve_with(

@@ -24,6 +24,33 @@ pub struct LoopScenario {
     pub devices: usize,
     /// The key devices and the coordinator trust (the worker signs with its pair).
     pub trust_key: std::path::PathBuf,
+    /// Monitoring windows (`None`: the coordinator's defaults, 60 s / 300 s).
+    pub monitor: Option<wasmops_coordinator::monitor::MonitorConfig>,
+    /// Predictions per second per device (4 rows each).
+    pub rate: f64,
+    /// The loop's production window (`20s`) and canary waves.
+    pub since: String,
+    pub waves: Vec<u32>,
+    pub bake_s: u64,
+    /// Steady traffic before the change.
+    pub steady: Duration,
+}
+
+impl LoopScenario {
+    /// The demo's settings: short windows and waves, a few devices.
+    pub fn demo(dir: std::path::PathBuf, devices: usize, trust_key: std::path::PathBuf) -> Self {
+        LoopScenario {
+            dir,
+            devices,
+            trust_key,
+            monitor: Some(crate::demo::DEMO_MONITOR),
+            rate: 4.0,
+            since: "20s".into(),
+            waves: vec![25, 100],
+            bake_s: 3,
+            steady: Duration::from_secs(15),
+        }
+    }
 }
 
 /// How long each part of the loop took.
@@ -152,7 +179,7 @@ pub fn run(
         params: serde_json::Value::Null,
         dataset: None,
         from_production: Some(FromProductionSettings {
-            since: "20s".into(),
+            since: s.since.clone(),
             min_rows: 200,
         }),
         holdout: None,
@@ -170,14 +197,15 @@ pub fn run(
             alias: "production".into(),
             rollout: Some(serde_json::json!({
                 "selector": fleet_selector,
-                "waves": [25, 100],
-                "gates": {"bake_s": 3, "min_predictions": 5},
+                "waves": s.waves,
+                "gates": {"bake_s": s.bake_s, "min_predictions": 5},
             })),
         },
     };
     client.set_loop(MODEL, &settings)?;
     eprintln!(
-        "wasmops loop set sensor loop.toml: on PerformanceDegraded retrain on the last 20 s of labelled production rows; gate: beat or match the champion; release: auto, canary 25% → 100%"
+        "wasmops loop set sensor loop.toml: on PerformanceDegraded retrain on the last {} of labelled production rows; gate: match or beat the champion; release: auto, canary {:?} %",
+        s.since, s.waves
     );
 
     // The fleet, serving v1 and posting outcomes a second later.
@@ -203,7 +231,7 @@ pub fn run(
             keys: vec![s.trust_key.clone()],
         },
         telemetry_interval_ms: 1000,
-        rate: 4.0,
+        rate: s.rate,
         sample: Some(probe.to_string()),
         scenario: Some(Scenario {
             kind: Kind::ConceptDrift,
@@ -244,10 +272,15 @@ pub fn run(
         "{} simulated devices serve {MODEL} {v1}, sample 20 rows a second each, and their applications post outcomes 1 s later",
         s.devices
     );
-    std::thread::sleep(Duration::from_secs(15));
-    let before = client.monitor(MODEL, Some(&v1), wasmops_protocol::now_ms() - 15_000, None)?;
+    std::thread::sleep(s.steady);
+    let before = client.monitor(
+        MODEL,
+        Some(&v1),
+        wasmops_protocol::now_ms() - s.steady.as_millis() as i64,
+        None,
+    )?;
     eprintln!(
-        "realised accuracy over the last 15 s: {:.3} ({} labelled predictions)",
+        "realised accuracy before the change: {:.3} ({} labelled predictions)",
         before.performance.accuracy.unwrap_or(f64::NAN),
         before.performance.labelled
     );
@@ -258,7 +291,7 @@ pub fn run(
     eprintln!(
         "concept drift: from now on a failure follows the opposite rule; waiting for the loop…"
     );
-    let limit = Duration::from_secs(240);
+    let limit = Duration::from_secs(900);
     let run = loop {
         let runs = client.runs()?;
         if let Some(r) = runs.into_iter().find(|r| {
