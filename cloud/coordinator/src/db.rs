@@ -202,6 +202,11 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Whether `e` is a refused duplicate key (either backend).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,9 +265,4 @@ mod tests {
             db.pool.close().await;
         }
     }
-}
-
-/// Whether `e` is a refused duplicate key (either backend).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

@@ -434,18 +434,20 @@ async fn on_event(c: &Coordinator, model: &str, kind: &str) {
 
 /// The schedule and new-outcome triggers.
 async fn counting_triggers(c: &Coordinator) -> Result<(), CoordinatorError> {
-    let loops: Vec<(String, String, Option<i64>, Option<i64>)> =
-        sqlx::query_as("SELECT model, payload, last_trigger_at, labels_at FROM loops")
+    // model, payload, created at, last trigger at, labels counted from.
+    type LoopRow = (String, String, i64, Option<i64>, Option<i64>);
+    let loops: Vec<LoopRow> =
+        sqlx::query_as("SELECT model, payload, created_at, last_trigger_at, labels_at FROM loops")
             .fetch_all(&c.db.pool)
             .await?;
     let now = crate::now_ms();
-    for (model, payload, last, labels_at) in loops {
+    for (model, payload, created, last, labels_at) in loops {
         let Ok(s) = serde_json::from_str::<LoopSettings>(&payload) else {
             continue;
         };
         if let Some(every) = &s.triggers.schedule
             && let Ok(every) = duration_ms("schedule", every)
-            && now - last.unwrap_or(0) >= every
+            && now - last.unwrap_or(created) >= every
         {
             trigger(c, &model, "schedule", true).await?;
             continue;

@@ -106,8 +106,9 @@ pub async fn create(
         return Err(bad(format!("time_limit_s must be 1-{MAX_TIME_LIMIT_S}")));
     }
     let g = &req.gate;
-    if !(g.margin.is_finite() && g.margin >= 0.0 && g.margin <= 1e6)
-        || !(g.max_difference.is_finite() && g.max_difference >= 0.0)
+    let within = |x: f64, most: f64| x.is_finite() && (0.0..=most).contains(&x);
+    if !within(g.margin, 1e6)
+        || !within(g.max_difference, f64::MAX)
         || g.max_latency_p95_ms
             .is_some_and(|x| !(x.is_finite() && x > 0.0))
         || g.max_size_mb.is_some_and(|x| !(x.is_finite() && x > 0.0))
