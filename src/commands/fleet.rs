@@ -483,7 +483,7 @@ fn bench_loop(devices: usize, rate: f64, demo_windows: bool, trainer_only: bool)
     scenario.rate = rate;
     if !demo_windows {
         scenario.monitor = None;
-        scenario.since = "60s".into();
+        scenario.fresh = "60s".into();
         scenario.waves = wasmops_api::DEFAULT_WAVES.to_vec();
         scenario.bake_s = wasmops_api::Gates::default().bake_s;
         scenario.steady = std::time::Duration::from_secs(90);
@@ -494,11 +494,13 @@ fn bench_loop(devices: usize, rate: f64, demo_windows: bool, trainer_only: bool)
     })?;
     let share = |d: std::time::Duration| 100.0 * d.as_secs_f64() / o.total.as_secs_f64();
     println!(
-        "{devices} devices ({} windows): change → fleet on the retrained model in {:.1} s: detection {:.1} s ({:.0} %), training + build + gate + release {:.1} s ({:.0} %), canary + promotion {:.1} s ({:.0} %)",
+        "{devices} devices ({} windows): change → fleet on the retrained model in {:.1} s: detection {:.1} s ({:.0} %), fresh rows {:.1} s ({:.0} %), training + build + gate + release {:.1} s ({:.0} %), canary + promotion {:.1} s ({:.0} %)",
         if demo_windows { "demo" } else { "default" },
         o.total.as_secs_f64(),
         o.detected.as_secs_f64(),
         share(o.detected),
+        o.collected.as_secs_f64(),
+        share(o.collected),
         o.trained.as_secs_f64(),
         share(o.trained),
         o.promoted.as_secs_f64(),
@@ -508,7 +510,7 @@ fn bench_loop(devices: usize, rate: f64, demo_windows: bool, trainer_only: bool)
         "{}",
         serde_json::json!({
             "devices": devices, "default_windows": !demo_windows, "total_s": o.total.as_secs_f64(),
-            "detection_s": o.detected.as_secs_f64(), "train_build_gate_release_s": o.trained.as_secs_f64(),
+            "detection_s": o.detected.as_secs_f64(), "fresh_rows_s": o.collected.as_secs_f64(), "train_build_gate_release_s": o.trained.as_secs_f64(),
             "canary_promotion_s": o.promoted.as_secs_f64(),
             "trainer_rows": 100_000, "trainer_features": 20, "logistic_s": logistic_s, "linear_s": linear_s,
         })

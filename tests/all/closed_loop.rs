@@ -477,7 +477,10 @@ fn the_drift_demo_closes_the_loop() {
         .unwrap_or_else(|| panic!("{stderr}"));
     let seconds: f64 = closed.split(" s").next().unwrap().parse().unwrap();
     assert!(seconds < 120.0, "{stderr}");
-    assert!(stderr.contains("PerformanceDegraded → run"), "{stderr}");
+    assert!(
+        stderr.contains("PerformanceDegraded → fresh production rows collected → run"),
+        "{stderr}"
+    );
     assert!(stderr.contains("sensor 1.1.0: promoted"), "{stderr}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(180),

@@ -42,9 +42,20 @@ struct World {
     changed_at: Instant,
     /// The same, in ms since the epoch (as trend points are stamped).
     changed_at_ms: i64,
+    /// The coordinator's data directory and flags (for a restart).
+    data: std::path::PathBuf,
+    args: Vec<String>,
 }
 
 impl World {
+    /// SIGKILLs the coordinator and starts it again where devices expect it.
+    fn restart_coordinator(&mut self) {
+        let listen = self.c.url.trim_start_matches("http://").to_string();
+        self.c.process.child.kill().unwrap();
+        self.c.process.child.wait().unwrap();
+        self.c = start_coordinator_at(&self.data, &listen, &self.args);
+    }
+
     /// Events of `kind` about this model.
     fn events(&self, kind: &str) -> Vec<Value> {
         self.events
@@ -261,6 +272,8 @@ fn world_with(scenario: &str, extra: &[&str], coordinator: &[&str]) -> World {
         _fleet: fleet,
         changed_at,
         changed_at_ms,
+        data,
+        args,
     }
 }
 
@@ -490,7 +503,7 @@ fn concept_drift_shows_accuracy_falling_and_the_loop_retrains_and_promotes() {
     let (loop_key, loop_pub) = keygen("concept-loop");
     let model = "iris-concept-drift";
     let sample = format!("{model}=20");
-    let w = world_with(
+    let mut w = world_with(
         "concept-drift",
         &["--trust", p(&loop_pub), "--sample-rows", &sample],
         &["--trust", p(&loop_pub), "--worker-key", p(&loop_key)],
@@ -500,7 +513,7 @@ fn concept_drift_shows_accuracy_falling_and_the_loop_retrains_and_promotes() {
         &loop_file,
         concat!(
             "trainer = \"builtin:logistic\"\n",
-            "[from_production]\nsince = \"15s\"\nmin_rows = 300\n",
+            "[from_production]\nfresh = \"10s\"\nmin_rows = 300\n",
             "[triggers]\non = [\"PerformanceDegraded\"]\n",
             "[release]\napproval = \"auto\"\n",
             "rollout = { selector = { fleet = \"monitor\" }, waves = [20, 100] }\n",
@@ -534,7 +547,18 @@ fn concept_drift_shows_accuracy_falling_and_the_loop_retrains_and_promotes() {
     assert!(text.contains("estimated accuracy"), "{text}");
 
     // The loop: PerformanceDegraded → a run on fresh labelled production rows
-    // → the candidate beats the champion on them → canary → promoted.
+    // → the candidate beats the champion on them → canary → promoted, even
+    // with the coordinator SIGKILLed during the canary.
+    let started = Instant::now();
+    loop {
+        let view = api_get(&w.c, &w.admin, &format!("/v1/models/{model}/loop"));
+        if view["promotions"][0]["state"] == "rolling_out" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(240), "{view:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.restart_coordinator();
     let promoted = w.wait_for("ModelPromoted", Duration::from_secs(240));
     let version = promoted[0]["detail"]["version"]
         .as_str()

@@ -5,6 +5,7 @@
 //! ```toml
 //! trainer = "builtin:logistic"         # or "python3 train.py --data {data} --out {out}"
 //! dataset = "iris"                     # newest version; or [from_production]
+//!                                      #   since = "24h", min_rows = 100, fresh = "30s"
 //! holdout = "iris-holdout"             # or a seeded share of the data
 //! [triggers]
 //! on = ["PerformanceDegraded", "DataDriftDetected"]
@@ -69,6 +70,11 @@ pub struct FromProductionSettings {
     /// Fewer labelled rows than this and no run starts.
     #[serde(default = "hundred")]
     pub min_rows: u64,
+    /// After an automatic trigger, wait this long (`30s`) and train on the
+    /// rows that arrived since the trigger only: the world after the change,
+    /// not a mix of before and after. (By hand: `since`, at once.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<String>,
 }
 
 fn day() -> String {

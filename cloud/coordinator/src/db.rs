@@ -96,7 +96,8 @@ const MIGRATIONS: &[&str] = &[
     // The closed loop (issue 22): per model settings and trigger state, and
     // each passed candidate's way to its alias.
     "CREATE TABLE IF NOT EXISTS loops (model TEXT PRIMARY KEY, payload TEXT NOT NULL, created_at BIGINT NOT NULL,
-        updated_at BIGINT NOT NULL, last_trigger_at BIGINT, last_trigger TEXT, labels_at BIGINT)",
+        updated_at BIGINT NOT NULL, last_trigger_at BIGINT, last_trigger TEXT, labels_at BIGINT,
+        pending_at BIGINT, pending_why TEXT)",
     "CREATE TABLE IF NOT EXISTS promotions (run TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
         state TEXT NOT NULL, rollout TEXT, reason TEXT, updated_at BIGINT NOT NULL)",
 ];

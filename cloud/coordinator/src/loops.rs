@@ -109,6 +109,9 @@ fn check(model: &str, s: &LoopSettings) -> Result<(), CoordinatorError> {
         (Some(_), Some(_)) => return Err(bad("dataset and [from_production] exclude each other")),
         (_, Some(p)) => {
             duration_ms("from_production.since", &p.since)?;
+            if let Some(f) = &p.fresh {
+                duration_ms("from_production.fresh", f)?;
+            }
         }
         _ => {}
     }
@@ -291,6 +294,45 @@ pub async fn trigger(
             return Ok(None);
         }
     }
+    if automatic && let Some(fresh) = s.from_production.as_ref().and_then(|p| p.fresh.as_deref()) {
+        // Train on what arrives after the trigger, not on a mix of before and
+        // after: the run starts once `fresh` has passed (`counting_triggers`).
+        let wait = duration_ms("from_production.fresh", fresh)?;
+        let held = sqlx::query(
+            "UPDATE loops SET pending_at = $1, pending_why = $2, last_trigger_at = $1, last_trigger = $2
+             WHERE model = $3 AND pending_at IS NULL",
+        )
+        .bind(now)
+        .bind(why)
+        .bind(model)
+        .execute(&c.db.pool)
+        .await?;
+        if held.rows_affected() == 1 {
+            tracing::info!(
+                "loop of {model}: {why}; collecting fresh production rows for {} s",
+                wait / 1000
+            );
+        }
+        return Ok(None);
+    }
+    let since = match &s.from_production {
+        Some(p) => now - duration_ms("since", &p.since)?,
+        None => now,
+    };
+    start_run(c, &s, model, why, since, automatic).await
+}
+
+/// Queues the run (the production dataset from `since` first, when the loop
+/// trains on production rows).
+async fn start_run(
+    c: &Coordinator,
+    s: &LoopSettings,
+    model: &str,
+    why: &str,
+    since: i64,
+    automatic: bool,
+) -> Result<Option<String>, CoordinatorError> {
+    let now = crate::now_ms();
     let dataset = match (&s.dataset, &s.from_production) {
         (Some(d), _) => d.clone(),
         (None, Some(p)) => {
@@ -298,7 +340,7 @@ pub async fn trigger(
             let req = wasmops_api::FromProduction {
                 model: model.into(),
                 version: None,
-                since_ms: Some(now - duration_ms("since", &p.since)?),
+                since_ms: Some(since),
                 until_ms: Some(now),
                 label: None,
                 min_rows: Some(p.min_rows),
@@ -317,7 +359,7 @@ pub async fn trigger(
     let req = RunRequest {
         model: model.into(),
         kind: RunKind::Train,
-        trainer: trainer_of(&s)?,
+        trainer: trainer_of(s)?,
         dataset,
         holdout: s.holdout.clone(),
         holdout_share: s.holdout_share,
@@ -434,17 +476,47 @@ async fn on_event(c: &Coordinator, model: &str, kind: &str) {
 
 /// The schedule and new-outcome triggers.
 async fn counting_triggers(c: &Coordinator) -> Result<(), CoordinatorError> {
-    // model, payload, created at, last trigger at, labels counted from.
-    type LoopRow = (String, String, i64, Option<i64>, Option<i64>);
-    let loops: Vec<LoopRow> =
-        sqlx::query_as("SELECT model, payload, created_at, last_trigger_at, labels_at FROM loops")
-            .fetch_all(&c.db.pool)
-            .await?;
+    // model, payload, created at, last trigger at, labels counted from,
+    // pending since, pending why.
+    type LoopRow = (
+        String,
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
+    let loops: Vec<LoopRow> = sqlx::query_as(
+        "SELECT model, payload, created_at, last_trigger_at, labels_at, pending_at, pending_why FROM loops",
+    )
+    .fetch_all(&c.db.pool)
+    .await?;
     let now = crate::now_ms();
-    for (model, payload, created, last, labels_at) in loops {
+    for (model, payload, created, last, labels_at, pending_at, pending_why) in loops {
         let Ok(s) = serde_json::from_str::<LoopSettings>(&payload) else {
             continue;
         };
+        if let Some(at) = pending_at {
+            let fresh = s
+                .from_production
+                .as_ref()
+                .and_then(|p| p.fresh.as_deref())
+                .map(|f| duration_ms("fresh", f))
+                .transpose()?
+                .unwrap_or(0);
+            if now - at >= fresh {
+                sqlx::query(
+                    "UPDATE loops SET pending_at = NULL, pending_why = NULL WHERE model = $1",
+                )
+                .bind(&model)
+                .execute(&c.db.pool)
+                .await?;
+                let why = pending_why.unwrap_or_else(|| "trigger".into());
+                start_run(c, &s, &model, &why, at, true).await?;
+            }
+            continue;
+        }
         if let Some(every) = &s.triggers.schedule
             && let Ok(every) = duration_ms("schedule", every)
             && now - last.unwrap_or(created) >= every

@@ -28,8 +28,9 @@ pub struct LoopScenario {
     pub monitor: Option<wasmops_coordinator::monitor::MonitorConfig>,
     /// Predictions per second per device (4 rows each).
     pub rate: f64,
-    /// The loop's production window (`20s`) and canary waves.
-    pub since: String,
+    /// How long the loop collects fresh production rows after its trigger
+    /// (`15s`), and the canary waves.
+    pub fresh: String,
     pub waves: Vec<u32>,
     pub bake_s: u64,
     /// Steady traffic before the change.
@@ -45,7 +46,7 @@ impl LoopScenario {
             trust_key,
             monitor: Some(crate::demo::DEMO_MONITOR),
             rate: 4.0,
-            since: "20s".into(),
+            fresh: "15s".into(),
             waves: vec![25, 100],
             bake_s: 3,
             steady: Duration::from_secs(15),
@@ -55,8 +56,10 @@ impl LoopScenario {
 
 /// How long each part of the loop took.
 pub struct LoopOutcome {
-    /// Concept change → the run starting (detection).
+    /// Concept change → `PerformanceDegraded` (detection).
     pub detected: Duration,
+    /// Fresh production rows collected after it (`fresh`).
+    pub collected: Duration,
     /// Run start → candidate registered (train, build, gate, sign).
     pub trained: Duration,
     /// Registered → `production` moved (canary).
@@ -115,8 +118,14 @@ pub fn run(
     let rt = tokio::runtime::Runtime::new()?;
     let trust =
         wasmops_trust::TrustPolicy::keys(vec![wasmops_trust::ops::read_public(&s.trust_key)?]);
-    let coordinator =
-        InProcess::start_with(&rt, &s.dir.join("coordinator"), trust, None, start_worker)?;
+    let coordinator = InProcess::start_with(
+        &rt,
+        &s.dir.join("coordinator"),
+        trust,
+        None,
+        s.monitor,
+        start_worker,
+    )?;
     let client = Client::new(&coordinator.api, &coordinator.admin_token()?)?;
     eprintln!(
         "coordinator API on {} with its training worker; admin token in {}",
@@ -179,8 +188,9 @@ pub fn run(
         params: serde_json::Value::Null,
         dataset: None,
         from_production: Some(FromProductionSettings {
-            since: s.since.clone(),
+            since: "10m".into(),
             min_rows: 200,
+            fresh: Some(s.fresh.clone()),
         }),
         holdout: None,
         holdout_share: None,
@@ -204,8 +214,8 @@ pub fn run(
     };
     client.set_loop(MODEL, &settings)?;
     eprintln!(
-        "wasmops loop set sensor loop.toml: on PerformanceDegraded retrain on the last {} of labelled production rows; gate: match or beat the champion; release: auto, canary {:?} %",
-        s.since, s.waves
+        "wasmops loop set sensor loop.toml: on PerformanceDegraded collect {} of fresh labelled production rows and retrain on them; gate: match or beat the champion; release: auto, canary {:?} %",
+        s.fresh, s.waves
     );
 
     // The fleet, serving v1 and posting outcomes a second later.
@@ -292,7 +302,19 @@ pub fn run(
         "concept drift: from now on a failure follows the opposite rule; waiting for the loop…"
     );
     let limit = Duration::from_secs(900);
+    let mut detected = None;
     let run = loop {
+        if detected.is_none()
+            && client.loop_settings(MODEL)?.last_trigger.as_deref() == Some("PerformanceDegraded")
+        {
+            let took = changed.elapsed();
+            eprintln!(
+                "{:6.1} s  PerformanceDegraded: collecting {} of fresh production rows",
+                took.as_secs_f64(),
+                s.fresh
+            );
+            detected = Some(took);
+        }
         let runs = client.runs()?;
         if let Some(r) = runs.into_iter().find(|r| {
             r.model.as_deref() == Some(MODEL) && r.trigger.as_deref() == Some("PerformanceDegraded")
@@ -304,14 +326,16 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let detected = changed.elapsed();
+    let queued = changed.elapsed();
+    let detected = detected.unwrap_or(queued);
     eprintln!(
-        "{:6.1} s  PerformanceDegraded → run {} queued on production rows",
-        detected.as_secs_f64(),
+        "{:6.1} s  run {} queued on them",
+        queued.as_secs_f64(),
         run.id
     );
     let run = wait_run(&client, &run.id, limit)?;
-    let trained = changed.elapsed() - detected;
+    let collected = queued - detected;
+    let trained = changed.elapsed() - queued;
     if run.status != RunStatus::Succeeded {
         bail!(
             "the retraining run {}: {}",
@@ -361,7 +385,7 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(250));
     }
     let total = changed.elapsed();
-    let promoted = total - detected - trained;
+    let promoted = total - queued - trained;
     std::thread::sleep(Duration::from_secs(5));
     let after = client.monitor(
         MODEL,
@@ -375,9 +399,10 @@ pub fn run(
         after.performance.labelled
     );
     eprintln!(
-        "loop closed in {:.1} s: detection {:.1} s, training + validation + release {:.1} s, canary and promotion {:.1} s",
+        "loop closed in {:.1} s: detection {:.1} s, fresh rows {:.1} s, training + validation + release {:.1} s, canary and promotion {:.1} s",
         total.as_secs_f64(),
         detected.as_secs_f64(),
+        collected.as_secs_f64(),
         trained.as_secs_f64(),
         promoted.as_secs_f64()
     );
@@ -385,6 +410,7 @@ pub fn run(
     coordinator.stop(&rt);
     Ok(LoopOutcome {
         detected,
+        collected,
         trained,
         promoted,
         total,
