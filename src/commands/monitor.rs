@@ -290,7 +290,6 @@ fn text(r: &MonitorReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::args::parse_age;
 
     #[test]

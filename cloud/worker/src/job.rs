@@ -18,21 +18,25 @@ pub struct Done {
     pub validation: Option<Validation>,
 }
 
-pub struct Failed {
+/// Why a run failed, with what it had measured by then (boxed: it travels
+/// through every step's `Result`).
+pub type Failed = Box<FailedRun>;
+
+pub struct FailedRun {
     pub error: String,
     pub metrics: serde_json::Value,
     pub code: Option<String>,
     pub validation: Option<Validation>,
 }
 
-impl From<String> for Failed {
+impl From<String> for Box<FailedRun> {
     fn from(error: String) -> Failed {
-        Failed {
+        Box::new(FailedRun {
             error,
             metrics: serde_json::json!({}),
             code: None,
             validation: None,
-        }
+        })
     }
 }
 
@@ -276,35 +280,39 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
             .filter(|c| !c.passed)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
-        return Err(Failed {
+        return Err(Box::new(FailedRun {
             error: format!("validation failed: {}", why.join("; ")),
             metrics,
             code: Some(code),
             validation: Some(verdict.validation),
-        });
+        }));
     }
     stop_if_taken().map_err(with_code)?;
 
     // Release.
     let Some(key) = &w.key else {
-        return Err(Failed {
+        return Err(Box::new(FailedRun {
             error: "the candidate passed validation, but this worker holds no release key: nothing registered (start it with --key and --delegation)".into(),
             metrics,
             code: Some(code),
             validation: Some(verdict.validation),
-        });
+        }));
     };
-    let signed = release::sign(&built, key, w.delegation.as_deref()).map_err(|e| Failed {
-        error: e,
-        metrics: metrics.clone(),
-        code: Some(code.clone()),
-        validation: Some(verdict.validation.clone()),
+    let signed = release::sign(&built, key, w.delegation.as_deref()).map_err(|e| {
+        Box::new(FailedRun {
+            error: e,
+            metrics: metrics.clone(),
+            code: Some(code.clone()),
+            validation: Some(verdict.validation.clone()),
+        })
     })?;
-    let registered = w.client.register(signed).map_err(|e| Failed {
-        error: format!("registering {model} {version}: {e}"),
-        metrics: metrics.clone(),
-        code: Some(code.clone()),
-        validation: Some(verdict.validation.clone()),
+    let registered = w.client.register(signed).map_err(|e| {
+        Box::new(FailedRun {
+            error: format!("registering {model} {version}: {e}"),
+            metrics: metrics.clone(),
+            code: Some(code.clone()),
+            validation: Some(verdict.validation.clone()),
+        })
     })?;
     log.line(format!(
         "registered {model} {} (sha256 {}); the run took {:.1} s",
