@@ -85,6 +85,10 @@ pub enum RolloutCommand {
         /// Shadow gate: smallest share of predictions agreeing with the live model.
         #[arg(long)]
         min_agreement: Option<f64>,
+        /// Largest drift coefficient (0-1) of the candidate's outputs against
+        /// the previous version's over the wave.
+        #[arg(long)]
+        max_prediction_drift: Option<f64>,
         /// Sample input for the devices' health probe ({"inputs":[...]}).
         #[arg(long)]
         probe: Option<PathBuf>,
@@ -147,6 +151,7 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
             bake,
             timeout,
             min_agreement,
+            max_prediction_drift,
             probe,
             manual_approval,
             max_unavailable,
@@ -168,6 +173,7 @@ pub fn rollout(conn: &Connection, cmd: RolloutCommand) -> Result<()> {
                 bake_s: bake,
                 timeout_s: timeout,
                 min_agreement,
+                max_prediction_drift,
             };
             req.probe = read_probe(probe.as_deref())?;
             req.manual_approval = manual_approval;

@@ -45,6 +45,10 @@ pub struct Gates {
     pub timeout_s: u64,
     /// Shadow: share of predictions that must match the live model.
     pub min_agreement: Option<f64>,
+    /// The candidate's outputs against the previous version's over the
+    /// wave (its training outputs when the previous one sent none): the drift
+    /// coefficient (0–1) may be at most this.
+    pub max_prediction_drift: Option<f64>,
 }
 
 impl Default for Gates {
@@ -57,6 +61,7 @@ impl Default for Gates {
             bake_s: 10,
             timeout_s: 300,
             min_agreement: None,
+            max_prediction_drift: None,
         }
     }
 }

@@ -123,6 +123,19 @@ async fn step(c: &Coordinator, r: &Rollout) -> Result<(), CoordinatorError> {
             r.wave_started_at.unwrap_or(r.created_at),
         );
         let t = c.tallies.read(c, &r.id, question).await?;
+        let prediction_drift = match r.spec.gates.max_prediction_drift {
+            Some(_) => {
+                prediction_drift(
+                    c,
+                    &r.model,
+                    &r.version,
+                    r.wave_started_at.unwrap_or(r.created_at),
+                    now,
+                )
+                .await?
+            }
+            None => None,
+        };
         decision = machine::judge(
             &snapshot,
             &Measured {
@@ -130,6 +143,7 @@ async fn step(c: &Coordinator, r: &Rollout) -> Result<(), CoordinatorError> {
                 errors: t.summary.errors,
                 latency: t.stats.latency.clone(),
                 agreement: t.summary.agreement,
+                prediction_drift,
             },
         );
         measured = Some(t);
@@ -417,4 +431,36 @@ pub(crate) async fn settle(c: &Coordinator, r: &Rollout) -> Result<(), Coordinat
         }
     }
     Ok(())
+}
+
+/// The drift coefficient of `version`'s outputs since `since`: against the
+/// previous version's in the same range, else against its training outputs
+/// (the monitoring report's); `None` when nothing could be judged.
+async fn prediction_drift(
+    c: &Coordinator,
+    model: &str,
+    version: &str,
+    since: i64,
+    now: i64,
+) -> Result<Option<(f64, String)>, CoordinatorError> {
+    let q = crate::monitor::report::Query {
+        model: model.into(),
+        version: Some(version.into()),
+        since_ms: since,
+        until_ms: now.max(since + 1),
+        selector: Default::default(),
+    };
+    let r = match crate::monitor::report::report(c, &q).await {
+        Ok(r) => r,
+        Err(CoordinatorError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(match r.prediction_drift_vs_previous {
+        Some(p) => Some((p.drift.coefficient, format!("{model} {}", p.version))),
+        None if !r.prediction_drift.columns.is_empty() => Some((
+            r.prediction_drift.coefficient,
+            format!("{model} {version}'s training outputs"),
+        )),
+        None => None,
+    })
 }

@@ -86,6 +86,9 @@ pub struct Measured {
     pub latency: Histogram,
     /// Shadow: share of predictions that matched the live model.
     pub agreement: Option<f64>,
+    /// The drift coefficient of the candidate's outputs and what they were
+    /// compared with (asked for by `max_prediction_drift`).
+    pub prediction_drift: Option<(f64, String)>,
 }
 
 /// What the controller does next.
@@ -249,6 +252,13 @@ pub fn judge(s: &Snapshot<'_>, t: &Measured) -> Decision {
     {
         return Decision::Abort(format!("gate: shadow agreement {a:.4} < {min}"));
     }
+    if let (Some(max), Some((d, against))) = (g.max_prediction_drift, &t.prediction_drift)
+        && *d > max
+    {
+        return Decision::Abort(format!(
+            "gate: prediction drift {d:.4} > {max} against {against}"
+        ));
+    }
     if s.current_wave + 1 < s.waves {
         Decision::NextWave {
             wait_for_approval: s.manual_approval,
@@ -302,6 +312,7 @@ mod tests {
             errors,
             latency,
             agreement: None,
+            prediction_drift: None,
         }
     }
 
@@ -591,6 +602,26 @@ mod tests {
         assert_eq!(
             judge(&s, &t),
             Decision::Abort("gate: shadow agreement 0.9000 < 0.95".into())
+        );
+    }
+
+    #[test]
+    fn prediction_drift_gate() {
+        let g = Gates {
+            max_prediction_drift: Some(0.2),
+            ..Gates::default()
+        };
+        let mut s = snap(&g, WavePhase::Baking, &[]);
+        s.waves = 1;
+        let mut t = measured(100, 0);
+        // Nothing judged (no output profile): the other gates decide.
+        assert_eq!(judge(&s, &t), Decision::Succeed);
+        t.prediction_drift = Some((0.2, "m 1.0.0".into()));
+        assert_eq!(judge(&s, &t), Decision::Succeed);
+        t.prediction_drift = Some((0.35, "m 1.0.0".into()));
+        assert_eq!(
+            judge(&s, &t),
+            Decision::Abort("gate: prediction drift 0.3500 > 0.2 against m 1.0.0".into())
         );
     }
 

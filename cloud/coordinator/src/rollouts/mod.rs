@@ -251,8 +251,12 @@ fn normalise(req: &mut RolloutRequest) -> Result<(), CoordinatorError> {
     if !fraction(g.max_failure_rate)
         || !fraction(g.latency_quantile)
         || g.min_agreement.is_some_and(|a| !fraction(a))
+        || g.max_prediction_drift.is_some_and(|d| !fraction(d))
     {
-        return bad("failure rate, latency quantile and agreement are fractions in 0..=1".into());
+        return bad(
+            "failure rate, latency quantile, agreement and prediction drift are fractions in 0..=1"
+                .into(),
+        );
     }
     if g.max_latency_ms
         .is_some_and(|ms| !(ms.is_finite() && ms >= 0.0))
