@@ -814,4 +814,72 @@ mod tests {
             Some("DataDriftDetected")
         );
     }
+
+    #[tokio::test]
+    async fn schedules_and_new_outcomes_start_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::testing::open(dir.path()).await;
+        let who = principal();
+        let csv = bytes::Bytes::from_static(b"a,y\n1,0\n2,1\n3,0\n4,1\n");
+        let push = wasmops_api::DatasetPush {
+            label: "y".into(),
+            format: None,
+            file: None,
+        };
+        datasets::push(&c, &who, "d", push, csv).await.unwrap();
+        let base = "trainer = \"builtin:logistic\"\ndataset = \"d\"\n[triggers]\n";
+        set(
+            &c,
+            &who,
+            "every",
+            settings(&format!("{base}schedule = \"1s\"")),
+        )
+        .await
+        .unwrap();
+        set(
+            &c,
+            &who,
+            "counted",
+            settings(&format!("{base}new_labels = 2")),
+        )
+        .await
+        .unwrap();
+        let runs_of = async |model: &str| runs::list(&c, Some(model)).await.unwrap();
+        // Nothing is due yet.
+        counting_triggers(&c).await.unwrap();
+        assert!(runs_of("every").await.is_empty() && runs_of("counted").await.is_empty());
+        // A second later the schedule is; two outcomes for the other model's predictions arrive.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let now = crate::now_ms();
+        for id in ["p1", "p2"] {
+            sqlx::query("INSERT INTO predictions (id, device, model, version, at_ms, received_at, class) VALUES ($1, 'dev', 'counted', '1.0.0', $2, $2, '1')")
+                .bind(id)
+                .bind(now)
+                .execute(&c.db.pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO labels (prediction_id, outcome, received_at) VALUES ($1, '1', $2)",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&c.db.pool)
+            .await
+            .unwrap();
+        }
+        counting_triggers(&c).await.unwrap();
+        let every = runs_of("every").await;
+        assert_eq!(every.len(), 1);
+        assert_eq!(every[0].trigger.as_deref(), Some("schedule"));
+        let counted = runs_of("counted").await;
+        assert_eq!(counted.len(), 1);
+        assert_eq!(counted[0].trigger.as_deref(), Some("2 new labels"));
+        // Counted from the last run on: the same outcomes start nothing again.
+        sqlx::query("UPDATE runs SET status = 'failed'")
+            .execute(&c.db.pool)
+            .await
+            .unwrap();
+        counting_triggers(&c).await.unwrap();
+        assert_eq!(runs_of("counted").await.len(), 1);
+    }
 }
