@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use wasmops_coordinator::Settings;
-use wasmops_coordinator::config::{TrustSettings, defaults};
+use wasmops_coordinator::config::{TrustSettings, WorkerSettings, defaults};
 
 use crate::args::TrustArgs;
 
@@ -54,9 +54,9 @@ pub struct CoordinatorCommand {
     /// The delegation that lets --worker-key sign (scoped to model names).
     #[arg(long)]
     pub worker_delegation: Option<PathBuf>,
-    /// Where the in-process worker runs command trainers.
-    #[arg(long, default_value = ".")]
-    pub worker_workdir: PathBuf,
+    /// Where the in-process worker runs command trainers (default: here).
+    #[arg(long)]
+    pub worker_workdir: Option<PathBuf>,
     /// Run no training worker in this process (use `wasmops worker` elsewhere).
     #[arg(long)]
     pub no_worker: bool,
@@ -89,6 +89,12 @@ impl CoordinatorCommand {
                 trust_dir: k.trust_dir.clone(),
                 keys: k.trust.clone(),
             },
+            worker: WorkerSettings {
+                enabled: self.no_worker.then_some(false),
+                key: self.worker_key.clone(),
+                delegation: self.worker_delegation.clone(),
+                workdir: self.worker_workdir.clone(),
+            },
         };
         let settings = file.overridden_by(flags);
         let t = &settings.trust;
@@ -100,13 +106,14 @@ impl CoordinatorCommand {
         if !self.trust.grants.is_empty() {
             trust.granted = self.trust.grants.clone();
         }
+        let w = settings.worker.clone();
         let mut config = settings.resolve(trust);
         config.faults = self.faults;
-        let worker = (!self.no_worker).then(|| {
+        let worker = w.enabled.unwrap_or(true).then(|| {
             (
-                self.worker_key.clone(),
-                self.worker_delegation.clone(),
-                self.worker_workdir.clone(),
+                w.key.clone(),
+                w.delegation.clone(),
+                w.workdir.clone().unwrap_or_else(|| ".".into()),
                 config.data_dir.join("worker-cache"),
             )
         });

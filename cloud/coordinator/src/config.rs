@@ -69,6 +69,25 @@ pub struct Settings {
     pub monitor_window_seconds: Option<u64>,
     #[serde(default)]
     pub trust: TrustSettings,
+    /// The training worker `wasmops coordinator` runs in its own process.
+    #[serde(default)]
+    pub worker: WorkerSettings,
+}
+
+/// The in-process training worker (the closed loop's compute for the
+/// zero-setup default; `wasmops worker` runs more elsewhere).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// `false`: no worker in this process (default `true`).
+    pub enabled: Option<bool>,
+    /// The release key it signs passed candidates with; without one, runs
+    /// stop after the gate.
+    pub key: Option<PathBuf>,
+    /// The delegation that lets that key sign (scoped to model names).
+    pub delegation: Option<PathBuf>,
+    /// Where command trainers run.
+    pub workdir: Option<PathBuf>,
 }
 
 /// Whom the registry trusts: a root and its metadata, or plain release keys.
@@ -117,6 +136,9 @@ impl Settings {
         s.trust.root.as_mut().map(fix);
         s.trust.trust_dir.as_mut().map(fix);
         s.trust.keys.iter_mut().for_each(fix);
+        s.worker.key.as_mut().map(fix);
+        s.worker.delegation.as_mut().map(fix);
+        s.worker.workdir.as_mut().map(fix);
         Ok(s)
     }
 
@@ -149,6 +171,12 @@ impl Settings {
             monitor_bucket_seconds: over.monitor_bucket_seconds.or(self.monitor_bucket_seconds),
             monitor_window_seconds: over.monitor_window_seconds.or(self.monitor_window_seconds),
             trust,
+            worker: WorkerSettings {
+                enabled: over.worker.enabled.or(self.worker.enabled),
+                key: over.worker.key.or(self.worker.key),
+                delegation: over.worker.delegation.or(self.worker.delegation),
+                workdir: over.worker.workdir.or(self.worker.workdir),
+            },
         }
     }
 
@@ -250,8 +278,23 @@ mod tests {
     fn file_then_flags_then_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "data_dir = \"state\"\nlisten = \"127.0.0.1:9000\"\nmax_artifact_mb = 8\n[trust]\nkeys = [\"k.pub\"]\n").unwrap();
+        std::fs::write(&file, "data_dir = \"state\"\nlisten = \"127.0.0.1:9000\"\nmax_artifact_mb = 8\n[trust]\nkeys = [\"k.pub\"]\n[worker]\nkey = \"loop.key\"\nworkdir = \"trainers\"\n").unwrap();
         let s = Settings::from_file(&file).unwrap();
+        assert_eq!(s.worker.key, Some(dir.path().join("loop.key")));
+        let off = Settings {
+            worker: WorkerSettings {
+                enabled: Some(false),
+                ..Default::default()
+            },
+            ..Settings::default()
+        };
+        let merged = s.clone().overridden_by(off).worker;
+        assert_eq!(merged.enabled, Some(false));
+        assert_eq!(
+            merged.workdir,
+            Some(dir.path().join("trainers")),
+            "the file's, not overridden"
+        );
         assert_eq!(
             s.data_dir.as_deref(),
             Some(dir.path().join("state").as_path()),
