@@ -133,8 +133,16 @@ impl Table {
         finish(builders, rows)
     }
 
-    /// Parses `{"columns": {"name": [number | string | bool | null, …]}}`.
+    /// Parses `{"columns": {"name": [number | string | bool | null, …]}}`,
+    /// or the inputs JSON models take (`{"inputs": [{"name", "shape",
+    /// "data"}]}`): a `[rows]` tensor is a column of its name, a
+    /// `[rows, k]` tensor `k` columns `name[0]` … `name[k-1]`.
     pub fn from_json(bytes: &[u8], like: Option<&Table>) -> Result<Table, String> {
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && let Some(inputs) = o.get("inputs")
+        {
+            return Table::from_json(inputs_as_columns(inputs)?.as_bytes(), like);
+        }
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct File {
@@ -208,6 +216,71 @@ impl<'de> serde::Deserialize<'de> for InOrder {
         }
         d.deserialize_map(Visit)
     }
+}
+
+/// `{"inputs": [tensors]}` rewritten as `{"columns": {…}}`, in tensor order.
+fn inputs_as_columns(inputs: &serde_json::Value) -> Result<String, String> {
+    let Some(tensors) = inputs.as_array() else {
+        return Err("`inputs` is not an array of tensors".into());
+    };
+    let mut columns: Vec<String> = vec![];
+    let mut rows = None;
+    for (i, t) in tensors.iter().enumerate() {
+        let name = t["name"].as_str().unwrap_or_default();
+        let shape: Vec<usize> = t["shape"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_u64().map(|d| d as usize))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(data) = t["data"].as_array() else {
+            return Err(format!("input {} (`{name}`) has no data array", i + 1));
+        };
+        let (n, k) = match shape.as_slice() {
+            [n] => (*n, None),
+            [n, k] => (*n, Some(*k)),
+            _ => {
+                return Err(format!(
+                    "input `{name}` has shape {:?}: a dataset takes [rows] or [rows, columns]",
+                    t["shape"]
+                ));
+            }
+        };
+        if name.is_empty() || n * k.unwrap_or(1) != data.len() {
+            return Err(format!(
+                "input {} (`{name}`): a name, and shape {shape:?} holding {} values",
+                i + 1,
+                data.len()
+            ));
+        }
+        if *rows.get_or_insert(n) != n {
+            return Err(format!(
+                "input `{name}` has {n} rows, the inputs before it {}",
+                rows.unwrap_or(0)
+            ));
+        }
+        let column =
+            |values: Vec<&serde_json::Value>| serde_json::to_string(&values).expect("json");
+        match k {
+            None => columns.push(format!(
+                "{}: {}",
+                serde_json::to_string(name).expect("json"),
+                column(data.iter().collect())
+            )),
+            Some(k) => {
+                for j in 0..k {
+                    columns.push(format!(
+                        "{}: {}",
+                        serde_json::to_string(&format!("{name}[{j}]")).expect("json"),
+                        column(data.iter().skip(j).step_by(k).collect())
+                    ));
+                }
+            }
+        }
+    }
+    Ok(format!("{{\"columns\": {{{}}}}}", columns.join(", ")))
 }
 
 fn csv_error(e: &csv::Error) -> String {
@@ -418,5 +491,38 @@ mod tests {
         assert!(e.contains("row 2, column `t`"), "{e}");
         let e = Table::from_json(br#"{"columns":{"t":[1,[2]]}}"#, None).unwrap_err();
         assert!(e.contains("row 2 of column `t`"), "{e}");
+    }
+
+    #[test]
+    fn the_inputs_json_reads_as_columns() {
+        let t = Table::from_json(
+            br#"{"inputs":[{"name":"X","shape":[2,2],"data":[1,2,3,null]},{"name":"y","shape":[2],"data":["a","b"]}]}"#,
+            None,
+        )
+        .unwrap();
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["X[0]", "X[1]", "y"]);
+        assert_eq!(
+            t.column("X[1]").unwrap().values,
+            Values::Numeric(vec![Some(2.0), None])
+        );
+        for (bad, says) in [
+            (
+                r#"{"inputs":[{"name":"X","shape":[2,2],"data":[1,2,3]}]}"#,
+                "holding 3 values",
+            ),
+            (
+                r#"{"inputs":[{"name":"X","shape":[1,1,1],"data":[1]}]}"#,
+                "[rows] or [rows, columns]",
+            ),
+            (
+                r#"{"inputs":[{"name":"X","shape":[1],"data":[1]},{"name":"y","shape":[2],"data":[1,2]}]}"#,
+                "has 2 rows",
+            ),
+            (r#"{"inputs":{}}"#, "not an array"),
+        ] {
+            let e = Table::from_json(bad.as_bytes(), None).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }
