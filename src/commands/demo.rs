@@ -46,17 +46,7 @@ impl DemoCommand {
 
 /// `wasmops demo --scenario drift`: the closed loop on embedded defaults.
 fn demo_loop(dir: Option<PathBuf>, devices: usize) -> Result<()> {
-    let tmp;
-    let dir = match dir {
-        Some(d) => {
-            std::fs::create_dir_all(&d)?;
-            d
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = work_dir(dir)?;
     eprintln!("wasmops keygen --out release   (the loop's worker signs with it; devices trust it)");
     let (secret, public) = keygen(&dir.join("release"))?;
     let scenario = wasmops_fleet::demo_loop::LoopScenario::demo(dir.clone(), devices, public);
@@ -170,19 +160,23 @@ pub const DEMO_INPUT: &str = r#"{"inputs":[
   {"name":"color","shape":[3],"data":["red","blue","green"]}
 ]}"#;
 
-fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
-    let tmp;
-    let keep = dir.is_some();
-    let dir = match dir {
+/// `dir` (created), or a temporary directory removed with the guard.
+fn work_dir(dir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match dir {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
-            d
+            (d, None)
         }
         None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
+            let tmp = tempfile::tempdir()?;
+            (tmp.path().to_path_buf(), Some(tmp))
         }
-    };
+    })
+}
+
+fn demo(dir: Option<PathBuf>, devices: usize, exit: bool) -> Result<()> {
+    let keep = dir.is_some();
+    let (dir, _tmp) = work_dir(dir)?;
     let step = |n: u32, what: &str| eprintln!("[{n}/7] {what}");
     step(
         1,
