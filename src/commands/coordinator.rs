@@ -57,6 +57,10 @@ pub struct CoordinatorCommand {
     /// Where the in-process worker runs command trainers (default: here).
     #[arg(long)]
     pub worker_workdir: Option<PathBuf>,
+    /// Let the in-process worker run command trainers: each runs as this
+    /// coordinator's user (off by default: built-in trainers only).
+    #[arg(long)]
+    pub worker_commands: bool,
     /// Run no training worker in this process (use `wasmops worker` elsewhere).
     #[arg(long)]
     pub no_worker: bool,
@@ -94,6 +98,7 @@ impl CoordinatorCommand {
                 key: self.worker_key.clone(),
                 delegation: self.worker_delegation.clone(),
                 workdir: self.worker_workdir.clone(),
+                commands: self.worker_commands.then_some(true),
             },
         };
         let settings = file.overridden_by(flags);
@@ -109,14 +114,8 @@ impl CoordinatorCommand {
         let w = settings.worker.clone();
         let mut config = settings.resolve(trust);
         config.faults = self.faults;
-        let worker = w.enabled.unwrap_or(true).then(|| {
-            (
-                w.key.clone(),
-                w.delegation.clone(),
-                w.workdir.clone().unwrap_or_else(|| ".".into()),
-                config.data_dir.join("worker-cache"),
-            )
-        });
+        let cache = config.data_dir.join("worker-cache");
+        let worker = w.enabled.unwrap_or(true).then_some(w);
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(wasmops_coordinator::serve_with(
             config,
@@ -124,8 +123,8 @@ impl CoordinatorCommand {
                 let _ = tokio::signal::ctrl_c().await;
             },
             move |ready| {
-                if let Some((key, delegation, workdir, cache)) = worker {
-                    start_worker(ready, key, delegation, workdir, cache);
+                if let Some(w) = worker {
+                    start_worker(ready, w, cache);
                 }
             },
         ))
@@ -134,13 +133,7 @@ impl CoordinatorCommand {
 
 /// The zero-setup worker: a thread of this process, talking to the API like
 /// any other worker (training and the runtime stay out of the coordinator).
-pub(crate) fn start_worker(
-    ready: wasmops_coordinator::Ready,
-    key: Option<PathBuf>,
-    delegation: Option<PathBuf>,
-    workdir: PathBuf,
-    cache: PathBuf,
-) {
+pub(crate) fn start_worker(ready: wasmops_coordinator::Ready, w: WorkerSettings, cache: PathBuf) {
     let mut addr = ready.addr;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -149,9 +142,10 @@ pub(crate) fn start_worker(
         coordinator: format!("http://{addr}"),
         token: ready.worker_token,
         name: wasmops_coordinator::runs::IN_PROCESS_WORKER.into(),
-        release_key: key,
-        delegation,
-        workdir,
+        release_key: w.key,
+        delegation: w.delegation,
+        workdir: w.workdir.unwrap_or_else(|| ".".into()),
+        allow_commands: w.commands.unwrap_or(false),
         cache_dir: Some(cache),
         poll: std::time::Duration::from_secs(1),
     };

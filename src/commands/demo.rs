@@ -51,9 +51,12 @@ fn demo_loop(dir: Option<PathBuf>, devices: usize) -> Result<()> {
     let (secret, public) = keygen(&dir.join("release"))?;
     let scenario = wasmops_fleet::demo_loop::LoopScenario::demo(dir.clone(), devices, public);
     let cache = dir.join("worker-cache");
-    let workdir = dir.clone();
+    let worker = wasmops_coordinator::config::WorkerSettings {
+        key: Some(secret),
+        ..Default::default()
+    };
     let outcome = wasmops_fleet::demo_loop::run(&scenario, &ProgressBars, move |ready| {
-        super::coordinator::start_worker(ready, Some(secret), None, workdir, cache)
+        super::coordinator::start_worker(ready, worker, cache)
     })?;
     eprintln!(
         "done: {} {} serves the fleet, {:.0} s after the change",

@@ -488,9 +488,13 @@ fn bench_loop(devices: usize, rate: f64, demo_windows: bool, trainer_only: bool)
         scenario.bake_s = wasmops_api::Gates::default().bake_s;
         scenario.steady = std::time::Duration::from_secs(90);
     }
-    let (cache, workdir) = (dir.path().join("worker-cache"), dir.path().to_path_buf());
+    let cache = dir.path().join("worker-cache");
+    let worker = wasmops_coordinator::config::WorkerSettings {
+        key: Some(secret),
+        ..Default::default()
+    };
     let o = wasmops_fleet::demo_loop::run(&scenario, &super::demo::ProgressBars, move |ready| {
-        super::coordinator::start_worker(ready, Some(secret), None, workdir, cache)
+        super::coordinator::start_worker(ready, worker, cache)
     })?;
     let share = |d: std::time::Duration| 100.0 * d.as_secs_f64() / o.total.as_secs_f64();
     println!(

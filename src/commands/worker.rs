@@ -28,6 +28,10 @@ pub struct WorkerCommand {
     /// Where command trainers run.
     #[arg(long, default_value = ".")]
     pub workdir: PathBuf,
+    /// Run command trainers (`retrain --command`, `trainer = "python …"`):
+    /// each runs as this worker's user.
+    #[arg(long)]
+    pub allow_commands: bool,
     /// Stop after this many runs (default: work until stopped).
     #[arg(long)]
     pub runs: Option<usize>,
@@ -46,6 +50,7 @@ impl WorkerCommand {
             release_key: self.key.clone(),
             delegation: self.delegation.clone(),
             workdir: self.workdir.clone(),
+            allow_commands: self.allow_commands,
             cache_dir: self.cache.dir(),
             poll: Duration::from_secs(1),
         })?;

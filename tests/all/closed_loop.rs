@@ -111,6 +111,7 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
         p(&trust.join("delegations/loop.json")),
         "--worker-workdir",
         p(&workdir),
+        "--worker-commands",
         "--webhook",
         &hook,
     ]
@@ -426,7 +427,26 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
     let mut c = c;
     c.process.child.kill().unwrap();
     c.process.child.wait().unwrap();
+    // Back without --worker-commands: command trainers are refused there
+    // (they would run as the coordinator's user).
+    let args: Vec<String> = args
+        .into_iter()
+        .filter(|a| a != "--worker-commands")
+        .collect();
     let c = start_coordinator_at(&data, &listen, &args);
+    let (done, refused) = retrain(
+        &c,
+        &admin,
+        &["--dataset", "iris", "--command", "true # {out}"],
+    );
+    assert!(!done);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("runs no command trainers"),
+        "{refused:#}"
+    );
     let lost = api_get(&c, &admin, &format!("/v1/runs/{id}"));
     assert_eq!(lost["status"], "failed", "{lost:#}");
     assert!(

@@ -88,6 +88,9 @@ pub struct WorkerSettings {
     pub delegation: Option<PathBuf>,
     /// Where command trainers run.
     pub workdir: Option<PathBuf>,
+    /// Whether it runs command trainers (default `false`: each runs as the
+    /// coordinator's user, so only built-in trainers unless asked).
+    pub commands: Option<bool>,
 }
 
 /// Whom the registry trusts: a root and its metadata, or plain release keys.
@@ -176,6 +179,7 @@ impl Settings {
                 key: over.worker.key.or(self.worker.key),
                 delegation: over.worker.delegation.or(self.worker.delegation),
                 workdir: over.worker.workdir.or(self.worker.workdir),
+                commands: over.worker.commands.or(self.worker.commands),
             },
         }
     }

@@ -166,6 +166,11 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
                 .map_err(|e| e.to_string())?;
             (t.onnx, Some(t.metrics), t.code)
         }
+        Trainer::Command { .. } if !w.config.allow_commands => {
+            return fail(
+                "this worker runs no command trainers (start it with --allow-commands, or [worker] commands = true for the coordinator's): a command runs as the worker's user",
+            );
+        }
         Trainer::Command { command, workdir } => {
             let dir = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
             let (data, hold) = (dir.path().join("train.csv"), dir.path().join("holdout.csv"));

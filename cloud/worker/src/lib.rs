@@ -52,6 +52,10 @@ pub struct WorkerConfig {
     pub delegation: Option<PathBuf>,
     /// Where command trainers run (their scripts' directory).
     pub workdir: PathBuf,
+    /// Whether runs may name a command trainer: it runs as this worker's
+    /// user, so whoever may queue runs may then run programs here. Off
+    /// unless asked for.
+    pub allow_commands: bool,
     /// The compile cache for building and loading components.
     pub cache_dir: Option<PathBuf>,
     /// How long to wait between claims when nothing is queued.
