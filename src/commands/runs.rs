@@ -21,6 +21,12 @@ pub enum RunsAction {
     List {
         #[arg(long)]
         model: Option<String>,
+        /// The newest N runs (at most 1000).
+        #[arg(long, default_value_t = wasmops_api::DEFAULT_RUNS_PAGE)]
+        limit: usize,
+        /// Runs queued before this time (ms since the epoch): the page before.
+        #[arg(long)]
+        before_ms: Option<i64>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -104,11 +110,16 @@ pub fn describe(r: &Run) -> String {
 impl RunsCommand {
     pub fn execute(self) -> Result<()> {
         match self.action {
-            RunsAction::List { model, json, conn } => {
-                let mut runs = conn.client()?.runs()?;
-                if let Some(m) = &model {
-                    runs.retain(|r| r.model.as_deref() == Some(m));
-                }
+            RunsAction::List {
+                model,
+                limit,
+                before_ms,
+                json,
+                conn,
+            } => {
+                let runs = conn
+                    .client()?
+                    .runs(model.as_deref(), Some(limit), before_ms)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {

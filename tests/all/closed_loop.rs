@@ -63,20 +63,13 @@ fn retraining_is_validated_signed_registered_with_lineage_or_refused_with_reason
         p(&root_key),
     ]);
     for (key, name) in [(&team_pub, "team"), (&loop_pub, "loop")] {
-        ok(&[
-            "trust",
-            "delegate",
-            "--dir",
-            p(&trust),
-            "--root-key",
-            p(&root_key),
-            "--key",
-            p(key),
-            "--name",
+        ok(&delegate(
+            &trust,
+            &root_key,
+            key,
             name,
-            "--models",
-            "loop-iris",
-        ]);
+            &["--models", "loop-iris"],
+        ));
     }
     let champion = scaler_release(
         "loop-champion.wasm",

@@ -52,20 +52,13 @@ fn root_delegation_rotation_and_revocation() {
         "--root-key",
         p(&root_key),
     ]);
-    ok(&[
-        "trust",
-        "delegate",
-        "--dir",
-        p(&trust),
-        "--root-key",
-        p(&root_key),
-        "--key",
-        p(&rel1_pub),
-        "--name",
+    ok(&delegate(
+        &trust,
+        &root_key,
+        &rel1_pub,
         "rel1",
-        "--models",
-        "scaler*",
-    ]);
+        &["--models", "scaler*"],
+    ));
     let d1 = trust.join("delegations/rel1.json");
 
     // A component signed by the delegated key, carrying its delegation.
@@ -103,18 +96,7 @@ fn root_delegation_rotation_and_revocation() {
     assert!(err.contains("no signature by a trusted key"), "{err}");
 
     // Key rotation: delegate rel2, revoke rel1. Old releases signed by rel1 stop verifying.
-    ok(&[
-        "trust",
-        "delegate",
-        "--dir",
-        p(&trust),
-        "--root-key",
-        p(&root_key),
-        "--key",
-        p(&rel2_pub),
-        "--name",
-        "rel2",
-    ]);
+    ok(&delegate(&trust, &root_key, &rel2_pub, "rel2", &[]));
     ok(&[
         "trust",
         "revoke",
@@ -157,31 +139,9 @@ fn root_delegation_rotation_and_revocation() {
         "{err}"
     );
     // The old root key can no longer sign delegations devices accept.
-    let err = fails(&[
-        "trust",
-        "delegate",
-        "--dir",
-        p(&trust),
-        "--root-key",
-        p(&root_key),
-        "--key",
-        p(&rel2_pub),
-        "--name",
-        "rel2",
-    ]);
+    let err = fails(&delegate(&trust, &root_key, &rel2_pub, "rel2", &[]));
     assert!(err.contains("is not a key of root version 2"), "{err}");
-    ok(&[
-        "trust",
-        "delegate",
-        "--dir",
-        p(&trust),
-        "--root-key",
-        p(&root2_key),
-        "--key",
-        p(&rel2_pub),
-        "--name",
-        "rel2",
-    ]);
+    ok(&delegate(&trust, &root2_key, &rel2_pub, "rel2", &[]));
     // The revocation list was signed by the old root: re-issue it too.
     let err = verify_with_root(&d, &root_pub, &trust, None).unwrap_err();
     assert!(err.contains("revocation list"), "{err}");
@@ -236,20 +196,13 @@ fn expired_delegation_is_refused() {
         "--root-key",
         p(&root_key),
     ]);
-    ok(&[
-        "trust",
-        "delegate",
-        "--dir",
-        p(&trust),
-        "--root-key",
-        p(&root_key),
-        "--key",
-        p(&rel_pub),
-        "--name",
+    ok(&delegate(
+        &trust,
+        &root_key,
+        &rel_pub,
         "old",
-        "--expires",
-        "2021-01-01T00:00:00Z",
-    ]);
+        &["--expires", "2021-01-01T00:00:00Z"],
+    ));
     let a = release("exp-a.wasm", "scaler-churn", &[], &rel_key, None);
     let err = verify_with_root(&a, &root_pub, &trust, None).unwrap_err();
     assert!(

@@ -205,8 +205,30 @@ impl Client {
         self.get("/v1/datasets")
     }
 
-    pub fn runs(&self) -> Result<Vec<Run>, ApiError> {
-        self.get("/v1/runs")
+    /// The newest runs (of `model`), oldest first: [`crate::DEFAULT_RUNS_PAGE`]
+    /// unless `limit` says otherwise; `before_ms` pages back (runs queued
+    /// before then).
+    pub fn runs(
+        &self,
+        model: Option<&str>,
+        limit: Option<usize>,
+        before_ms: Option<i64>,
+    ) -> Result<Vec<Run>, ApiError> {
+        let mut query = vec![];
+        if let Some(m) = model {
+            query.push(format!("model={}", seg(m)));
+        }
+        if let Some(n) = limit {
+            query.push(format!("limit={n}"));
+        }
+        if let Some(t) = before_ms {
+            query.push(format!("before_ms={t}"));
+        }
+        let mut path = "/v1/runs".to_string();
+        if !query.is_empty() {
+            path = format!("{path}?{}", query.join("&"));
+        }
+        self.get(&path)
     }
 
     /// Stores `bytes` as the next version of dataset `name` (or answers the

@@ -10,7 +10,7 @@
 //! | PUT, DELETE | /v1/models/{name}/aliases/{alias} | [`AliasRequest`] → [`Version`] | data-scientist, operator |
 //! | PUT | /v1/models/{name}/versions/{version}/tags/{key} | [`TagRequest`] → [`Version`] | data-scientist, operator |
 //! | GET | /v1/artifacts/{sha256} (honours `Range`) | component bytes | device, viewer |
-//! | GET | /v1/datasets, /v1/runs, /v1/audit?limit=N | [`Dataset`]s, [`Run`]s, [`AuditEntry`]s | viewer |
+//! | GET | /v1/datasets, /v1/runs?model=&limit=N&before_ms=T, /v1/audit?limit=N | [`Dataset`]s, the newest [`Run`]s (100 unless `limit`, at most 1000; oldest first), [`AuditEntry`]s | viewer |
 //! | POST | /v1/datasets/{name}?label=COL&format=csv\|json&file=F | the file → [`DatasetVersion`] | data-scientist |
 //! | POST | /v1/datasets/{name}/from-production | [`FromProduction`] → [`DatasetVersion`] | data-scientist |
 //! | GET | /v1/datasets/{name}, …/versions/{version}, …/versions/{version}/data | [`DatasetVersions`], [`DatasetVersion`], the file | viewer |

@@ -16,6 +16,10 @@ pub const MAX_RUN_LOG_BYTES: usize = 1 << 20;
 /// A worker that has not been heard from for this long has lost its run.
 pub const RUN_LEASE_MS: i64 = 60_000;
 
+/// Runs `GET /v1/runs` answers unless asked for fewer (`limit`), and at most.
+pub const DEFAULT_RUNS_PAGE: usize = 100;
+pub const MAX_RUNS_PAGE: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {

@@ -259,7 +259,48 @@ type VersionRow = (
 
 const COLUMNS: &str = "name, version, sha256, size_bytes, format, row_count, label, summary, provenance, created_at, created_by";
 
+/// Model versions trained on each dataset file (by sha256), oldest first, as
+/// `name@version`; `only` narrows it to one dataset's files. One query for a
+/// whole listing.
+async fn users(
+    c: &Coordinator,
+    only: Option<&str>,
+) -> Result<BTreeMap<String, Vec<(Option<String>, String)>>, CoordinatorError> {
+    let rows: Vec<(Option<String>, String, String, String)> = sqlx::query_as(
+        "SELECT dataset_id, dataset_sha256, name, version FROM model_versions
+         WHERE dataset_sha256 IS NOT NULL
+           AND ($1 IS NULL OR dataset_sha256 IN (SELECT sha256 FROM dataset_versions WHERE name = $1))
+         ORDER BY registered_at",
+    )
+    .bind(only)
+    .fetch_all(&c.db.read)
+    .await?;
+    let mut out: BTreeMap<String, Vec<(Option<String>, String)>> = BTreeMap::new();
+    for (id, sha256, name, version) in rows {
+        out.entry(sha256)
+            .or_default()
+            .push((id, format!("{name}@{version}")));
+    }
+    Ok(out)
+}
+
+/// A stored version's users: every model version trained on its bytes.
+fn used_by(users: &BTreeMap<String, Vec<(Option<String>, String)>>, sha256: &str) -> Vec<String> {
+    users
+        .get(sha256)
+        .map(|u| u.iter().map(|(_, v)| v.clone()).collect())
+        .unwrap_or_default()
+}
+
 async fn decode(c: &Coordinator, row: VersionRow) -> Result<DatasetVersion, CoordinatorError> {
+    let users = users(c, Some(&row.0)).await?;
+    decode_with(row, &users)
+}
+
+fn decode_with(
+    row: VersionRow,
+    users: &BTreeMap<String, Vec<(Option<String>, String)>>,
+) -> Result<DatasetVersion, CoordinatorError> {
     let (name, version, sha256, size, format, rows, label, summary, provenance, at, by) = row;
     let summary: serde_json::Value = serde_json::from_str(&summary).map_err(|e| {
         CoordinatorError::Internal(format!("dataset {name}@{version} summary: {e}"))
@@ -272,12 +313,7 @@ async fn decode(c: &Coordinator, row: VersionRow) -> Result<DatasetVersion, Coor
     let provenance = serde_json::from_str(&provenance).map_err(|e| {
         CoordinatorError::Internal(format!("dataset {name}@{version} provenance: {e}"))
     })?;
-    let used: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, version FROM model_versions WHERE dataset_sha256 = $1 ORDER BY registered_at",
-    )
-    .bind(&sha256)
-    .fetch_all(&c.db.pool)
-    .await?;
+    let used = used_by(users, &sha256);
     Ok(DatasetVersion {
         name,
         version: version as u32,
@@ -291,7 +327,7 @@ async fn decode(c: &Coordinator, row: VersionRow) -> Result<DatasetVersion, Coor
         provenance,
         created_at_ms: at,
         created_by: by,
-        used_by: used.into_iter().map(|(n, v)| format!("{n}@{v}")).collect(),
+        used_by: used,
         created: true,
     })
 }
@@ -306,7 +342,7 @@ async fn find_by_content(
     ))
     .bind(name)
     .bind(sha256)
-    .fetch_optional(&c.db.pool)
+    .fetch_optional(&c.db.read)
     .await?;
     match row {
         Some(r) => Ok(Some(decode(c, r).await?)),
@@ -325,7 +361,7 @@ pub async fn version_of(
     ))
     .bind(name)
     .bind(version as i64)
-    .fetch_optional(&c.db.pool)
+    .fetch_optional(&c.db.read)
     .await?;
     match row {
         Some(r) => decode(c, r).await,
@@ -343,7 +379,7 @@ pub async fn resolve(c: &Coordinator, reference: &str) -> Result<DatasetVersion,
         let (latest,): (Option<i64>,) =
             sqlx::query_as("SELECT MAX(version) FROM dataset_versions WHERE name = $1")
                 .bind(name)
-                .fetch_one(&c.db.pool)
+                .fetch_one(&c.db.read)
                 .await?;
         let latest =
             latest.ok_or_else(|| CoordinatorError::NotFound(format!("no dataset named {name}")))?;
@@ -364,17 +400,18 @@ pub async fn versions(c: &Coordinator, name: &str) -> Result<DatasetVersions, Co
         "SELECT {COLUMNS} FROM dataset_versions WHERE name = $1 ORDER BY version"
     ))
     .bind(name)
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await?;
     if rows.is_empty() {
         return Err(CoordinatorError::NotFound(format!(
             "no dataset named {name}"
         )));
     }
-    let mut versions = vec![];
-    for r in rows {
-        versions.push(decode(c, r).await?);
-    }
+    let users = users(c, Some(name)).await?;
+    let versions = rows
+        .into_iter()
+        .map(|r| decode_with(r, &users))
+        .collect::<Result<_, _>>()?;
     Ok(DatasetVersions {
         name: name.into(),
         versions,
@@ -386,30 +423,22 @@ pub async fn list(c: &Coordinator) -> Result<Vec<Dataset>, CoordinatorError> {
     let stored: Vec<(String, i64, String, i64, String, i64)> = sqlx::query_as(
         "SELECT name, version, sha256, row_count, label, created_at FROM dataset_versions ORDER BY created_at, name, version",
     )
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await?;
     let claimed: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT id, sha256, first_seen FROM datasets ORDER BY first_seen")
-            .fetch_all(&c.db.pool)
+            .fetch_all(&c.db.read)
             .await?;
-    let used_by = |rows: Vec<(String, String)>| -> Vec<String> {
-        rows.into_iter().map(|(n, v)| format!("{n}@{v}")).collect()
-    };
+    let users = users(c, None).await?;
     let mut out = vec![];
     let mut seen = BTreeSet::new();
     for (name, version, sha256, rows, label, at) in stored {
-        let users: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, version FROM model_versions WHERE dataset_sha256 = $1 ORDER BY registered_at",
-        )
-        .bind(&sha256)
-        .fetch_all(&c.db.pool)
-        .await?;
         seen.insert((name.clone(), sha256.clone()));
         out.push(Dataset {
             id: name,
-            sha256,
             first_seen_ms: at,
-            used_by: used_by(users),
+            used_by: used_by(&users, &sha256),
+            sha256,
             version: Some(version as u32),
             rows: Some(rows as u64),
             label: Some(label),
@@ -419,18 +448,21 @@ pub async fn list(c: &Coordinator) -> Result<Vec<Dataset>, CoordinatorError> {
         if seen.contains(&(id.clone(), sha256.clone())) {
             continue;
         }
-        let users: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, version FROM model_versions WHERE dataset_id = $1 AND dataset_sha256 = $2 ORDER BY registered_at",
-        )
-        .bind(&id)
-        .bind(&sha256)
-        .fetch_all(&c.db.pool)
-        .await?;
+        // Only named in claims: its users are the versions that named it.
+        let named: Vec<String> = users
+            .get(&sha256)
+            .map(|u| {
+                u.iter()
+                    .filter(|(by, _)| by.as_deref() == Some(id.as_str()))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         out.push(Dataset {
             id,
             sha256,
             first_seen_ms,
-            used_by: used_by(users),
+            used_by: named,
             version: None,
             rows: None,
             label: None,
@@ -478,7 +510,7 @@ pub async fn from_production(
     if let Some(v) = &req.version {
         q = q.bind(v);
     }
-    let stored = q.fetch_all(&c.db.pool).await?;
+    let stored = q.fetch_all(&c.db.read).await?;
     // Rows with their prediction ids, by version (widths must agree).
     let mut rows: Vec<(String, Vec<Option<f64>>)> = vec![];
     let mut versions = BTreeSet::new();
@@ -518,7 +550,7 @@ pub async fn from_production(
         for id in chunk {
             q = q.bind(*id);
         }
-        outcomes.extend(q.fetch_all(&c.db.pool).await?);
+        outcomes.extend(q.fetch_all(&c.db.read).await?);
     }
     let labelled: Vec<(&Vec<Option<f64>>, &String)> = rows
         .iter()

@@ -134,7 +134,7 @@ type DeviceRow = (
 /// Every device that has ever connected, by id.
 pub async fn list(c: &Coordinator) -> sqlx::Result<Vec<Device>> {
     let rows: Vec<DeviceRow> =
-        sqlx::query_as("SELECT id, state, labels, last_seen, first_seen, active_model, active_version, last_status FROM devices ORDER BY id").fetch_all(&c.db.pool).await?;
+        sqlx::query_as("SELECT id, state, labels, last_seen, first_seen, active_model, active_version, last_status FROM devices ORDER BY id").fetch_all(&c.db.read).await?;
     Ok(rows
         .into_iter()
         .map(
@@ -183,7 +183,7 @@ pub async fn held(c: &Coordinator) -> sqlx::Result<Vec<(String, String, String)>
         "SELECT d.device, r.id, r.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout
          WHERE r.state NOT IN ('succeeded', 'aborted') ORDER BY r.created_at",
     )
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await
 }
 

@@ -59,7 +59,7 @@ pub async fn store(c: &Coordinator, labels: &[Label]) -> Result<u64, Coordinator
         for id in chunk {
             q = q.bind(*id);
         }
-        for row in q.fetch_all(&c.db.pool).await? {
+        for row in q.fetch_all(&c.db.read).await? {
             let id: String = row.try_get("id")?;
             let class: Option<String> = row.try_get("class")?;
             known.insert(id, class.is_some());

@@ -844,7 +844,18 @@ mod tests {
         )
         .await
         .unwrap();
-        let runs_of = async |model: &str| runs::list(&c, Some(model)).await.unwrap();
+        let runs_of = async |model: &str| {
+            runs::list(
+                &c,
+                Some(model),
+                runs::Page {
+                    limit: 1000,
+                    before_ms: None,
+                },
+            )
+            .await
+            .unwrap()
+        };
         // Nothing is due yet.
         counting_triggers(&c).await.unwrap();
         assert!(runs_of("every").await.is_empty() && runs_of("counted").await.is_empty());

@@ -304,24 +304,37 @@ pub async fn get(c: &Coordinator, id: &str) -> Result<Run, CoordinatorError> {
 }
 
 /// Every run (of `model`), oldest first.
-pub async fn list(c: &Coordinator, model: Option<&str>) -> Result<Vec<Run>, CoordinatorError> {
-    let rows: Vec<RunRow> = match model {
-        Some(m) => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM runs WHERE model = $1 ORDER BY first_seen, id"
-            ))
-            .bind(m)
-            .fetch_all(&c.db.pool)
-            .await?
-        }
-        None => {
-            sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM runs ORDER BY first_seen, id"
-            ))
-            .fetch_all(&c.db.pool)
-            .await?
-        }
-    };
+/// Which runs a listing answers: the newest `limit` queued before `before_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: usize,
+    pub before_ms: Option<i64>,
+}
+
+/// The newest runs of a page (of `model`), oldest first.
+pub async fn list(
+    c: &Coordinator,
+    model: Option<&str>,
+    page: Page,
+) -> Result<Vec<Run>, CoordinatorError> {
+    if page.limit == 0 || page.limit > wasmops_api::MAX_RUNS_PAGE {
+        return Err(CoordinatorError::BadRequest(format!(
+            "limit {}: between 1 and {} runs a page",
+            page.limit,
+            wasmops_api::MAX_RUNS_PAGE
+        )));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs WHERE ($1 IS NULL OR model = $1) AND first_seen < $2
+         ORDER BY first_seen DESC, id DESC LIMIT $3"
+    );
+    let mut rows: Vec<RunRow> = sqlx::query_as(&sql)
+        .bind(model)
+        .bind(page.before_ms.unwrap_or(i64::MAX))
+        .bind(page.limit as i64)
+        .fetch_all(&c.db.read)
+        .await?;
+    rows.reverse();
     Ok(rows.into_iter().map(decode).collect())
 }
 
@@ -665,4 +678,47 @@ async fn settle(c: &Coordinator, run: &Run, end: End) -> Result<Run, Coordinator
     );
     tracing::info!("run {} {}", run.id, status.as_str());
     get(c, &run.id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Listings come a page at a time, newest page first, each oldest first;
+    /// `before_ms` pages back, `model` filters, and a page size out of range
+    /// is a client error.
+    #[tokio::test]
+    async fn runs_are_listed_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::testing::open(dir.path()).await;
+        for i in 1..=5i64 {
+            sqlx::query("INSERT INTO runs (id, metrics, first_seen, model, status) VALUES ($1, '{}', $2, $3, 'queued')")
+                .bind(format!("r{i}"))
+                .bind(i * 1000)
+                .bind(if i % 2 == 0 { "even" } else { "odd" })
+                .execute(&c.db.pool)
+                .await
+                .unwrap();
+        }
+        let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let page = |limit, before_ms| Page { limit, before_ms };
+        assert_eq!(
+            ids(list(&c, None, page(2, None)).await.unwrap()),
+            ["r4", "r5"]
+        );
+        assert_eq!(
+            ids(list(&c, None, page(2, Some(4000))).await.unwrap()),
+            ["r2", "r3"]
+        );
+        assert_eq!(
+            ids(list(&c, Some("odd"), page(100, None)).await.unwrap()),
+            ["r1", "r3", "r5"]
+        );
+        for limit in [0, wasmops_api::MAX_RUNS_PAGE + 1] {
+            assert!(matches!(
+                list(&c, None, page(limit, None)).await,
+                Err(CoordinatorError::BadRequest(_))
+            ));
+        }
+    }
 }

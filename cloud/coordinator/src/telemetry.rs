@@ -395,7 +395,7 @@ impl Tally {
         .bind(&self.version)
         .bind(&self.role)
         .bind(from)
-        .fetch_all(&c.db.pool)
+        .fetch_all(&c.db.read)
         .await?;
         self.rows_read += rows.len() as u64;
         let wanted: Option<std::collections::HashSet<&str>> = self
@@ -481,16 +481,16 @@ impl Tallies {
 /// plus per-device drop counters.
 pub async fn summary(c: &Coordinator, since_ms: i64) -> sqlx::Result<serde_json::Value> {
     let keys: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT DISTINCT model, version, role FROM telemetry WHERE received_at >= $1 ORDER BY model, version, role").bind(since_ms).fetch_all(&c.db.pool).await?;
+        sqlx::query_as("SELECT DISTINCT model, version, role FROM telemetry WHERE received_at >= $1 ORDER BY model, version, role").bind(since_ms).fetch_all(&c.db.read).await?;
     let mut versions = vec![];
     for (m, v, r) in keys {
         versions.push(aggregate(c, &m, &v, &r, None, since_ms).await?);
     }
     let (reports,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM telemetry_reports")
-        .fetch_one(&c.db.pool)
+        .fetch_one(&c.db.read)
         .await?;
     let dropped: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT device, MAX(dropped_reports), MAX(dropped_predictions) FROM telemetry_reports GROUP BY device HAVING MAX(dropped_reports) > 0").fetch_all(&c.db.pool).await?;
+        sqlx::query_as("SELECT device, MAX(dropped_reports), MAX(dropped_predictions) FROM telemetry_reports GROUP BY device HAVING MAX(dropped_reports) > 0").fetch_all(&c.db.read).await?;
     Ok(serde_json::json!({
         "reports": reports,
         "versions": versions,

@@ -315,7 +315,7 @@ pub fn run(
             );
             detected = Some(took);
         }
-        let runs = client.runs()?;
+        let runs = client.runs(Some(MODEL), None, None)?;
         if let Some(r) = runs.into_iter().find(|r| {
             r.model.as_deref() == Some(MODEL) && r.trigger.as_deref() == Some("PerformanceDegraded")
         }) {

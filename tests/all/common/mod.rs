@@ -74,6 +74,31 @@ pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `wasmops trust delegate` arguments: `root_key` delegates to `key` as
+/// `name` in the trust directory `trust`, with `extra` flags after.
+pub fn delegate<'a>(
+    trust: &'a Path,
+    root_key: &'a Path,
+    key: &'a Path,
+    name: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "trust",
+        "delegate",
+        "--dir",
+        p(trust),
+        "--root-key",
+        p(root_key),
+        "--key",
+        p(key),
+        "--name",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The test key pair, made once.
 pub fn keys() -> &'static (PathBuf, PathBuf) {
     static KEYS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();

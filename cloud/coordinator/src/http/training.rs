@@ -123,6 +123,8 @@ pub async fn dataset_data(
 #[derive(Deserialize)]
 pub struct RunsQuery {
     model: Option<String>,
+    limit: Option<usize>,
+    before_ms: Option<i64>,
 }
 
 pub async fn list_runs(
@@ -131,7 +133,11 @@ pub async fn list_runs(
     Query(q): Query<RunsQuery>,
 ) -> ApiResult<Response> {
     allow(&c, &headers, Action::Read).await?;
-    Ok(Json(runs::list(&c, q.model.as_deref()).await?).into_response())
+    let page = runs::Page {
+        limit: q.limit.unwrap_or(wasmops_api::DEFAULT_RUNS_PAGE),
+        before_ms: q.before_ms,
+    };
+    Ok(Json(runs::list(&c, q.model.as_deref(), page).await?).into_response())
 }
 
 pub async fn create_run(

@@ -139,7 +139,7 @@ async fn version_profile(
     )
     .bind(model)
     .bind(version)
-    .fetch_optional(&c.db.pool)
+    .fetch_optional(&c.db.read)
     .await?;
     let (claims, sequence) = row.ok_or_else(|| {
         CoordinatorError::NotFound(format!("no version `{version}` of model `{model}`"))
@@ -179,7 +179,7 @@ async fn latest_version(
     .bind(FLEET)
     .bind(cfg.bucket_of(q.since_ms))
     .bind(q.until_ms)
-    .fetch_optional(&c.db.pool)
+    .fetch_optional(&c.db.read)
     .await?;
     Ok(row.map(|(v,)| v))
 }
@@ -202,7 +202,7 @@ async fn rows(
     .bind(FLEET)
     .bind(from)
     .bind(until)
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await
 }
 
@@ -238,7 +238,7 @@ async fn read_counts(
         .bind(FLEET)
         .bind(since)
         .bind(q.until_ms)
-        .fetch_all(&c.db.pool)
+        .fetch_all(&c.db.read)
         .await?;
         counted.reporting = names.into_iter().map(|(d,)| d).collect();
     }
@@ -390,7 +390,7 @@ async fn labelled(
     .bind(cfg.bucket_of(q.since_ms))
     .bind(q.until_ms)
     .bind(MAX_LABELLED)
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -611,7 +611,7 @@ pub async fn report_with(
     )
     .bind(&q.model)
     .bind(sequence)
-    .fetch_optional(&c.db.pool)
+    .fetch_optional(&c.db.read)
     .await?;
     let mut vs_previous = None;
     if let Some((prev,)) = previous {
@@ -716,7 +716,7 @@ pub async fn samples(
     .bind(since_ms)
     // Each stored sample holds at most MAX_SAMPLE_ROWS rows, at least one.
     .bind(limit as i64)
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await?;
     let mut rows: Vec<Vec<Option<f64>>> = vec![];
     for (json,) in stored {

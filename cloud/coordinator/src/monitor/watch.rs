@@ -108,7 +108,7 @@ pub async fn look(c: &Coordinator, now_ms: i64) -> Vec<(&'static str, String)> {
     )
     .bind(super::fold::FLEET)
     .bind(c.monitor.bucket_of(since))
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.db.read)
     .await
     {
         Ok(v) => v,
@@ -328,7 +328,7 @@ mod tests {
         store(batch(0.0, false), before + 30_000).await;
         let rows: Vec<(String,)> =
             sqlx::query_as("SELECT device FROM monitor_counts ORDER BY device")
-                .fetch_all(&c.db.pool)
+                .fetch_all(&c.db.read)
                 .await
                 .unwrap();
         // Two buckets (60 s default), three devices and the fleet row each, at most.

@@ -417,7 +417,7 @@ pub async fn record_status(
 
 pub async fn list(c: &Coordinator) -> Result<Vec<RolloutSummary>, CoordinatorError> {
     let rows = sqlx::query(&format!("{SELECT} ORDER BY created_at DESC"))
-        .fetch_all(&c.db.pool)
+        .fetch_all(&c.db.read)
         .await?;
     let mut out = vec![];
     for row in &rows {
