@@ -169,7 +169,7 @@ pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<Principal
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT name, role FROM tokens WHERE hash = $1 AND revoked = 0")
             .bind(hash(token))
-            .fetch_optional(&db.pool)
+            .fetch_optional(&db.read)
             .await?;
     Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| Principal { name, role })))
 }

@@ -185,8 +185,8 @@ impl Db {
         // syncs at checkpoints instead of every commit (1.65 ms a commit in
         // rollback-journal mode on this machine's disk, 0.03 ms so): a killed
         // process loses nothing committed, a power cut may undo the last
-        // moments' commits (devices resend unacknowledged reports; use
-        // PostgreSQL where that matters).
+        // moments' commits, acknowledged telemetry included (PostgreSQL where
+        // that matters).
         let pool = AnyPoolOptions::new()
             .max_connections(1)
             .after_connect(|conn, _| {
