@@ -1,21 +1,38 @@
 //! `wasmops devices`: the fleet as the coordinator sees it.
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::args::Connection;
 
 /// Devices the coordinator knows: presence, labels, active model.
 #[derive(Parser)]
 pub struct DevicesCommand {
+    #[command(subcommand)]
+    pub action: Option<DevicesAction>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub conn: Connection,
 }
 
+#[derive(Subcommand)]
+pub enum DevicesAction {
+    /// Revokes a device's credential (operator): it can no longer log in or
+    /// download, and may enrol again with a fresh enrolment token.
+    Reset { id: String },
+}
+
 impl DevicesCommand {
     pub fn execute(self) -> Result<()> {
+        if let Some(DevicesAction::Reset { id }) = self.action {
+            let r = self.conn.client()?.reset_device(&id)?;
+            eprintln!(
+                "revoked the credential of {id} ({} token(s) named `{}`); it enrols again with a fresh enrolment token",
+                r.revoked, r.name
+            );
+            return Ok(());
+        }
         let list = self.conn.client()?.devices()?;
         if self.json {
             println!("{}", serde_json::to_string(&list)?);

@@ -52,6 +52,22 @@ fn start_chatty_agent(dir: &Path, id: &str, c: &Coordinator, admin: &str) -> Age
     start_agent(&config)
 }
 
+/// A coordinator in `dir/coordinator` trusting the test release key, with
+/// its embedded broker; and its admin token.
+fn trusting_coordinator(dir: &Path) -> (Coordinator, String) {
+    let c = start_coordinator(
+        &dir.join("coordinator"),
+        &[
+            "--trust".into(),
+            p(&keys().1).into(),
+            "--mqtt-listen".into(),
+            free_addr(),
+        ],
+    );
+    let admin = admin_token(&dir.join("coordinator"));
+    (c, admin)
+}
+
 fn devices(c: &Coordinator, token: &str) -> Value {
     api_get(c, token, "/v1/devices")
 }
@@ -94,7 +110,11 @@ fn deploy_probe_rollback_and_restart() {
     let admin = admin_token(&dir.path().join("coordinator"));
     let events = event_listener(&c.mqtt, Some(&admin));
     let token = |name: &str, role: &str| {
-        let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
+        let out = cli(
+            &c,
+            &admin,
+            &["token", "create", "--name", name, "--role", role],
+        );
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
@@ -316,6 +336,104 @@ fn deploy_probe_rollback_and_restart() {
     }
 }
 
+/// Issue 23: a leaked enrolment token takes over nothing. Used again for an
+/// enrolled id it is refused (403), a fresh token over that id too (409), and
+/// the real device keeps its credential. After an operator's reset the device
+/// says loudly that its credential is refused, keeps serving, and enrols
+/// again with the fresh token once it is in its agent.toml.
+#[test]
+fn a_leaked_enrolment_token_takes_over_nothing_and_a_reset_device_enrols_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, admin) = trusting_coordinator(dir.path());
+    let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "gw-key"]);
+    let config = write_agent_config(dir.path(), "gw-key", "eu", &c, &enrolment);
+    let log = dir.path().join("gw-key.log");
+    let start = || serve_logged(&["agent", "--config", p(&config)], &log);
+    let online = || {
+        devices(&c, &admin).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|d| d["id"] == "gw-key" && d["state"] == "online")
+        })
+    };
+    let agent = start();
+    wait_until("gw-key online", online);
+    let saved = dir.path().join("gw-key-state/credentials.json");
+    let credential = read_json(&saved)["token"].as_str().unwrap().to_string();
+    let enrol = |token: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/enrol", c.url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"device": "gw-key"}))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap())
+    };
+    let works = |token: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/v1/whoami", c.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+    };
+
+    // The thief: the leaked token again, then a fresh one meant for gw-key.
+    let (status, body) = enrol(&enrolment);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("used for `gw-key` already"),
+        "{body}"
+    );
+    let fresh = cli_ok(&c, &admin, &["enrolment", "--devices", "gw-key"]);
+    let (status, body) = enrol(&fresh);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("wasmops devices reset gw-key"),
+        "{body}"
+    );
+    assert!(works(&credential) && online());
+
+    // The operator resets gw-key: its credential is refused from now on; the
+    // restarted agent says so, and still serves its local API.
+    cli_ok(&c, &admin, &["devices", "reset", "gw-key"]);
+    assert!(!works(&credential));
+    drop(agent);
+    let agent = start();
+    wait_until("the agent says its credential is refused", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("the coordinator refuses device gw-key's credential")
+    });
+    let status: Value = reqwest::blocking::get(format!("{}/v1/status", agent.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["device"], "gw-key", "{status}");
+    drop(agent);
+
+    // The fresh token (the refused attempt did not use it up) in agent.toml:
+    // the agent enrols with it and is back.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&enrolment, &fresh)).unwrap();
+    let _agent = start();
+    wait_until("gw-key online again", online);
+    let renewed = read_json(&saved)["token"].as_str().unwrap().to_string();
+    assert!(renewed != credential && works(&renewed));
+    let audit = api_get(&c, &admin, "/v1/audit?limit=50").to_string();
+    for action in ["device.enrol.refused", "device.reset", "device.enrol"] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}
+
 /// Issue 24.2: a restart never deletes an accepted model. One whose claims
 /// expired since it was installed keeps serving (and the agent says so); one
 /// whose bytes are damaged gives way to the previous version, and stays on
@@ -323,16 +441,7 @@ fn deploy_probe_rollback_and_restart() {
 #[test]
 fn restart_keeps_an_expired_model_and_falls_back_from_a_damaged_one() {
     let dir = tempfile::tempdir().unwrap();
-    let c = start_coordinator(
-        &dir.path().join("coordinator"),
-        &[
-            "--trust".into(),
-            p(&keys().1).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-        ],
-    );
-    let admin = admin_token(&dir.path().join("coordinator"));
+    let (c, admin) = trusting_coordinator(dir.path());
     // Two releases whose claims lapse a minute after they are built.
     for (file, version, seq) in [
         ("expiring-v1.wasm", "1.0.0", "1"),

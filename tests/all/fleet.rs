@@ -312,7 +312,11 @@ fn scenario(database: Option<&str>) {
     let events = event_listener(&broker.url(), None);
     let admin = admin_token(&data);
     let token = |name: &str, role: &str| {
-        let out = cli(&c, &admin, &["token", "--name", name, "--role", role]);
+        let out = cli(
+            &c,
+            &admin,
+            &["token", "create", "--name", name, "--role", role],
+        );
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };

@@ -47,9 +47,13 @@ fn cli_err(c: &Coordinator, token: &str, args: &[&str]) -> String {
 }
 
 fn token(c: &Coordinator, admin: &str, name: &str, role: &str) -> String {
-    cli_ok(c, admin, &["token", "--name", name, "--role", role])
-        .trim()
-        .to_string()
+    cli_ok(
+        c,
+        admin,
+        &["token", "create", "--name", name, "--role", role],
+    )
+    .trim()
+    .to_string()
 }
 
 /// A signed build of the scaler fixture with these claims flags.

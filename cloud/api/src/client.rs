@@ -376,6 +376,22 @@ impl Client {
         self.post("/v1/tokens", req)
     }
 
+    /// Every token (names, roles, times; never the secrets).
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, ApiError> {
+        self.get("/v1/tokens")
+    }
+
+    /// Revokes every live token named `name`.
+    pub fn revoke_tokens(&self, name: &str) -> Result<TokensRevoked, ApiError> {
+        self.post(&format!("/v1/tokens/{}/revoke", seg(name)), &())
+    }
+
+    /// Revokes a device's credential: it must enrol again, with a token an
+    /// operator gives it.
+    pub fn reset_device(&self, device: &str) -> Result<TokensRevoked, ApiError> {
+        self.post(&format!("/v1/devices/{}/reset", seg(device)), &())
+    }
+
     pub fn create_enrolment(&self, req: &EnrolmentRequest) -> Result<Enrolment, ApiError> {
         self.post("/v1/enrolments", req)
     }

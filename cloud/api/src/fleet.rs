@@ -94,7 +94,17 @@ pub struct TokenRequest {
     pub name: String,
     /// One of [`ROLES`].
     pub role: String,
+    /// Seconds until it expires: [`DEFAULT_TOKEN_VALIDITY_S`] unless given
+    /// (a `device` credential: never unless given), at most
+    /// [`MAX_TOKEN_VALIDITY_S`].
+    #[serde(default)]
+    pub valid_for_s: Option<u64>,
 }
+
+/// API tokens expire after 90 days unless asked otherwise…
+pub const DEFAULT_TOKEN_VALIDITY_S: u64 = 90 * 86_400;
+/// …and after two years at most (rotate: create another, revoke the old).
+pub const MAX_TOKEN_VALIDITY_S: u64 = 2 * 365 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenCreated {
@@ -102,13 +112,41 @@ pub struct TokenCreated {
     pub role: String,
     /// Shown once.
     pub token: String,
+    /// `None`: never (the first admin token and device credentials).
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
 }
 
-/// Seconds an enrolment token stays valid unless asked otherwise (one day).
+/// A token as `GET /v1/tokens` lists it (never the secret or its hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+/// `POST /v1/tokens/{name}/revoke`: how many live tokens of that name were revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokensRevoked {
+    pub name: String,
+    pub revoked: u64,
+}
+
+/// Seconds an enrolment token stays valid unless asked otherwise (one day)…
 pub const DEFAULT_ENROLMENT_VALIDITY_S: u64 = 86_400;
+/// …and at most (30 days): a leaked token is worth little for little long.
+pub const MAX_ENROLMENT_VALIDITY_S: u64 = 30 * 86_400;
+/// Enrolments a device id may make with one token, at most.
+pub const MAX_USES_PER_DEVICE: u32 = 100;
 
 fn default_validity() -> u64 {
     DEFAULT_ENROLMENT_VALIDITY_S
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `POST /v1/enrolments`.
@@ -118,6 +156,25 @@ pub struct EnrolmentRequest {
     pub devices: String,
     #[serde(default = "default_validity")]
     pub valid_for_s: u64,
+    /// How often each device id may enrol with it (1: once).
+    #[serde(default = "one")]
+    pub uses_per_device: u32,
+    /// Whether it may replace the credential of an id that is enrolled
+    /// already (an operator's decision: the old credential is revoked).
+    #[serde(default)]
+    pub reenrol: bool,
+}
+
+impl EnrolmentRequest {
+    /// For `devices`, with the defaults: a day, one use per id, no re-enrolment.
+    pub fn new(devices: impl Into<String>) -> Self {
+        EnrolmentRequest {
+            devices: devices.into(),
+            valid_for_s: DEFAULT_ENROLMENT_VALIDITY_S,
+            uses_per_device: 1,
+            reenrol: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +183,10 @@ pub struct Enrolment {
     pub expires_at_ms: i64,
     /// Shown once.
     pub token: String,
+    #[serde(default = "one")]
+    pub uses_per_device: u32,
+    #[serde(default)]
+    pub reenrol: bool,
 }
 
 /// `POST /v1/enrol`, with the enrolment token as bearer.

@@ -148,6 +148,16 @@ const CHANGES: &[&[&str]] = &[
         "CREATE INDEX IF NOT EXISTS labels_arrival ON labels (received_at)",
         "CREATE INDEX IF NOT EXISTS runs_by_model ON runs (model, first_seen)",
     ],
+    // 6 (issue 23): API tokens expire; an enrolment token is used a counted
+    // number of times per device id, and replaces a live credential only if
+    // an operator said so when making it.
+    &[
+        "ALTER TABLE tokens ADD COLUMN expires_at BIGINT",
+        "ALTER TABLE enrolments ADD COLUMN uses_per_device BIGINT",
+        "ALTER TABLE enrolments ADD COLUMN reenrol BIGINT",
+        "CREATE TABLE IF NOT EXISTS enrolment_uses (enrolment TEXT NOT NULL, device TEXT NOT NULL,
+            uses BIGINT NOT NULL, last_at BIGINT NOT NULL, PRIMARY KEY (enrolment, device))",
+    ],
 ];
 
 /// SQLite reading connections (two cores here; readers mostly wait on I/O).

@@ -20,6 +20,7 @@ pub async fn credential(c: &Coordinator, device: &str) {
         &mut tx,
         &crate::enrolment::credential_name(device),
         crate::auth::Role::Device,
+        None,
     )
     .await
     .unwrap();

@@ -150,8 +150,17 @@ impl AgentConfig {
 
     /// Makes sure `token` holds this device's credential: from the config, from
     /// an earlier enrolment, or by enrolling now with the enrolment token.
+    ///
+    /// An enrolment token other than the one the saved credential came from
+    /// is an operator's answer to a revoked credential (`wasmops devices
+    /// reset`): the agent enrols with it, and keeps its saved credential if
+    /// the coordinator says that one is still live (409) or refuses the token.
     pub async fn ensure_credential(&mut self, http: &reqwest::Client) -> Result<()> {
         let file = self.state_dir.join("credentials.json");
+        let given = self
+            .enrolment_token
+            .as_deref()
+            .map(|t| wasmops_trust::sha256_hex(t.as_bytes()));
         if let Ok(bytes) = std::fs::read(&file) {
             let saved: serde_json::Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is corrupt", file.display()))?;
@@ -159,12 +168,64 @@ impl AgentConfig {
                 && let Some(t) = saved["token"].as_str()
             {
                 self.token = Some(t.to_string());
+                let fresh = given
+                    .as_deref()
+                    .is_some_and(|g| saved["enrolment_sha256"].as_str() != Some(g));
+                if fresh && let Err(e) = self.enrol(http, &file).await {
+                    tracing::warn!(
+                        "kept the saved credential; enrolling with the new enrolment token failed: {e:#}"
+                    );
+                    self.token = Some(t.to_string());
+                    // Refused: the next start does not ask again (unreachable:
+                    // it does).
+                    if e.downcast_ref::<reqwest::Error>().is_none() {
+                        self.save_credential(&file, t, given.as_deref().unwrap_or_default())?;
+                    }
+                }
                 return Ok(());
             }
         }
         if self.token.is_some() {
             return Ok(());
         }
+        self.enrol(http, &file).await
+    }
+
+    /// Asks the coordinator whether it still takes this device's credential,
+    /// and says loudly what to do when it does not (revoked by `wasmops
+    /// devices reset`, or replaced). The agent serves its installed model
+    /// either way; an unreachable coordinator is not an answer.
+    pub async fn check_credential(&self, http: &reqwest::Client) {
+        let url = format!("{}/v1/whoami", self.coordinator.trim_end_matches('/'));
+        let resp = http
+            .get(&url)
+            .bearer_auth(self.credential())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                let why = r
+                    .json::<ErrorBody>()
+                    .await
+                    .map(|b| b.error)
+                    .unwrap_or_default();
+                tracing::error!(
+                    "the coordinator refuses device {}'s credential ({why}): it was revoked or replaced. \
+                     The installed model keeps serving, but no update, status or telemetry gets through. \
+                     An operator gives this device a fresh enrolment token (`wasmops enrolment --devices {}`); \
+                     put it in agent.toml as enrolment_token and restart: the agent enrols with it.",
+                    self.device_id,
+                    self.device_id
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("cannot check the credential at {url}: {e}"),
+        }
+    }
+
+    /// Enrols with the enrolment token and saves the credential in `file`.
+    async fn enrol(&mut self, http: &reqwest::Client, file: &std::path::Path) -> Result<()> {
         let Some(enrolment) = &self.enrolment_token else {
             bail!(
                 "device {} has no credential: set `token` or `enrolment_token`",
@@ -198,13 +259,28 @@ impl AgentConfig {
             .await
             .context("the enrolment answer is not a credential")?
             .token;
+        let used = wasmops_trust::sha256_hex(enrolment.as_bytes());
+        self.save_credential(file, &token, &used)?;
+        self.token = Some(token);
+        Ok(())
+    }
+
+    /// Saves `token` as this device's credential, with the enrolment token
+    /// (its sha256) last tried.
+    fn save_credential(
+        &self,
+        file: &std::path::Path,
+        token: &str,
+        enrolment_sha256: &str,
+    ) -> Result<()> {
         std::fs::create_dir_all(&self.state_dir)?;
         wasmops_trust::write_atomic_mode(
-            &file,
-            &serde_json::to_vec(&serde_json::json!({"device": self.device_id, "token": token}))?,
+            file,
+            &serde_json::to_vec(&serde_json::json!({
+                "device": self.device_id, "token": token, "enrolment_sha256": enrolment_sha256,
+            }))?,
             Some(0o600),
         )?;
-        self.token = Some(token);
         Ok(())
     }
 

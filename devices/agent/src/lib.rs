@@ -46,7 +46,9 @@ pub async fn run(
     mut config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    config.ensure_credential(&reqwest::Client::new()).await?;
+    let http = reqwest::Client::new();
+    config.ensure_credential(&http).await?;
+    config.check_credential(&http).await;
     let agent = Arc::new(Agent::new(config.clone())?);
     if let Err(e) = agent.restore() {
         tracing::error!("could not restore the active model: {e:#}");

@@ -82,6 +82,7 @@ impl Presence {
             labels,
         })?;
         let (c, topic) = (client.clone(), topics::presence(device));
+        let device_id = device.to_string();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (connected, connections) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
@@ -108,6 +109,18 @@ impl Presence {
                         }
                     }
                     Ok(_) => {}
+                    Err(rumqttc::ConnectionError::ConnectionRefused(
+                        code @ (rumqttc::ConnectReturnCode::BadUserNamePassword
+                        | rumqttc::ConnectReturnCode::NotAuthorized),
+                    )) => {
+                        tracing::error!(
+                            "the broker refuses device {device_id}'s credential ({code:?}): it was revoked or replaced. \
+                             An operator gives this device a fresh enrolment token (`wasmops enrolment --devices {device_id}`); \
+                             put it in agent.toml as enrolment_token and restart: the agent enrols with it. Retrying in {backoff:?}."
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_RETRY);
+                    }
                     Err(e) => {
                         // Backoff starts over only after a connection that
                         // held: one that drops at once (a message it cannot

@@ -156,10 +156,7 @@ pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<
     let (api, token) = (coordinator.api.clone(), coordinator.admin_token()?);
     // The publishers are enrolled devices (telemetry from strangers is rejected).
     let admin = wasmops_api::Client::new(&api, &token)?;
-    let enrolment = admin.create_enrolment(&wasmops_api::EnrolmentRequest {
-        devices: "bench-*".into(),
-        valid_for_s: wasmops_api::DEFAULT_ENROLMENT_VALIDITY_S,
-    })?;
+    let enrolment = admin.create_enrolment(&wasmops_api::EnrolmentRequest::new("bench-*"))?;
     let enroller = wasmops_api::Client::new(&api, &enrolment.token)?;
     for d in 0..devices {
         enroller

@@ -92,10 +92,7 @@ pub fn run(
         "registered {} {} and {}",
         v1.name, v1.version, v2.version
     ));
-    let enrolment = client.create_enrolment(&EnrolmentRequest {
-        devices: "sim-*".into(),
-        valid_for_s: wasmops_api::DEFAULT_ENROLMENT_VALIDITY_S,
-    })?;
+    let enrolment = client.create_enrolment(&EnrolmentRequest::new("sim-*"))?;
 
     let fleet_started = Instant::now();
     let fleet_config = FleetConfig {

@@ -219,10 +219,7 @@ pub fn run(
     );
 
     // The fleet, serving v1 and posting outcomes a second later.
-    let enrolment = client.create_enrolment(&EnrolmentRequest {
-        devices: "sim-*".into(),
-        valid_for_s: wasmops_api::DEFAULT_ENROLMENT_VALIDITY_S,
-    })?;
+    let enrolment = client.create_enrolment(&EnrolmentRequest::new("sim-*"))?;
     let probe = serde_json::json!({"inputs": [
         {"name": "X", "shape": [1, 3], "data": rows[0]},
     ]});

@@ -249,10 +249,7 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
             wasmops_trust::Claims::read(&std::fs::read(v)?)?.context("a version has no claims")?;
         names.push((claims.name, claims.version));
     }
-    let enrolment = api.create_enrolment(&EnrolmentRequest {
-        devices: "soak-*".into(),
-        valid_for_s: wasmops_api::DEFAULT_ENROLMENT_VALIDITY_S,
-    })?;
+    let enrolment = api.create_enrolment(&EnrolmentRequest::new("soak-*"))?;
     let selector: BTreeMap<String, String> = [("fleet".to_string(), "soak".to_string())].into();
     let fleet = Arc::new(rt.block_on(Fleet::start(FleetConfig {
         devices: s.devices,

@@ -416,12 +416,26 @@ impl Drop for Served {
 
 /// Runs `wasmops ARGS` and waits for the line that says where it serves.
 pub fn serve(args: &[&str]) -> Served {
+    serve_to(args, std::process::Stdio::inherit())
+}
+
+/// [`serve`] with its log (stderr) appended to `log`.
+pub fn serve_logged(args: &[&str], log: &Path) -> Served {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    serve_to(args, file.into())
+}
+
+fn serve_to(args: &[&str], stderr: std::process::Stdio) -> Served {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
         .args(args)
         .env("WASMOPS_CACHE_DIR", cache_dir())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();

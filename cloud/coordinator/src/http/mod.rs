@@ -137,10 +137,7 @@ pub(crate) async fn allow(
     headers: &HeaderMap,
     action: Action,
 ) -> ApiResult<Principal> {
-    let token = bearer(headers)?;
-    let who = crate::auth::authenticate(&c.db, token)
-        .await?
-        .ok_or_else(|| ApiError::client(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    let who = authenticated(c, headers).await?;
     if !who.role.allows(action) {
         return Err(ApiError::client(
             StatusCode::FORBIDDEN,
@@ -148,6 +145,37 @@ pub(crate) async fn allow(
         ));
     }
     Ok(who)
+}
+
+/// The principal behind the request's bearer token: 401 naming why not.
+async fn authenticated(c: &Coordinator, headers: &HeaderMap) -> ApiResult<Principal> {
+    let token = bearer(headers)?;
+    let who = match crate::auth::check(&c.db, token).await? {
+        crate::auth::Checked::Valid(who) => who,
+        crate::auth::Checked::Expired { name, at_ms } => {
+            return Err(ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "token `{name}` expired at {} (ms since the epoch {at_ms}): ask an admin for a new one",
+                    wasmops_trust::Timestamp::from_unix((at_ms.max(0) / 1000) as u64)
+                ),
+            ));
+        }
+        crate::auth::Checked::Refused => {
+            return Err(ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                "unknown or revoked token",
+            ));
+        }
+    };
+    Ok(who)
+}
+
+/// `GET /v1/whoami`: any live token learns its name and role (an agent
+/// checks its credential at start with it).
+async fn whoami(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    let who = authenticated(&c, &headers).await?;
+    Ok(Json(serde_json::json!({"name": who.name, "role": who.role.as_str()})).into_response())
 }
 
 /// Largest JSON body of a deployment or rollout request: a probe sample at
@@ -227,7 +255,10 @@ pub fn router(c: Arc<Coordinator>) -> Router {
             post(training::trigger_loop),
         )
         .route("/v1/audit", get(audit_log))
-        .route("/v1/tokens", post(create_token))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{name}/revoke", post(revoke_tokens))
+        .route("/v1/devices/{id}/reset", post(reset_device))
         .route("/v1/devices", get(devices))
         .route("/v1/enrolments", post(create_enrolment))
         .route("/v1/enrol", post(enrol))
@@ -765,14 +796,34 @@ async fn create_token(
             "token name must be 1-64 characters",
         ));
     }
+    // A device credential made here (provisioning `device:ID` by hand, as
+    // enrolment would) lasts until revoked unless a validity is given: a
+    // silent expiry would cut a gateway off its control plane.
+    let valid_for_s = match (body.valid_for_s, role) {
+        (Some(s), _) => Some(s),
+        (None, Role::Device) => None,
+        (None, _) => Some(wasmops_api::DEFAULT_TOKEN_VALIDITY_S),
+    };
+    if let Some(s) = valid_for_s
+        && (s == 0 || s > wasmops_api::MAX_TOKEN_VALIDITY_S)
+    {
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "valid_for_s {s}: a token is valid for 1 s to {} days",
+                wasmops_api::MAX_TOKEN_VALIDITY_S / 86_400
+            ),
+        ));
+    }
+    let expires_at_ms = valid_for_s.map(|s| crate::now_ms() + s as i64 * 1000);
     let mut tx = c.db.pool.begin().await?;
-    let token = crate::auth::create(&mut tx, &body.name, role).await?;
+    let token = crate::auth::create(&mut tx, &body.name, role, expires_at_ms).await?;
     audit::record(
         &mut tx,
         &who.name,
         "token.create",
         &body.name,
-        serde_json::json!({"role": role.as_str()}),
+        serde_json::json!({"role": role.as_str(), "expires_at_ms": expires_at_ms}),
     )
     .await?;
     tx.commit().await?;
@@ -782,9 +833,52 @@ async fn create_token(
             name: body.name,
             role: role.as_str().into(),
             token,
+            expires_at_ms,
         }),
     )
         .into_response())
+}
+
+async fn list_tokens(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::ManageTokens).await?;
+    Ok(Json(crate::auth::list(&c.db).await?).into_response())
+}
+
+async fn revoke_tokens(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::ManageTokens).await?;
+    let mut tx = c.db.pool.begin().await?;
+    let revoked = crate::auth::revoke(&mut tx, &name).await?;
+    if revoked == 0 {
+        return Err(ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("no live token named `{name}`"),
+        ));
+    }
+    audit::record(
+        &mut tx,
+        &who.name,
+        "token.revoke",
+        &name,
+        serde_json::json!({"revoked": revoked}),
+    )
+    .await?;
+    tx.commit().await?;
+    // A device credential revoked here is a device reset: forget it at once.
+    c.known.forget();
+    Ok(Json(wasmops_api::TokensRevoked { name, revoked }).into_response())
+}
+
+async fn reset_device(
+    State(c): Api,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::Enrol).await?;
+    Ok(Json(crate::enrolment::reset(&c, &who, &id).await?).into_response())
 }
 
 #[cfg(test)]

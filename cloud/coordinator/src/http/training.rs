@@ -266,7 +266,9 @@ mod tests {
 
     async fn token(c: &crate::Coordinator, name: &str, role: Role) -> String {
         let mut tx = c.db.pool.begin().await.unwrap();
-        let t = crate::auth::create(&mut tx, name, role).await.unwrap();
+        let t = crate::auth::create(&mut tx, name, role, None)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         t
     }

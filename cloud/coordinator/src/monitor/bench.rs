@@ -134,6 +134,7 @@ async fn coordinator(
             &mut tx,
             &crate::enrolment::credential_name(&format!("dev-{d:04}")),
             crate::auth::Role::Device,
+            None,
         )
         .await?;
     }
