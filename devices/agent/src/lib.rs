@@ -48,7 +48,10 @@ pub async fn run(
 ) -> Result<()> {
     let http = reqwest::Client::new();
     config.ensure_credential(&http).await?;
-    config.check_credential(&http).await;
+    // In the background: an offline gateway serves at once, not after the
+    // check's timeout.
+    let checked = config.clone();
+    tokio::spawn(async move { checked.check_credential(&http).await });
     let agent = Arc::new(Agent::new(config.clone())?);
     if let Err(e) = agent.restore() {
         tracing::error!("could not restore the active model: {e:#}");
