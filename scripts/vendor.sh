@@ -21,6 +21,7 @@ VENDORED=(
   "guest/vendor tract-nnef 0.23.9"
   "guest/vendor tract-linalg 0.23.9"
   "host/vendor wasmtime-internal-cranelift 48.0.8"
+  "host/vendor rumqttd 0.20.0"
 )
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
@@ -46,7 +47,10 @@ for entry in "${VENDORED[@]}"; do
   if $check; then out=$tmp/check/$dir/$crate; fi
   rm -rf "$out"
   mkdir -p "$out"
-  cp -r "$src"/{Cargo.toml,src} "$src"/LICENSE* "$out"/
+  cp -r "$src"/{Cargo.toml,src} "$out"/
+  for license in "$src"/LICENSE*; do
+    if [ -e "$license" ]; then cp "$license" "$out"/; fi
+  done
   # tract-linalg's build.rs assembles its native kernels from these template folders.
   for extra in stdlib.nnef build.rs arm32 arm64 riscv64 x86_64; do
     if [ -e "$src/$extra" ]; then cp -r "$src/$extra" "$out"/; fi

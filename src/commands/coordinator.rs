@@ -36,6 +36,10 @@ pub struct CoordinatorCommand {
     pub mqtt: Option<String>,
     #[arg(long, help = format!("Where the embedded broker listens [default: {}]", defaults::MQTT_LISTEN))]
     pub mqtt_listen: Option<SocketAddr>,
+    /// With --mqtt: the directory `wasmops mosquitto-config` wrote for that
+    /// Mosquitto; devices' logins and topic ACLs are then managed there.
+    #[arg(long)]
+    pub mosquitto_dir: Option<PathBuf>,
     /// POST every event (JSON) to this URL; repeatable.
     #[arg(long = "webhook")]
     pub webhooks: Vec<String>,
@@ -84,6 +88,7 @@ impl CoordinatorCommand {
             max_artifact_mb: self.max_artifact_mb,
             mqtt: self.mqtt,
             mqtt_listen: self.mqtt_listen,
+            mosquitto_dir: self.mosquitto_dir,
             webhooks: self.webhooks,
             telemetry_retention_hours: self.telemetry_retention_hours,
             monitor_bucket_seconds: self.monitor_bucket_seconds,

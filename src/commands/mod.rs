@@ -2,7 +2,8 @@
 //!
 //! Model path: [`keygen`] → [`build`] → [`sign`] → [`verify`] → [`run`] /
 //! [`inspect`] / [`bench`]; [`trust`] manages the root of trust.
-//! Fleet path: [`coordinator`] serves the registry and API; [`model`],
+//! Fleet path: [`coordinator`] serves the registry and API ([`mosquitto`]
+//! configures an external broker for it); [`model`],
 //! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`]
 //! and [`telemetry`] talk to it; [`agent`] runs on a device; [`fleet`]
 //! simulates many; [`demo`] runs all of it on embedded defaults.
@@ -30,6 +31,7 @@ pub mod labels;
 pub mod loops;
 pub mod model;
 pub mod monitor;
+pub mod mosquitto;
 pub mod rollout;
 pub mod run;
 pub mod runs;
@@ -58,6 +60,7 @@ pub use labels::LabelsCommand;
 pub use loops::LoopCommand;
 pub use model::ModelCommand;
 pub use monitor::MonitorCommand;
+pub use mosquitto::MosquittoConfigCommand;
 pub use rollout::RolloutCmd as RolloutCommand;
 pub use run::RunCommand;
 pub use runs::{RetrainCommand, RunsCommand};

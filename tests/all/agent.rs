@@ -5,92 +5,7 @@
 
 use crate::common::*;
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
-
-type Agent = Served;
-
-fn start_agent(config: &Path) -> Agent {
-    serve(&["agent", "--config", p(config)])
-}
-
-fn write_agent_config(
-    dir: &Path,
-    id: &str,
-    site: &str,
-    c: &Coordinator,
-    enrolment: &str,
-) -> PathBuf {
-    let path = dir.join(format!("{id}.toml"));
-    let text = format!(
-        "device_id = \"{id}\"\ncoordinator = \"{}\"\nenrolment_token = \"{enrolment}\"\nmqtt = \"{}\"\nstate_dir = \"{id}-state\"\nlisten = \"{}\"\n[labels]\nsite = \"{site}\"\n[trust]\nkeys = [\"{}\"]\n",
-        c.url,
-        c.mqtt,
-        free_addr(),
-        p(&keys().1)
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Enrols `id` and starts its agent with telemetry every 300 ms.
-fn start_chatty_agent(dir: &Path, id: &str, c: &Coordinator, admin: &str) -> Agent {
-    let out = cli(c, admin, &["enrolment", "--devices", id]);
-    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let config = write_agent_config(dir, id, "eu", c, &enrolment);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen(
-            "[labels]",
-            "telemetry_interval_ms = 300\nsample_rows = { iris = 4 }\n[labels]",
-            1,
-        ),
-    )
-    .unwrap();
-    start_agent(&config)
-}
-
-/// A coordinator in `dir/coordinator` trusting the test release key, with
-/// its embedded broker; and its admin token.
-fn trusting_coordinator(dir: &Path) -> (Coordinator, String) {
-    let c = start_coordinator(
-        &dir.join("coordinator"),
-        &[
-            "--trust".into(),
-            p(&keys().1).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-        ],
-    );
-    let admin = admin_token(&dir.join("coordinator"));
-    (c, admin)
-}
-
-fn devices(c: &Coordinator, token: &str) -> Value {
-    api_get(c, token, "/v1/devices")
-}
-
-fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/predict", agent.url))
-        .body(std::fs::read(input).unwrap())
-        .send()
-        .unwrap();
-    (resp.status().as_u16(), resp.json().unwrap())
-}
-
-fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {
-    scaler_release(
-        out,
-        "churn",
-        version,
-        &["--sequence", sequence],
-        &keys().0,
-        None,
-    )
-}
 
 #[test]
 fn deploy_probe_rollback_and_restart() {
@@ -349,12 +264,7 @@ fn a_leaked_enrolment_token_takes_over_nothing_and_a_reset_device_enrols_again()
     let config = write_agent_config(dir.path(), "gw-key", "eu", &c, &enrolment);
     let log = dir.path().join("gw-key.log");
     let start = || serve_logged(&["agent", "--config", p(&config)], &log);
-    let online = || {
-        devices(&c, &admin).as_array().is_some_and(|l| {
-            l.iter()
-                .any(|d| d["id"] == "gw-key" && d["state"] == "online")
-        })
-    };
+    let online = || is_online(&c, &admin, "gw-key");
     let agent = start();
     wait_until("gw-key online", online);
     let saved = dir.path().join("gw-key-state/credentials.json");
@@ -468,6 +378,7 @@ fn restart_keeps_an_expired_model_and_falls_back_from_a_damaged_one() {
     let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let config = write_agent_config(dir.path(), "gw-restart", "eu", &c, &enrolment);
     let agent = start_agent(&config);
+    wait_online(&c, &admin, "gw-restart");
     for version in ["1.0.0", "1.1.0"] {
         let out = cli(
             &c,
@@ -569,12 +480,7 @@ fn a_deployment_survives_an_embedded_broker_restart() {
     let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let config = write_agent_config(dir.path(), "gw-away", "eu", &c, &enrolment);
     let agent = start_agent(&config);
-    wait_until("gw-away online", || {
-        devices(&c, &admin).as_array().is_some_and(|l| {
-            l.iter()
-                .any(|d| d["id"] == "gw-away" && d["state"] == "online")
-        })
-    });
+    wait_online(&c, &admin, "gw-away");
     drop(agent);
     wait_until("gw-away offline", || {
         devices(&c, &admin).as_array().is_some_and(|l| {
@@ -701,12 +607,7 @@ fn a_wide_model_with_a_large_probe_installs_and_reports_every_column() {
             .success()
     );
     let agent = start_chatty_agent(dir.path(), "gw-wide", &c, &admin);
-    wait_until("gw-wide online", || {
-        devices(&c, &admin).as_array().is_some_and(|l| {
-            l.iter()
-                .any(|d| d["id"] == "gw-wide" && d["state"] == "online")
-        })
-    });
+    wait_online(&c, &admin, "gw-wide");
 
     let rows = |n: usize| -> Value {
         let data: Vec<f64> = (0..n * COLUMNS)
@@ -829,12 +730,7 @@ fn profile_counts_and_labels(database: Option<&str>) {
     let profile: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
     let profile = profile["claims"]["profile"].clone();
     let agent = start_chatty_agent(dir.path(), "gw-prof", &c, &admin);
-    wait_until("gw-prof online", || {
-        devices(&c, &admin).as_array().is_some_and(|l| {
-            l.iter()
-                .any(|d| d["id"] == "gw-prof" && d["state"] == "online")
-        })
-    });
+    wait_online(&c, &admin, "gw-prof");
     cli_ok(
         &c,
         &admin,

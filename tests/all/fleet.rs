@@ -175,7 +175,8 @@ fn online(c: &Coordinator, token: &str) -> usize {
         .count()
 }
 
-/// The desired states the broker holds retained, by device.
+/// The desired states the broker holds retained, by device (the body of
+/// each signed envelope).
 fn retained_desired(mqtt: &str) -> std::collections::BTreeMap<String, Value> {
     let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt).unwrap();
     let opts = rumqttc::MqttOptions::new(format!("retained-{}", std::process::id()), host, port);
@@ -190,10 +191,11 @@ fn retained_desired(mqtt: &str) -> std::collections::BTreeMap<String, Value> {
             let device = wasmops_protocol::topics::device_of(&p.topic)
                 .unwrap()
                 .to_string();
-            seen.insert(
-                device,
-                serde_json::from_slice(&p.payload).unwrap_or(Value::Null),
-            );
+            // Signed envelopes: the test reads the body without checking.
+            let state = serde_json::from_slice::<wasmops_protocol::signed::Envelope>(&p.payload)
+                .ok()
+                .and_then(|e| e.body_unverified::<Value>().ok());
+            seen.insert(device, state.map_or(Value::Null, |s| s["desired"].clone()));
         }
     }
     seen

@@ -5,6 +5,7 @@
 mod common;
 
 mod agent;
+mod attacks;
 mod bad_input;
 mod bench;
 mod closed_loop;

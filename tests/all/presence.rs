@@ -137,24 +137,23 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     // message over the size limit — is ignored; the coordinator keeps working.
     rt.block_on(async {
         let (host, port) = wasmops_protocol::parse_mqtt_url(&c.mqtt).unwrap();
-        let mut opts = rumqttc::MqttOptions::new(format!("junk-{stamp}"), host, port);
+        // As device a itself (its session crashed above): garbage on its own
+        // topics first, then on others' (the embedded broker ends the
+        // connection there; Mosquitto here has no ACLs and passes them on).
+        let mut opts = rumqttc::MqttOptions::new(format!("wasmops-device-{a}"), host, port);
         opts.set_credentials(a.clone(), ka_junk);
         opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
         let qos = rumqttc::QoS::AtLeastOnce;
         client
             .publish(
-                wasmops_protocol::topics::presence(&format!("junk-{stamp}")),
+                wasmops_protocol::topics::presence(&a),
                 qos,
                 false,
                 b"{not json".to_vec(),
             )
             .await
             .unwrap();
-        client
-            .publish("wasmops/v1/devices/+/presence", qos, false, b"{}".to_vec())
-            .await
-            .ok();
         client
             .publish(
                 wasmops_protocol::topics::telemetry(&a),
@@ -164,6 +163,19 @@ fn exercise(mqtt_args: &[String], tag: &str) {
             )
             .await
             .unwrap();
+        client
+            .publish(
+                wasmops_protocol::topics::presence(&format!("junk-{stamp}")),
+                qos,
+                false,
+                b"{}".to_vec(),
+            )
+            .await
+            .unwrap();
+        client
+            .publish("wasmops/v1/devices/+/presence", qos, false, b"{}".to_vec())
+            .await
+            .ok();
         client
             .publish(
                 wasmops_protocol::topics::telemetry(&a),

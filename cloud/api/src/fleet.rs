@@ -201,6 +201,10 @@ pub struct Credential {
     pub device: String,
     pub token: String,
     pub mqtt_username: String,
+    /// The coordinator's control key (hex of the `.pub` file's bytes): the
+    /// device accepts a desired state or ack only when signed by it.
+    #[serde(default)]
+    pub control_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

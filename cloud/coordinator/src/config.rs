@@ -9,6 +9,7 @@
 //! artifacts = "file:///srv/wasmops/artifacts"         # default: data_dir/artifacts
 //! listen = "0.0.0.0:8080"
 //! mqtt = "mqtt://127.0.0.1:1883"                       # default: an embedded broker
+//! mosquitto_dir = "/etc/mosquitto/wasmops"              # `wasmops mosquitto-config` wrote it
 //! webhooks = ["https://hooks.example/wasmops"]
 //! telemetry_retention_hours = 720
 //! monitor_bucket_seconds = 60     # one trend point
@@ -62,6 +63,10 @@ pub struct Settings {
     pub mqtt: Option<String>,
     /// Where the embedded broker listens when `mqtt` is not set.
     pub mqtt_listen: Option<SocketAddr>,
+    /// With `mqtt`: the directory `wasmops mosquitto-config` wrote for that
+    /// broker; the coordinator logs in with its password and manages the
+    /// devices' logins and topic ACLs there.
+    pub mosquitto_dir: Option<PathBuf>,
     #[serde(default)]
     pub webhooks: Vec<String>,
     pub telemetry_retention_hours: Option<u64>,
@@ -136,6 +141,7 @@ impl Settings {
             }
         };
         s.data_dir.as_mut().map(fix);
+        s.mosquitto_dir.as_mut().map(fix);
         s.trust.root.as_mut().map(fix);
         s.trust.trust_dir.as_mut().map(fix);
         s.trust.keys.iter_mut().for_each(fix);
@@ -163,6 +169,7 @@ impl Settings {
             max_artifact_mb: over.max_artifact_mb.or(self.max_artifact_mb),
             mqtt: over.mqtt.or(self.mqtt),
             mqtt_listen: over.mqtt_listen.or(self.mqtt_listen),
+            mosquitto_dir: over.mosquitto_dir.or(self.mosquitto_dir),
             webhooks: if over.webhooks.is_empty() {
                 self.webhooks
             } else {
@@ -207,6 +214,7 @@ impl Settings {
                 .unwrap_or(defaults::MAX_ARTIFACT_MB)
                 .saturating_mul(1 << 20),
             mqtt,
+            mosquitto_dir: self.mosquitto_dir,
             webhooks: self.webhooks,
             telemetry_retention: Duration::from_secs(
                 self.telemetry_retention_hours
@@ -244,6 +252,8 @@ pub struct CoordinatorConfig {
     /// Largest component accepted, in bytes.
     pub max_artifact_bytes: usize,
     pub mqtt: MqttConfig,
+    /// An external Mosquitto's `wasmops mosquitto-config` directory.
+    pub mosquitto_dir: Option<PathBuf>,
     /// URLs that receive every event as a JSON POST.
     pub webhooks: Vec<String>,
     /// Telemetry older than this is deleted (checked every minute).

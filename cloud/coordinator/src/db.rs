@@ -158,6 +158,14 @@ const CHANGES: &[&[&str]] = &[
         "CREATE TABLE IF NOT EXISTS enrolment_uses (enrolment TEXT NOT NULL, device TEXT NOT NULL,
             uses BIGINT NOT NULL, last_at BIGINT NOT NULL, PRIMARY KEY (enrolment, device))",
     ],
+    // 7 (issue 23): desired states travel signed, with a counter that only
+    // grows per device; `payload` stays the plain desired state (`null` once
+    // withdrawn) for the coordinator's own reads. Rows from before have no
+    // envelope and are signed when next published.
+    &[
+        "ALTER TABLE desired ADD COLUMN counter BIGINT",
+        "ALTER TABLE desired ADD COLUMN envelope TEXT",
+    ],
 ];
 
 /// SQLite reading connections (two cores here; readers mostly wait on I/O).

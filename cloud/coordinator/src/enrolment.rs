@@ -179,6 +179,9 @@ pub async fn enrol(
         )));
     }
     let token = auth::create(&mut tx, &name, Role::Device, None).await?;
+    // Before the commit: a broker that cannot be told fails the enrolment,
+    // and nothing is used up.
+    crate::mosquitto::send(c, crate::mosquitto::device_commands(device, &token)).await?;
     audit::record(
         &mut tx,
         &format!("enrolment:{pattern}"),
@@ -193,6 +196,7 @@ pub async fn enrol(
         device: device.to_string(),
         token,
         mqtt_username: device.to_string(),
+        control_key: Some(c.control_key_hex()),
     })
 }
 
@@ -244,6 +248,7 @@ pub async fn reset(
         serde_json::json!({"revoked": revoked}),
     )
     .await?;
+    crate::mosquitto::send(c, crate::mosquitto::forget_commands(device)).await?;
     tx.commit().await?;
     c.known.forget();
     Ok(wasmops_api::TokensRevoked { name, revoked })

@@ -109,7 +109,7 @@ pub async fn reconcile(c: &Coordinator) -> Result<Vec<String>, CoordinatorError>
     let _one_writer = c.rollout_lock.lock().await;
     let devices = crate::devices::list(c).await?;
     let desired: BTreeMap<String, (String, i64)> = sqlx::query_as::<_, (String, String, i64)>(
-        "SELECT device, payload, updated_at FROM desired",
+        "SELECT device, payload, updated_at FROM desired WHERE payload <> 'null'",
     )
     .fetch_all(&c.db.pool)
     .await?

@@ -6,9 +6,10 @@
 //! lineage and an [`audit`] entry. Devices later fetch artifacts by sha256
 //! (with `Range`, so downloads resume).
 //!
-//! Fleet path: devices announce themselves over MQTT ([`mqtt`] → [`devices`]);
+//! Fleet path: devices announce themselves over MQTT ([`mqtt`] → [`devices`];
+//! the embedded broker lets each client do only what [`acl`] allows);
 //! a [`deployments`] or a [`rollouts`] entry publishes their desired state
-//! ([`bus`]); their status reports move it along; their [`telemetry`] (stored
+//! ([`bus`], signed with the control key); their status reports move it along; their [`telemetry`] (stored
 //! once, acknowledged) feeds the rollout gates ([`rollouts::machine`]);
 //! [`events`] tell the outside world; [`monitor`] folds the telemetry into
 //! time buckets, judges drift, data quality and performance against the
@@ -20,10 +21,11 @@
 //! that workers (outside this crate) carry out, [`loops`] starts them on
 //! triggers and promotes what passed.
 //!
-//! Module layers (each uses only those above it): error, db, audit, auth,
+//! Module layers (each uses only those above it): error, acl, db, audit, auth,
 //! events, artifacts, bus → registry, enrolment, devices → monitor →
 //! telemetry, datasets, runs → deployments, rollouts → loops → mqtt → http.
 
+pub mod acl;
 pub mod artifacts;
 pub mod audit;
 pub mod auth;
@@ -42,6 +44,7 @@ pub mod http;
 pub mod labels;
 pub mod loops;
 pub mod monitor;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod registry;
 pub mod rollouts;
@@ -84,6 +87,13 @@ pub struct Coordinator {
     pub known: enrolment::KnownDevices,
     /// The coordinator's own password on the embedded broker (fresh each start).
     pub mqtt_secret: String,
+    /// Signs what only the coordinator may tell a device (desired states,
+    /// telemetry acks); devices learn its public half at enrolment. Kept in
+    /// `data_dir/control.key` (0600).
+    pub control: wasmops_sign::SecretKey,
+    /// An external Mosquitto whose clients this coordinator manages
+    /// ([`mosquitto`]): devices are added at enrolment, removed at reset.
+    pub mosquitto: bool,
     /// Rollout gates' telemetry sums, read incrementally.
     pub tallies: telemetry::Tallies,
     /// Injected faults (end-to-end tests only; none by default).
@@ -131,12 +141,38 @@ impl Coordinator {
             rollout_lock: Default::default(),
             known: Default::default(),
             mqtt_secret: auth::random_token("mq")?,
+            control: control_key(&config.data_dir.join("control.key"))?,
+            mosquitto: config.mosquitto_dir.is_some(),
             tallies: Default::default(),
             faults: faults::Faults::parse(&config.faults)?,
             monitor: config.monitor,
             monitor_announced: Default::default(),
             internal_events: tokio::sync::broadcast::channel(1024).0,
         }))
+    }
+}
+
+/// The control key in `path`, made on first start.
+fn control_key(path: &std::path::Path) -> anyhow::Result<wasmops_sign::SecretKey> {
+    use anyhow::Context;
+    match std::fs::read(path) {
+        Ok(bytes) => wasmops_sign::SecretKey::from_bytes(&bytes)
+            .with_context(|| format!("{} is not a control key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = wasmops_sign::SecretKey::generate()?;
+            wasmops_trust::write_atomic_mode(path, &key.to_bytes(), Some(0o600))?;
+            tracing::info!("created the control key in {}", path.display());
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+impl Coordinator {
+    /// The control key's public half as devices are given it (hex of the
+    /// `.pub` file's bytes).
+    pub fn control_key_hex(&self) -> String {
+        hex::encode(self.control.public().to_bytes())
     }
 }
 
@@ -178,7 +214,23 @@ pub async fn serve_with(
         }
         MqttConfig::External(url) => {
             let (h, p) = wasmops_protocol::parse_mqtt_url(url)?;
-            (h, p, None)
+            let login = match &config.mosquitto_dir {
+                Some(dir) => {
+                    let file = dir.join(mosquitto::PASSWORD_FILE);
+                    let password = std::fs::read_to_string(&file).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read {} (written by `wasmops mosquitto-config`): {e}",
+                            file.display()
+                        )
+                    })?;
+                    Some((
+                        mqtt::COORDINATOR_USER.to_string(),
+                        password.trim().to_string(),
+                    ))
+                }
+                None => None,
+            };
+            (h, p, login)
         }
     };
     tokio::spawn(mqtt::run_subscriber(

@@ -12,14 +12,13 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use wasmops_protocol::device::{InstallState, Status};
 use wasmops_protocol::topics;
 
-use crate::Coordinator;
+use crate::{Coordinator, acl};
 
 /// Largest MQTT message accepted by the embedded broker and the subscriber
 /// (the wire contract's limit).
 pub use wasmops_protocol::MAX_MESSAGE_BYTES;
 
-/// The coordinator's own MQTT username on the embedded broker.
-pub const COORDINATOR_USER: &str = "wasmops-coordinator";
+pub use crate::acl::COORDINATOR_USER;
 
 /// Broker logins waiting for a decision before new ones are refused outright.
 const MAX_PENDING_LOGINS: usize = 1024;
@@ -37,8 +36,8 @@ pub struct LoginCache {
     decided: std::sync::Mutex<HashMap<LoginKey, Verdict>>,
 }
 
-/// (username, SHA-256 of the password).
-type LoginKey = (String, [u8; 32]);
+/// (username, client id, SHA-256 of the password).
+type LoginKey = (String, String, [u8; 32]);
 /// (when decided, credential generation then, admitted).
 type Verdict = (std::time::Instant, u64, bool);
 
@@ -49,13 +48,23 @@ impl LoginCache {
     const REFUSE_TTL: Duration = Duration::from_secs(5);
     const MAX_ENTRIES: usize = 100_000;
 
-    pub async fn decide<F, Fut>(&self, user: &str, pass: &str, generation: u64, lookup: F) -> bool
+    pub async fn decide<F, Fut>(
+        &self,
+        (user, client_id): (&str, &str),
+        pass: &str,
+        generation: u64,
+        lookup: F,
+    ) -> bool
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
         use sha2::Digest;
-        let key = (user.to_string(), sha2::Sha256::digest(pass).into());
+        let key = (
+            user.to_string(),
+            client_id.to_string(),
+            sha2::Sha256::digest(pass).into(),
+        );
         if let Some((at, g, ok)) = self.decided.lock().unwrap().get(&key) {
             let ttl = if *ok {
                 Self::ADMIT_TTL
@@ -90,13 +99,13 @@ pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> a
     // Bounded at every step (issue 24.13): a queue of MAX_PENDING_LOGINS (a
     // login beyond it is refused at once; the client retries with backoff),
     // LOGIN_WORKERS lookups at a time, and recent decisions cached.
-    type Login = (String, String, tokio::sync::oneshot::Sender<bool>);
+    type Login = (String, String, String, tokio::sync::oneshot::Sender<bool>);
     let (login_tx, mut login_rx) = tokio::sync::mpsc::channel::<Login>(MAX_PENDING_LOGINS);
     let checker = c.clone();
     tokio::spawn(async move {
         let workers = Arc::new(tokio::sync::Semaphore::new(LOGIN_WORKERS));
         let decided = Arc::new(LoginCache::default());
-        while let Some((user, pass, answer)) = login_rx.recv().await {
+        while let Some((client_id, user, pass, answer)) = login_rx.recv().await {
             let Ok(worker) = workers.clone().acquire_owned().await else {
                 break;
             };
@@ -104,8 +113,8 @@ pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> a
             tokio::spawn(async move {
                 let generation = c.known.generation();
                 let ok = decided
-                    .decide(&user, &pass, generation, || {
-                        mqtt_login(&c, &c.mqtt_secret, &user, &pass)
+                    .decide((&user, &client_id), &pass, generation, || {
+                        mqtt_login(&c, &c.mqtt_secret, &client_id, &user, &pass)
                     })
                     .await;
                 let _ = answer.send(ok);
@@ -120,13 +129,28 @@ pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> a
         auth: None,
         external_auth: None,
         dynamic_filters: true,
+        topic_acl: None,
     };
-    connections.set_auth_handler(move |_client_id: String, user: String, pass: String| {
+    connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
         let login_tx = login_tx.clone();
         async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            login_tx.try_send((user, pass, tx)).is_ok() && rx.await.unwrap_or(false)
+            login_tx.try_send((client_id, user, pass, tx)).is_ok() && rx.await.unwrap_or(false)
         }
+    });
+    connections.set_topic_acl(|client_id, user, access, topic| {
+        let access = match access {
+            rumqttd::TopicAccess::Publish => acl::Access::Publish,
+            rumqttd::TopicAccess::Subscribe => acl::Access::Subscribe,
+            rumqttd::TopicAccess::Will => acl::Access::Will,
+        };
+        let ok = acl::allowed(acl::Principal::of(client_id, user), access, topic);
+        if !ok {
+            tracing::warn!(
+                "MQTT client {client_id} (user {user}) may not {access:?} on `{topic}`: disconnected"
+            );
+        }
+        ok
     });
     let server = ServerSettings {
         name: "v4".into(),
@@ -256,6 +280,7 @@ pub async fn run_subscriber(
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                let plugin = c.mosquitto.then_some(crate::mosquitto::RESPONSE_TOPIC);
                 // The broker may have restarted empty: give it every desired state again.
                 let c = c.clone();
                 tokio::spawn(async move {
@@ -269,7 +294,10 @@ pub async fn run_subscriber(
                     topics::ALL_PRESENCE,
                     topics::ALL_STATUS,
                     topics::ALL_TELEMETRY,
-                ] {
+                ]
+                .into_iter()
+                .chain(plugin)
+                {
                     if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
                         tracing::error!("cannot subscribe to {t}: {e}");
                     }
@@ -282,6 +310,10 @@ pub async fn run_subscriber(
                         p.topic,
                         p.payload.len()
                     );
+                    continue;
+                }
+                if p.topic == crate::mosquitto::RESPONSE_TOPIC {
+                    crate::mosquitto::log_response(&p.payload);
                     continue;
                 }
                 if p.topic.ends_with("/telemetry") {
@@ -355,22 +387,25 @@ async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::
 }
 
 /// The embedded broker's login check: the coordinator's own client, a device
-/// with its own credential (username = device id), or a person's API token
-/// (tools watching events).
+/// with its own credential (username = device id, client id
+/// `wasmops-device-{id}`), or a person's API token (tools watching events;
+/// [`crate::acl`] says what each may then do).
 pub async fn mqtt_login(
     c: &Coordinator,
     internal_secret: &str,
+    client_id: &str,
     username: &str,
     password: &str,
 ) -> bool {
     if username == COORDINATOR_USER {
-        return password == internal_secret;
+        return password == internal_secret && acl::login_fits(client_id, username, None);
     }
     match crate::auth::authenticate(&c.db, password).await {
         Ok(Some(p)) if p.role == crate::auth::Role::Device => {
             p.name == crate::enrolment::credential_name(username)
+                && acl::login_fits(client_id, username, Some(username))
         }
-        Ok(Some(_)) => true,
+        Ok(Some(_)) => acl::login_fits(client_id, username, None),
         _ => false,
     }
 }
@@ -393,16 +428,28 @@ mod tests {
         };
         // A flood of wrong passwords: one lookup.
         for _ in 0..1000 {
-            assert!(!cache.decide("gw-1", "guess", 0, lookup(false)).await);
+            assert!(
+                !cache
+                    .decide(("gw-1", "wasmops-device-gw-1"), "guess", 0, lookup(false))
+                    .await
+            );
         }
         assert_eq!(lookups.load(Ordering::SeqCst), 1);
         // The right password is its own entry, admitted and remembered.
         for _ in 0..1000 {
-            assert!(cache.decide("gw-1", "secret", 0, lookup(true)).await);
+            assert!(
+                cache
+                    .decide(("gw-1", "wasmops-device-gw-1"), "secret", 0, lookup(true))
+                    .await
+            );
         }
         assert_eq!(lookups.load(Ordering::SeqCst), 2);
         // A credential changed (generation 1): decided afresh.
-        assert!(!cache.decide("gw-1", "secret", 1, lookup(false)).await);
+        assert!(
+            !cache
+                .decide(("gw-1", "wasmops-device-gw-1"), "secret", 1, lookup(false))
+                .await
+        );
         assert_eq!(lookups.load(Ordering::SeqCst), 3);
     }
 }

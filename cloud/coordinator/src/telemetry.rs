@@ -17,7 +17,7 @@ use rumqttc::QoS;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use wasmops_api::CandidateTelemetry;
-use wasmops_protocol::telemetry::{Ack, Report, VersionStats};
+use wasmops_protocol::telemetry::{Report, VersionStats};
 use wasmops_protocol::topics;
 
 use crate::Coordinator;
@@ -176,7 +176,7 @@ pub(crate) async fn store_at(
 fn send_acks(c: &Coordinator, acks: BTreeMap<String, Vec<u64>>) {
     let Some(bus) = c.bus.get() else { return };
     for (device, seqs) in acks {
-        let payload = serde_json::to_vec(&Ack { seqs }).expect("acks serialise");
+        let payload = crate::bus::seal_ack(c, &device, seqs);
         // If the queue is full the device resends and gets its ack then.
         if let Err(e) = bus.try_publish(
             topics::telemetry_ack(&device),

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use rumqttc::{AsyncClient, QoS};
 use serde::{Deserialize, Serialize};
 use wasmops_protocol::device::{ActiveInfo, Desired, InstallState, Mode, Status};
-use wasmops_protocol::telemetry::Ack;
 use wasmops_protocol::{now_ms, topics};
 use wasmops_runtime::LoadedModel;
 use wasmops_runtime::bindings::{ModelInfo, Tensor, TensorData};
@@ -18,6 +17,7 @@ use wasmops_runtime::synthetic::{Fill, synthetic_inputs};
 use wasmops_trust::{StateDir, Timestamp};
 
 use crate::config::AgentConfig;
+use crate::control::Control;
 use crate::store::ModelStore;
 use crate::telemetry::{Counting, Observation, Outbox, Window};
 
@@ -86,6 +86,8 @@ pub struct Agent {
     window: Mutex<Window>,
     outbox: Mutex<Outbox>,
     pub served: Served,
+    /// Whose signed messages this device acts on.
+    pub control: Control,
 }
 
 impl Agent {
@@ -116,6 +118,11 @@ impl Agent {
             window: Mutex::new(Window::new(now_ms())),
             outbox: Mutex::new(outbox),
             served: Served::default(),
+            control: Control::open(
+                &config.device_id,
+                &config.state_dir,
+                config.control_key.as_deref(),
+            )?,
             config,
         })
     }
@@ -583,9 +590,9 @@ impl Agent {
     }
 
     pub(crate) fn acked(&self, payload: &[u8]) {
-        match serde_json::from_slice::<Ack>(payload) {
+        match self.control.ack(payload) {
             Ok(a) => self.outbox.lock().unwrap().ack(&a.seqs),
-            Err(e) => tracing::warn!("ignoring a malformed telemetry ack: {e}"),
+            Err(e) => tracing::warn!("{}: ignoring a telemetry ack: {e}", self.id()),
         }
     }
 

@@ -51,6 +51,11 @@ pub struct AgentConfig {
     /// `state_dir/credentials.json`, mode 0600).
     #[serde(default)]
     pub enrolment_token: Option<String>,
+    /// The coordinator's control key (hex of its `.pub` bytes), pinned: only
+    /// desired states and acks it signed are accepted. Without it the key
+    /// comes with the enrolment (see [`crate::control`]).
+    #[serde(default)]
+    pub control_key: Option<String>,
     pub mqtt: String,
     pub state_dir: PathBuf,
     /// Local prediction endpoint for the device's applications.
@@ -106,6 +111,7 @@ impl AgentConfig {
             coordinator,
             token: None,
             enrolment_token: None,
+            control_key: None,
             mqtt,
             state_dir,
             listen: default_listen(),
@@ -194,8 +200,9 @@ impl AgentConfig {
     /// Asks the coordinator whether it still takes this device's credential,
     /// and says loudly what to do when it does not (revoked by `wasmops
     /// devices reset`, or replaced). The agent serves its installed model
-    /// either way; an unreachable coordinator is not an answer.
-    pub async fn check_credential(&self, http: &reqwest::Client) {
+    /// either way; an unreachable coordinator is not an answer. Returns the
+    /// control key the coordinator names when it takes the credential.
+    pub async fn check_credential(&self, http: &reqwest::Client) -> Option<String> {
         let url = format!("{}/v1/whoami", self.coordinator.trim_end_matches('/'));
         let resp = http
             .get(&url)
@@ -218,9 +225,18 @@ impl AgentConfig {
                     self.device_id,
                     self.device_id
                 );
+                None
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!("cannot check the credential at {url}: {e}"),
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["control_key"].as_str().map(str::to_string)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("cannot check the credential at {url}: {e}");
+                None
+            }
         }
     }
 
@@ -254,14 +270,22 @@ impl AgentConfig {
                 self.device_id
             );
         }
-        let token = resp
+        let credential = resp
             .json::<Credential>()
             .await
-            .context("the enrolment answer is not a credential")?
-            .token;
+            .context("the enrolment answer is not a credential")?;
+        if let Some(key) = &credential.control_key {
+            crate::control::Control::open(
+                &self.device_id,
+                &self.state_dir,
+                self.control_key.as_deref(),
+            )?
+            .learn(key, true)
+            .context("the enrolment answer's control key")?;
+        }
         let used = wasmops_trust::sha256_hex(enrolment.as_bytes());
-        self.save_credential(file, &token, &used)?;
-        self.token = Some(token);
+        self.save_credential(file, &credential.token, &used)?;
+        self.token = Some(credential.token);
         Ok(())
     }
 

@@ -16,6 +16,9 @@
 //! floor (a non-provisional message for the same sha) when the rollout succeeds.
 //! Any failure leaves the running model untouched.
 //!
+//! Only what the coordinator signed steers the device ([`control`]: desired
+//! states with a growing counter, telemetry acks).
+//!
 //! Modules: [`config`] (`agent.toml`, credentials), [`agent`] (the slots, the
 //! install path, predictions), [`session`] (the MQTT session: desired state in,
 //! status and telemetry out, over [`presence`]), `api` (the local HTTP API),
@@ -26,6 +29,7 @@
 pub mod agent;
 mod api;
 pub mod config;
+pub mod control;
 pub mod download;
 pub mod presence;
 pub mod session;
@@ -48,11 +52,22 @@ pub async fn run(
 ) -> Result<()> {
     let http = reqwest::Client::new();
     config.ensure_credential(&http).await?;
-    // In the background: an offline gateway serves at once, not after the
-    // check's timeout.
-    let checked = config.clone();
-    tokio::spawn(async move { checked.check_credential(&http).await });
     let agent = Arc::new(Agent::new(config.clone())?);
+    if agent.control.knows_key() {
+        // In the background: an offline gateway serves at once, not after
+        // the check's timeout.
+        let checked = config.clone();
+        tokio::spawn(async move { checked.check_credential(&http).await });
+    } else if let Some(key) = config.check_credential(&http).await {
+        // A device given a token rather than enrolled: trust on first use.
+        agent.control.learn(&key, false)?;
+    } else {
+        tracing::error!(
+            "device {}: no control key known, so no desired state can be trusted; \
+             enrol, or set control_key in agent.toml",
+            config.device_id
+        );
+    }
     if let Err(e) = agent.restore() {
         tracing::error!("could not restore the active model: {e:#}");
     }

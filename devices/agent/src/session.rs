@@ -84,16 +84,15 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
                     continue;
                 }
                 if msg.payload.is_empty() {
+                    // A cleared retained message: nothing to act on.
                     continue;
                 }
-                let desired = serde_json::from_slice::<Desired>(&msg.payload)
-                    .map_err(|e| e.to_string())
-                    .and_then(|d| d.check().map(|()| d).map_err(|e| e.to_string()));
-                match desired {
+                match agent.control.desired(&msg.payload) {
                     // Only the newest desired state matters: a slow install is not queued behind stale ones.
-                    Ok(d) => {
+                    Ok(Some(d)) => {
                         desired_tx.send_replace(Some(d));
                     }
+                    Ok(None) => {}
                     Err(e) => {
                         tracing::warn!("{}: refusing a desired-state message: {e}", agent.id());
                         refused(agent.status(

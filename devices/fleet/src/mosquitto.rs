@@ -43,6 +43,19 @@ impl Mosquitto {
         Ok(m)
     }
 
+    /// A broker run from `conf` (e.g. what `wasmops mosquitto-config`
+    /// wrote), listening on 127.0.0.1:`port` as that file says.
+    pub fn start_with(conf: PathBuf, port: u16) -> Result<Mosquitto> {
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            conf,
+            _dir: tempfile::tempdir()?,
+        };
+        m.restart()?;
+        Ok(m)
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }

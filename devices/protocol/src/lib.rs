@@ -7,10 +7,12 @@
 //! Data path: coordinator → `desired` ([`device::Desired`]) → agent installs →
 //! `status` ([`device::Status`]) → coordinator; agent → `telemetry`
 //! ([`telemetry::Report`]) → coordinator stores it → `telemetry/ack`
-//! ([`telemetry::Ack`]) → agent drops it from its outbox.
+//! ([`telemetry::Ack`]) → agent drops it from its outbox. What only the
+//! coordinator may say (desired states, acks) travels in a [`signed::Envelope`].
 
 pub mod device;
 pub mod presence;
+pub mod signed;
 pub mod telemetry;
 pub mod topics;
 

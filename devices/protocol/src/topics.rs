@@ -3,10 +3,10 @@
 //! | topic | from | QoS, retained | payload |
 //! |---|---|---|---|
 //! | `wasmops/v1/devices/{id}/presence` | device (birth), broker (Last Will) | 1, retained | [`PresenceMessage`](crate::presence::PresenceMessage) |
-//! | `wasmops/v1/devices/{id}/desired` | coordinator | 1, retained | [`Desired`](crate::device::Desired): the model version the device should run |
+//! | `wasmops/v1/devices/{id}/desired` | coordinator | 1, retained | [`Envelope`](crate::signed::Envelope) of a [`DesiredState`](crate::signed::DesiredState): the model version the device should run, signed, counted |
 //! | `wasmops/v1/devices/{id}/status` | device | 1, retained | [`Status`](crate::device::Status): every install state change |
 //! | `wasmops/v1/devices/{id}/telemetry` | device | 1 | [`Report`](crate::telemetry::Report): numbered, resent until acknowledged |
-//! | `wasmops/v1/devices/{id}/telemetry/ack` | coordinator | 1 | [`Ack`](crate::telemetry::Ack): sequence numbers stored |
+//! | `wasmops/v1/devices/{id}/telemetry/ack` | coordinator | 1 | [`Envelope`](crate::signed::Envelope) of an [`Ack`](crate::telemetry::Ack): sequence numbers stored, signed |
 //! | `wasmops/v1/events/{kind}` | coordinator | 1 | fleet events (ModelRegistered, RolloutStarted, …) |
 
 pub const PREFIX: &str = "wasmops/v1";

@@ -2,6 +2,9 @@
 //! build fixture components once per test binary, compare with onnxruntime.
 #![allow(dead_code)]
 
+mod agents;
+pub use agents::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};

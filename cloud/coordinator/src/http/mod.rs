@@ -172,10 +172,15 @@ async fn authenticated(c: &Coordinator, headers: &HeaderMap) -> ApiResult<Princi
 }
 
 /// `GET /v1/whoami`: any live token learns its name and role (an agent
-/// checks its credential at start with it).
+/// checks its credential at start with it), and the control key that signs
+/// desired states (a device provisioned with a token rather than enrolled
+/// learns it here).
 async fn whoami(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
     let who = authenticated(&c, &headers).await?;
-    Ok(Json(serde_json::json!({"name": who.name, "role": who.role.as_str()})).into_response())
+    Ok(Json(serde_json::json!({
+        "name": who.name, "role": who.role.as_str(), "control_key": c.control_key_hex(),
+    }))
+    .into_response())
 }
 
 /// Largest JSON body of a deployment or rollout request: a probe sample at

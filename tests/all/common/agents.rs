@@ -1,0 +1,104 @@
+//! Agents as real processes for the end-to-end tests: their config, their
+//! coordinator, and what tests ask of them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::*;
+
+pub type Agent = Served;
+
+pub fn start_agent(config: &Path) -> Agent {
+    serve(&["agent", "--config", p(config)])
+}
+
+/// Whether the coordinator lists `id` as online.
+pub fn is_online(c: &Coordinator, admin: &str, id: &str) -> bool {
+    devices(c, admin)
+        .as_array()
+        .is_some_and(|l| l.iter().any(|d| d["id"] == id && d["state"] == "online"))
+}
+
+/// The agent serves its HTTP API before it has enrolled and connected (an
+/// offline gateway must serve at once), so a test that deploys to it waits here.
+pub fn wait_online(c: &Coordinator, admin: &str, id: &str) {
+    wait_until(&format!("{id} online"), || is_online(c, admin, id));
+}
+
+pub fn write_agent_config(
+    dir: &Path,
+    id: &str,
+    site: &str,
+    c: &Coordinator,
+    enrolment: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{id}.toml"));
+    let text = format!(
+        "device_id = \"{id}\"\ncoordinator = \"{}\"\nenrolment_token = \"{enrolment}\"\nmqtt = \"{}\"\nstate_dir = \"{id}-state\"\nlisten = \"{}\"\n[labels]\nsite = \"{site}\"\n[trust]\nkeys = [\"{}\"]\n",
+        c.url,
+        c.mqtt,
+        free_addr(),
+        p(&keys().1)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Enrols `id` and starts its agent with telemetry every 300 ms.
+pub fn start_chatty_agent(dir: &Path, id: &str, c: &Coordinator, admin: &str) -> Agent {
+    let out = cli(c, admin, &["enrolment", "--devices", id]);
+    let enrolment = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let config = write_agent_config(dir, id, "eu", c, &enrolment);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "[labels]",
+            "telemetry_interval_ms = 300\nsample_rows = { iris = 4 }\n[labels]",
+            1,
+        ),
+    )
+    .unwrap();
+    start_agent(&config)
+}
+
+/// A coordinator in `dir/coordinator` trusting the test release key, with
+/// its embedded broker; and its admin token.
+pub fn trusting_coordinator(dir: &Path) -> (Coordinator, String) {
+    let c = start_coordinator(
+        &dir.join("coordinator"),
+        &[
+            "--trust".into(),
+            p(&keys().1).into(),
+            "--mqtt-listen".into(),
+            free_addr(),
+        ],
+    );
+    let admin = admin_token(&dir.join("coordinator"));
+    (c, admin)
+}
+
+pub fn devices(c: &Coordinator, token: &str) -> Value {
+    api_get(c, token, "/v1/devices")
+}
+
+pub fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/predict", agent.url))
+        .body(std::fs::read(input).unwrap())
+        .send()
+        .unwrap();
+    (resp.status().as_u16(), resp.json().unwrap())
+}
+
+pub fn signed(out: &str, version: &str, sequence: &str) -> PathBuf {
+    scaler_release(
+        out,
+        "churn",
+        version,
+        &["--sequence", sequence],
+        &keys().0,
+        None,
+    )
+}
