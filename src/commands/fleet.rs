@@ -63,7 +63,7 @@ pub enum FleetVerb {
         /// Features the scenario moves or sticks (default: the first two, or the first).
         #[arg(long, value_delimiter = ',')]
         features: Vec<String>,
-        /// Seconds from the start until the scenario's change.
+        /// Seconds from the start until the scenario's change (or `POST /v1/fleet/change` on the fleet's API, any time).
         #[arg(long, default_value_t = 60.0)]
         change_after: f64,
         /// Seconds from a prediction until its outcome is posted.

@@ -4,7 +4,7 @@
 //! [`inspect`] / [`bench`]; [`trust`] manages the root of trust.
 //! Fleet path: [`coordinator`] serves the registry and API ([`mosquitto`]
 //! configures an external broker for it); [`model`],
-//! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`]
+//! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`], [`events`]
 //! and [`telemetry`] talk to it; [`agent`] runs on a device; [`fleet`]
 //! simulates many; [`demo`] runs all of it on embedded defaults.
 //! Monitoring: [`drift`] compares a data scientist's own files; [`labels`]
@@ -24,6 +24,7 @@ pub mod deploy;
 pub mod devices;
 pub mod drift;
 pub mod enrolment;
+pub mod events;
 pub mod fleet;
 pub mod inspect;
 pub mod keygen;
@@ -53,6 +54,7 @@ pub use deploy::DeployCommand;
 pub use devices::DevicesCommand;
 pub use drift::DriftCommand;
 pub use enrolment::EnrolmentCommand;
+pub use events::EventsCommand;
 pub use fleet::FleetCommand;
 pub use inspect::InspectCommand;
 pub use keygen::KeygenCommand;

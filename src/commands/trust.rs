@@ -78,6 +78,16 @@ pub enum TrustCommand {
         #[arg(long, default_value = "365d")]
         expires: String,
     },
+    /// Publish the trust directory to the coordinator (after a revoke,
+    /// delegate or rotate-root): it checks it against its root, serves it to
+    /// devices (which apply it without a restart), and refuses deployments
+    /// of versions it no longer vouches for.
+    Push {
+        #[arg(long, default_value = "trust")]
+        dir: PathBuf,
+        #[command(flatten)]
+        conn: crate::args::Connection,
+    },
     /// Print the trust directory and check it against a root public key.
     Show {
         #[arg(long, default_value = "trust")]
@@ -92,7 +102,7 @@ fn when(text: &str) -> Result<Timestamp> {
     Timestamp::parse_or_after(text, Timestamp::now()).map_err(anyhow::Error::msg)
 }
 
-/// Manage the root of trust: init, delegate, revoke, rotate-root, show.
+/// Manage the root of trust: init, delegate, revoke, rotate-root, push, show.
 #[derive(clap::Parser)]
 pub struct TrustCmd {
     #[command(subcommand)]
@@ -199,7 +209,7 @@ pub fn run(cmd: TrustCommand) -> Result<()> {
                 eprintln!("revoked delegation {name}");
             }
             eprintln!(
-                "wrote {} (version {}); distribute it to devices",
+                "wrote {} (version {}); publish it with `wasmops trust push`",
                 path.display(),
                 list.version
             );
@@ -218,6 +228,22 @@ pub fn run(cmd: TrustCommand) -> Result<()> {
                 path.display(),
                 new.public().key_id(),
                 old.public().key_id()
+            );
+        }
+        TrustCommand::Push { dir, conn } => {
+            let meta = TrustDir::new(&dir).load()?;
+            let published = conn
+                .client()?
+                .publish_trust(&serde_json::to_value(&meta)?)?;
+            eprintln!(
+                "{}: root version {}, revocation list version {}",
+                if published.changed {
+                    "published"
+                } else {
+                    "already in force"
+                },
+                published.root_version,
+                published.revocations_version
             );
         }
         TrustCommand::Show { dir, root } => show(&TrustDir::new(dir), root.as_deref())?,

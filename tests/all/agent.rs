@@ -23,7 +23,7 @@ fn deploy_probe_rollback_and_restart() {
         ],
     );
     let admin = admin_token(&dir.path().join("coordinator"));
-    let events = event_listener(&c.mqtt, Some(&admin));
+    let events = event_listener(&c.url, &admin);
     let token = |name: &str, role: &str| {
         let out = cli(
             &c,

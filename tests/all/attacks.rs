@@ -401,29 +401,30 @@ fn one_device_cannot_speak_or_listen_for_another_on_the_embedded_broker() {
         other => panic!("a will on the victim's presence: {other:?}"),
     }
 
-    // A viewer's API token listens to events, and to nothing else.
+    // A viewer's API token does not log in to MQTT at all: people watch
+    // events on the HTTP stream, where the device's own credential may not.
     let viewer = cli_ok(
         &s.c,
         &s.admin,
         &["token", "create", "--name", "watcher", "--role", "viewer"],
     );
-    let watcher = Mqtt::connect(&url, "events-watcher", "watcher", &viewer).up();
-    watcher.subscribe("wasmops/v1/events/#");
-    assert!(matches!(watcher.next(), Seen::SubAck(ok) if ok == [true]));
-    watcher.publish(
-        &wasmops_protocol::topics::desired("gw-victim"),
-        true,
-        b"{}".to_vec(),
-    );
-    loop {
-        match watcher.next() {
-            Seen::Closed(_) => break,
-            Seen::Message(t, _) if !t.starts_with("wasmops/v1/events/") => {
-                panic!("the watcher received {t}")
-            }
-            _ => {}
-        }
+    match Mqtt::connect(&url, "events-watcher", "watcher", &viewer).next() {
+        Seen::ConnAck(code) => assert_eq!(code, rumqttc::ConnectReturnCode::BadUserNamePassword),
+        other => panic!("a viewer's token on MQTT: {other:?}"),
     }
+    let refused = wasmops_api::Client::new(&s.c.url, &s.thief_token)
+        .unwrap()
+        .events(&[])
+        .err()
+        .expect("a device's credential reads no events");
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    let mut events = wasmops_api::Client::new(&s.c.url, &viewer)
+        .unwrap()
+        .events(&["DeploymentStarted"])
+        .unwrap();
+    s.deploy("1.1.0");
+    let seen = events.next().unwrap().unwrap();
+    assert_eq!(seen.kind, "DeploymentStarted", "{seen:?}");
 
     std::thread::sleep(Duration::from_secs(1));
     s.victim_unmoved("after the thief's tries");
@@ -511,4 +512,186 @@ fn one_device_cannot_speak_or_listen_for_another_on_a_configured_mosquitto() {
             Seen::ConnAck(code) if code != rumqttc::ConnectReturnCode::Success
         )
     });
+}
+
+/// Copies a trust directory (root files and delegations), as a release team
+/// hands its first state to a coordinator and a device.
+fn copy_trust(from: &std::path::Path, to: &std::path::Path) {
+    for sub in ["", "delegations"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for e in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+/// A revoked key's model deployed after the revocation was published: the
+/// coordinator refuses it (deployment and rollout), the device — which
+/// fetched the revocation itself, without a restart — stops serving what
+/// that key signed, while another key's release deploys and serves; an
+/// older revocation list published again is refused.
+#[test]
+fn a_revoked_keys_model_is_refused_everywhere_once_the_revocation_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root_key, root_pub) = keygen("revoke-root");
+    let (rel1_key, rel1_pub) = keygen("revoke-rel1");
+    let (rel2_key, rel2_pub) = keygen("revoke-rel2");
+    let team = dir.path().join("team-trust");
+    ok(&[
+        "trust",
+        "init",
+        "--dir",
+        p(&team),
+        "--root-key",
+        p(&root_key),
+    ]);
+    ok(&delegate(
+        &team,
+        &root_key,
+        &rel1_pub,
+        "rel1",
+        &["--models", "churn"],
+    ));
+    ok(&delegate(
+        &team,
+        &root_key,
+        &rel2_pub,
+        "rel2",
+        &["--models", "churn"],
+    ));
+    let (first, device_trust) = (dir.path().join("first-trust"), dir.path().join("gw-trust"));
+    copy_trust(&team, &first);
+    copy_trust(&team, &device_trust);
+    let release = |version: &str, seq: &str, key: &std::path::Path| {
+        scaler_release(
+            &format!("revoke-{version}.wasm"),
+            "churn",
+            version,
+            &["--sequence", seq],
+            key,
+            None,
+        )
+    };
+    let releases = [
+        release("1.0.0", "1", &rel1_key),
+        release("1.1.0", "2", &rel1_key),
+        release("1.2.0", "3", &rel2_key),
+    ];
+
+    let data = dir.path().join("coordinator");
+    let c = start_coordinator(
+        &data,
+        &[
+            "--root".into(),
+            p(&root_pub).into(),
+            "--trust-dir".into(),
+            p(&first).into(),
+            "--mqtt-listen".into(),
+            free_addr(),
+        ],
+    );
+    let admin = admin_token(&data);
+    for r in &releases {
+        cli_ok(&c, &admin, &["model", "register", p(r)]);
+    }
+    let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "gw-rev"]);
+    let config = dir.path().join("gw-rev.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"gw-rev\"\ncoordinator = \"{}\"\nenrolment_token = \"{enrolment}\"\nmqtt = \"{}\"\nstate_dir = \"gw-rev-state\"\nlisten = \"{}\"\ntrust_refresh_seconds = 1\n[trust]\nroot = \"{}\"\ntrust_dir = \"{}\"\n",
+            c.url,
+            c.mqtt,
+            free_addr(),
+            p(&root_pub),
+            p(&device_trust)
+        ),
+    )
+    .unwrap();
+    let agent = start_agent(&config);
+    wait_online(&c, &admin, "gw-rev");
+    let deploy = |version: &str| {
+        cli(
+            &c,
+            &admin,
+            &[
+                "deploy", "churn", version, "--device", "gw-rev", "--wait", "120",
+            ],
+        )
+    };
+    for v in ["1.0.0", "1.1.0"] {
+        let out = deploy(v);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let input = fixtures().join("scaler_logreg/input_b1.json");
+    assert_eq!(predict(&agent, &input).0, 200);
+
+    // The release team revokes rel1's key and publishes the list.
+    ok(&[
+        "trust",
+        "revoke",
+        "--dir",
+        p(&team),
+        "--root-key",
+        p(&root_key),
+        "--key",
+        p(&rel1_pub),
+        "--reason",
+        "leaked",
+    ]);
+    cli_ok(&c, &admin, &["trust", "push", "--dir", p(&team)]);
+
+    // The coordinator deploys nothing rel1 signed, registered before or not.
+    for v in ["1.0.0", "1.1.0"] {
+        let out = deploy(v);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("revoked"),
+            "{v}: {err}"
+        );
+    }
+    let out = cli(
+        &c,
+        &admin,
+        &["rollout", "create", "churn", "1.0.0", "--device", "gw-rev"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("revoked"), "{err}");
+
+    // The device took the list itself and stopped serving rel1's model (its
+    // previous version is rel1's too), without a restart.
+    wait_until("the device to stop serving rel1's model", || {
+        predict(&agent, &input).0 != 200
+    });
+    let status = agent_status(&agent);
+    assert!(
+        status["restore_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("revoked") && n.contains("1.1.0")),
+        "{status}"
+    );
+    assert!(device_trust.join("revocations.json").exists());
+
+    // rel2's release deploys and serves.
+    let out = deploy("1.2.0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(predict(&agent, &input).0, 200);
+
+    // The old list (none) published again: refused, nothing un-revoked.
+    let out = cli(&c, &admin, &["trust", "push", "--dir", p(&first)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("409"), "{err}");
+    let out = deploy("1.0.0");
+    assert!(!out.status.success());
 }

@@ -311,7 +311,7 @@ fn scenario(database: Option<&str>) {
         coordinator_args.extend(["--database".to_string(), url.to_string()]);
     }
     let mut c = start_coordinator_at(&data, &listen, &coordinator_args);
-    let events = event_listener(&broker.url(), None);
+    let events = broker_events(&broker.url());
     let admin = admin_token(&data);
     let token = |name: &str, role: &str| {
         let out = cli(
@@ -628,7 +628,7 @@ fn rollout_ends_survive_a_kill_and_publish_errors() {
         .to_vec()
     };
     let mut c = start_coordinator_at(&data, &listen, &args("rollout-end=hang-at:3"));
-    let events = event_listener(&broker.url(), None);
+    let events = broker_events(&broker.url());
     let (admin, enrolment) = two_releases(&c, &data);
     let fleet = fleet_on_first_version(
         dir.path(),

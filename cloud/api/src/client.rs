@@ -24,6 +24,13 @@ pub enum ApiError {
     },
     #[error("cannot set up an HTTP client: {0}")]
     Setup(reqwest::Error),
+    /// The event stream broke off or carried something this client cannot read.
+    #[error("the event stream from {url}: {message}")]
+    Stream { url: String, message: String },
+    /// The reader fell behind and the coordinator dropped events for it; the
+    /// stream goes on after this.
+    #[error("{0} events were missed (the reader fell behind)")]
+    Missed(u64),
 }
 
 impl ApiError {
@@ -368,6 +375,19 @@ impl Client {
     }
 
     /// Newest first.
+    /// The trust metadata in force (`wasmops_trust::TrustMetadata` as JSON).
+    pub fn trust_metadata(&self) -> Result<serde_json::Value, ApiError> {
+        self.get("/v1/trust")
+    }
+
+    /// Publishes trust metadata (`wasmops_trust::TrustMetadata` as JSON).
+    pub fn publish_trust(&self, metadata: &serde_json::Value) -> Result<TrustPublished, ApiError> {
+        self.json(
+            "/v1/trust",
+            self.request(Method::PUT, "/v1/trust").json(metadata),
+        )
+    }
+
     pub fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, ApiError> {
         self.get(&format!("/v1/audit?limit={limit}"))
     }
@@ -489,6 +509,95 @@ impl Client {
         settings: &MonitorSettings,
     ) -> Result<MonitorSettings, ApiError> {
         self.put(&format!("/v1/models/{}/monitoring", seg(model)), settings)
+    }
+}
+
+/// The fleet's events as they happen ([`Client::events`]); each item is an
+/// event, [`ApiError::Missed`] after a gap (the stream goes on), or
+/// [`ApiError::Stream`] when the stream ended (the last item).
+pub struct Events {
+    url: String,
+    reader: std::io::BufReader<Response>,
+    parser: crate::SseParser,
+    ended: bool,
+}
+
+/// The longest SSE line read: an event is far smaller; a longer line is a
+/// broken or hostile peer.
+const MAX_EVENT_LINE: u64 = 1 << 20;
+
+impl Iterator for Events {
+    type Item = Result<Event, ApiError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::{BufRead, Read};
+        while !self.ended {
+            let mut line = Vec::new();
+            let read = (&mut self.reader)
+                .take(MAX_EVENT_LINE)
+                .read_until(b'\n', &mut line);
+            let broken = |message: String| ApiError::Stream {
+                url: self.url.clone(),
+                message,
+            };
+            match read {
+                Ok(0) => {
+                    self.ended = true;
+                    return Some(Err(broken("the coordinator closed it".into())));
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(broken(e.to_string())));
+                }
+                Ok(_) if !line.ends_with(b"\n") => {
+                    self.ended = true;
+                    return Some(Err(broken(format!("a line over {MAX_EVENT_LINE} bytes"))));
+                }
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            let Some(message) = self.parser.line(text.trim_end_matches(['\n', '\r'])) else {
+                continue;
+            };
+            if message.event == crate::MISSED {
+                let missed = serde_json::from_str::<crate::Missed>(&message.data)
+                    .map(|m| m.missed)
+                    .unwrap_or(0);
+                return Some(Err(ApiError::Missed(missed)));
+            }
+            return Some(
+                serde_json::from_str(&message.data)
+                    .map_err(|e| broken(format!("an event that is not an event ({e})"))),
+            );
+        }
+        None
+    }
+}
+
+impl Client {
+    /// Streams the fleet's events of `kinds` (all when empty) from now on.
+    /// The first item comes when the first event happens; the stream is
+    /// subscribed once this returns.
+    pub fn events(&self, kinds: &[&str]) -> Result<Events, ApiError> {
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .build()
+            .map_err(ApiError::Setup)?;
+        let mut path = "/v1/events".to_string();
+        if !kinds.is_empty() {
+            path.push_str(&format!("?kind={}", seg(&kinds.join(","))));
+        }
+        let req = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        let resp = self.send(req)?;
+        Ok(Events {
+            url: format!("{}{path}", self.base),
+            reader: std::io::BufReader::new(resp),
+            parser: Default::default(),
+            ended: false,
+        })
     }
 }
 

@@ -34,6 +34,8 @@
 //! | GET | /v1/models/{name}/monitor?version=V&since_ms=T&until_ms=T&selector=k=v | [`MonitorReport`] (`…/monitor.html`: the page) | viewer |
 //! | GET | /v1/models/{name}/samples?version=V&since_ms=T&limit=N | [`Samples`] (raw rows devices sampled) | data-scientist |
 //! | GET, PUT | /v1/models/{name}/monitoring | [`MonitorSettings`] | viewer; data-scientist |
+//! | GET, PUT | /v1/trust | trust metadata (root chain, delegations, revocations); the same → [`TrustPublished`] (409 going back, 422 not holding) | device, viewer; admin |
+//! | GET | /v1/events?kind=A,B | Server-Sent Events: one [`Event`] each, [`MISSED`] after a gap | viewer |
 //!
 //! Every error answer is an [`ErrorBody`]: client errors (4xx) say what was
 //! wrong; server faults (5xx) carry only an incident id that the coordinator's
@@ -41,12 +43,14 @@
 
 mod datasets;
 mod error;
+mod events;
 mod fleet;
 mod loops;
 mod models;
 mod monitoring;
 mod rollouts;
 mod runs;
+mod trust;
 
 #[cfg(feature = "client")]
 mod client;
@@ -55,9 +59,11 @@ mod client;
 pub use client::{ApiError, Client, Followed};
 pub use datasets::*;
 pub use error::ErrorBody;
+pub use events::*;
 pub use fleet::*;
 pub use loops::*;
 pub use models::*;
 pub use monitoring::*;
 pub use rollouts::*;
 pub use runs::*;
+pub use trust::*;

@@ -6,7 +6,13 @@
 //! |---|---|---|
 //! | a device: `wasmops-device-{id}`, username `{id}`, its own credential | its own `presence` (also its will), `status`, `telemetry` | its own `desired`, `telemetry/ack` |
 //! | the coordinator: username `wasmops-coordinator` | everything | everything |
-//! | a person's API token (event watchers, any other client id) | nothing | `wasmops/v1/events/…` |
+//! | anyone else | nothing | nothing |
+//!
+//! People and programs watch events on the HTTP API (`GET /v1/events`), not
+//! here: the embedded broker admits no API token. (An operator of an
+//! external Mosquitto may add clients with the `wasmops-watcher` role that
+//! `wasmops mosquitto-config` defines: the coordinator publishes events on
+//! `wasmops/v1/events/{kind}` there too.)
 //!
 //! [`login_fits`] is the other half, checked at login: a device credential
 //! logs in only under its own device id and client id, and nobody else may
@@ -36,7 +42,8 @@ pub enum Access {
 pub enum Principal<'a> {
     Coordinator,
     Device(&'a str),
-    Watcher,
+    /// Nobody the embedded broker admits (refused at login already).
+    Other,
 }
 
 impl<'a> Principal<'a> {
@@ -46,7 +53,7 @@ impl<'a> Principal<'a> {
         } else if username == COORDINATOR_USER {
             Principal::Coordinator
         } else {
-            Principal::Watcher
+            Principal::Other
         }
     }
 }
@@ -78,13 +85,7 @@ pub fn allowed(principal: Principal, access: Access, topic: &str) -> bool {
             Access::Will => topic == topics::presence(d),
             Access::Subscribe => topic == topics::desired(d) || topic == topics::telemetry_ack(d),
         },
-        Principal::Watcher => {
-            access == Access::Subscribe
-                && topic
-                    .strip_prefix(topics::PREFIX)
-                    .and_then(|t| t.strip_prefix("/events/"))
-                    .is_some_and(|rest| !rest.is_empty())
-        }
+        Principal::Other => false,
     }
 }
 
@@ -125,16 +126,14 @@ mod tests {
     }
 
     #[test]
-    fn watchers_only_listen_to_events() {
+    fn nobody_else_may_do_anything() {
         let w = Principal::of("demo-events-1", "ops");
-        assert_eq!(w, Principal::Watcher);
-        assert!(allowed(w, Access::Subscribe, "wasmops/v1/events/#"));
-        assert!(allowed(
-            w,
-            Access::Subscribe,
-            "wasmops/v1/events/RolloutAborted"
-        ));
-        for filter in ["#", "wasmops/v1/#", "wasmops/v1/events/", "+/v1/events/#"] {
+        assert_eq!(w, Principal::Other);
+        for filter in [
+            "#",
+            "wasmops/v1/events/#",
+            "wasmops/v1/events/RolloutAborted",
+        ] {
             assert!(!allowed(w, Access::Subscribe, filter), "{filter}");
         }
         assert!(!allowed(w, Access::Publish, "wasmops/v1/events/x"));

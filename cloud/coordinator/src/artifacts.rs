@@ -84,6 +84,15 @@ impl Artifacts {
             .map(drop)
     }
 
+    /// A component's bytes, whole (a trust check reads every section).
+    pub async fn read(&self, sha256: &str) -> object_store::Result<bytes::Bytes> {
+        self.store
+            .get(&key(&self.prefix, Space::Components, sha256))
+            .await?
+            .bytes()
+            .await
+    }
+
     pub async fn size(&self, sha256: &str) -> object_store::Result<u64> {
         self.size_in(Space::Components, sha256).await
     }

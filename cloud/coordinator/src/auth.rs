@@ -43,6 +43,8 @@ pub enum Action {
     Work,
     /// Read a dataset's bytes (training data may be sensitive: not viewers).
     ReadData,
+    /// Publish trust metadata (root, delegations, revocations): admins only.
+    ManageTrust,
 }
 
 impl Role {

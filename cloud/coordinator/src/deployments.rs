@@ -16,6 +16,7 @@ pub async fn deploy(
     req: DeployRequest,
 ) -> Result<Deployment, CoordinatorError> {
     let v = registry::resolve(c, &req.model, &req.version).await?;
+    crate::trust::check_deployable(c, &v.name, &v.version, &v.sha256).await?;
     let known = devices::list(c).await?;
     let targets = devices::select_targets(&known, &req.devices, &req.selector)?;
     devices::refuse_if_held(c, &targets).await?;

@@ -1,23 +1,16 @@
 //! Fleet events (ModelRegistered, DeploymentStarted, ModelDeployed,
 //! DeviceOffline; rollouts add RolloutStarted, WaveCompleted, RolloutAborted):
 //! published on `wasmops/v1/events/{kind}` (QoS 1) and POSTed as JSON to every
-//! configured webhook, with retries. Delivery never blocks the change itself.
+//! configured webhook, with retries, and streamed to API readers on
+//! `GET /v1/events` (from [`Coordinator::internal_events`], which the loop
+//! reads too). Delivery never blocks the change itself.
 
 use std::time::Duration;
 
 use rumqttc::QoS;
-use serde::Serialize;
+pub use wasmops_api::Event;
 
 use crate::Coordinator;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub kind: &'static str,
-    pub at_ms: i64,
-    /// What it is about: `model@version`, a device id, a deployment id.
-    pub subject: String,
-    pub detail: serde_json::Value,
-}
 
 pub fn topic(kind: &str) -> String {
     format!("{}/events/{kind}", wasmops_protocol::topics::PREFIX)
@@ -30,7 +23,7 @@ pub fn emit(
     detail: serde_json::Value,
 ) {
     let event = Event {
-        kind,
+        kind: kind.to_string(),
         at_ms: crate::now_ms(),
         subject: subject.into(),
         detail,

@@ -52,6 +52,7 @@ pub mod runs;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -70,7 +71,10 @@ pub const MAX_UPLOADS_IN_MEMORY: usize = 2;
 pub struct Coordinator {
     pub db: db::Db,
     pub artifacts: artifacts::Artifacts,
+    /// Who may sign what the registry takes and devices get; its metadata
+    /// is replaced by `PUT /v1/trust` ([`trust`]).
     pub trust: Arc<TrustPolicy>,
+    pub data_dir: std::path::PathBuf,
     pub max_artifact_bytes: usize,
     /// Uploads held in memory at once (each up to `max_artifact_bytes`): the
     /// rest wait, so a burst of uploads cannot exhaust memory.
@@ -104,6 +108,9 @@ pub struct Coordinator {
     pub monitor_announced: monitor::watch::Announced,
     /// Every event, for subscribers inside the coordinator (the loop's triggers).
     pub internal_events: tokio::sync::broadcast::Sender<events::Event>,
+    /// True once the coordinator is shutting down: long-lived answers (the
+    /// event stream) end, so the graceful shutdown does not wait on them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Coordinator {
@@ -128,10 +135,12 @@ impl Coordinator {
             wasmops_trust::write_atomic_mode(&path, token.as_bytes(), Some(0o600))?;
             tracing::warn!("created the first admin token in {}", path.display());
         }
+        trust::restore(&config.trust, &config.data_dir);
         Ok(Arc::new(Coordinator {
             db,
             artifacts,
             trust: Arc::new(config.trust.clone()),
+            data_dir: config.data_dir.clone(),
             max_artifact_bytes: config.max_artifact_bytes,
             uploads: tokio::sync::Semaphore::new(MAX_UPLOADS_IN_MEMORY),
             discards: Arc::new(tokio::sync::Semaphore::new(http::MAX_DISCARDS)),
@@ -148,6 +157,7 @@ impl Coordinator {
             monitor: config.monitor,
             monitor_announced: Default::default(),
             internal_events: tokio::sync::broadcast::channel(1024).0,
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
     }
 }
@@ -258,6 +268,11 @@ pub async fn serve_with(
     // Tests and scripts wait for this line to learn the port.
     println!("wasmops coordinator listening on http://{addr} (MQTT: mqtt://{host}:{port})");
     ready(Ready { addr, worker_token });
+    let stopping = coordinator.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stopping.send_replace(true);
+    };
     axum::serve(listener, http::router(coordinator))
         .with_graceful_shutdown(shutdown)
         .await?;

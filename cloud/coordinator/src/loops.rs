@@ -423,8 +423,8 @@ pub async fn run(c: std::sync::Arc<Coordinator>) {
                         for col in columns {
                             alerted.insert((model.to_string(), col), std::time::Instant::now());
                         }
-                    } else if LOOP_EVENTS.contains(&e.kind) {
-                        held.push(Held { model: model.to_string(), kind: e.kind, columns, at: std::time::Instant::now() });
+                    } else if let Some(kind) = LOOP_EVENTS.iter().copied().find(|k| *k == e.kind) {
+                        held.push(Held { model: model.to_string(), kind, columns, at: std::time::Instant::now() });
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

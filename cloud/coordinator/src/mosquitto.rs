@@ -4,7 +4,9 @@
 //! `wasmops mosquitto-config --dir DIR` writes `DIR/mosquitto.conf` (no
 //! anonymous logins, the plugin on, running as the files' owner) and the plugin's starting state: the
 //! coordinator as its only client (password in `DIR/coordinator.password`,
-//! 0600) and a `wasmops-watcher` role. A coordinator started with
+//! 0600) and a `wasmops-watcher` role (subscribe to `wasmops/v1/events/#`)
+//! for clients an operator adds by hand to feed events to other systems;
+//! wasmops itself watches events on the HTTP API. A coordinator started with
 //! `--mosquitto-dir DIR` logs in with that password and, as devices enrol,
 //! makes each one a client of its own: username = device id, client id
 //! pinned to `wasmops-device-{id}`, and a role of literal topic ACLs
@@ -34,7 +36,7 @@ pub const CONTROL_TOPIC: &str = "$CONTROL/dynamic-security/v1";
 pub const RESPONSE_TOPIC: &str = "$CONTROL/dynamic-security/v1/response";
 /// The coordinator's password file in the config directory.
 pub const PASSWORD_FILE: &str = "coordinator.password";
-/// The role of people's API tokens (event watchers).
+/// A role for event-reading clients an operator adds (wasmops creates none).
 pub const WATCHER_ROLE: &str = "wasmops-watcher";
 
 /// PBKDF2 rounds for the coordinator's client: Mosquitto 2.0's own default

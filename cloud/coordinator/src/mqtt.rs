@@ -386,10 +386,10 @@ async fn record_status(c: &Coordinator, topic: &str, payload: &[u8]) -> anyhow::
     Ok(())
 }
 
-/// The embedded broker's login check: the coordinator's own client, a device
-/// with its own credential (username = device id, client id
-/// `wasmops-device-{id}`), or a person's API token (tools watching events;
-/// [`crate::acl`] says what each may then do).
+/// The embedded broker's login check: the coordinator's own client, or a
+/// device with its own credential (username = device id, client id
+/// `wasmops-device-{id}`); [`crate::acl`] says what each may then do.
+/// People's API tokens are refused: they watch events on `GET /v1/events`.
 pub async fn mqtt_login(
     c: &Coordinator,
     internal_secret: &str,
@@ -405,7 +405,6 @@ pub async fn mqtt_login(
             p.name == crate::enrolment::credential_name(username)
                 && acl::login_fits(client_id, username, Some(username))
         }
-        Ok(Some(_)) => acl::login_fits(client_id, username, None),
         _ => false,
     }
 }

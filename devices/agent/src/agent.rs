@@ -218,6 +218,93 @@ impl Agent {
         }
     }
 
+    /// Whether this device's trust is anchored in a root (its metadata comes
+    /// from the coordinator, see [`crate::trust`]).
+    pub fn trusts_a_root(&self) -> bool {
+        self.store.root_policy().is_some()
+    }
+
+    /// Puts trust metadata from the coordinator in force (judged against
+    /// this device's anchor and trust state: nothing goes back), keeps it in
+    /// the trust directory for the next start, and when it changed judges
+    /// the installed models again ([`Agent::rejudge`]).
+    pub(crate) fn apply_trust(
+        &self,
+        metadata: wasmops_trust::TrustMetadata,
+    ) -> Result<wasmops_trust::Applied> {
+        let policy = self
+            .store
+            .root_policy()
+            .context("this device trusts plain keys, not a root")?;
+        let applied = policy.apply(metadata.clone(), Some(&self.state))?;
+        if applied.changed {
+            if let Some(dir) = &self.config.trust.trust_dir
+                && let Err(e) = wasmops_trust::TrustDir::new(dir).save_all(&metadata)
+            {
+                // In force now; the next start fetches it again.
+                tracing::error!("{}: cannot keep the trust metadata: {e}", self.id());
+            }
+            self.rejudge();
+        }
+        Ok(applied)
+    }
+
+    /// Judges the installed models against the trust in force, as a restart
+    /// would: one whose signer it no longer vouches for (a key or delegation
+    /// revoked since it was accepted) stops serving, and the previous version
+    /// serves instead if it still holds; a staged or shadow one is dropped.
+    /// What happened is the status note. Returns it.
+    pub fn rejudge(&self) -> Option<String> {
+        let refused = |r: &SlotRecord| {
+            let at = r
+                .accepted_at
+                .map_or_else(Timestamp::now, Timestamp::from_unix);
+            self.store.refused_as_of(&r.info.sha256, at)
+        };
+        let mut notes = vec![];
+        for (slot, role) in [(&self.staged, "staged"), (&self.shadow, "shadow")] {
+            let current = slot.read().unwrap().clone();
+            if let Some(s) = current
+                && let Some(why) = refused(&s.record)
+            {
+                notes.push(format!(
+                    "the {role} model {} {} is dropped: {why}",
+                    s.record.info.model, s.record.info.version
+                ));
+                *slot.write().unwrap() = None;
+            }
+        }
+        let active = self.active.read().unwrap().clone();
+        if let Some(a) = active
+            && let Some(why) = refused(&a.record)
+        {
+            let (model, version) = (&a.record.info.model, &a.record.info.version);
+            notes.push(format!("{model} {version} stopped serving: {why}"));
+            let previous = self.previous.read().unwrap().clone();
+            let fallback = previous
+                .filter(|p| refused(p).is_none())
+                .and_then(|p| self.reopen(&p).ok());
+            match fallback {
+                Some(slot) => {
+                    notes.push(format!(
+                        "serving the previous version {} {}",
+                        slot.record.info.model, slot.record.info.version
+                    ));
+                    self.set_active(slot);
+                }
+                None => *self.active.write().unwrap() = None,
+            }
+            *self.previous.write().unwrap() = None;
+        }
+        if notes.is_empty() {
+            return None;
+        }
+        let note = notes.join("; ");
+        tracing::error!("{}: {note}", self.id());
+        *self.restore_note.write().unwrap() = Some(note.clone());
+        Some(note)
+    }
+
     /// What went wrong at the last restore, until the next install replaces it.
     pub fn restore_note(&self) -> Option<String> {
         self.restore_note.read().unwrap().clone()

@@ -34,6 +34,12 @@ fn default_telemetry_buffer() -> usize {
     10_000
 }
 
+/// Trust metadata fetched from the coordinator once a minute: a revocation
+/// reaches a 1,000-device fleet within a minute at ~17 small requests/s.
+fn default_trust_refresh_seconds() -> u64 {
+    60
+}
+
 /// `agent.toml`. Relative paths are relative to the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +76,10 @@ pub struct AgentConfig {
     #[serde(default = "default_telemetry_buffer")]
     pub telemetry_buffer: usize,
     pub trust: TrustConfig,
+    /// How often the trust metadata (root, delegations, revocations) is
+    /// fetched from the coordinator and applied, under a root (`[trust] root`).
+    #[serde(default = "default_trust_refresh_seconds")]
+    pub trust_refresh_seconds: u64,
     /// Linear memory cap per model instance, MiB (default: the runtime's).
     #[serde(default)]
     pub memory_limit_mb: Option<usize>,
@@ -119,6 +129,7 @@ impl AgentConfig {
             telemetry_interval_ms: default_telemetry_interval_ms(),
             telemetry_buffer: default_telemetry_buffer(),
             trust,
+            trust_refresh_seconds: default_trust_refresh_seconds(),
             memory_limit_mb: None,
             deadline_ms: None,
             sample_rows: BTreeMap::new(),

@@ -35,6 +35,7 @@ pub mod presence;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 
 use std::sync::Arc;
 
@@ -67,6 +68,11 @@ pub async fn run(
              enrol, or set control_key in agent.toml",
             config.device_id
         );
+    }
+    // Before the restore: a revocation published while the device was off
+    // applies to what it restores.
+    if let Err(e) = trust::refresh(&agent, &reqwest::Client::new()).await {
+        tracing::warn!("trust metadata not refreshed at start: {e:#}");
     }
     if let Err(e) = agent.restore() {
         tracing::error!("could not restore the active model: {e:#}");

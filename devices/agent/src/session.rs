@@ -105,6 +105,27 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
             }
         })
     };
+    let trust = {
+        let (agent, publisher) = (agent.clone(), publisher.clone());
+        tokio::spawn(async move {
+            if !agent.trusts_a_root() {
+                return;
+            }
+            let http = reqwest::Client::new();
+            let every = Duration::from_secs(agent.config.trust_refresh_seconds.max(1));
+            loop {
+                tokio::time::sleep(every).await;
+                match crate::trust::refresh(&agent, &http).await {
+                    // Say what serves now (a revoked model may have stopped).
+                    Ok(Some(_)) => {
+                        publisher(agent.status(None, InstallState::Active, agent.restore_note()))
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("{}: trust metadata not refreshed: {e:#}", agent.id()),
+                }
+            }
+        })
+    };
     let installer = {
         let agent = agent.clone();
         tokio::spawn(async move {
@@ -152,6 +173,6 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
     Ok(Running {
         agent,
         presence,
-        tasks: vec![router, installer, telemetry],
+        tasks: vec![router, installer, telemetry, trust],
     })
 }

@@ -166,14 +166,30 @@ impl ModelStore {
     /// Why the trust policy would refuse slot `sha256` as a new install today
     /// (expired claims or delegation, a revoked key), if it would.
     pub fn refused_today(&self, sha256: &str) -> Option<String> {
+        self.refused_as_of(sha256, Timestamp::now())
+    }
+
+    /// Why the trust in force refuses slot `sha256` as accepted at `at` (a
+    /// key or delegation revoked since), if it does; judged afresh, whatever
+    /// copy is loaded.
+    pub fn refused_as_of(&self, sha256: &str, at: Timestamp) -> Option<String> {
         let SignaturePolicy::Trusted(policy) = &self.host.config().signatures else {
             return None;
         };
         let wasm = std::fs::read(self.path(sha256)).ok()?;
         policy
-            .check_accepted(&wasm, Timestamp::now())
+            .check_accepted(&wasm, at)
             .err()
             .map(|e| e.to_string())
+    }
+
+    /// The trust policy when it is anchored in a root (so its metadata can
+    /// be refreshed from the coordinator).
+    pub fn root_policy(&self) -> Option<&wasmops_trust::TrustPolicy> {
+        match &self.host.config().signatures {
+            SignaturePolicy::Trusted(p) if p.metadata().is_some() => Some(p),
+            _ => None,
+        }
     }
 
     /// Moves slot `sha256` to `<sha256>.wasm.damaged` if its bytes no longer

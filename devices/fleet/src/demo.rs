@@ -190,7 +190,7 @@ pub fn run(
                 "drift moment: {}; waiting for the monitoring's DataDriftDetected",
                 s.change
             ));
-            let (took, event) = rt.block_on(drift_moment(&fleet, &mqtt_login(&coordinator)?))?;
+            let (took, event) = drift_moment(&fleet, &client)?;
             say(format!(
                 "DataDriftDetected after {:.1} s: {}",
                 took.as_secs_f64(),
@@ -235,57 +235,39 @@ pub fn run(
     })
 }
 
-/// The MQTT address and a login (the admin token) for watching events.
-fn mqtt_login(c: &InProcess) -> Result<(String, Option<String>)> {
-    Ok((c.mqtt.clone(), Some(c.admin_token()?)))
-}
-
 /// Shifts the fleet's inputs and waits for the coordinator's
-/// `DataDriftDetected` on MQTT: how long it took, and the event's columns.
-async fn drift_moment(
-    fleet: &Fleet,
-    (mqtt, login): &(String, Option<String>),
-) -> Result<(Duration, String)> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt)?;
-    let mut opts = MqttOptions::new(format!("demo-events-{}", std::process::id()), host, port);
-    if let Some(token) = login {
-        opts.set_credentials("demo", token);
-    }
-    let (client, mut events) = AsyncClient::new(opts, 16);
-    client
-        .subscribe(
-            format!(
-                "{}/events/DataDriftDetected",
-                wasmops_protocol::topics::PREFIX
-            ),
-            QoS::AtLeastOnce,
-        )
-        .await?;
-    let wait = async {
-        let mut shifted = None;
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    fleet.change_now();
-                    shifted = Some(Instant::now());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) if shifted.is_some() => {
-                    let v: serde_json::Value = serde_json::from_slice(&p.payload)?;
-                    let columns = v["detail"]["columns"].to_string();
-                    return Ok::<_, anyhow::Error>((
-                        shifted.expect("set").elapsed(),
-                        format!("{} drifted in {}", v["subject"], columns),
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => bail!("cannot watch events: {e}"),
+/// `DataDriftDetected` on its event stream: how long it took, and the
+/// event's columns.
+fn drift_moment(fleet: &Fleet, client: &wasmops_api::Client) -> Result<(Duration, String)> {
+    let events = client
+        .events(&["DataDriftDetected"])
+        .context("cannot watch the coordinator's events")?;
+    fleet.change_now();
+    let shifted = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The stream blocks; it ends when the coordinator stops.
+    std::thread::spawn(move || {
+        for e in events {
+            if tx.send(e).is_err() {
+                return;
             }
         }
-    };
-    tokio::time::timeout(Duration::from_secs(180), wait)
-        .await
-        .context("no DataDriftDetected within 3 minutes of the shift")?
+    });
+    let deadline = shifted + Duration::from_secs(180);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Ok(e)) => {
+                return Ok((
+                    shifted.elapsed(),
+                    format!("{} drifted in {}", e.subject, e.detail["columns"]),
+                ));
+            }
+            Ok(Err(wasmops_api::ApiError::Missed(_))) => {}
+            Ok(Err(e)) => bail!("cannot watch events: {e}"),
+            Err(_) => bail!("no DataDriftDetected within 3 minutes of the shift"),
+        }
+    }
 }
 
 /// Demo windows: a trend point every 5 s, the watcher judging 30 s.

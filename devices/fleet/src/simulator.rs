@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use serde::Serialize;
 
 use wasmops_agent::store::ModelStore;
@@ -103,6 +104,9 @@ pub struct FleetView {
     pub crashed: Crashed,
 }
 
+/// Devices starting at once.
+const STARTING_AT_ONCE: usize = 8;
+
 impl Fleet {
     pub async fn start(c: FleetConfig) -> Result<Fleet> {
         anyhow::ensure!(c.devices > 0, "a fleet needs at least one device");
@@ -139,16 +143,24 @@ impl Fleet {
             store,
             config: c,
         };
-        for i in 0..fleet.config.devices {
-            fleet
-                .start_device(i)
-                .await
-                .with_context(|| format!("device {i}"))?;
-            // Spread the connects so the broker is not hit by all at once.
-            if i % 50 == 49 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        // A few at a time: each enrols (the coordinator's database and two
+        // file writes on the device side) before it connects, so one at a
+        // time spends the wait serially; a few also spread the broker's load.
+        let mut starts = futures::stream::iter(0..fleet.config.devices)
+            .map(|i| {
+                let fleet = &fleet;
+                async move {
+                    fleet
+                        .start_device(i)
+                        .await
+                        .with_context(|| format!("device {i}"))
+                }
+            })
+            .buffer_unordered(STARTING_AT_ONCE);
+        while let Some(started) = starts.next().await {
+            started?;
         }
+        drop(starts);
         Ok(fleet)
     }
 
@@ -288,6 +300,8 @@ impl Fleet {
             v.dropped_reports += dropped;
             v.devices.push(d);
         }
+        // Devices start (and restart) in any order.
+        v.devices.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
@@ -450,7 +464,8 @@ async fn post_outcomes(
 
 /// The simulator's own HTTP API: `GET /v1/fleet` (each device's active
 /// version and counters), `POST /v1/fleet/traffic?rate=R`, `POST /v1/fleet/flush`,
-/// `POST /v1/fleet/devices/{id}/crash`, `POST /v1/fleet/devices/{id}/restart`.
+/// `POST /v1/fleet/devices/{id}/crash`, `POST /v1/fleet/devices/{id}/restart`,
+/// `POST /v1/fleet/change` (the scenario's change, now).
 pub fn api(fleet: Arc<Fleet>) -> axum::Router {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
@@ -500,6 +515,13 @@ pub fn api(fleet: Arc<Fleet>) -> axum::Router {
                     }
                 },
             ),
+        )
+        .route(
+            "/v1/fleet/change",
+            post(|State(f): State<Arc<Fleet>>| async move {
+                f.change_now();
+                "ok"
+            }),
         )
         .route(
             "/v1/fleet/flush",

@@ -22,9 +22,9 @@ mod time;
 
 pub use claims::{CLAIMS_SECTION, Claims, Lineage};
 pub use metadata::{Delegation, Revocations, Root, Signed};
-pub use policy::{Accepted, KeySource, TrustPolicy};
+pub use policy::{Accepted, Applied, KeySource, TrustPolicy};
 pub use state::StateDir;
-pub use store::TrustDir;
+pub use store::{TrustDir, TrustMetadata};
 pub use time::Timestamp;
 
 use thiserror::Error;

@@ -4,6 +4,8 @@
 //! checks out): root chain → revocation list → delegations → signature →
 //! claims (expiry, scope, capabilities) → rollback.
 
+use std::sync::{Arc, RwLock};
+
 use wasmops_sign::{PublicKey, SignError, Verified};
 
 use crate::capabilities::{self, DEFAULT_GRANTED};
@@ -19,11 +21,24 @@ pub const DELEGATION_SECTION: &str = "wasmops-delegation";
 pub enum KeySource {
     /// Components signed by any of these keys (development; plain wasmsign2).
     Keys(Vec<PublicKey>),
-    /// A root key (what a device holds) and the metadata it vouches for.
+    /// A root key (what a device holds) and the metadata it vouches for,
+    /// shared by every clone of the policy and replaced as a whole by
+    /// [`TrustPolicy::apply`] (a device takes fresh revocations without a restart).
     Root {
         anchor: Vec<PublicKey>,
-        metadata: TrustMetadata,
+        metadata: Arc<RwLock<TrustMetadata>>,
     },
+}
+
+/// What [`TrustPolicy::apply`] found in metadata it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The root version now in force.
+    pub root_version: u64,
+    /// The revocation list's version (0: none).
+    pub revocations_version: u64,
+    /// Whether anything differs from what was in force before.
+    pub changed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +76,10 @@ impl TrustPolicy {
 
     pub fn root(anchor: Vec<PublicKey>, metadata: TrustMetadata) -> TrustPolicy {
         TrustPolicy {
-            keys: KeySource::Root { anchor, metadata },
+            keys: KeySource::Root {
+                anchor,
+                metadata: Arc::new(RwLock::new(metadata)),
+            },
             require_claims: true,
             ..TrustPolicy::keys(vec![])
         }
@@ -70,6 +88,96 @@ impl TrustPolicy {
     pub fn with_state(mut self, state: StateDir) -> TrustPolicy {
         self.state = Some(state);
         self
+    }
+
+    /// The metadata in force (under a root): a snapshot.
+    pub fn metadata(&self) -> Option<TrustMetadata> {
+        match &self.keys {
+            KeySource::Root { metadata, .. } => {
+                Some(metadata.read().unwrap_or_else(|e| e.into_inner()).clone())
+            }
+            KeySource::Keys(_) => None,
+        }
+    }
+
+    /// Puts `new` in force for every clone of this policy if it holds: its
+    /// root chain walks from the anchor (or from the root `state` walked to
+    /// before) and nothing goes back — not the root version, not the
+    /// revocation list (neither behind the one in force nor behind `state`,
+    /// which records what was taken). A refusal changes nothing.
+    pub fn apply(
+        &self,
+        new: TrustMetadata,
+        state: Option<&StateDir>,
+    ) -> Result<Applied, TrustError> {
+        let KeySource::Root { anchor, metadata } = &self.keys else {
+            return Err(TrustError::MalformedMetadata {
+                what: "trust metadata".into(),
+                reason: "this host trusts plain keys, not a root: there is nothing to apply".into(),
+            });
+        };
+        let current = self.metadata().unwrap_or_default();
+        let version = |m: &TrustMetadata| {
+            (
+                m.roots.iter().map(|r| r.signed.version).max().unwrap_or(0),
+                m.revocations.as_ref().map_or(0, |r| r.signed.version),
+            )
+        };
+        let ((have_root, have_list), (got_root, got_list)) = (version(&current), version(&new));
+        if got_root < have_root {
+            return Err(TrustError::MetadataRollback {
+                what: "root".into(),
+                have: have_root,
+                got: got_root,
+            });
+        }
+        if got_list < have_list {
+            return Err(TrustError::MetadataRollback {
+                what: "revocation list".into(),
+                have: have_list,
+                got: got_list,
+            });
+        }
+        for d in &new.delegations {
+            d.signed.public_key()?;
+            if !crate::store::valid_file_name(&d.signed.name) {
+                return Err(TrustError::MalformedMetadata {
+                    what: format!("delegation `{}`", d.signed.name),
+                    reason: "its name cannot be a file name".into(),
+                });
+            }
+        }
+        let judge = TrustPolicy {
+            state: state.cloned(),
+            ..TrustPolicy::root(anchor.clone(), new.clone())
+        };
+        let now = self.now();
+        // Hosts without a state walk from the anchor every time: the chain
+        // must hold from there (a set that only passes because a state skips
+        // its first roots would stop every install on them). Judged first:
+        // it records nothing.
+        let stateless = TrustPolicy {
+            state: None,
+            ..judge.clone()
+        };
+        let (from_anchor, _) = stateless.current_root(anchor, &new, None, now)?;
+        // Then against what this host saw before, recording what it takes.
+        let (root, revocations) =
+            judge.current_root(anchor, &new, judge.load_state()?.as_ref(), now)?;
+        if from_anchor.version < root.version {
+            return Err(TrustError::MetadataRollback {
+                what: "root".into(),
+                have: root.version,
+                got: from_anchor.version,
+            });
+        }
+        let changed = new != current;
+        *metadata.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(Applied {
+            root_version: root.version,
+            revocations_version: revocations.map_or(0, |r| r.version),
+            changed,
+        })
     }
 
     fn now(&self) -> Timestamp {
@@ -116,7 +224,8 @@ impl TrustPolicy {
         let (verified, delegation) = match &at.keys {
             KeySource::Keys(keys) => (wasmops_sign::verify(wasm, keys)?, None),
             KeySource::Root { anchor, metadata } => {
-                let (verified, d) = at.check_chain(wasm, anchor, metadata, state.as_ref())?;
+                let metadata = metadata.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let (verified, d) = at.check_chain(wasm, anchor, &metadata, state.as_ref())?;
                 (verified, Some(d))
             }
         };
@@ -172,6 +281,7 @@ impl TrustPolicy {
         let KeySource::Root { anchor, metadata } = &self.keys else {
             return Ok("plain trusted keys, no root".into());
         };
+        let metadata = &*metadata.read().unwrap_or_else(|e| e.into_inner());
         let now = self.now();
         let (root, revocations) =
             self.current_root(anchor, metadata, self.load_state()?.as_ref(), now)?;
@@ -519,6 +629,87 @@ mod tests {
         policy(meta.clone(), T0).check_metadata().unwrap();
         let err = policy(meta, T0 + 10).check_metadata().unwrap_err();
         assert!(matches!(err, TrustError::RevocationsExpired(_)), "{err}");
+    }
+
+    #[test]
+    fn applied_metadata_takes_effect_at_once_and_never_goes_back() {
+        let (k1, signer) = (key(1), key(7));
+        let v1 = root(1, &[&k1], 1, &[&k1]);
+        let delegation = Signed::sign(
+            Delegation {
+                name: "release".into(),
+                key: key_to_hex(&signer.public()),
+                models: vec!["*".into()],
+                capabilities: None,
+                issued: Timestamp::from_unix(T0),
+                expires: Timestamp::from_unix(T0 + 500),
+            },
+            &[&k1],
+        );
+        let list = |version: u64, revoked: bool| {
+            Signed::sign(
+                Revocations {
+                    version,
+                    issued: Timestamp::from_unix(T0),
+                    expires: None,
+                    keys: if revoked {
+                        vec![crate::metadata::RevokedKey {
+                            key_id: signer.public().key_id(),
+                            reason: Some("leaked".into()),
+                            revoked_at: Timestamp::from_unix(T0),
+                        }]
+                    } else {
+                        vec![]
+                    },
+                    delegations: vec![],
+                },
+                &[&k1],
+            )
+        };
+        let meta = |version: u64, revoked: bool| TrustMetadata {
+            roots: vec![v1.clone()],
+            delegations: vec![delegation.clone()],
+            revocations: Some(list(version, revoked)),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let device = policy(meta(1, false), T0);
+        // A clone (what a host holds) sees what the original applies.
+        let host = device.clone();
+        let wasm = component(&signer, 1, T0 + 100);
+        host.check(&wasm).unwrap();
+        let applied = device.apply(meta(2, true), Some(&state)).unwrap();
+        assert_eq!(
+            applied,
+            Applied {
+                root_version: 1,
+                revocations_version: 2,
+                changed: true
+            }
+        );
+        let err = host.check(&wasm).unwrap_err();
+        assert!(matches!(err, TrustError::KeyRevoked { .. }), "{err}");
+        // The old list again (a replay, or a coordinator restored from backup):
+        // refused by the list in force and by the state on disk.
+        for judge in [&device, &policy(meta(1, false), T0)] {
+            let err = judge.apply(meta(1, false), Some(&state)).unwrap_err();
+            let replayed = TrustError::MetadataRollback {
+                what: "revocation list".into(),
+                have: 2,
+                got: 1,
+            };
+            assert_eq!(err.to_string(), replayed.to_string());
+        }
+        assert!(host.check(&wasm).is_err(), "a refusal changes nothing");
+        // Metadata a stranger signed never gets in.
+        let stranger = key(9);
+        let forged = TrustMetadata {
+            roots: vec![root(1, &[&stranger], 1, &[&stranger])],
+            ..meta(3, false)
+        };
+        assert!(device.apply(forged, Some(&state)).is_err());
+        // Nothing new: applied, unchanged.
+        assert!(!device.apply(meta(2, true), Some(&state)).unwrap().changed);
     }
 
     /// A signed, claimed stand-in component (a bare module: the policy only reads sections).

@@ -15,12 +15,28 @@ use std::path::{Path, PathBuf};
 use crate::TrustError;
 use crate::metadata::{Delegation, Document, Revocations, Root, Signed};
 
-/// Everything a verifier needs besides the root public key it is anchored to.
-#[derive(Debug, Clone, Default)]
+/// Everything a verifier needs besides the root public key it is anchored
+/// to; also the JSON a coordinator serves at `GET /v1/trust` and takes at
+/// `PUT /v1/trust`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustMetadata {
     pub roots: Vec<Signed<Root>>,
+    #[serde(default)]
     pub delegations: Vec<Signed<Delegation>>,
+    #[serde(default)]
     pub revocations: Option<Signed<Revocations>>,
+}
+
+/// A delegation name usable as `delegations/NAME.json`: no separators, no
+/// dot-files, not empty, short.
+pub(crate) fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b))
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +122,28 @@ impl TrustDir {
                 self.dir.display()
             ))
         })
+    }
+
+    /// Writes every document of `meta` (a newer set from the coordinator);
+    /// documents only here stay (a delegation the set no longer names is
+    /// judged by the revocation list, not by its absence).
+    pub fn save_all(&self, meta: &TrustMetadata) -> Result<(), TrustError> {
+        for r in &meta.roots {
+            self.save_root(r)?;
+        }
+        for d in &meta.delegations {
+            if !valid_file_name(&d.signed.name) {
+                return Err(TrustError::MalformedMetadata {
+                    what: format!("delegation `{}`", d.signed.name),
+                    reason: "its name cannot be a file name".into(),
+                });
+            }
+            self.save_delegation(d)?;
+        }
+        if let Some(list) = &meta.revocations {
+            self.save_revocations(list)?;
+        }
+        Ok(())
     }
 
     pub fn save_root(&self, root: &Signed<Root>) -> Result<PathBuf, TrustError> {

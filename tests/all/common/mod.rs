@@ -331,14 +331,50 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 
-/// Everything published under `wasmops/v1/events/#`; `login` is an API token
-/// (the embedded broker admits people's tokens, devices' own credentials, nobody else).
-pub fn event_listener(mqtt: &str, login: Option<&str>) -> Seen {
+/// Every fleet event from now on, read from the coordinator at `url`'s
+/// event stream (`GET /v1/events`) with `token`; subscribed on return. The
+/// stream is opened again when the coordinator restarts (events in between
+/// are not replayed), until the test drops what it returns.
+pub fn event_listener(url: &str, token: &str) -> Seen {
+    let client = wasmops_api::Client::new(url, token).unwrap();
+    let mut stream = Some(client.events(&[]).expect("subscribed to events"));
+    let seen: Seen = Default::default();
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        loop {
+            let events = match stream.take() {
+                Some(s) => s,
+                None => match client.events(&[]) {
+                    Ok(s) => s,
+                    Err(_) if std::sync::Arc::strong_count(&store) > 1 => {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    Err(_) => return,
+                },
+            };
+            for e in events {
+                match e {
+                    Ok(e) => store.lock().unwrap().push(serde_json::to_value(e).unwrap()),
+                    Err(wasmops_api::ApiError::Missed(n)) => panic!("the test missed {n} events"),
+                    // The coordinator stopped.
+                    Err(_) => break,
+                }
+            }
+            if std::sync::Arc::strong_count(&store) == 1 {
+                return;
+            }
+        }
+    });
+    seen
+}
+
+/// Everything the coordinator publishes under `wasmops/v1/events/#` on an
+/// open external broker (as an integration listening there would see it):
+/// unlike the HTTP stream, it outlives a coordinator's restart.
+pub fn broker_events(mqtt: &str) -> Seen {
     let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt).unwrap();
-    let mut opts = rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port);
-    if let Some(token) = login {
-        opts.set_credentials("events", token);
-    }
+    let opts = rumqttc::MqttOptions::new(format!("events-{}", std::process::id()), host, port);
     let (client, mut conn) = rumqttc::Client::new(opts, 64);
     client
         .subscribe("wasmops/v1/events/#", rumqttc::QoS::AtLeastOnce)

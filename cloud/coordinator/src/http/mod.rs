@@ -25,6 +25,7 @@ use crate::auth::{Action, Principal, Role};
 use crate::error::CoordinatorError;
 use crate::{Coordinator, audit, registry};
 
+mod events;
 mod training;
 
 /// An error answer: status and body.
@@ -183,6 +184,30 @@ async fn whoami(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
     .into_response())
 }
 
+/// `GET /v1/trust`: the root, delegations and revocation list in force
+/// (devices fetch it; any role may read it).
+async fn trust_metadata(State(c): Api, headers: HeaderMap) -> ApiResult<Response> {
+    allow(&c, &headers, Action::Download).await?;
+    Ok(Json(crate::trust::current(&c)?).into_response())
+}
+
+/// `PUT /v1/trust` (admin): newer metadata in force; 409 if it goes back,
+/// 422 if it does not hold.
+async fn publish_trust(
+    State(c): Api,
+    headers: HeaderMap,
+    Body(body): Body<wasmops_trust::TrustMetadata>,
+) -> ApiResult<Response> {
+    let who = allow(&c, &headers, Action::ManageTrust).await?;
+    let a = crate::trust::publish(&c, &who, body).await?;
+    Ok(Json(wasmops_api::TrustPublished {
+        root_version: a.root_version,
+        revocations_version: a.revocations_version,
+        changed: a.changed,
+    })
+    .into_response())
+}
+
 /// Largest JSON body of a deployment or rollout request: a probe sample at
 /// its limit plus the rest of the request.
 pub const MAX_REQUEST_BYTES: usize = wasmops_protocol::MAX_PROBE_BYTES + (1 << 20);
@@ -261,6 +286,8 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         )
         .route("/v1/audit", get(audit_log))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/events", get(events::events))
+        .route("/v1/trust", get(trust_metadata).put(publish_trust))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}/revoke", post(revoke_tokens))
         .route("/v1/devices/{id}/reset", post(reset_device))

@@ -3,7 +3,7 @@
 //! the last look becomes an event — `DataDriftDetected` and
 //! `PredictionDriftDetected` (naming the drifted columns),
 //! `DataQualityAlert` (one per column and anomaly, naming devices and label
-//! groups), `PerformanceDegraded` (realised accuracy below the model's own
+//! groups; again when it spreads to more devices), `PerformanceDegraded` (realised accuracy below the model's own
 //! expectation by the model's margin). A finding that goes away is
 //! forgotten, so its return is announced again.
 
@@ -152,17 +152,32 @@ pub async fn look(c: &Coordinator, now_ms: i64) -> Vec<(&'static str, String)> {
                 emitted.push((kind, subject.clone()));
             }
         }
+        // One finding per (column, anomaly, device): an anomaly is announced
+        // again, naming every device it now holds on, when it spreads to
+        // devices it did not hold on at the last look.
+        let finding = |a: &wasmops_api::QualityAlert, device: &str| {
+            format!("{}\u{1f}{}\u{1f}{device}", a.column, a.anomaly)
+        };
         let quality: BTreeSet<String> = r
             .quality
             .iter()
-            .map(|a| format!("{}\u{1f}{}", a.column, a.anomaly))
+            .flat_map(|a| {
+                let fleet_wide = a.devices.is_empty().then(String::new);
+                a.devices
+                    .iter()
+                    .cloned()
+                    .chain(fleet_wide)
+                    .map(move |d| finding(a, &d))
+            })
             .collect();
         let new = c.monitor_announced.news(key("DataQualityAlert"), quality);
-        for a in r
-            .quality
-            .iter()
-            .filter(|a| new.contains(&format!("{}\u{1f}{}", a.column, a.anomaly)))
-        {
+        for a in r.quality.iter().filter(|a| {
+            let fleet_wide = a.devices.is_empty().then(String::new);
+            a.devices
+                .iter()
+                .chain(fleet_wide.as_ref())
+                .any(|d| new.contains(&finding(a, d)))
+        }) {
             events::emit(
                 c,
                 "DataQualityAlert",

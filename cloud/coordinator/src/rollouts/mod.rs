@@ -273,6 +273,7 @@ pub async fn create(
 ) -> Result<RolloutView, CoordinatorError> {
     normalise(&mut req)?;
     let v = registry::resolve(c, &req.model, &req.version).await?;
+    crate::trust::check_deployable(c, &v.name, &v.version, &v.sha256).await?;
     // Stored before the rollout exists: every publish refers to it.
     crate::artifacts::store_probe(c, req.probe.as_ref()).await?;
     req.version = v.version.clone();
