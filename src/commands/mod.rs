@@ -3,7 +3,8 @@
 //! Model path: [`keygen`] → [`build`] → [`sign`] → [`verify`] → [`run`] /
 //! [`inspect`] / [`bench`]; [`trust`] manages the root of trust.
 //! Fleet path: [`coordinator`] serves the registry and API ([`mosquitto`]
-//! configures an external broker for it); [`model`],
+//! configures an external broker for it, [`provision`] writes bundles that
+//! flash gateways into it); [`model`],
 //! [`token`], [`enrolment`], [`deploy`], [`rollout`], [`devices`], [`audit`], [`events`]
 //! and [`telemetry`] talk to it; [`agent`] runs on a device; [`fleet`]
 //! simulates many; [`demo`] runs all of it on embedded defaults.
@@ -33,6 +34,7 @@ pub mod loops;
 pub mod model;
 pub mod monitor;
 pub mod mosquitto;
+pub mod provision;
 pub mod rollout;
 pub mod run;
 pub mod runs;
@@ -63,6 +65,7 @@ pub use loops::LoopCommand;
 pub use model::ModelCommand;
 pub use monitor::MonitorCommand;
 pub use mosquitto::MosquittoConfigCommand;
+pub use provision::ProvisionCommand;
 pub use rollout::RolloutCmd as RolloutCommand;
 pub use run::RunCommand;
 pub use runs::{RetrainCommand, RunsCommand};

@@ -118,13 +118,6 @@ impl Mqtt {
     }
 }
 
-fn agent_status(agent: &Agent) -> Value {
-    reqwest::blocking::get(format!("{}/v1/status", agent.url))
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 /// A coordinator trusting the test key, on `broker` (an external one) or
 /// its embedded broker; two releases of `churn` (1.0.0, 1.1.0) registered;
 /// the victim `gw-victim` online and the thief `gw-thief` enrolled.

@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod model_outputs;
 mod monitoring;
 mod presence;
+mod provision;
 mod registry;
 mod sandbox;
 mod security;

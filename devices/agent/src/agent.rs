@@ -548,31 +548,73 @@ impl Agent {
     }
 
     fn verify(&self, d: &Desired) -> Result<(Arc<LoadedModel>, ActiveInfo)> {
-        let loaded = self.store.load(&d.sha256)?;
+        let (loaded, info) = self.verify_slot(&d.sha256)?;
+        if info.model != d.model || info.version != d.version {
+            bail!(
+                "the component says it is {} {}, the deployment says {} {}",
+                info.model,
+                info.version,
+                d.model,
+                d.version
+            );
+        }
+        Ok((loaded, info))
+    }
+
+    /// Trust policy and rollback floor for slot `sha256`: what it says it is.
+    fn verify_slot(&self, sha256: &str) -> Result<(Arc<LoadedModel>, ActiveInfo)> {
+        let loaded = self.store.load(sha256)?;
         let claims = loaded
             .accepted
             .as_ref()
             .and_then(|a| a.claims.clone())
             .context("the component carries no claims")?;
-        if claims.name != d.model || claims.version != d.version {
-            bail!(
-                "the component says it is {} {}, the deployment says {} {}",
-                claims.name,
-                claims.version,
-                d.model,
-                d.version
-            );
-        }
         self.state.check_sequence(&claims.name, claims.sequence)?;
         Ok((
             loaded,
             ActiveInfo {
                 model: claims.name,
                 version: claims.version,
-                sha256: d.sha256.clone(),
+                sha256: sha256.to_string(),
                 sequence: claims.sequence,
             },
         ))
+    }
+
+    /// Installs `agent.toml`'s `preinstalled` component when nothing serves
+    /// yet (a freshly flashed gateway): the same checks as a download
+    /// (trust policy, rollback floor, a synthetic health probe), then it
+    /// serves as the active version. Returns what it installed.
+    pub fn preinstall(&self) -> Result<Option<ActiveInfo>> {
+        let Some(path) = &self.config.preinstalled else {
+            return Ok(None);
+        };
+        if self.active.read().unwrap().is_some() {
+            return Ok(None);
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let sha256 = wasmops_trust::sha256_hex(&bytes);
+        let slot = self.store.path(&sha256);
+        if !slot.exists() {
+            wasmops_trust::write_atomic(&slot, &bytes)?;
+        }
+        let installed = self.verify_slot(&sha256).and_then(|(loaded, info)| {
+            let metadata = probe_model(&loaded, None)?;
+            let record = SlotRecord {
+                info: info.clone(),
+                accepted_at: Some(Timestamp::now().unix()),
+            };
+            self.switch(Slot::new(record, loaded, metadata), false)?;
+            Ok(info)
+        });
+        match installed {
+            Ok(info) => Ok(Some(info)),
+            Err(e) => {
+                self.store.discard(&sha256);
+                Err(e.context(format!("preinstalled component {}", path.display())))
+            }
+        }
     }
 
     /// Serves `slot` from now on.
@@ -697,6 +739,11 @@ impl Agent {
             "shadow": self.shadow(),
             "last_status": self.last_status.read().unwrap().clone(),
             "restore_note": self.restore_note(),
+            // Where the active model's code came from, and what loading it cost.
+            "active_load": self.active.read().unwrap().as_ref().map(|s| serde_json::json!({
+                "origin": s.loaded.origin,
+                "compile_ms": s.loaded.compile_time.as_secs_f64() * 1e3,
+            })),
             "served": self.served,
             "telemetry": {"pending_reports": pending, "dropped_reports": dropped_reports, "dropped_predictions": dropped_predictions},
         })

@@ -92,6 +92,12 @@ pub struct AgentConfig {
     /// rows may be personal data.
     #[serde(default)]
     pub sample_rows: BTreeMap<String, usize>,
+    /// A signed component this device serves from its first start, before
+    /// the coordinator asks for anything (a provisioning bundle's model; its
+    /// compiled code may wait in the compile cache, precompiled). Judged by
+    /// the trust policy like any download; ignored once a model is installed.
+    #[serde(default)]
+    pub preinstalled: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +139,7 @@ impl AgentConfig {
             memory_limit_mb: None,
             deadline_ms: None,
             sample_rows: BTreeMap::new(),
+            preinstalled: None,
         }
     }
 
@@ -151,6 +158,7 @@ impl AgentConfig {
         c.trust.root.as_mut().map(fix);
         c.trust.trust_dir.as_mut().map(fix);
         c.trust.keys.iter_mut().for_each(fix);
+        c.preinstalled.as_mut().map(fix);
         anyhow::ensure!(
             topics::valid_device_id(&c.device_id),
             "device_id `{}` must be letters, digits, `-`, `_` or `.`",

@@ -77,6 +77,16 @@ pub async fn run(
     if let Err(e) = agent.restore() {
         tracing::error!("could not restore the active model: {e:#}");
     }
+    match agent.preinstall() {
+        Ok(Some(info)) => tracing::info!(
+            "device {}: serving the preinstalled {} {}",
+            config.device_id,
+            info.model,
+            info.version
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("{e:#}"),
+    }
     let running = start(agent.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

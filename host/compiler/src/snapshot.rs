@@ -182,7 +182,7 @@ fn compile_cached(
     };
     let cache = dir.components();
     let key = wasmops_runtime::sha256_hex(wasm);
-    if let Some(c) = cache.load(engine, &key) {
+    if let Some((c, _)) = cache.load(engine, &key) {
         return Ok(c);
     }
     let c = Component::new(engine, wasm).map_err(|e| snapshot_err(format!("{e:#}")))?;

@@ -235,6 +235,18 @@ fn check_private(_root: &Path) -> Result<(), HostError> {
     Ok(())
 }
 
+/// Where a loaded component's code came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Compiled by this process.
+    Compiled,
+    /// This engine's own earlier compilation.
+    Cache,
+    /// Compiled elsewhere for this architecture (a provisioning bundle).
+    Precompiled,
+}
+
 /// Compiled components, one sealed file per component and engine configuration.
 pub struct CompileCache {
     dir: CacheDir,
@@ -253,22 +265,51 @@ impl CompileCache {
         format!("{content_sha256}-{:016x}.cwasm", h.finish())
     }
 
-    /// A cached compilation, if one is present, sealed by this cache and loads.
-    /// A refused or unreadable entry is removed.
-    pub fn load(&self, engine: &Engine, content_sha256: &str) -> Option<Component> {
-        let name = self.name(engine, content_sha256);
-        let bytes = self.dir.read_sealed(&name)?;
-        // SAFETY: the entry carries this cache's seal, which only `store` below
-        // makes, from `Component::serialize` of this engine configuration;
-        // wasmtime also checks the header and compatibility hash.
-        match unsafe { Component::deserialize(engine, &bytes) } {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!("discarding unreadable compiled component {name}: {e}");
-                let _ = std::fs::remove_file(self.dir.root.join(&name));
-                None
-            }
-        }
+    /// The name of a compilation made elsewhere for machines of `arch` (as
+    /// `std::env::consts::ARCH` spells it): it cannot carry the device's own
+    /// compatibility hash (that hashes the CPU features the device detects),
+    /// so wasmtime's checks at load time decide whether it fits this engine.
+    fn precompiled_name(arch: &str, content_sha256: &str) -> String {
+        let patches = &wasmops_trust::sha256_hex(CODEGEN_PATCHES.as_bytes())[..16];
+        format!("precompiled/{content_sha256}-{arch}-{patches}.cwasm")
+    }
+
+    /// A cached compilation, if one is present, sealed by this cache and loads:
+    /// this engine's own, else one precompiled for this architecture (by
+    /// `wasmops provision`). A refused or unreadable entry is removed.
+    pub fn load(&self, engine: &Engine, content_sha256: &str) -> Option<(Component, Origin)> {
+        let own = self.name(engine, content_sha256);
+        let pre = Self::precompiled_name(std::env::consts::ARCH, content_sha256);
+        [(own, Origin::Cache), (pre, Origin::Precompiled)]
+            .into_iter()
+            .find_map(|(name, origin)| {
+                let bytes = self.dir.read_sealed(&name)?;
+                // SAFETY: the entry carries this cache's seal, which only
+                // `store`/`store_precompiled` make, from `Component::serialize`;
+                // wasmtime also checks the header, its version, the target, and
+                // that every setting and CPU feature the code assumes holds here.
+                match unsafe { Component::deserialize(engine, &bytes) } {
+                    Ok(c) => Some((c, origin)),
+                    Err(e) => {
+                        tracing::warn!("discarding unusable compiled component {name}: {e:#}");
+                        let _ = std::fs::remove_file(self.dir.root.join(&name));
+                        None
+                    }
+                }
+            })
+    }
+
+    /// Seals `serialized` (a component compiled for machines of `arch`) as
+    /// their precompiled entry; a device of that architecture opening this
+    /// cache loads it instead of compiling.
+    pub fn store_precompiled(
+        &self,
+        arch: &str,
+        content_sha256: &str,
+        serialized: &[u8],
+    ) -> std::io::Result<PathBuf> {
+        self.dir
+            .write_sealed(&Self::precompiled_name(arch, content_sha256), serialized)
     }
 
     /// Writes a sealed entry (synced, renamed into place: a crash never leaves

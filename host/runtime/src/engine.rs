@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, OptLevel};
 
 use crate::HostError;
 use crate::bindings::ModelComponentPre;
-use crate::cache::{CacheDir, CompileCache};
+use crate::cache::{CacheDir, CompileCache, Origin};
 use crate::instance::{GuestState, ModelInstance};
 use crate::sha256_hex;
 
@@ -203,20 +203,20 @@ impl Host {
             None => sha256_hex(wasm),
         };
         let started = Instant::now();
-        let (component, from_cache) =
-            match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha)) {
-                Some(c) => (c, true),
-                None => {
-                    let c = Component::new(&self.engine, wasm)
-                        .map_err(|e| HostError::Compile(format!("{e:#}")))?;
-                    if let Some(cache) = &self.cache
-                        && let Err(e) = cache.store(&self.engine, &sha, &c)
-                    {
-                        tracing::warn!("could not cache the compiled component: {e}");
-                    }
-                    (c, false)
+        let (component, origin) = match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha))
+        {
+            Some(found) => found,
+            None => {
+                let c = Component::new(&self.engine, wasm)
+                    .map_err(|e| HostError::Compile(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache
+                    && let Err(e) = cache.store(&self.engine, &sha, &c)
+                {
+                    tracing::warn!("could not cache the compiled component: {e}");
                 }
-            };
+                (c, Origin::Compiled)
+            }
+        };
         let compile_time = started.elapsed();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             HostError::Link(crate::instance::describe_link_error(
@@ -238,11 +238,37 @@ impl Host {
             accepted,
             sha256: sha,
             size_bytes: wasm.len(),
-            from_cache,
+            from_cache: origin != Origin::Compiled,
+            origin,
             compile_time,
             memory_limit: self.config.memory_limit,
             deadline: self.config.deadline,
         })
+    }
+
+    /// Compiles `wasm` for machines of another (or this) `target` triple,
+    /// such as `aarch64-unknown-linux-gnu`, with the settings every host uses
+    /// ([`engine_config`]). The component must pass this host's trust policy
+    /// first (nothing is recorded). Returns the content sha256 a device's
+    /// cache knows it by and the serialized code, for
+    /// [`CompileCache::store_precompiled`]: a device opening that cache then
+    /// serves it without compiling.
+    pub fn precompile(&self, wasm: &[u8], target: &str) -> Result<(String, Vec<u8>), HostError> {
+        let accepted = self.admit(wasm, None)?;
+        let sha = match &accepted {
+            Some(a) => hex::encode(a.verified.content_sha256),
+            None => sha256_hex(wasm),
+        };
+        let mut config = engine_config(None, Profiler::None);
+        config
+            .target(target)
+            .map_err(|e| HostError::Compile(format!("target {target}: {e:#}")))?;
+        let engine = Engine::new(&config)
+            .map_err(|e| HostError::Compile(format!("engine for {target}: {e:#}")))?;
+        let bytes = Component::new(&engine, wasm)
+            .and_then(|c| c.serialize())
+            .map_err(|e| HostError::Compile(format!("for {target}: {e:#}")))?;
+        Ok((sha, bytes))
     }
 
     pub fn load_file(&self, path: &std::path::Path) -> Result<LoadedModel, HostError> {
@@ -261,6 +287,9 @@ pub struct LoadedModel {
     pub size_bytes: usize,
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
+    /// Where exactly: compiled here, this engine's cache, or precompiled
+    /// for this architecture elsewhere.
+    pub origin: Origin,
     /// Time to compile, or to load from the cache.
     pub compile_time: Duration,
     pub(crate) memory_limit: usize,

@@ -7,8 +7,10 @@
 
 mod cache;
 mod compare;
-pub use cache::{CacheDir, CompileCache, MAX_CACHE_BYTES};
+pub use cache::{CacheDir, CompileCache, MAX_CACHE_BYTES, Origin};
+// Named for its x86_64 and aarch64 backends (Cargo.toml): `Host::precompile`.
 pub use compare::output_difference;
+use cranelift_codegen as _;
 mod engine;
 mod error;
 mod instance;

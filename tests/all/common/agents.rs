@@ -83,6 +83,14 @@ pub fn devices(c: &Coordinator, token: &str) -> Value {
     api_get(c, token, "/v1/devices")
 }
 
+/// An agent's `GET /v1/status`.
+pub fn agent_status(agent: &Agent) -> Value {
+    reqwest::blocking::get(format!("{}/v1/status", agent.url))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 pub fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/v1/predict", agent.url))

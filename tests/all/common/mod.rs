@@ -469,14 +469,19 @@ pub fn serve_logged(args: &[&str], log: &Path) -> Served {
 }
 
 fn serve_to(args: &[&str], stderr: std::process::Stdio) -> Served {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmops"));
+    cmd.args(args)
         .env("WASMOPS_CACHE_DIR", cache_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+        .stderr(stderr);
+    serve_command(cmd)
+}
+
+/// Starts `cmd` (some `wasmops` that serves HTTP: another build, under an
+/// emulator…) and waits for the line that says where it serves.
+pub fn serve_command(mut cmd: Command) -> Served {
+    use std::io::{BufRead, BufReader};
+    let args = format!("{cmd:?}");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -484,7 +489,7 @@ fn serve_to(args: &[&str], stderr: std::process::Stdio) -> Served {
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("wasmops {args:?} did not start: {line:?}"))
+        .unwrap_or_else(|| panic!("{args} did not start: {line:?}"))
         .to_string();
     Served { child, url, line }
 }
