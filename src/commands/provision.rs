@@ -23,7 +23,8 @@
 //! Nothing here is new trust: the enrolment token is one use for one id
 //! (the coordinator issues one per device), the control key is the
 //! coordinator's public half, and the model is checked against the bundle's
-//! own trust files before it is precompiled, as the device will check it.
+//! trust before it is precompiled (once, before any bundle is written), as
+//! the device will check it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -168,7 +169,12 @@ impl ProvisionCommand {
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
 
-        let mut precompiled: Option<(String, Vec<u8>)> = None;
+        // Judged as the devices will judge it, then compiled for them once,
+        // before any bundle is written (or any enrolment token issued).
+        let precompiled = match &model {
+            Some((v, bytes)) => Some(self.precompile(metadata.as_ref(), v, bytes, &target)?),
+            None => None,
+        };
         for id in &devices {
             let root = self.out.join(id);
             ensure!(
@@ -242,31 +248,8 @@ impl ProvisionCommand {
             b.put(UNIT, systemd_unit(id).as_bytes(), 0o644)?;
 
             // The model's code for the target, sealed into this device's own
-            // compile cache (each device's cache has its own key). Compiled
-            // once, after the first bundle's trust files judged the model.
-            if let Some((v, bytes)) = &model {
-                if precompiled.is_none() {
-                    let agent =
-                        wasmops_agent::AgentConfig::from_file(&root.join(ETC).join("agent.toml"))?;
-                    let host =
-                        Host::new(HostConfig::new(SignaturePolicy::Trusted(agent.policy()?)))?;
-                    let started = std::time::Instant::now();
-                    let (sha, code) = host.precompile(bytes, &target).with_context(|| {
-                        format!(
-                            "{} {} cannot be precompiled for {target}",
-                            v.name, v.version
-                        )
-                    })?;
-                    eprintln!(
-                        "precompiled {} {} for {target} in {:.1} s ({} MB of code)",
-                        v.name,
-                        v.version,
-                        started.elapsed().as_secs_f64(),
-                        code.len() >> 20
-                    );
-                    precompiled = Some((sha, code));
-                }
-                let (sha, code) = precompiled.as_ref().expect("just made");
+            // compile cache (each device's cache has its own key).
+            if let Some((sha, code)) = &precompiled {
                 let cache = CacheDir::open(&root.join(STATE).join("cache"))?;
                 b.record(&cache.components().store_precompiled(arch, sha, code)?)?;
             }
@@ -314,6 +297,50 @@ impl ProvisionCommand {
             self.valid_for_s
         );
         Ok(())
+    }
+
+    /// The trust the bundles carry, as a policy: the root with the
+    /// coordinator's metadata, or the plain keys.
+    fn policy(
+        &self,
+        metadata: Option<&wasmops_trust::TrustMetadata>,
+    ) -> Result<wasmops_trust::TrustPolicy> {
+        let dir = tempfile::tempdir()?;
+        if let Some(meta) = metadata {
+            wasmops_trust::TrustDir::new(dir.path()).save_all(meta)?;
+        }
+        let (root, trust_dir) = match &self.trust_root {
+            Some(root) => (Some(root.as_path()), Some(dir.path())),
+            None => (None, None),
+        };
+        wasmops_trust::ops::policy_from_files(root, trust_dir, &self.trust_keys)?
+            .context("no trust to judge the model by")
+    }
+
+    /// `(content sha256, code)`: the model compiled for `target`, once the
+    /// bundles' trust accepted it.
+    fn precompile(
+        &self,
+        metadata: Option<&wasmops_trust::TrustMetadata>,
+        v: &wasmops_api::Version,
+        wasm: &[u8],
+        target: &str,
+    ) -> Result<(String, Vec<u8>)> {
+        let host = Host::new(HostConfig::new(SignaturePolicy::Trusted(
+            self.policy(metadata)?,
+        )))?;
+        let started = std::time::Instant::now();
+        let (sha, code) = host
+            .precompile(wasm, target)
+            .with_context(|| format!("preinstalling {} {} for {target}", v.name, v.version))?;
+        eprintln!(
+            "precompiled {} {} for {target} in {:.1} s ({} MB of code)",
+            v.name,
+            v.version,
+            started.elapsed().as_secs_f64(),
+            code.len() >> 20
+        );
+        Ok((sha, code))
     }
 
     /// The agent binary's bytes, checked to be an ELF file for `arch`.

@@ -533,28 +533,11 @@ fn a_revoked_keys_model_is_refused_everywhere_once_the_revocation_is_published()
     let (rel1_key, rel1_pub) = keygen("revoke-rel1");
     let (rel2_key, rel2_pub) = keygen("revoke-rel2");
     let team = dir.path().join("team-trust");
-    ok(&[
-        "trust",
-        "init",
-        "--dir",
-        p(&team),
-        "--root-key",
-        p(&root_key),
-    ]);
-    ok(&delegate(
+    churn_team_trust(
         &team,
         &root_key,
-        &rel1_pub,
-        "rel1",
-        &["--models", "churn"],
-    ));
-    ok(&delegate(
-        &team,
-        &root_key,
-        &rel2_pub,
-        "rel2",
-        &["--models", "churn"],
-    ));
+        &[(&rel1_pub, "rel1"), (&rel2_pub, "rel2")],
+    );
     let (first, device_trust) = (dir.path().join("first-trust"), dir.path().join("gw-trust"));
     copy_trust(&team, &first);
     copy_trust(&team, &device_trust);
@@ -574,19 +557,7 @@ fn a_revoked_keys_model_is_refused_everywhere_once_the_revocation_is_published()
         release("1.2.0", "3", &rel2_key),
     ];
 
-    let data = dir.path().join("coordinator");
-    let c = start_coordinator(
-        &data,
-        &[
-            "--root".into(),
-            p(&root_pub).into(),
-            "--trust-dir".into(),
-            p(&first).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-        ],
-    );
-    let admin = admin_token(&data);
+    let (c, admin) = rooted_coordinator(&dir.path().join("coordinator"), &root_pub, &first);
     for r in &releases {
         cli_ok(&c, &admin, &["model", "register", p(r)]);
     }

@@ -26,34 +26,8 @@ fn fleet(tag: &str) -> Fleet {
     let (root_key, root_pub) = keygen(&format!("{tag}-root"));
     let (rel_key, rel_pub) = keygen(&format!("{tag}-rel"));
     let team = dir.path().join("team-trust");
-    ok(&[
-        "trust",
-        "init",
-        "--dir",
-        p(&team),
-        "--root-key",
-        p(&root_key),
-    ]);
-    ok(&delegate(
-        &team,
-        &root_key,
-        &rel_pub,
-        "rel",
-        &["--models", "churn"],
-    ));
-    let data = dir.path().join("coordinator");
-    let c = start_coordinator(
-        &data,
-        &[
-            "--root".into(),
-            p(&root_pub).into(),
-            "--trust-dir".into(),
-            p(&team).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-        ],
-    );
-    let admin = admin_token(&data);
+    churn_team_trust(&team, &root_key, &[(&rel_pub, "rel")]);
+    let (c, admin) = rooted_coordinator(&dir.path().join("coordinator"), &root_pub, &team);
     for (version, seq) in [("1.0.0", "1"), ("1.1.0", "2")] {
         let release = scaler_release(
             &format!("{tag}-{version}.wasm"),
@@ -184,6 +158,7 @@ fn boot_and_update(f: &Fleet, bundle: &Path, device: &str, runner: &[&str]) {
     assert_eq!(status["active"]["model"], "churn", "{status}");
     assert_eq!(status["active"]["version"], "1.0.0", "{status}");
     assert_eq!(status["active_load"]["origin"], "precompiled", "{status}");
+    let first_load_ms = status["active_load"]["compile_ms"].as_f64().unwrap();
 
     // It enrolled with the bundle's token, with the bundle's labels, and the
     // coordinator sees it serving the preinstalled version.
@@ -216,6 +191,10 @@ fn boot_and_update(f: &Fleet, bundle: &Path, device: &str, runner: &[&str]) {
     let status = agent_status(&agent);
     assert_eq!(status["active"]["version"], "1.1.0", "{status}");
     assert_eq!(status["active_load"]["origin"], "compiled", "{status}");
+    eprintln!(
+        "{device}: preinstalled code loaded in {first_load_ms:.0} ms; the update compiled on the device in {:.0} ms",
+        status["active_load"]["compile_ms"].as_f64().unwrap()
+    );
     let (code, body) = predict(&agent, &input);
     assert_eq!(code, 200, "{body}");
 }
@@ -272,6 +251,34 @@ fn an_x86_64_bundle_enrols_serves_its_precompiled_model_and_takes_an_update() {
         !again.status.success() && err.contains("exists already"),
         "{err}"
     );
+
+    // A model the bundle's trust does not accept is refused before any
+    // bundle is written or any token issued.
+    let (_, stranger) = keygen("prov-x86-stranger");
+    let refused = f.dir.path().join("refused");
+    let out = cli(
+        &f.c,
+        &f.admin,
+        &[
+            "provision",
+            "--devices",
+            "gw-x09",
+            "--model",
+            "churn@1.0.0",
+            "--trust-key",
+            p(&stranger),
+            "--out",
+            p(&refused),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("preinstalling churn 1.0.0")
+            && err.contains("signature"),
+        "{err}"
+    );
+    assert!(!refused.join("gw-x09").exists());
 
     boot_and_update(&f, &one, "gw-x01", &[]);
 }

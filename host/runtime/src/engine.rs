@@ -265,8 +265,9 @@ impl Host {
             .map_err(|e| HostError::Compile(format!("target {target}: {e:#}")))?;
         let engine = Engine::new(&config)
             .map_err(|e| HostError::Compile(format!("engine for {target}: {e:#}")))?;
-        let bytes = Component::new(&engine, wasm)
-            .and_then(|c| c.serialize())
+        // Compiled, never loaded: this machine may not run the target's code.
+        let bytes = engine
+            .precompile_component(wasm)
             .map_err(|e| HostError::Compile(format!("for {target}: {e:#}")))?;
         Ok((sha, bytes))
     }

@@ -79,6 +79,32 @@ pub fn trusting_coordinator(dir: &Path) -> (Coordinator, String) {
     (c, admin)
 }
 
+/// A release team's trust directory `dir`: a root (`root_key`) that
+/// delegates the model `churn` to each `(release key's .pub, name)`.
+pub fn churn_team_trust(dir: &Path, root_key: &Path, releasers: &[(&Path, &str)]) {
+    ok(&["trust", "init", "--dir", p(dir), "--root-key", p(root_key)]);
+    for (key, name) in releasers {
+        ok(&delegate(dir, root_key, key, name, &["--models", "churn"]));
+    }
+}
+
+/// A coordinator in `data` under a root of trust (`--root`, `--trust-dir`),
+/// with its embedded broker; and its admin token.
+pub fn rooted_coordinator(data: &Path, root_pub: &Path, trust_dir: &Path) -> (Coordinator, String) {
+    let c = start_coordinator(
+        data,
+        &[
+            "--root".into(),
+            p(root_pub).into(),
+            "--trust-dir".into(),
+            p(trust_dir).into(),
+            "--mqtt-listen".into(),
+            free_addr(),
+        ],
+    );
+    (c, admin_token(data))
+}
+
 pub fn devices(c: &Coordinator, token: &str) -> Value {
     api_get(c, token, "/v1/devices")
 }
