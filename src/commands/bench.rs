@@ -254,7 +254,7 @@ pub fn run(
     let started = Instant::now();
     let host = Host::new(config)?;
     let loaded = host.load(component)?;
-    anyhow::ensure!(loaded.from_cache, "the compiled component was not cached");
+    anyhow::ensure!(loaded.from_cache(), "the compiled component was not cached");
     let mut instance = loaded.instantiate()?;
     let cached_ready_ms = ms(started.elapsed());
     instance.predict(&inputs)?;

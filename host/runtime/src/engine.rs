@@ -196,12 +196,7 @@ impl Host {
         accepted: Option<Accepted>,
         commit: bool,
     ) -> Result<LoadedModel, HostError> {
-        // A verified component was just hashed by the signature check: reuse that
-        // hash (of everything after the signature) instead of hashing 10+ MB again.
-        let sha = match &accepted {
-            Some(a) => hex::encode(a.verified.content_sha256),
-            None => sha256_hex(wasm),
-        };
+        let sha = content_sha256(wasm, accepted.as_ref());
         let started = Instant::now();
         let (component, origin) = match self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha))
         {
@@ -238,7 +233,6 @@ impl Host {
             accepted,
             sha256: sha,
             size_bytes: wasm.len(),
-            from_cache: origin != Origin::Compiled,
             origin,
             compile_time,
             memory_limit: self.config.memory_limit,
@@ -255,10 +249,7 @@ impl Host {
     /// serves it without compiling.
     pub fn precompile(&self, wasm: &[u8], target: &str) -> Result<(String, Vec<u8>), HostError> {
         let accepted = self.admit(wasm, None)?;
-        let sha = match &accepted {
-            Some(a) => hex::encode(a.verified.content_sha256),
-            None => sha256_hex(wasm),
-        };
+        let sha = content_sha256(wasm, accepted.as_ref());
         let mut config = engine_config(None, Profiler::None);
         config
             .target(target)
@@ -279,6 +270,16 @@ impl Host {
     }
 }
 
+/// What a compile cache knows a component by. A verified component was just
+/// hashed by the signature check: that hash (of everything after the
+/// signature) is reused instead of hashing 10+ MB again.
+fn content_sha256(wasm: &[u8], accepted: Option<&Accepted>) -> String {
+    match accepted {
+        Some(a) => hex::encode(a.verified.content_sha256),
+        None => sha256_hex(wasm),
+    }
+}
+
 /// A verified, compiled and pre-linked component: cheap to instantiate many times.
 pub struct LoadedModel {
     pub(crate) pre: ModelComponentPre<GuestState>,
@@ -286,10 +287,8 @@ pub struct LoadedModel {
     pub accepted: Option<Accepted>,
     pub sha256: String,
     pub size_bytes: usize,
-    /// Whether the compiled code came from the on-disk cache.
-    pub from_cache: bool,
-    /// Where exactly: compiled here, this engine's cache, or precompiled
-    /// for this architecture elsewhere.
+    /// Where the code came from: compiled here, this engine's cache, or
+    /// precompiled for this architecture elsewhere.
     pub origin: Origin,
     /// Time to compile, or to load from the cache.
     pub compile_time: Duration,
@@ -298,6 +297,11 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.origin != Origin::Compiled
+    }
+
     pub fn instantiate(&self) -> Result<ModelInstance, HostError> {
         ModelInstance::new(self.pre.clone(), self.memory_limit, self.deadline)
     }
