@@ -4,7 +4,7 @@
 //! (`WASMOPS_CACHE_DIR`, `WASMOPS_COORDINATOR`, `WASMOPS_TOKEN`, `WASMOPS_PROFILER`,
 //! `WASMOPS_LOG`, `SOURCE_DATE_EPOCH`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -241,9 +241,14 @@ pub struct Connection {
         long,
         global = true,
         env = "WASMOPS_COORDINATOR",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "https://127.0.0.1:8080"
     )]
     pub coordinator: String,
+    /// The CA certificate the coordinator's TLS certificate is checked
+    /// against, besides the system's (default: the zero-setup coordinator's
+    /// `wasmops-data/tls/ca.pem`, when it is here).
+    #[arg(long, global = true, env = "WASMOPS_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// API token (or WASMOPS_TOKEN, or --token-file).
     #[arg(long, global = true, env = "WASMOPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -266,7 +271,29 @@ impl Connection {
     }
 
     pub fn client(&self) -> Result<wasmops_api::Client> {
-        Ok(wasmops_api::Client::new(&self.coordinator, &self.token()?)?)
+        let tls = self.tls()?;
+        Ok(wasmops_api::Client::with_tls(
+            &self.coordinator,
+            &self.token()?,
+            tls,
+        )?)
+    }
+
+    /// What the connection trusts: the system's CAs plus `--ca-cert`.
+    pub fn tls(&self) -> Result<wasmops_tls::ClientTls> {
+        Ok(wasmops_tls::ClientTls::from_file(
+            self.ca_cert_path().as_deref(),
+        )?)
+    }
+
+    /// `--ca-cert`, or the zero-setup coordinator's CA when it is here.
+    pub fn ca_cert_path(&self) -> Option<PathBuf> {
+        self.ca_cert.clone().or_else(|| {
+            let local = Path::new(wasmops_coordinator::config::defaults::DATA_DIR)
+                .join("tls")
+                .join(wasmops_tls::CA_CERT);
+            local.exists().then_some(local)
+        })
     }
 }
 

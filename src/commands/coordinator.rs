@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use wasmops_coordinator::Settings;
-use wasmops_coordinator::config::{TrustSettings, WorkerSettings, defaults};
+use wasmops_coordinator::config::{TlsSettings, TrustSettings, WorkerSettings, defaults};
 
 use crate::args::TrustArgs;
 
@@ -31,7 +31,8 @@ pub struct CoordinatorCommand {
     pub listen: Option<SocketAddr>,
     #[arg(long, help = format!("Largest component accepted, in MiB [default: {}]", defaults::MAX_ARTIFACT_MB))]
     pub max_artifact_mb: Option<usize>,
-    /// External MQTT broker, e.g. mqtt://127.0.0.1:1883 (default: an embedded broker).
+    /// External MQTT broker, e.g. mqtts://broker.example:8883 (default: an
+    /// embedded broker).
     #[arg(long)]
     pub mqtt: Option<String>,
     #[arg(long, help = format!("Where the embedded broker listens [default: {}]", defaults::MQTT_LISTEN))]
@@ -40,6 +41,28 @@ pub struct CoordinatorCommand {
     /// Mosquitto; devices' logins and topic ACLs are then managed there.
     #[arg(long)]
     pub mosquitto_dir: Option<PathBuf>,
+    /// TLS: the server certificate chain (PEM), with --tls-key (default: a
+    /// certificate from a private CA in DATA_DIR/tls, made on first start).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: the CA certificate clients are told to trust (the one that
+    /// signed --tls-cert, or an mqtts:// broker's).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: another name or address devices reach this coordinator by, for
+    /// the generated certificate; repeatable.
+    #[arg(long = "tls-name")]
+    pub tls_names: Vec<String>,
+    /// Devices log in to the embedded broker with the certificate its CA
+    /// gave them at enrolment, as well as their credential.
+    #[arg(long)]
+    pub client_certs: bool,
+    /// Serve the API and MQTT in clear, and accept a plain mqtt:// broker:
+    /// tokens and models then cross the network readable by anyone on it.
+    #[arg(long)]
+    pub insecure_plain: bool,
     /// POST every event (JSON) to this URL; repeatable.
     #[arg(long = "webhook")]
     pub webhooks: Vec<String>,
@@ -93,6 +116,14 @@ impl CoordinatorCommand {
             telemetry_retention_hours: self.telemetry_retention_hours,
             monitor_bucket_seconds: self.monitor_bucket_seconds,
             monitor_window_seconds: self.monitor_window_seconds,
+            tls: TlsSettings {
+                cert: self.tls_cert,
+                key: self.tls_key,
+                ca: self.tls_ca,
+                names: self.tls_names,
+                client_certs: self.client_certs.then_some(true),
+            },
+            insecure_plain: self.insecure_plain.then_some(true),
             trust: TrustSettings {
                 root: k.root.clone(),
                 trust_dir: k.trust_dir.clone(),
@@ -139,12 +170,9 @@ impl CoordinatorCommand {
 /// The zero-setup worker: a thread of this process, talking to the API like
 /// any other worker (training and the runtime stay out of the coordinator).
 pub(crate) fn start_worker(ready: wasmops_coordinator::Ready, w: WorkerSettings, cache: PathBuf) {
-    let mut addr = ready.addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
     let config = wasmops_worker::WorkerConfig {
-        coordinator: format!("http://{addr}"),
+        coordinator: ready.url,
+        tls: ready.tls,
         token: ready.worker_token,
         name: wasmops_coordinator::runs::IN_PROCESS_WORKER.into(),
         release_key: w.key,

@@ -231,6 +231,7 @@ impl FleetCommand {
                     coordinator: conn.coordinator.clone(),
                     enrolment_token,
                     mqtt,
+                    ca_cert: conn.ca_cert_path(),
                     state_dir,
                     trust: wasmops_agent::TrustConfig {
                         root: keys.root,

@@ -155,7 +155,7 @@ impl ModelCommand {
             ModelVerb::Pull { name, version, out } => {
                 let v = api.version(&name, &version)?;
                 let size = u64::try_from(v.size_bytes).unwrap_or(0);
-                let http = reqwest::Client::new();
+                let http = self.conn.tls()?.http().build()?;
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;

@@ -11,6 +11,8 @@
 //!                                           the pinned control key
 //! etc/wasmops/trust/root.pub               the anchor (or etc/wasmops/keys/:
 //!                                           plain release keys)
+//! etc/wasmops/tls/ca.pem                    the CA the coordinator's and the
+//!                                           broker's TLS certificates chain to
 //! var/lib/wasmops/trust/                    the coordinator's trust metadata
 //!                                           (the agent keeps newer sets here)
 //! var/lib/wasmops/preinstalled/NAME-VER.wasm  the initial signed model
@@ -166,6 +168,12 @@ impl ProvisionCommand {
             Some(m) => m.clone(),
             None => default_mqtt(&self.conn.coordinator)?,
         };
+        // The CA the devices check the coordinator (and broker) against:
+        // the one this command trusts to reach the coordinator.
+        let ca_pem = match self.conn.ca_cert_path() {
+            Some(p) => Some(read(&p)?),
+            None => None,
+        };
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
 
@@ -220,6 +228,10 @@ impl ProvisionCommand {
             config.insert("device_id".into(), id.clone().into());
             config.insert("coordinator".into(), self.conn.coordinator.clone().into());
             config.insert("mqtt".into(), mqtt.clone().into());
+            if let Some(ca) = &ca_pem {
+                b.put(&format!("{ETC}/tls/ca.pem"), ca, 0o644)?;
+                config.insert("ca_cert".into(), "tls/ca.pem".into());
+            }
             config.insert("enrolment_token".into(), enrolment.token.clone().into());
             config.insert("control_key".into(), control_key.clone().into());
             config.insert("state_dir".into(), format!("../../{STATE}").into());
@@ -503,7 +515,12 @@ fn default_mqtt(coordinator: &str) -> Result<String> {
     let url = reqwest::Url::parse(coordinator)
         .with_context(|| format!("coordinator `{coordinator}` is not a URL"))?;
     let host = url.host_str().context("the coordinator URL has no host")?;
-    Ok(format!("mqtt://{host}:18830"))
+    let scheme = if url.scheme() == "http" {
+        "mqtt"
+    } else {
+        "mqtts"
+    };
+    Ok(format!("{scheme}://{host}:18830"))
 }
 
 fn systemd_unit(id: &str) -> String {

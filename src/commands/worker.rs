@@ -45,6 +45,7 @@ impl WorkerCommand {
     pub fn execute(self) -> Result<()> {
         let worker = Worker::new(WorkerConfig {
             coordinator: self.conn.coordinator.clone(),
+            tls: self.conn.tls()?,
             token: self.conn.token()?,
             name: self.name.clone(),
             release_key: self.key.clone(),

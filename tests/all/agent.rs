@@ -35,7 +35,7 @@ fn deploy_probe_rollback_and_restart() {
     };
     let (ops, device_token) = (token("ops", "operator"), token("devices", "device"));
     // A device token downloads artifacts and reads nothing else.
-    let denied = reqwest::blocking::Client::new()
+    let denied = http()
         .get(format!("{}/v1/models", c.url))
         .bearer_auth(&device_token)
         .send()
@@ -204,7 +204,9 @@ fn deploy_probe_rollback_and_restart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status: Value = reqwest::blocking::get(format!("{}/v1/status", eu.url))
+    let status: Value = http()
+        .get(format!("{}/v1/status", eu.url))
+        .send()
         .unwrap()
         .json()
         .unwrap();
@@ -231,7 +233,9 @@ fn deploy_probe_rollback_and_restart() {
     let (status, got) = predict(&eu, &input);
     assert_eq!(status, 200, "{got}");
     assert_outputs_match(&got, &expected, 1e-4, "after restart");
-    let status: Value = reqwest::blocking::get(format!("{}/v1/status", eu.url))
+    let status: Value = http()
+        .get(format!("{}/v1/status", eu.url))
+        .send()
         .unwrap()
         .json()
         .unwrap();
@@ -270,7 +274,7 @@ fn a_leaked_enrolment_token_takes_over_nothing_and_a_reset_device_enrols_again()
     let saved = dir.path().join("gw-key-state/credentials.json");
     let credential = read_json(&saved)["token"].as_str().unwrap().to_string();
     let enrol = |token: &str| {
-        let r = reqwest::blocking::Client::new()
+        let r = http()
             .post(format!("{}/v1/enrol", c.url))
             .bearer_auth(token)
             .json(&serde_json::json!({"device": "gw-key"}))
@@ -280,7 +284,7 @@ fn a_leaked_enrolment_token_takes_over_nothing_and_a_reset_device_enrols_again()
         (status, r.json::<Value>().unwrap())
     };
     let works = |token: &str| {
-        reqwest::blocking::Client::new()
+        http()
             .get(format!("{}/v1/whoami", c.url))
             .bearer_auth(token)
             .send()
@@ -323,7 +327,9 @@ fn a_leaked_enrolment_token_takes_over_nothing_and_a_reset_device_enrols_again()
             .unwrap_or_default()
             .contains("the coordinator refuses device gw-key's credential")
     });
-    let status: Value = reqwest::blocking::get(format!("{}/v1/status", agent.url))
+    let status: Value = http()
+        .get(format!("{}/v1/status", agent.url))
+        .send()
         .unwrap()
         .json()
         .unwrap();
@@ -402,7 +408,9 @@ fn restart_keeps_an_expired_model_and_falls_back_from_a_damaged_one() {
     let input = fixtures().join("scaler_logreg/input_b1.json");
     let expected = read_json(&fixtures().join("scaler_logreg/expected_b1.json"));
     let status_of = |a: &Agent| -> Value {
-        reqwest::blocking::get(format!("{}/v1/status", a.url))
+        http()
+            .get(format!("{}/v1/status", a.url))
+            .send()
             .unwrap()
             .json()
             .unwrap()
@@ -503,7 +511,9 @@ fn a_deployment_survives_an_embedded_broker_restart() {
     let c = start_coordinator_at(&data, &listen, &args);
     let agent = start_agent(&config);
     wait_until("gw-away to install 1.0.0", || {
-        reqwest::blocking::get(format!("{}/v1/status", agent.url))
+        http()
+            .get(format!("{}/v1/status", agent.url))
+            .send()
             .ok()
             .and_then(|r| r.json::<Value>().ok())
             .is_some_and(|s| s["active"]["version"] == "1.0.0")

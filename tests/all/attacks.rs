@@ -40,8 +40,7 @@ impl Mqtt {
         password: &str,
         more: impl FnOnce(&mut rumqttc::MqttOptions),
     ) -> Mqtt {
-        let (host, port) = wasmops_protocol::parse_mqtt_url(url).unwrap();
-        let mut opts = rumqttc::MqttOptions::new(client_id, host, port);
+        let mut opts = mqtt_options(client_id.to_string(), url);
         opts.set_credentials(user, password)
             .set_max_packet_size(1 << 20, 1 << 20);
         more(&mut opts);
@@ -172,7 +171,7 @@ fn scene(broker: Broker) -> Scene {
     }
     let enrolment = cli_ok(&c, &admin, &["enrolment", "--devices", "gw-*"]);
     // The thief is an enrolled device: its own credential logs in to MQTT.
-    let thief: Value = reqwest::blocking::Client::new()
+    let thief: Value = http()
         .post(format!("{}/v1/enrol", c.url))
         .bearer_auth(&enrolment)
         .json(&serde_json::json!({"device": "gw-thief"}))
@@ -405,14 +404,12 @@ fn one_device_cannot_speak_or_listen_for_another_on_the_embedded_broker() {
         Seen::ConnAck(code) => assert_eq!(code, rumqttc::ConnectReturnCode::BadUserNamePassword),
         other => panic!("a viewer's token on MQTT: {other:?}"),
     }
-    let refused = wasmops_api::Client::new(&s.c.url, &s.thief_token)
-        .unwrap()
+    let refused = api(&s.c.url, &s.thief_token)
         .events(&[])
         .err()
         .expect("a device's credential reads no events");
     assert_eq!(refused.status(), Some(403), "{refused}");
-    let mut events = wasmops_api::Client::new(&s.c.url, &viewer)
-        .unwrap()
+    let mut events = api(&s.c.url, &viewer)
         .events(&["DeploymentStarted"])
         .unwrap();
     s.deploy("1.1.0");
@@ -444,10 +441,14 @@ fn one_device_cannot_speak_or_listen_for_another_on_a_configured_mosquitto() {
         p(config.path()),
         "--listen",
         &listen,
+        // The broker's certificate from the coordinator's CA (the tests' CA).
+        "--ca-dir",
+        p(test_ca().parent().unwrap()),
     ];
     let conf = ok(&args);
     let broker = wasmops_fleet::mosquitto::Mosquitto::start_with(conf.trim().into(), port).unwrap();
-    let url = broker.url();
+    // Mosquitto over TLS: everyone here (devices, thief, coordinator) speaks mqtts.
+    let url = broker.url().replace("mqtt://", "mqtts://");
     let s = scene(Broker::Managed(&url, config.path()));
     s.deploy("1.1.0");
     let thief_id = "wasmops-device-gw-thief";

@@ -26,7 +26,9 @@ struct Fleet(Served, usize);
 
 impl Fleet {
     fn view(&self) -> Value {
-        reqwest::blocking::get(format!("{}/v1/fleet", self.0.url))
+        http()
+            .get(format!("{}/v1/fleet", self.0.url))
+            .send()
             .unwrap()
             .json()
             .unwrap()
@@ -34,7 +36,7 @@ impl Fleet {
 
     fn post(&self, path: &str) {
         assert!(
-            reqwest::blocking::Client::new()
+            http()
                 .post(format!("{}{path}", self.0.url))
                 .send()
                 .unwrap()
@@ -161,7 +163,7 @@ fn fleet_on_first_version(
 
 /// Devices whose `state` (from `/v1/devices`) is online.
 fn online(c: &Coordinator, token: &str) -> usize {
-    let d: Value = reqwest::blocking::Client::new()
+    let d: Value = http()
         .get(format!("{}/v1/devices", c.url))
         .bearer_auth(token)
         .send()
@@ -178,8 +180,7 @@ fn online(c: &Coordinator, token: &str) -> usize {
 /// The desired states the broker holds retained, by device (the body of
 /// each signed envelope).
 fn retained_desired(mqtt: &str) -> std::collections::BTreeMap<String, Value> {
-    let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt).unwrap();
-    let opts = rumqttc::MqttOptions::new(format!("retained-{}", std::process::id()), host, port);
+    let opts = mqtt_options(format!("retained-{}", std::process::id()), mqtt);
     let (client, mut conn) = rumqttc::Client::new(opts, 256);
     client
         .subscribe("wasmops/v1/devices/+/desired", rumqttc::QoS::AtLeastOnce)
@@ -223,7 +224,7 @@ fn release(model: &str, version: &str, sequence: &str) -> PathBuf {
 }
 
 fn rollout_view(c: &Coordinator, token: &str, id: &str) -> Value {
-    reqwest::blocking::Client::new()
+    http()
         .get(format!("{}/v1/rollouts/{id}", c.url))
         .bearer_auth(token)
         .send()
@@ -264,7 +265,7 @@ fn rollout(c: &Coordinator, token: &str, args: &[&str]) -> (bool, String) {
 }
 
 fn stored_predictions(c: &Coordinator, token: &str) -> u64 {
-    let t: Value = reqwest::blocking::Client::new()
+    let t: Value = http()
         .get(format!("{}/v1/telemetry", c.url))
         .bearer_auth(token)
         .send()
@@ -469,7 +470,7 @@ fn scenario(database: Option<&str>) {
         ],
     );
     assert!(passed, "{err}");
-    let r: Value = reqwest::blocking::Client::new()
+    let r: Value = http()
         .get(format!("{}/v1/rollouts", c.url))
         .bearer_auth(&ops)
         .send()
@@ -524,7 +525,7 @@ fn scenario(database: Option<&str>) {
     );
 
     // Input features are binned by the training-data deciles signed into the claims.
-    let t: Value = reqwest::blocking::Client::new()
+    let t: Value = http()
         .get(format!("{}/v1/telemetry", c.url))
         .bearer_auth(&ops)
         .send()
@@ -557,7 +558,7 @@ fn scenario(database: Option<&str>) {
     fleet.post("/v1/fleet/traffic?rate=4");
     fleet.post("/v1/fleet/devices/sim-0007/crash");
     wait_until("sim-0007 offline", || {
-        let d: Value = reqwest::blocking::Client::new()
+        let d: Value = http()
             .get(format!("{}/v1/devices", c.url))
             .bearer_auth(&ops)
             .send()
@@ -662,7 +663,7 @@ fn rollout_ends_survive_a_kill_and_publish_errors() {
     // The abort hangs before its third device: the API call never returns.
     let (url, token, rid) = (c.url.clone(), admin.clone(), id.clone());
     std::thread::spawn(move || {
-        let _ = reqwest::blocking::Client::new()
+        let _ = http()
             .post(format!("{url}/v1/rollouts/{rid}/abort"))
             .bearer_auth(token)
             .send();

@@ -20,4 +20,5 @@ mod registry;
 mod sandbox;
 mod security;
 mod signing;
+mod tls;
 mod trust_chain;

@@ -263,7 +263,7 @@ fn world_with(scenario: &str, extra: &[&str], coordinator: &[&str]) -> World {
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(STEADY_S));
         // The fleet may be gone with a test that ended first.
-        let _ = reqwest::blocking::Client::new().post(change).send();
+        let _ = http().post(change).send();
     });
     World {
         _dir: dir,

@@ -66,6 +66,7 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     let (pa, pb, px) = rt.block_on(async {
         // The stranger tries first, with a made-up credential.
         let px = Presence::start(
+            &test_tls(),
             &c.mqtt,
             &stranger,
             Some("wo_made_up".into()),
@@ -74,6 +75,7 @@ fn exercise(mqtt_args: &[String], tag: &str) {
         )
         .unwrap();
         let pa = Presence::start(
+            &test_tls(),
             &c.mqtt,
             &a,
             Some(ka),
@@ -82,6 +84,7 @@ fn exercise(mqtt_args: &[String], tag: &str) {
         )
         .unwrap();
         let pb = Presence::start(
+            &test_tls(),
             &c.mqtt,
             &b,
             Some(kb),
@@ -136,11 +139,10 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     // Garbage from an enrolled device — malformed presence and telemetry, a
     // message over the size limit — is ignored; the coordinator keeps working.
     rt.block_on(async {
-        let (host, port) = wasmops_protocol::parse_mqtt_url(&c.mqtt).unwrap();
         // As device a itself (its session crashed above): garbage on its own
         // topics first, then on others' (the embedded broker ends the
         // connection there; Mosquitto here has no ACLs and passes them on).
-        let mut opts = rumqttc::MqttOptions::new(format!("wasmops-device-{a}"), host, port);
+        let mut opts = mqtt_options(format!("wasmops-device-{a}"), &c.mqtt);
         opts.set_credentials(a.clone(), ka_junk);
         opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
@@ -196,6 +198,7 @@ fn exercise(mqtt_args: &[String], tag: &str) {
     );
     let pb = rt.block_on(async {
         Presence::start(
+            &test_tls(),
             &c.mqtt,
             &b,
             Some(kb_again),
@@ -214,11 +217,8 @@ fn exercise(mqtt_args: &[String], tag: &str) {
 
     // Leave the real broker clean: clear our retained messages.
     rt.block_on(async {
-        let (host, port) = wasmops_protocol::parse_mqtt_url(&c.mqtt).unwrap();
-        let (client, mut events) = rumqttc::AsyncClient::new(
-            rumqttc::MqttOptions::new(format!("clean-{stamp}"), host, port),
-            10,
-        );
+        let (client, mut events) =
+            rumqttc::AsyncClient::new(mqtt_options(format!("clean-{stamp}"), &c.mqtt), 10);
         for id in [&a, &b, &stranger] {
             client
                 .publish(

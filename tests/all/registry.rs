@@ -109,7 +109,7 @@ fn exercise(data_dir: &Path, database: Option<&str>, tag: &str) {
         ("/v1/deployments", r#"{"model": "m"}"#, "version"),
         ("/v1/tokens", "not json", "body"),
     ] {
-        let resp = reqwest::blocking::Client::new()
+        let resp = http()
             .post(format!("{}{path}", c.url))
             .bearer_auth(&admin)
             .header("content-type", "application/json")
@@ -276,15 +276,23 @@ fn registry_on_postgres() {
     exercise(dir.path(), Some(&db.url), "postgres");
 }
 
+/// A TLS stream to the coordinator's API, for requests written by hand.
+fn raw_tls(c: &Coordinator) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let tcp = std::net::TcpStream::connect(c.url.trim_start_matches("https://")).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = rustls::ClientConnection::new(test_tls().rustls_config(), name).unwrap();
+    rustls::StreamOwned::new(tls, tcp)
+}
+
 /// Sends a request head only and returns the status line the server answers
 /// with before any body byte is sent.
 fn head_only(c: &Coordinator, head: &str) -> String {
     use std::io::{BufRead, BufReader, Write};
-    let addr = c.url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
+    let mut s = raw_tls(c);
     s.write_all(head.as_bytes()).unwrap();
+    s.flush().unwrap();
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();
     line
@@ -327,9 +335,7 @@ fn uploads_are_authenticated_and_sized_before_their_body_is_read() {
     for auth in ["", &format!("authorization: Bearer {admin}\r\n")] {
         use std::io::{BufRead, BufReader, Write};
         let size = 32 << 20;
-        let mut s = std::net::TcpStream::connect(c.url.trim_start_matches("http://")).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
+        let mut s = raw_tls(&c);
         let head =
             format!("POST /v1/models HTTP/1.1\r\nhost: x\r\n{auth}content-length: {size}\r\n\r\n");
         s.write_all(head.as_bytes()).unwrap();
@@ -343,7 +349,7 @@ fn uploads_are_authenticated_and_sized_before_their_body_is_read() {
     // Chunked, one byte over: refused at the 1 MiB mark, with the limit named
     // (without the limit this would be a 422: zeros are no component).
     let body = reqwest::blocking::Body::new(std::io::Cursor::new(vec![0u8; (1 << 20) + 1]));
-    let resp = reqwest::blocking::Client::new()
+    let resp = http()
         .post(format!("{}/v1/models", c.url))
         .bearer_auth(&admin)
         .body(body)

@@ -24,6 +24,8 @@ pub enum ApiError {
     },
     #[error("cannot set up an HTTP client: {0}")]
     Setup(reqwest::Error),
+    #[error("TLS settings: {0}")]
+    Tls(#[from] wasmops_tls::TlsError),
     /// The event stream broke off or carried something this client cannot read.
     #[error("the event stream from {url}: {message}")]
     Stream { url: String, message: String },
@@ -56,18 +58,30 @@ fn seg(s: &str) -> String {
     out
 }
 
-/// The coordinator at `base` (e.g. `http://127.0.0.1:8080`) as one caller.
+/// The coordinator at `base` (e.g. `https://127.0.0.1:8080`) as one caller.
 #[derive(Clone)]
 pub struct Client {
     base: String,
     token: String,
     http: reqwest::blocking::Client,
+    tls: wasmops_tls::ClientTls,
 }
 
 impl Client {
-    /// Calls time out after five minutes (a large registration on a slow link).
+    /// A client trusting the system's certificate authorities.
     pub fn new(base: &str, token: &str) -> Result<Client, ApiError> {
-        let http = reqwest::blocking::Client::builder()
+        Client::with_tls(base, token, wasmops_tls::ClientTls::new(None)?)
+    }
+
+    /// A client trusting what `tls` does (e.g. the coordinator's private CA).
+    /// Calls time out after five minutes (a large registration on a slow link).
+    pub fn with_tls(
+        base: &str,
+        token: &str,
+        tls: wasmops_tls::ClientTls,
+    ) -> Result<Client, ApiError> {
+        let http = tls
+            .http_blocking()
             .timeout(Duration::from_secs(300))
             .build()
             .map_err(ApiError::Setup)?;
@@ -75,6 +89,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.trim().to_string(),
             http,
+            tls,
         })
     }
 
@@ -422,6 +437,7 @@ impl Client {
             "/v1/enrol",
             &EnrolRequest {
                 device: device.into(),
+                public_key: None,
             },
         )
     }
@@ -579,7 +595,9 @@ impl Client {
     /// The first item comes when the first event happens; the stream is
     /// subscribed once this returns.
     pub fn events(&self, kinds: &[&str]) -> Result<Events, ApiError> {
-        let http = reqwest::blocking::Client::builder()
+        let http = self
+            .tls
+            .http_blocking()
             .connect_timeout(Duration::from_secs(10))
             .timeout(None)
             .build()

@@ -193,6 +193,11 @@ pub struct Enrolment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrolRequest {
     pub device: String,
+    /// The device's own public key (hex of the raw uncompressed P-256
+    /// point), made on the device: the coordinator's CA certifies it for
+    /// MQTT client authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// A device's own credential: API token, and MQTT password with `mqtt_username`.
@@ -205,6 +210,10 @@ pub struct Credential {
     /// device accepts a desired state or ack only when signed by it.
     #[serde(default)]
     pub control_key: Option<String>,
+    /// The certificate (PEM) for the request's `public_key`, when the
+    /// coordinator runs its own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@
 //! listen = "0.0.0.0:8080"
 //! mqtt = "mqtt://127.0.0.1:1883"                       # default: an embedded broker
 //! mosquitto_dir = "/etc/mosquitto/wasmops"              # `wasmops mosquitto-config` wrote it
+//! insecure_plain = false          # true: HTTP and MQTT in clear (never on a real network)
 //! webhooks = ["https://hooks.example/wasmops"]
 //! telemetry_retention_hours = 720
 //! monitor_bucket_seconds = 60     # one trend point
@@ -18,6 +19,13 @@
 //! [trust]
 //! root = "root.pub"
 //! trust_dir = "trust"
+//!
+//! [tls]                           # default: a private CA in data_dir/tls
+//! cert = "server.pem"             # or given certificates (chain, then key)
+//! key = "server.key"
+//! ca = "ca.pem"                   # what clients are told to trust
+//! names = ["coordinator.plant.example"]   # more names for the generated certificate
+//! client_certs = true             # devices log in to MQTT with their certificate too
 //! ```
 //! Relative paths are relative to the file.
 
@@ -74,6 +82,11 @@ pub struct Settings {
     pub monitor_window_seconds: Option<u64>,
     #[serde(default)]
     pub trust: TrustSettings,
+    /// TLS for the API and the embedded broker.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// Serve HTTP and MQTT in clear, and accept a plain external broker.
+    pub insecure_plain: Option<bool>,
     /// The training worker `wasmops coordinator` runs in its own process.
     #[serde(default)]
     pub worker: WorkerSettings,
@@ -96,6 +109,27 @@ pub struct WorkerSettings {
     /// Whether it runs command trainers (default `false`: each runs as the
     /// coordinator's user, so only built-in trainers unless asked).
     pub commands: Option<bool>,
+}
+
+/// The coordinator's TLS: given certificates, or (default) a private CA in
+/// `data_dir/tls` that signs a server certificate for `names` (plus
+/// localhost, the loopback addresses, the listen addresses and this host's
+/// name) at every start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server certificate chain (PEM), with `key`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The CA certificate clients are told to trust (PEM): the one that
+    /// signed `cert`, or an external `mqtts://` broker's.
+    pub ca: Option<PathBuf>,
+    /// More DNS names or addresses for the generated certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Devices must log in to the embedded broker with the certificate the
+    /// private CA gave them at enrolment (and their credential, as always).
+    pub client_certs: Option<bool>,
 }
 
 /// Whom the registry trusts: a root and its metadata, or plain release keys.
@@ -148,6 +182,9 @@ impl Settings {
         s.worker.key.as_mut().map(fix);
         s.worker.delegation.as_mut().map(fix);
         s.worker.workdir.as_mut().map(fix);
+        s.tls.cert.as_mut().map(fix);
+        s.tls.key.as_mut().map(fix);
+        s.tls.ca.as_mut().map(fix);
         Ok(s)
     }
 
@@ -181,6 +218,18 @@ impl Settings {
             monitor_bucket_seconds: over.monitor_bucket_seconds.or(self.monitor_bucket_seconds),
             monitor_window_seconds: over.monitor_window_seconds.or(self.monitor_window_seconds),
             trust,
+            tls: TlsSettings {
+                cert: over.tls.cert.or(self.tls.cert),
+                key: over.tls.key.or(self.tls.key),
+                ca: over.tls.ca.or(self.tls.ca),
+                names: if over.tls.names.is_empty() {
+                    self.tls.names
+                } else {
+                    over.tls.names
+                },
+                client_certs: over.tls.client_certs.or(self.tls.client_certs),
+            },
+            insecure_plain: over.insecure_plain.or(self.insecure_plain),
             worker: WorkerSettings {
                 enabled: over.worker.enabled.or(self.worker.enabled),
                 key: over.worker.key.or(self.worker.key),
@@ -215,6 +264,7 @@ impl Settings {
                 .saturating_mul(1 << 20),
             mqtt,
             mosquitto_dir: self.mosquitto_dir,
+            tls: (!self.insecure_plain.unwrap_or(false)).then_some(self.tls),
             webhooks: self.webhooks,
             telemetry_retention: Duration::from_secs(
                 self.telemetry_retention_hours
@@ -254,6 +304,9 @@ pub struct CoordinatorConfig {
     pub mqtt: MqttConfig,
     /// An external Mosquitto's `wasmops mosquitto-config` directory.
     pub mosquitto_dir: Option<PathBuf>,
+    /// TLS for the API and the embedded broker; `None`: in clear
+    /// (`insecure_plain`).
+    pub tls: Option<TlsSettings>,
     /// URLs that receive every event as a JSON POST.
     pub webhooks: Vec<String>,
     /// Telemetry older than this is deleted (checked every minute).

@@ -109,12 +109,30 @@ pub async fn enrol(
     c: &Coordinator,
     enrolment_token: &str,
     device: &str,
+    public_key: Option<&str>,
 ) -> Result<Credential, CoordinatorError> {
     if !wasmops_protocol::topics::valid_device_id(device) {
         return Err(CoordinatorError::BadRequest(format!(
             "device id `{device}` must be letters, digits, `-`, `_` or `.`"
         )));
     }
+    // The device's certificate, made before anything is used up.
+    let client_cert = match (public_key, &c.device_ca) {
+        (Some(key), Some(ca)) => {
+            let raw = hex::decode(key)
+                .map_err(|_| CoordinatorError::BadRequest("public_key must be hex".into()))?;
+            Some(
+                ca.issue_client(device, &raw)
+                    .map_err(|e| CoordinatorError::BadRequest(format!("public_key: {e}")))?,
+            )
+        }
+        (None, _) if c.client_certs => {
+            return Err(CoordinatorError::BadRequest(
+                "this fleet authenticates devices by certificate: the enrolment must carry the device's public_key (an agent older than this coordinator cannot join)".into(),
+            ));
+        }
+        _ => None,
+    };
     let enrolment = auth::hash(enrolment_token);
     let row: Option<(String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
         "SELECT pattern, expires_at, uses_per_device, reenrol FROM enrolments WHERE hash = $1 AND revoked = 0",
@@ -197,6 +215,7 @@ pub async fn enrol(
         token,
         mqtt_username: device.to_string(),
         control_key: Some(c.control_key_hex()),
+        client_cert,
     })
 }
 
@@ -386,7 +405,7 @@ mod tests {
             .await
             .unwrap()
             .token;
-        let first = enrol(&c, &token, "gw-1").await.unwrap();
+        let first = enrol(&c, &token, "gw-1", None).await.unwrap();
         let valid = |t: String| {
             let c = c.clone();
             async move { auth::authenticate(&c.db, &t).await.unwrap().is_some() }
@@ -394,21 +413,21 @@ mod tests {
         assert!(valid(first.token.clone()).await);
         // The same id again (a thief with the leaked token, or the device
         // itself after losing its state): refused, the credential stays.
-        let again = enrol(&c, &token, "gw-1").await.unwrap_err();
+        let again = enrol(&c, &token, "gw-1", None).await.unwrap_err();
         assert!(
             matches!(&again, CoordinatorError::Forbidden(m) if m.contains("used for `gw-1` already")),
             "{again:?}"
         );
         assert!(valid(first.token.clone()).await);
         // Another id of the pattern is still fine.
-        enrol(&c, &token, "gw-2").await.unwrap();
+        enrol(&c, &token, "gw-2", None).await.unwrap();
         // A fresh token over an enrolled id: 409, credential untouched, and
         // the refusal does not use the token up for that id.
         let fresh = create(&c, &operator(), request("gw-1", 1, false))
             .await
             .unwrap()
             .token;
-        let taken = enrol(&c, &fresh, "gw-1").await.unwrap_err();
+        let taken = enrol(&c, &fresh, "gw-1", None).await.unwrap_err();
         assert!(
             matches!(&taken, CoordinatorError::Conflict(m) if m.contains("wasmops devices reset gw-1")),
             "{taken:?}"
@@ -420,7 +439,7 @@ mod tests {
         let reset_done = reset(&c, &operator(), "gw-1").await.unwrap();
         assert_eq!(reset_done.revoked, 1);
         assert!(!valid(first.token.clone()).await);
-        let second = enrol(&c, &fresh, "gw-1").await.unwrap();
+        let second = enrol(&c, &fresh, "gw-1", None).await.unwrap();
         assert!(valid(second.token.clone()).await);
         assert!(matches!(
             reset(&c, &operator(), "gw-9").await,
@@ -431,10 +450,10 @@ mod tests {
             .await
             .unwrap()
             .token;
-        let third = enrol(&c, &spare, "gw-1").await.unwrap();
+        let third = enrol(&c, &spare, "gw-1", None).await.unwrap();
         assert!(!valid(second.token).await && valid(third.token.clone()).await);
-        enrol(&c, &spare, "gw-1").await.unwrap();
-        assert!(enrol(&c, &spare, "gw-1").await.is_err());
+        enrol(&c, &spare, "gw-1", None).await.unwrap();
+        assert!(enrol(&c, &spare, "gw-1", None).await.is_err());
         assert!(!valid(third.token).await);
         // Out-of-range requests are client errors naming the limit.
         for bad in [

@@ -15,7 +15,9 @@
 //! time buckets, judges drift, data quality and performance against the
 //! profile signed with each version, and emits monitoring events. [`http`] serves the API whose bodies are
 //! `wasmops_api`'s types; [`error`] says which failures are the caller's (4xx)
-//! and which are the coordinator's (5xx). Settings: [`config`].
+//! and which are the coordinator's (5xx). Settings: [`config`]. Both the API
+//! and the embedded broker listen behind TLS ([`tls`]: a private CA by
+//! default) unless `insecure_plain` says otherwise.
 //!
 //! Closed loop: [`datasets`] stores training data, [`runs`] queues runs
 //! that workers (outside this crate) carry out, [`loops`] starts them on
@@ -23,7 +25,8 @@
 //!
 //! Module layers (each uses only those above it): error, acl, db, audit, auth,
 //! events, artifacts, bus → registry, enrolment, devices → monitor →
-//! telemetry, datasets, runs → deployments, rollouts → loops → mqtt → http.
+//! telemetry, datasets, runs → deployments, rollouts → loops → mqtt → http;
+//! config and tls stand apart.
 
 pub mod acl;
 pub mod artifacts;
@@ -52,6 +55,7 @@ pub mod runs;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tls;
 pub mod trust;
 
 use std::sync::Arc;
@@ -98,6 +102,11 @@ pub struct Coordinator {
     /// An external Mosquitto whose clients this coordinator manages
     /// ([`mosquitto`]): devices are added at enrolment, removed at reset.
     pub mosquitto: bool,
+    /// The private CA ([`tls`]), which certifies devices' keys at
+    /// enrolment; `None` with given certificates or in clear.
+    pub device_ca: Option<wasmops_tls::Ca>,
+    /// Devices must present their certificate on MQTT (`[tls] client_certs`).
+    pub client_certs: bool,
     /// Rollout gates' telemetry sums, read incrementally.
     pub tallies: telemetry::Tallies,
     /// Injected faults (end-to-end tests only; none by default).
@@ -152,6 +161,11 @@ impl Coordinator {
             mqtt_secret: auth::random_token("mq")?,
             control: control_key(&config.data_dir.join("control.key"))?,
             mosquitto: config.mosquitto_dir.is_some(),
+            device_ca: tls::private_ca(config.tls.as_ref(), &config.data_dir)?,
+            client_certs: config
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_certs.unwrap_or(false)),
             tallies: Default::default(),
             faults: faults::Faults::parse(&config.faults)?,
             monitor: config.monitor,
@@ -189,6 +203,10 @@ impl Coordinator {
 /// What [`serve_with`] tells its caller once the API listens.
 pub struct Ready {
     pub addr: std::net::SocketAddr,
+    /// The API's URL as this host reaches it (`https://127.0.0.1:PORT`).
+    pub url: String,
+    /// What a client in this process trusts to reach it.
+    pub tls: wasmops_tls::ClientTls,
     /// A fresh token with the worker role for a worker in this process (the
     /// previous process's is revoked).
     pub worker_token: String,
@@ -202,6 +220,12 @@ pub async fn serve(
     serve_with(config, shutdown, |_| {}).await
 }
 
+/// A free port on the loopback interface (the embedded broker's own, behind
+/// the TLS listener).
+fn loopback_port() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
 /// [`serve`], calling `ready` once the API listens (the CLI starts its
 /// in-process training worker there: this crate stays free of the runtime).
 pub async fn serve_with(
@@ -209,13 +233,40 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(Ready) + Send,
 ) -> anyhow::Result<()> {
+    let mut listens = vec![config.listen];
+    if let MqttConfig::Embedded(a) = &config.mqtt {
+        listens.push(*a);
+    }
+    let tls = match &config.tls {
+        Some(settings) => Some(tls::prepare(settings, &config.data_dir, &listens)?),
+        None => None,
+    };
+    let clients = match &tls {
+        Some(t) => t.clients.clone(),
+        None => wasmops_tls::ClientTls::new(None)?,
+    };
     let coordinator = Coordinator::open(&config).await?;
-    let (host, port, login) = match &config.mqtt {
+    let (public_mqtt, subscribe_to, login) = match &config.mqtt {
         MqttConfig::Embedded(listen) => {
-            mqtt::start_embedded_broker(coordinator.clone(), *listen).await?;
+            // Behind TLS the broker itself listens on loopback only; the
+            // TLS listener in front relays devices to it.
+            let broker = match &tls {
+                Some(t) => {
+                    let front = wasmops_tls::Listener::bind(*listen, t.mqtt.clone()).await?;
+                    let inner = loopback_port()?;
+                    mqtt::start_embedded_broker(coordinator.clone(), inner).await?;
+                    tokio::spawn(tls::relay_mqtt(front, inner, t.client_certs));
+                    inner
+                }
+                None => {
+                    mqtt::start_embedded_broker(coordinator.clone(), *listen).await?;
+                    *listen
+                }
+            };
+            let scheme = if tls.is_some() { "mqtts" } else { "mqtt" };
             (
-                listen.ip().to_string(),
-                listen.port(),
+                format!("{scheme}://{listen}"),
+                format!("mqtt://{broker}"),
                 Some((
                     mqtt::COORDINATOR_USER.to_string(),
                     coordinator.mqtt_secret.clone(),
@@ -223,7 +274,11 @@ pub async fn serve_with(
             )
         }
         MqttConfig::External(url) => {
-            let (h, p) = wasmops_protocol::parse_mqtt_url(url)?;
+            wasmops_protocol::parse_mqtt_url(url)?;
+            anyhow::ensure!(
+                wasmops_protocol::mqtt_url_is_tls(url) || config.tls.is_none(),
+                "the broker {url} is plain MQTT: use mqtts://, or --insecure-plain to run everything in clear"
+            );
             let login = match &config.mosquitto_dir {
                 Some(dir) => {
                     let file = dir.join(mosquitto::PASSWORD_FILE);
@@ -240,13 +295,13 @@ pub async fn serve_with(
                 }
                 None => None,
             };
-            (h, p, login)
+            (url.clone(), url.clone(), login)
         }
     };
     tokio::spawn(mqtt::run_subscriber(
         coordinator.clone(),
-        host.clone(),
-        port,
+        subscribe_to,
+        clients.clone(),
         login,
     ));
     tokio::spawn(rollouts::run_controller(coordinator.clone()));
@@ -263,18 +318,45 @@ pub async fn serve_with(
     if lost > 0 {
         tracing::warn!("{lost} run(s) of the previous in-process worker ended by this restart");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    // Tests and scripts wait for this line to learn the port.
-    println!("wasmops coordinator listening on http://{addr} (MQTT: mqtt://{host}:{port})");
-    ready(Ready { addr, worker_token });
     let stopping = coordinator.clone();
     let shutdown = async move {
         shutdown.await;
         stopping.stopping.send_replace(true);
     };
-    axum::serve(listener, http::router(coordinator))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let router = http::router(coordinator);
+    let serve_on = |addr: std::net::SocketAddr, scheme: &str| {
+        let mut local = addr;
+        if local.ip().is_unspecified() {
+            local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let ca = match tls.as_ref().and_then(|t| t.ca_path.as_ref()) {
+            Some(p) => format!("; CA: {}", p.display()),
+            None => String::new(),
+        };
+        // Tests and scripts wait for this line to learn the port.
+        println!("wasmops coordinator listening on {scheme}://{addr} (MQTT: {public_mqtt}{ca})");
+        ready(Ready {
+            addr,
+            url: format!("{scheme}://{local}"),
+            tls: clients,
+            worker_token,
+        });
+    };
+    match &tls {
+        Some(t) => {
+            let listener = wasmops_tls::Listener::bind(config.listen, t.server.clone()).await?;
+            serve_on(listener.local_addr(), "https");
+            axum::serve(tls::HttpsListener(listener), router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            serve_on(listener.local_addr()?, "http");
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }

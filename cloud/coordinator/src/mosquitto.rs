@@ -2,7 +2,9 @@
 //! ([`crate::acl`]), through Mosquitto's dynamic-security plugin.
 //!
 //! `wasmops mosquitto-config --dir DIR` writes `DIR/mosquitto.conf` (no
-//! anonymous logins, the plugin on, running as the files' owner) and the plugin's starting state: the
+//! anonymous logins, the plugin on, running as the files' owner, TLS with a
+//! server certificate from the coordinator's CA in `DIR/server.pem` unless
+//! asked for plain MQTT) and the plugin's starting state: the
 //! coordinator as its only client (password in `DIR/coordinator.password`,
 //! 0600) and a `wasmops-watcher` role (subscribe to `wasmops/v1/events/#`)
 //! for clients an operator adds by hand to feed events to other systems;
@@ -51,13 +53,28 @@ const PLUGIN_PATHS: &[&str] = &[
     "/usr/local/lib/mosquitto_dynamic_security.so",
 ];
 
+/// The broker's TLS: a server certificate from `ca` for `names` (besides
+/// localhost, the loopback addresses and the listen address).
+pub struct BrokerTls<'a> {
+    pub ca: &'a wasmops_tls::Ca,
+    pub names: &'a [String],
+    /// Clients must present a certificate from `ca` (devices get theirs at
+    /// enrolment). Mosquitto checks the chain; the login (password, client
+    /// id) stays the dynamic-security plugin's, so the certificate is a
+    /// second factor here, not bound to the device it names: Mosquitto
+    /// binds it only with `use_identity_as_username`, which skips the
+    /// plugin's password and client-id checks.
+    pub client_certs: bool,
+}
+
 /// Writes a Mosquitto configuration for a broker on `listen` into `dir`
-/// (see the module docs). `plugin` overrides the plugin's path. Returns the
-/// path of `mosquitto.conf`.
+/// (see the module docs). `plugin` overrides the plugin's path; `tls: None`
+/// is plain MQTT. Returns the path of `mosquitto.conf`.
 pub fn write_config(
     dir: &Path,
     listen: SocketAddr,
     plugin: Option<&Path>,
+    tls: Option<BrokerTls<'_>>,
 ) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
     let plugin = match plugin {
@@ -127,6 +144,43 @@ pub fn write_config(
     // which could then not read or save the plugin's 0600 state: it runs as
     // whoever owns these files.
     let user = owner_name(&dir)?;
+    let tls = match tls {
+        Some(t) => {
+            let mut names: Vec<String> =
+                ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+            if !listen.ip().is_unspecified() {
+                names.push(listen.ip().to_string());
+            }
+            names.extend(t.names.iter().cloned());
+            names.dedup();
+            let (chain, key) = t.ca.issue_server(&names)?;
+            let (cert_file, key_file) = (dir.join("server.pem"), dir.join("server.key"));
+            wasmops_trust::write_atomic_mode(&cert_file, chain.as_bytes(), Some(0o644))?;
+            wasmops_trust::write_atomic_mode(&key_file, key.as_bytes(), Some(0o600))?;
+            let clients = if t.client_certs {
+                let ca_file = dir.join("client-ca.pem");
+                wasmops_trust::write_atomic_mode(
+                    &ca_file,
+                    t.ca.cert_pem().as_bytes(),
+                    Some(0o644),
+                )?;
+                format!(
+                    "# Devices present the certificate the coordinator's CA gave them.\n\
+                     cafile {}\nrequire_certificate true\n",
+                    ca_file.display()
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "# TLS: a certificate from the coordinator's CA (devices check it).\n\
+                 certfile {}\nkeyfile {}\ntls_version tlsv1.2\n{clients}",
+                cert_file.display(),
+                key_file.display()
+            )
+        }
+        None => "# Plain MQTT (--insecure-plain): credentials cross the network in clear.\n".into(),
+    };
     let text = format!(
         "# Written by `wasmops mosquitto-config`: only the coordinator and the devices\n\
          # it enrols log in, each limited to its own topics (dynamic-security plugin).\n\
@@ -134,6 +188,7 @@ pub fn write_config(
          per_listener_settings false\n\
          allow_anonymous false\n\
          listener {port} {ip}\n\
+         {tls}\
          plugin {plugin}\n\
          plugin_opt_config_file {state}\n\
          # Telemetry bursts from a large fleet queue rather than drop.\n\

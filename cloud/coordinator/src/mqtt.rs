@@ -224,15 +224,19 @@ pub async fn start_embedded_broker(c: Arc<Coordinator>, listen: SocketAddr) -> a
 /// coordinator's publisher. Never returns.
 pub async fn run_subscriber(
     c: Arc<Coordinator>,
-    host: String,
-    port: u16,
+    url: String,
+    tls: wasmops_tls::ClientTls,
     login: Option<(String, String)>,
 ) {
-    let mut opts = MqttOptions::new(
-        format!("wasmops-coordinator-{}", std::process::id()),
-        host,
-        port,
-    );
+    let client_id = format!("wasmops-coordinator-{}", std::process::id());
+    let mut opts = match tls.mqtt_options(client_id, &url) {
+        Ok(o) => o,
+        Err(e) => {
+            // Checked before the coordinator started: not reached.
+            tracing::error!("the coordinator cannot subscribe: {e}");
+            return;
+        }
+    };
     if let Some((user, pass)) = login {
         opts.set_credentials(user, pass);
     }

@@ -41,6 +41,8 @@ pub enum WorkerError {
 
 pub struct WorkerConfig {
     pub coordinator: String,
+    /// What the worker trusts to reach the coordinator (its private CA).
+    pub tls: wasmops_tls::ClientTls,
     /// A token with the worker role.
     pub token: String,
     /// How runs and logs name this worker.
@@ -83,7 +85,7 @@ impl Worker {
                 config.name
             )));
         }
-        let client = Client::new(&config.coordinator, &config.token)?;
+        let client = Client::with_tls(&config.coordinator, &config.token, config.tls.clone())?;
         let key = config
             .release_key
             .as_deref()

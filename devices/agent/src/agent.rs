@@ -88,21 +88,28 @@ pub struct Agent {
     pub served: Served,
     /// Whose signed messages this device acts on.
     pub control: Control,
+    /// What it trusts, and the certificate it presents.
+    tls: wasmops_tls::ClientTls,
 }
 
 impl Agent {
     /// An agent with its own model store in its state directory.
-    pub fn new(config: AgentConfig) -> Result<Agent> {
+    pub fn new(config: AgentConfig, tls: wasmops_tls::ClientTls) -> Result<Agent> {
         let store = ModelStore::new(
             config.host_config(config.state_dir.join("cache"))?,
             config.state_dir.join("slots"),
             false,
+            tls.clone(),
         )?;
-        Agent::with_store(config, Arc::new(store))
+        Agent::with_store(config, Arc::new(store), tls)
     }
 
-    /// An agent using `store` (shared by a simulated fleet).
-    pub fn with_store(config: AgentConfig, store: Arc<ModelStore>) -> Result<Agent> {
+    /// An agent using `store` (shared by a simulated fleet), with `tls` its own.
+    pub fn with_store(
+        config: AgentConfig,
+        store: Arc<ModelStore>,
+        tls: wasmops_tls::ClientTls,
+    ) -> Result<Agent> {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
         let outbox = Outbox::open(&config.state_dir.join("telemetry"), config.telemetry_buffer)?;
@@ -124,7 +131,18 @@ impl Agent {
                 config.control_key.as_deref(),
             )?,
             config,
+            tls,
         })
+    }
+
+    /// What this agent trusts to reach its coordinator and broker.
+    pub fn tls(&self) -> &wasmops_tls::ClientTls {
+        &self.tls
+    }
+
+    /// An HTTP client for the coordinator's API.
+    pub fn http(&self) -> Result<reqwest::Client> {
+        Ok(self.tls().http().build()?)
     }
 
     pub fn id(&self) -> &str {

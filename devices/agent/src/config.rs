@@ -62,7 +62,14 @@ pub struct AgentConfig {
     /// comes with the enrolment (see [`crate::control`]).
     #[serde(default)]
     pub control_key: Option<String>,
+    /// `mqtts://host:port` (or `mqtt://` in clear, when the coordinator runs
+    /// `--insecure-plain`).
     pub mqtt: String,
+    /// The CA certificate (PEM) the coordinator's and the broker's TLS
+    /// certificates are checked against, besides the system's: the
+    /// coordinator's `data_dir/tls/ca.pem` (provisioning bundles carry it).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
     pub state_dir: PathBuf,
     /// Local prediction endpoint for the device's applications.
     #[serde(default = "default_listen")]
@@ -129,6 +136,7 @@ impl AgentConfig {
             enrolment_token: None,
             control_key: None,
             mqtt,
+            ca_cert: None,
             state_dir,
             listen: default_listen(),
             max_artifact_mb: default_max_artifact_mb(),
@@ -159,12 +167,39 @@ impl AgentConfig {
         c.trust.trust_dir.as_mut().map(fix);
         c.trust.keys.iter_mut().for_each(fix);
         c.preinstalled.as_mut().map(fix);
+        c.ca_cert.as_mut().map(fix);
         anyhow::ensure!(
             topics::valid_device_id(&c.device_id),
             "device_id `{}` must be letters, digits, `-`, `_` or `.`",
             c.device_id
         );
         Ok(c)
+    }
+
+    /// What this device trusts to reach its coordinator and broker, and
+    /// the certificate it presents once enrolment gave it one.
+    pub fn tls(&self) -> Result<wasmops_tls::ClientTls> {
+        self.identity(&wasmops_tls::ClientTls::from_file(self.ca_cert.as_deref())?)
+    }
+
+    /// `base` presenting this device's certificate, if it has one
+    /// (`state_dir/tls/device.pem` for the key in `device.key`).
+    pub fn identity(&self, base: &wasmops_tls::ClientTls) -> Result<wasmops_tls::ClientTls> {
+        let (cert, key) = self.device_files();
+        match std::fs::read(&cert) {
+            Ok(pem) => {
+                let key = wasmops_tls::DeviceKey::load_or_create(&key)?;
+                Ok(base.with_identity(&pem, key.pem().as_bytes())?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(base.clone()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", cert.display())),
+        }
+    }
+
+    /// This device's certificate and key files.
+    fn device_files(&self) -> (PathBuf, PathBuf) {
+        let dir = self.state_dir.join("tls");
+        (dir.join("device.pem"), dir.join("device.key"))
     }
 
     pub fn policy(&self) -> Result<TrustPolicy> {
@@ -268,11 +303,16 @@ impl AgentConfig {
             )
         };
         let url = format!("{}/v1/enrol", self.coordinator.trim_end_matches('/'));
+        // The device's own key: made here, kept here; only its public half
+        // is sent, for the coordinator's CA to certify.
+        let (cert_file, key_file) = self.device_files();
+        let key = wasmops_tls::DeviceKey::load_or_create(&key_file)?;
         let resp = http
             .post(&url)
             .bearer_auth(enrolment)
             .json(&EnrolRequest {
                 device: self.device_id.clone(),
+                public_key: Some(hex::encode(key.public_key())),
             })
             .send()
             .await
@@ -301,6 +341,9 @@ impl AgentConfig {
             )?
             .learn(key, true)
             .context("the enrolment answer's control key")?;
+        }
+        if let Some(cert) = &credential.client_cert {
+            wasmops_trust::write_atomic_mode(&cert_file, cert.as_bytes(), Some(0o644))?;
         }
         let used = wasmops_trust::sha256_hex(enrolment.as_bytes());
         self.save_credential(file, &credential.token, &used)?;

@@ -58,8 +58,8 @@ impl Default for Retry {
 /// The HTTP client downloads use: a connect timeout and a stall timeout (no
 /// byte for `stall`), but no limit on a whole transfer, which on a slow link
 /// may rightly take long.
-pub fn client(stall: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+pub fn client(tls: &wasmops_tls::ClientTls, stall: Duration) -> reqwest::Result<reqwest::Client> {
+    tls.http()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(stall)
         .build()
@@ -370,7 +370,11 @@ mod tests {
         .await;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join(format!("{sha}.wasm"));
-        let http = client(Duration::from_millis(300)).unwrap();
+        let http = client(
+            &wasmops_tls::ClientTls::new(None).unwrap(),
+            Duration::from_millis(300),
+        )
+        .unwrap();
         let n = body.len() as u64;
         download_with_retries(&http, &req(&url, &sha, n, n, &out), quick())
             .await
@@ -385,7 +389,11 @@ mod tests {
     async fn refusals_are_not_retried_and_bad_bytes_are_not_kept() {
         let (body, sha) = artifact();
         let dir = tempfile::tempdir().unwrap();
-        let http = client(Duration::from_secs(5)).unwrap();
+        let http = client(
+            &wasmops_tls::ClientTls::new(None).unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let n = body.len() as u64;
 
         let (url, ranges) = server(body.clone(), vec![Answer::Missing]).await;

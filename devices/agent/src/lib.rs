@@ -51,9 +51,10 @@ pub async fn run(
     mut config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let http = reqwest::Client::new();
+    let http = config.tls()?.http().build()?;
     config.ensure_credential(&http).await?;
-    let agent = Arc::new(Agent::new(config.clone())?);
+    // Again: the enrolment may have given this device its certificate.
+    let agent = Arc::new(Agent::new(config.clone(), config.tls()?)?);
     if agent.control.knows_key() {
         // In the background: an offline gateway serves at once, not after
         // the check's timeout.
@@ -71,7 +72,7 @@ pub async fn run(
     }
     // Before the restore: a revocation published while the device was off
     // applies to what it restores.
-    if let Err(e) = trust::refresh(&agent, &reqwest::Client::new()).await {
+    if let Err(e) = trust::refresh(&agent, &agent.http()?).await {
         tracing::warn!("trust metadata not refreshed at start: {e:#}");
     }
     if let Err(e) = agent.restore() {

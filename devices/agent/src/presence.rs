@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
 use tokio::task::JoinHandle;
 
 use wasmops_protocol::presence::{PresenceMessage, State};
@@ -29,18 +29,20 @@ impl Presence {
     /// Connects `device` to the broker at `mqtt_url` and keeps it connected.
     /// `password` is the device's credential (the username is the device id).
     pub fn start(
+        tls: &wasmops_tls::ClientTls,
         mqtt_url: &str,
         device: &str,
         password: Option<String>,
         labels: BTreeMap<String, String>,
         keep_alive: Duration,
     ) -> anyhow::Result<Presence> {
-        Ok(Presence::start_with(mqtt_url, device, password, labels, keep_alive, vec![])?.0)
+        Ok(Presence::start_with(tls, mqtt_url, device, password, labels, keep_alive, vec![])?.0)
     }
 
     /// Like [`Presence::start`], also (re)subscribing to `topics` (QoS 1) after
     /// every connect; their messages arrive on the returned channel.
     pub fn start_with(
+        tls: &wasmops_tls::ClientTls,
         mqtt_url: &str,
         device: &str,
         password: Option<String>,
@@ -52,8 +54,7 @@ impl Presence {
             topics::valid_device_id(device),
             "device id `{device}` must be letters, digits, `-`, `_` or `.`"
         );
-        let (host, port) = wasmops_protocol::parse_mqtt_url(mqtt_url)?;
-        let mut opts = MqttOptions::new(format!("wasmops-device-{device}"), host, port);
+        let mut opts = tls.mqtt_options(format!("wasmops-device-{device}"), mqtt_url)?;
         opts.set_keep_alive(keep_alive);
         // Without this the client's 10 KiB default applies, and a desired
         // state or report over it drops the connection on every try. Incoming

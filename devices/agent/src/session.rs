@@ -51,6 +51,7 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
     ];
     let login = Some(config.credential().to_string()).filter(|t| !t.is_empty());
     let (presence, mut incoming) = Presence::start_with(
+        agent.tls(),
         &config.mqtt,
         &config.device_id,
         login,
@@ -111,7 +112,16 @@ pub fn start(agent: Arc<Agent>) -> Result<Running> {
             if !agent.trusts_a_root() {
                 return;
             }
-            let http = reqwest::Client::new();
+            let http = match agent.http() {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(
+                        "{}: trust metadata will not be refreshed: {e:#}",
+                        agent.id()
+                    );
+                    return;
+                }
+            };
             let every = Duration::from_secs(agent.config.trust_refresh_seconds.max(1));
             loop {
                 tokio::time::sleep(every).await;

@@ -21,6 +21,7 @@ pub struct ModelStore {
     /// Shared by several devices: never delete slots another device may use.
     shared: bool,
     http: reqwest::Client,
+    tls: wasmops_tls::ClientTls,
     loaded: Mutex<HashMap<String, Weak<LoadedModel>>>,
     /// One verification and compile per sha at a time; the others wait and share it.
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -28,7 +29,13 @@ pub struct ModelStore {
 }
 
 impl ModelStore {
-    pub fn new(host_config: HostConfig, dir: PathBuf, shared: bool) -> Result<ModelStore> {
+    /// Downloads trust what `tls` does.
+    pub fn new(
+        host_config: HostConfig,
+        dir: PathBuf,
+        shared: bool,
+        tls: wasmops_tls::ClientTls,
+    ) -> Result<ModelStore> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(ModelStore {
@@ -36,11 +43,17 @@ impl ModelStore {
             dir,
             shared,
             // A transfer may take long on a slow link; a link silent for 30 s is dead.
-            http: crate::download::client(Duration::from_secs(30))?,
+            http: crate::download::client(&tls, Duration::from_secs(30))?,
+            tls,
             loaded: Mutex::default(),
             loading: Mutex::default(),
             fetching: Default::default(),
         })
+    }
+
+    /// What this store's downloads (and its agents' other links) trust.
+    pub fn tls(&self) -> &wasmops_tls::ClientTls {
+        &self.tls
     }
 
     pub fn path(&self, sha256: &str) -> PathBuf {

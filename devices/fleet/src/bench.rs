@@ -153,11 +153,11 @@ pub fn telemetry(mqtt: Option<&str>, devices: usize, messages: usize) -> Result<
         wasmops_trust::TrustPolicy::keys(vec![key.public()]),
         Some(&url),
     )?;
-    let (api, token) = (coordinator.api.clone(), coordinator.admin_token()?);
+    let api = coordinator.api.clone();
     // The publishers are enrolled devices (telemetry from strangers is rejected).
-    let admin = wasmops_api::Client::new(&api, &token)?;
+    let admin = coordinator.admin()?;
     let enrolment = admin.create_enrolment(&wasmops_api::EnrolmentRequest::new("bench-*"))?;
-    let enroller = wasmops_api::Client::new(&api, &enrolment.token)?;
+    let enroller = wasmops_api::Client::with_tls(&api, &enrolment.token, coordinator.tls.clone())?;
     for d in 0..devices {
         enroller
             .enrol(&format!("bench-{d:04}"))

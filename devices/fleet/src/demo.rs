@@ -77,10 +77,14 @@ pub fn run(
         coordinator.token_file.clone(),
     );
     say(format!(
-        "coordinator API on {api} (MQTT {mqtt_url}); admin token in {}",
-        token_file.display()
+        "coordinator API on {api} (MQTT {mqtt_url}); admin token in {}{}",
+        token_file.display(),
+        match &coordinator.ca_cert {
+            Some(ca) => format!("; TLS CA in {}", ca.display()),
+            None => "; in clear".into(),
+        }
     ));
-    let client = Client::new(&api, &coordinator.admin_token()?)?;
+    let client = coordinator.admin()?;
     for wasm in [&s.v1, &s.v2] {
         let bytes =
             std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
@@ -103,6 +107,7 @@ pub fn run(
         coordinator: api.clone(),
         enrolment_token: enrolment.token,
         mqtt: mqtt_url,
+        ca_cert: coordinator.ca_cert.clone(),
         state_dir: s.dir.join("fleet"),
         trust: TrustConfig {
             root: None,
@@ -283,6 +288,10 @@ pub struct InProcess {
     pub api: String,
     pub mqtt: String,
     pub token_file: PathBuf,
+    /// The CA its devices and clients trust (`data_dir/tls/ca.pem`); `None`
+    /// on a plain external broker, where everything runs in clear.
+    pub ca_cert: Option<PathBuf>,
+    pub tls: wasmops_tls::ClientTls,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<()>>,
 }
@@ -310,6 +319,9 @@ impl InProcess {
         ready: impl FnOnce(wasmops_coordinator::Ready) + Send + 'static,
     ) -> Result<InProcess> {
         let listen = free_addr()?;
+        // TLS with the coordinator's private CA, but for a plain external
+        // broker (a local Mosquitto): then everything is in clear.
+        let plain = mqtt.is_some_and(|url| !wasmops_protocol::mqtt_url_is_tls(url));
         let (mqtt_config, mqtt) = match mqtt {
             Some(url) => (
                 wasmops_coordinator::MqttConfig::External(url.to_string()),
@@ -319,12 +331,20 @@ impl InProcess {
                 let a = free_addr()?;
                 (
                     wasmops_coordinator::MqttConfig::Embedded(a),
-                    format!("mqtt://{a}"),
+                    format!("mqtts://{a}"),
                 )
             }
         };
         let mut config = wasmops_coordinator::CoordinatorConfig::new(data_dir.to_path_buf(), trust);
         config.listen = listen;
+        if plain {
+            config.tls = None;
+        }
+        let ca_cert = (!plain).then(|| {
+            data_dir
+                .join(wasmops_coordinator::tls::TLS_DIR)
+                .join(wasmops_tls::CA_CERT)
+        });
         if let Some(m) = monitor {
             config.monitor = m;
         }
@@ -337,21 +357,41 @@ impl InProcess {
             },
             ready,
         ));
-        let api = format!("http://{listen}");
+        let api = format!("{}://{listen}", if plain { "http" } else { "https" });
         let started = Instant::now();
-        while reqwest::blocking::get(format!("{api}/healthz")).is_err() {
+        // The CA appears once the coordinator made it.
+        let (tls, http) = loop {
             if server.is_finished() || started.elapsed() > Duration::from_secs(30) {
                 bail!("the coordinator did not start on {api}");
             }
+            if ca_cert.as_ref().is_none_or(|p| p.exists()) {
+                let tls = wasmops_tls::ClientTls::from_file(ca_cert.as_deref())?;
+                let http = tls.http_blocking().build()?;
+                if http.get(format!("{api}/healthz")).send().is_ok() {
+                    break (tls, http);
+                }
+            }
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        drop(http);
         Ok(InProcess {
             api,
             mqtt,
             token_file: data_dir.join("admin.token"),
+            ca_cert,
+            tls,
             stop,
             server,
         })
+    }
+
+    /// An API client with the first admin token.
+    pub fn admin(&self) -> Result<Client> {
+        Ok(Client::with_tls(
+            &self.api,
+            &self.admin_token()?,
+            self.tls.clone(),
+        )?)
     }
 
     pub fn admin_token(&self) -> Result<String> {

@@ -126,7 +126,7 @@ pub fn run(
         s.monitor,
         start_worker,
     )?;
-    let client = Client::new(&coordinator.api, &coordinator.admin_token()?)?;
+    let client = coordinator.admin()?;
     eprintln!(
         "coordinator API on {} with its training worker; admin token in {}",
         coordinator.api,
@@ -231,6 +231,7 @@ pub fn run(
         coordinator: coordinator.api.clone(),
         enrolment_token: enrolment.token,
         mqtt: coordinator.mqtt.clone(),
+        ca_cert: coordinator.ca_cert.clone(),
         state_dir: s.dir.join("fleet"),
         trust: TrustConfig {
             root: None,

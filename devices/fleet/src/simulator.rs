@@ -30,6 +30,8 @@ pub struct FleetConfig {
     /// Enrolment token for the fleet's ids (e.g. for `sim-*`): each device enrols once.
     pub enrolment_token: String,
     pub mqtt: String,
+    /// The coordinator's CA certificate (agent.toml `ca_cert`).
+    pub ca_cert: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub trust: TrustConfig,
     pub telemetry_interval_ms: u64,
@@ -50,6 +52,8 @@ pub struct FleetConfig {
 pub struct Fleet {
     config: FleetConfig,
     store: Arc<ModelStore>,
+    /// For enrolments.
+    http: reqwest::Client,
     running: Mutex<Vec<Running>>,
     /// Predictions per second per device, in millihertz (changeable at run time).
     rate_mhz: Arc<AtomicU64>,
@@ -111,15 +115,25 @@ impl Fleet {
     pub async fn start(c: FleetConfig) -> Result<Fleet> {
         anyhow::ensure!(c.devices > 0, "a fleet needs at least one device");
         let first = agent_config(&c, 0);
+        // One set of roots for the whole fleet (reading the system's costs
+        // milliseconds: not a thousand times).
+        let tls = first.tls()?;
+        let http = tls.http().build()?;
         let store = Arc::new(ModelStore::new(
             first.host_config(c.state_dir.join("cache"))?,
             c.state_dir.join("slots"),
             true,
+            tls,
         )?);
         let outcomes = match (&c.scenario, &c.api_token) {
             (Some(s), Some(token)) if !s.outcomes.is_empty() => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(post_outcomes(c.coordinator.clone(), token.clone(), rx));
+                tokio::spawn(post_outcomes(
+                    http.clone(),
+                    c.coordinator.clone(),
+                    token.clone(),
+                    rx,
+                ));
                 Some(tx)
             }
             _ => None,
@@ -141,6 +155,7 @@ impl Fleet {
             traffic: Default::default(),
             crashed: Default::default(),
             store,
+            http,
             config: c,
         };
         // A few at a time: each enrols (the coordinator's database and two
@@ -168,8 +183,9 @@ impl Fleet {
     /// restores its active model, connects, and starts its traffic.
     async fn start_device(&self, i: usize) -> Result<()> {
         let mut config = agent_config(&self.config, i);
-        config.ensure_credential(&reqwest::Client::new()).await?;
-        let agent = Arc::new(Agent::with_store(config, self.store.clone())?);
+        config.ensure_credential(&self.http).await?;
+        let tls = config.identity(self.store.tls())?;
+        let agent = Arc::new(Agent::with_store(config, self.store.clone(), tls)?);
         if let Err(e) = agent.restore() {
             tracing::error!("{}: could not restore the active model: {e:#}", agent.id());
         }
@@ -332,6 +348,7 @@ fn agent_config(c: &FleetConfig, i: usize) -> AgentConfig {
     AgentConfig {
         labels,
         enrolment_token: Some(c.enrolment_token.clone()),
+        ca_cert: c.ca_cert.clone(),
         listen: "127.0.0.1:0".parse().expect("address"),
         telemetry_interval_ms: c.telemetry_interval_ms,
         sample_rows: c.sample_rows.clone(),
@@ -404,11 +421,11 @@ async fn drive(agent: Arc<Agent>, traffic: Traffic, rate_mhz: Arc<AtomicU64>, in
 /// coordinator refuses as unknown ids (the predictions' telemetry has not
 /// arrived yet) is tried again a little later, up to five times.
 async fn post_outcomes(
+    http: reqwest::Client,
     coordinator: String,
     token: String,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outcome>,
 ) {
-    let http = reqwest::Client::new();
     let url = format!("{}/v1/labels", coordinator.trim_end_matches('/'));
     let mut waiting: std::collections::VecDeque<(std::time::Instant, String, String, u32)> =
         Default::default();

@@ -231,6 +231,8 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
         &broker.url(),
         "--trust",
         &s.trust_key.to_string_lossy(),
+        // The soak's private Mosquitto is plain MQTT on loopback.
+        "--insecure-plain",
     ]
     .map(String::from)
     .to_vec();
@@ -259,6 +261,7 @@ pub fn run(s: &SoakConfig, say: &dyn Fn(String)) -> Result<SoakReport> {
         coordinator: coordinator.api.clone(),
         enrolment_token: enrolment.token,
         mqtt: broker.url(),
+        ca_cert: None,
         state_dir: s.dir.join("fleet"),
         trust: TrustConfig {
             root: None,

@@ -43,17 +43,23 @@ pub struct BadMqttUrl {
     pub problem: &'static str,
 }
 
-/// `mqtt://host:port` (or `tcp://`) → (host, port); the port defaults to 1883.
-/// IPv6 hosts are written in brackets (`mqtt://[::1]:1883`).
+/// Whether `url` is MQTT over TLS (`mqtts://` or `ssl://`).
+pub fn mqtt_url_is_tls(url: &str) -> bool {
+    url.starts_with("mqtts://") || url.starts_with("ssl://")
+}
+
+/// `mqtt://host:port` (or `tcp://`; `mqtts://` or `ssl://` over TLS) →
+/// (host, port); the port defaults to 1883 (8883 over TLS). IPv6 hosts are
+/// written in brackets (`mqtt://[::1]:1883`).
 pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), BadMqttUrl> {
     let bad = |problem| BadMqttUrl {
         url: url.to_string(),
         problem,
     };
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| bad("it must start with mqtt:// (TLS is not supported yet)"))?;
+    let rest = ["mqtt://", "tcp://", "mqtts://", "ssl://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .ok_or_else(|| bad("it must start with mqtts:// (TLS) or mqtt:// (plain)"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -74,6 +80,7 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), BadMqttUrl> {
         Some(p) => p
             .parse()
             .map_err(|_| bad("the port is not a number from 0 to 65535"))?,
+        None if mqtt_url_is_tls(url) => 8883,
         None => 1883,
     };
     Ok((host.to_string(), port))
@@ -101,6 +108,12 @@ mod tests {
             parse_mqtt_url("mqtt://[::1]:18830").unwrap(),
             ("::1".into(), 18830)
         );
+        assert_eq!(
+            parse_mqtt_url("mqtts://broker").unwrap(),
+            ("broker".to_string(), 8883)
+        );
+        assert!(super::mqtt_url_is_tls("mqtts://broker:18830"));
+        assert!(!super::mqtt_url_is_tls("mqtt://broker:18830"));
         assert!(parse_mqtt_url("http://x").is_err());
         assert!(parse_mqtt_url("mqtt://").is_err());
         assert!(parse_mqtt_url("mqtt://x:99999").is_err());

@@ -111,14 +111,16 @@ pub fn devices(c: &Coordinator, token: &str) -> Value {
 
 /// An agent's `GET /v1/status`.
 pub fn agent_status(agent: &Agent) -> Value {
-    reqwest::blocking::get(format!("{}/v1/status", agent.url))
+    http()
+        .get(format!("{}/v1/status", agent.url))
+        .send()
         .unwrap()
         .json()
         .unwrap()
 }
 
 pub fn predict(agent: &Agent, input: &Path) -> (u16, Value) {
-    let resp = reqwest::blocking::Client::new()
+    let resp = http()
         .post(format!("{}/v1/predict", agent.url))
         .body(std::fs::read(input).unwrap())
         .send()

@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// This test binary's scratch space.
+fn scratch_root() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -21,8 +27,7 @@ pub fn fixtures() -> PathBuf {
 /// components), so areas running side by side in this one binary do not share
 /// file names. Threads that are not a test's fall back to a shared area.
 pub fn scratch() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let base = DIR.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    let base = scratch_root();
     let current = std::thread::current();
     let area = current
         .name()
@@ -43,8 +48,45 @@ pub fn wasmops(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmops"))
         .args(args)
         .env("WASMOPS_CACHE_DIR", cache_dir())
+        .env("WASMOPS_CA_CERT", test_ca())
         .output()
         .expect("wasmops runs")
+}
+
+/// The private CA every test coordinator serves TLS under (its data
+/// directory is seeded with it, see [`start_coordinator_at`]), so one
+/// `WASMOPS_CA_CERT` serves every `wasmops` the tests run, and [`http`] and
+/// [`api`] reach every coordinator. Made once per test binary; the
+/// coordinator's own CA generation is tested in `tls.rs`.
+pub fn test_ca() -> &'static Path {
+    static CA: OnceLock<PathBuf> = OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = scratch_root().join("test-ca");
+        wasmops_tls::Ca::load_or_create(&dir).unwrap();
+        dir.join(wasmops_tls::CA_CERT)
+    })
+}
+
+/// What the tests' own clients trust: the system's roots and [`test_ca`].
+pub fn test_tls() -> wasmops_tls::ClientTls {
+    static TLS: OnceLock<wasmops_tls::ClientTls> = OnceLock::new();
+    TLS.get_or_init(|| wasmops_tls::ClientTls::from_file(Some(test_ca())).unwrap())
+        .clone()
+}
+
+/// A blocking HTTP client that trusts the test coordinators.
+pub fn http() -> reqwest::blocking::Client {
+    test_tls().http_blocking().build().unwrap()
+}
+
+/// An API client for `url` as `token`, trusting the test coordinators.
+pub fn api(url: &str, token: &str) -> wasmops_api::Client {
+    wasmops_api::Client::with_tls(url, token, test_tls()).unwrap()
+}
+
+/// MQTT options for `client_id` at `url` (mqtts:// or mqtt://).
+pub fn mqtt_options(client_id: String, url: &str) -> rumqttc::MqttOptions {
+    test_tls().mqtt_options(client_id, url).unwrap()
 }
 
 pub fn ok(args: &[&str]) -> String {
@@ -204,7 +246,7 @@ pub fn scaler_release(
 
 /// `GET path` on the coordinator's API as `token`, as JSON.
 pub fn api_get(c: &Coordinator, token: &str, path: &str) -> Value {
-    reqwest::blocking::Client::new()
+    http()
         .get(format!("{}{path}", c.url))
         .bearer_auth(token)
         .send()
@@ -267,22 +309,38 @@ pub fn free_addr() -> String {
 }
 
 /// Starts `wasmops coordinator --data-dir DIR --listen 127.0.0.1:0 EXTRA…` and
-/// waits for the line that says where it listens.
+/// waits for the line that says where it listens. Its TLS is the tests'
+/// private CA ([`test_ca`]), unless DIR has a CA already.
 pub fn start_coordinator(data_dir: &Path, extra: &[String]) -> Coordinator {
     start_coordinator_at(data_dir, "127.0.0.1:0", extra)
 }
 
 /// Like [`start_coordinator`], on a given address (to restart it where devices expect it).
 pub fn start_coordinator_at(data_dir: &Path, listen: &str, extra: &[String]) -> Coordinator {
+    let tls = data_dir.join("tls");
+    if !tls.join(wasmops_tls::CA_KEY).exists() {
+        std::fs::create_dir_all(&tls).unwrap();
+        let from = test_ca().parent().unwrap();
+        for f in [wasmops_tls::CA_CERT, wasmops_tls::CA_KEY] {
+            std::fs::copy(from.join(f), tls.join(f)).unwrap();
+        }
+    }
     let mut args = vec!["coordinator", "--data-dir", p(data_dir), "--listen", listen];
     args.extend(extra.iter().map(String::as_str));
+    // The tests' plain Mosquittos (mqtt://) are allowed only in clear.
+    let plain_broker = extra
+        .windows(2)
+        .any(|w| w[0] == "--mqtt" && w[1].starts_with("mqtt://"));
+    if plain_broker && !extra.iter().any(|a| a == "--insecure-plain") {
+        args.push("--insecure-plain");
+    }
     let process = serve(&args);
-    // "wasmops coordinator listening on http://ADDR (MQTT: mqtt://HOST:PORT)"
+    // "wasmops coordinator listening on https://ADDR (MQTT: mqtts://HOST:PORT; CA: PATH)"
     let mqtt = process
         .line
         .split_whitespace()
-        .find(|w| w.starts_with("mqtt://"))
-        .map(|s| s.trim_end_matches(')').to_string());
+        .find(|w| w.starts_with("mqtt://") || w.starts_with("mqtts://"))
+        .map(|s| s.trim_end_matches([')', ';']).to_string());
     let mqtt =
         mqtt.unwrap_or_else(|| panic!("coordinator did not say where MQTT is: {:?}", process.line));
     Coordinator {
@@ -336,7 +394,7 @@ pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 /// stream is opened again when the coordinator restarts (events in between
 /// are not replayed), until the test drops what it returns.
 pub fn event_listener(url: &str, token: &str) -> Seen {
-    let client = wasmops_api::Client::new(url, token).unwrap();
+    let client = api(url, token);
     let mut stream = Some(client.events(&[]).expect("subscribed to events"));
     let seen: Seen = Default::default();
     let store = seen.clone();
@@ -415,7 +473,7 @@ pub fn count(seen: &Seen, kind: &str, subject: Option<&str>) -> usize {
 
 /// Enrols `device` (an enrolment token for exactly it, then `POST /v1/enrol`); returns its own credential.
 pub fn enrol(c: &Coordinator, admin: &str, device: &str) -> String {
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let e: Value = http
         .post(format!("{}/v1/enrolments", c.url))
         .bearer_auth(admin)
@@ -441,7 +499,7 @@ pub fn enrol(c: &Coordinator, admin: &str, device: &str) -> String {
 /// A `wasmops` process that serves HTTP (agent, fleet simulator); killed on drop.
 pub struct Served {
     pub child: std::process::Child,
-    /// The first `http://…` word of its first stdout line.
+    /// The first `http://…` or `https://…` word of its first stdout line.
     pub url: String,
     pub line: String,
 }
@@ -472,6 +530,7 @@ fn serve_to(args: &[&str], stderr: std::process::Stdio) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmops"));
     cmd.args(args)
         .env("WASMOPS_CACHE_DIR", cache_dir())
+        .env("WASMOPS_CA_CERT", test_ca())
         .stderr(stderr);
     serve_command(cmd)
 }
@@ -488,7 +547,7 @@ pub fn serve_command(mut cmd: Command) -> Served {
         .unwrap();
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("{args} did not start: {line:?}"))
         .to_string();
     Served { child, url, line }

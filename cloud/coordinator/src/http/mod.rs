@@ -780,7 +780,7 @@ async fn enrol(
     let token = bearer(&headers)?;
     Ok((
         StatusCode::CREATED,
-        Json(crate::enrolment::enrol(&c, token, &body.device).await?),
+        Json(crate::enrolment::enrol(&c, token, &body.device, body.public_key.as_deref()).await?),
     )
         .into_response())
 }
