@@ -9,5 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/cross-deps.sh
 triple=aarch64-unknown-linux-gnu
-cargo build --release --locked --target "$triple" --bin wasmops >&2
+# The gateway build (no `full` feature): what a gateway runs, in about half
+# the compile time.
+cargo build --release --locked --target "$triple" --bin wasmops --no-default-features >&2
 echo "${CARGO_TARGET_DIR:-$PWD/target}/$triple/release/wasmops"

@@ -207,6 +207,11 @@ impl HostArgs {
     }
 
     pub fn host(&self) -> Result<Host> {
+        Ok(Host::new(self.config()?)?)
+    }
+
+    /// The host's settings from these flags (`serve` adds its pool).
+    pub fn config(&self) -> Result<HostConfig> {
         let signatures = match (self.allow_unsigned, self.trust.policy()?) {
             (true, _) => {
                 eprintln!(
@@ -219,7 +224,7 @@ impl HostArgs {
                 "no trusted key: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR (or --allow-unsigned during development)"
             ),
         };
-        let config = HostConfig {
+        Ok(HostConfig {
             memory_limit: self
                 .memory_limit_mb
                 .checked_mul(1 << 20)
@@ -228,8 +233,7 @@ impl HostArgs {
             cache_dir: self.cache.dir(),
             profiler: profiler(),
             ..HostConfig::new(signatures)
-        };
-        Ok(Host::new(config)?)
+        })
     }
 }
 
@@ -289,7 +293,7 @@ impl Connection {
     /// `--ca-cert`, or the zero-setup coordinator's CA when it is here.
     pub fn ca_cert_path(&self) -> Option<PathBuf> {
         self.ca_cert.clone().or_else(|| {
-            let local = Path::new(wasmops_coordinator::config::defaults::DATA_DIR)
+            let local = Path::new(wasmops_api::DEFAULT_DATA_DIR)
                 .join("tls")
                 .join(wasmops_tls::CA_CERT);
             local.exists().then_some(local)

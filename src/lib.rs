@@ -6,4 +6,6 @@
 pub mod args;
 pub mod commands;
 pub mod files;
+#[cfg(feature = "full")]
+pub mod native;
 pub mod tensors;

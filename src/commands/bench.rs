@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde::Serialize;
-use tract_onnx::prelude::*;
-use wasmops_pipeline::Pipeline;
 use wasmops_runtime::bindings::{ModelInfo, Tensor};
 use wasmops_runtime::synthetic::{self, Fill};
 use wasmops_runtime::{Host, HostConfig, SignaturePolicy};
@@ -271,36 +269,8 @@ pub fn run(
 
     // Native tract: same ONNX conversion as `build`, same plan (wasmops-batching),
     // same pipeline code, same inputs.
-    let model = wasmops_batching::Plan::new(wasmops_compiler::load_model(onnx, &[])?)?;
-    let pipeline = Pipeline::from_toml(opts.pipeline.as_deref().unwrap_or(""))?;
-    let input_names: Vec<String> = model
-        .model()
-        .inputs
-        .iter()
-        .map(|o| model.model().node(o.node).name.clone())
-        .collect();
-    let mut tensors: Vec<wasmops_pipeline::Tensor> =
-        inputs.iter().map(crate::tensors::to_pipeline).collect();
-    pipeline.apply(&mut tensors, &input_names[0])?;
-    let native_inputs: TVec<TValue> = input_names
-        .iter()
-        .map(|name| {
-            let t = tensors
-                .iter()
-                .find(|t| &t.name == name)
-                .with_context(|| format!("no input `{name}` for the native run"))?;
-            let tensor = match &t.data {
-                wasmops_pipeline::Data::F32(v) => {
-                    tract_onnx::prelude::Tensor::from_shape(&t.shape, v)?
-                }
-                wasmops_pipeline::Data::I64(v) => {
-                    tract_onnx::prelude::Tensor::from_shape(&t.shape, v)?
-                }
-                wasmops_pipeline::Data::Text(_) => bail!("text input `{name}` reaches the model"),
-            };
-            Ok(tensor.into_tvalue())
-        })
-        .collect::<Result<_>>()?;
+    let model = crate::native::NativeModel::load(onnx, opts.pipeline.as_deref(), model_name, "")?;
+    let native_inputs = model.prepare(&inputs)?;
     let (mut wasm_rounds, mut native_rounds) = sample_alternating(
         opts.budget,
         opts.min_iters,

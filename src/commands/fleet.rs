@@ -511,10 +511,21 @@ fn bench_loop(devices: usize, rate: f64, demo_windows: bool, trainer_only: bool)
         o.promoted.as_secs_f64(),
         share(o.promoted)
     );
+    let stage = |name: &str| o.stages[name].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "  the run's stages: data {:.1} s, training {:.1} s, validation gate {:.1} s, build {:.1} s, sign + register {:.1} s; the rest of {:.1} s is queueing and reporting",
+        stage("data"),
+        stage("train"),
+        stage("validate"),
+        stage("build"),
+        stage("sign_register"),
+        o.trained.as_secs_f64()
+    );
     println!(
         "{}",
         serde_json::json!({
             "devices": devices, "default_windows": !demo_windows, "total_s": o.total.as_secs_f64(),
+            "run_stages_s": o.stages,
             "detection_s": o.detected.as_secs_f64(), "fresh_rows_s": o.collected.as_secs_f64(), "train_build_gate_release_s": o.trained.as_secs_f64(),
             "canary_promotion_s": o.promoted.as_secs_f64(),
             "trainer_rows": 100_000, "trainer_features": 20, "logistic_s": logistic_s, "linear_s": linear_s,

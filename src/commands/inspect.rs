@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use wasmops_trust::Claims;
 
+use wasmops_runtime::tensors_json::{dims, specs_json, type_name};
+
 use crate::args::HostArgs;
 use crate::files;
 
@@ -25,18 +27,6 @@ impl InspectCommand {
     }
 }
 
-fn type_name(t: wasmops_runtime::bindings::ElementType) -> &'static str {
-    use wasmops_runtime::bindings::ElementType::*;
-    match t {
-        Float32 => "float32",
-        Int64 => "int64",
-        Int32 => "int32",
-        Boolean => "bool",
-        Text => "text",
-        Other => "other",
-    }
-}
-
 pub fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
     let bytes = files::read(wasm)?;
     if !host.allow_unsigned && host.trust.policy()?.is_none() {
@@ -52,18 +42,6 @@ pub fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
         Some(c) => Some(c),
         None => Claims::read(&bytes)?,
     };
-    let dims = |shape: &[wasmops_runtime::bindings::Dim]| {
-        shape
-            .iter()
-            .map(|d| match d {
-                wasmops_runtime::bindings::Dim::Fixed(v) => v.to_string(),
-                wasmops_runtime::bindings::Dim::Symbol(s) => s.clone(),
-            })
-            .collect::<Vec<_>>()
-    };
-    let specs = |v: &[wasmops_runtime::bindings::TensorSpec]| {
-        v.iter().map(|s| serde_json::json!({"name": s.name, "type": type_name(s.element_type), "shape": dims(&s.shape)})).collect::<Vec<_>>()
-    };
     let doc = serde_json::json!({
         "name": info.name,
         "version": info.version,
@@ -72,8 +50,8 @@ pub fn inspect(wasm: &Path, json: bool, host: &HostArgs) -> Result<()> {
         "signed_by": loaded.accepted.as_ref().map(|a| a.verified.key_id.clone()),
         "delegation": loaded.accepted.as_ref().and_then(|a| a.delegation.clone()),
         "claims": claims,
-        "inputs": specs(&info.inputs),
-        "outputs": specs(&info.outputs),
+        "inputs": specs_json(&info.inputs),
+        "outputs": specs_json(&info.outputs),
         "preprocessing": info.preprocessing,
     });
     if json {

@@ -19,6 +19,7 @@ mod provision;
 mod registry;
 mod sandbox;
 mod security;
+mod serve;
 mod signing;
 mod tls;
 mod trust_chain;

@@ -57,6 +57,12 @@ mod client;
 
 #[cfg(feature = "client")]
 pub use client::{ApiError, Client, Followed};
+
+/// Where the zero-setup coordinator keeps its state (SQLite file, artifacts,
+/// admin token, `tls/ca.pem`), relative to where it runs: clients run beside
+/// it find its CA there.
+pub const DEFAULT_DATA_DIR: &str = "wasmops-data";
+
 pub use datasets::*;
 pub use error::ErrorBody;
 pub use events::*;

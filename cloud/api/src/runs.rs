@@ -103,7 +103,7 @@ pub struct RunDataset {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Trainer {
-    /// One of wasmops' own trainers (`logistic`, `linear`, `tree`), no
+    /// One of wasmops' own trainers (`logistic`, `linear`), no
     /// Python needed.
     Builtin {
         algorithm: String,

@@ -39,7 +39,7 @@ use wasmops_trust::TrustPolicy;
 /// The defaults, each in one place.
 pub mod defaults {
     /// Where the zero-setup state lives (SQLite file, artifacts, admin token).
-    pub const DATA_DIR: &str = "wasmops-data";
+    pub const DATA_DIR: &str = wasmops_api::DEFAULT_DATA_DIR;
     pub const LISTEN: &str = "127.0.0.1:8080";
     /// Away from 1883, where a system broker may run.
     pub const MQTT_LISTEN: &str = "127.0.0.1:18830";

@@ -24,7 +24,7 @@ use crate::{Coordinator, CoordinatorError, audit, datasets, events};
 pub const IN_PROCESS_WORKER: &str = "in-process";
 
 /// The built-in trainers a run may name.
-pub const BUILTIN_TRAINERS: &[&str] = &["logistic", "linear", "tree"];
+pub const BUILTIN_TRAINERS: &[&str] = &["logistic", "linear"];
 
 /// Longest trainer command.
 const MAX_COMMAND: usize = 4096;

@@ -151,14 +151,7 @@ fn shape_text(info: &ModelInfo) -> String {
     info.inputs
         .iter()
         .map(|s| {
-            let dims: Vec<String> = s
-                .shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => n.to_string(),
-                    Dim::Symbol(s) => s.clone(),
-                })
-                .collect();
+            let dims = wasmops_runtime::tensors_json::dims(&s.shape);
             format!("{} {:?} [{}]", s.name, s.element_type, dims.join(", "))
         })
         .collect::<Vec<_>>()

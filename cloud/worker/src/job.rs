@@ -151,6 +151,13 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
         holdout.rows()
     ));
     stop_if_taken()?;
+    // Seconds per stage, kept in the run's metrics (`stages_s`): where a
+    // loop's time goes (`wasmops fleet bench-loop` prints them).
+    let mut stages = serde_json::Map::new();
+    let mut stage = |name: &str, t0: Instant| {
+        stages.insert(name.into(), t0.elapsed().as_secs_f64().into());
+    };
+    stage("data", started);
 
     // Training.
     let t0 = Instant::now();
@@ -198,6 +205,7 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
             (o.onnx, o.metrics, o.code)
         }
     };
+    stage("train", t0);
     log.line(format!(
         "trained in {:.1} s: {} bytes of ONNX; trainer's metrics {}",
         t0.elapsed().as_secs_f64(),
@@ -239,6 +247,7 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
         },
     )
     .map_err(|e| with_code(Failed::from(e)))?;
+    stage("build", t0);
     log.line(format!(
         "built {model} {version} (sequence {sequence}): {:.2} MB in {:.1} s",
         built.len() as f64 / 1e6,
@@ -261,6 +270,7 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
         &mut |l| log.line(l),
     )
     .map_err(|e| with_code(Failed::from(e)))?;
+    stage("validate", t0);
     log.line(format!(
         "validation {} in {:.1} s",
         if verdict.validation.passed {
@@ -270,12 +280,13 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
         },
         t0.elapsed().as_secs_f64()
     ));
-    let metrics = serde_json::json!({
+    let mut metrics = serde_json::json!({
         "candidate": verdict.candidate_metrics,
         "champion": verdict.champion_metrics,
         "trainer": trainer_metrics,
         "holdout_rows": holdout.rows(),
         "training_rows": train.rows(),
+        "stages_s": stages,
     });
     if !verdict.validation.passed {
         let why: Vec<String> = verdict
@@ -303,6 +314,7 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
             validation: Some(verdict.validation),
         }));
     };
+    let t0 = Instant::now();
     let signed = release::sign(&built, key, w.delegation.as_deref()).map_err(|e| {
         Box::new(FailedRun {
             error: e,
@@ -319,6 +331,7 @@ pub fn execute(w: &Worker, run: &Run, log: &Reporter) -> Result<Done, Failed> {
             validation: Some(verdict.validation.clone()),
         })
     })?;
+    metrics["stages_s"]["sign_register"] = t0.elapsed().as_secs_f64().into();
     log.line(format!(
         "registered {model} {} (sha256 {}); the run took {:.1} s",
         registered.version.version,

@@ -64,6 +64,9 @@ pub struct LoopOutcome {
     pub trained: Duration,
     /// Registered → `production` moved (canary).
     pub promoted: Duration,
+    /// The run's own seconds per stage (data, train, build, validate,
+    /// sign_register), from its metrics.
+    pub stages: serde_json::Value,
     pub total: Duration,
     pub version: String,
 }
@@ -413,5 +416,6 @@ pub fn run(
         promoted,
         total,
         version,
+        stages: run.metrics["stages_s"].clone(),
     })
 }

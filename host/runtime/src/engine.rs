@@ -62,6 +62,22 @@ pub struct HostConfig {
     /// Where compiled components are kept; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub profiler: Profiler,
+    /// Instances alive at once from a pool of preallocated slots (`serve`:
+    /// a fresh instance per request), or `None` to allocate each on demand.
+    pub pooling: Option<Pooling>,
+}
+
+/// The pooling allocator's sizes: instance slots made once, each linear
+/// memory mapped copy-on-write from the component's snapshot, so an
+/// instance costs a few page mappings instead of copying its memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Pooling {
+    /// Component instances alive at once; the next one waits for a slot.
+    pub instances: u32,
+    /// Bytes of each freed linear memory reset with `memset` and kept mapped
+    /// instead of `madvise`d away: the next instance in that slot then takes
+    /// no page faults on them. Costs that much resident memory per slot.
+    pub keep_resident: usize,
 }
 
 impl HostConfig {
@@ -73,6 +89,7 @@ impl HostConfig {
             deadline: DEFAULT_DEADLINE,
             cache_dir: None,
             profiler: Profiler::None,
+            pooling: None,
         }
     }
 }
@@ -110,6 +127,30 @@ pub fn engine_config(cache: Option<&CacheDir>, profiler: Profiler) -> Config {
     c
 }
 
+/// Pool sizes for `p.instances` model components at once. A Rust wasip2
+/// component holds a handful of core instances (the program, the WASI
+/// adapter, shims) with a memory and a table or two each: the per-component
+/// counts leave room above what the guests here use (4 core instances,
+/// 2 memories). Instantiating past a limit fails with wasmtime's message
+/// naming it.
+fn pooling(p: Pooling, memory_limit: usize) -> wasmtime::PoolingAllocationConfig {
+    let n = p.instances.max(1);
+    let mut c = wasmtime::PoolingAllocationConfig::default();
+    c.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 4)
+        .total_tables(n * 8)
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_memory_size(memory_limit)
+        // The limiter's cap on table growth (instance.rs), as the pool's size.
+        .table_elements(100_000)
+        .linear_memory_keep_resident(p.keep_resident)
+        .max_unused_warm_slots(n);
+    c
+}
+
 impl Host {
     pub fn new(config: HostConfig) -> Result<Host, HostError> {
         // A cache that cannot be trusted (not private) is not used: compiling
@@ -124,8 +165,12 @@ impl Host {
                     None
                 }
             });
-        let engine = Engine::new(&engine_config(cache_dir.as_ref(), config.profiler))
-            .map_err(|e| HostError::Compile(format!("engine: {e}")))?;
+        let mut engine_config = engine_config(cache_dir.as_ref(), config.profiler);
+        if let Some(p) = config.pooling {
+            engine_config.allocation_strategy(pooling(p, config.memory_limit));
+        }
+        let engine =
+            Engine::new(&engine_config).map_err(|e| HostError::Compile(format!("engine: {e}")))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasmops-epoch".into())

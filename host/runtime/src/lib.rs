@@ -18,7 +18,7 @@ pub mod synthetic;
 pub mod tensors_json;
 
 pub use engine::{
-    DEFAULT_DEADLINE, DEFAULT_MEMORY_LIMIT, Host, HostConfig, LoadedModel, Profiler,
+    DEFAULT_DEADLINE, DEFAULT_MEMORY_LIMIT, Host, HostConfig, LoadedModel, Pooling, Profiler,
     SignaturePolicy, engine_config,
 };
 pub use error::HostError;

@@ -139,3 +139,34 @@ pub fn outputs_json(outputs: &[Tensor]) -> String {
     let json: Vec<JsonTensor> = outputs.iter().map(to_json).collect();
     serde_json::to_string(&OutputFile { outputs: &json }).expect("tensors serialise")
 }
+
+/// An element type's name in JSON and listings (`float32`, `int64`, `text`…).
+pub fn type_name(t: ElementType) -> &'static str {
+    match t {
+        ElementType::Float32 => "float32",
+        ElementType::Int64 => "int64",
+        ElementType::Int32 => "int32",
+        ElementType::Boolean => "bool",
+        ElementType::Text => "text",
+        ElementType::Other => "other",
+    }
+}
+
+/// A shape's dimensions as text: fixed sizes, or the symbol (`N`).
+pub fn dims(shape: &[crate::bindings::Dim]) -> Vec<String> {
+    shape
+        .iter()
+        .map(|d| match d {
+            crate::bindings::Dim::Fixed(v) => v.to_string(),
+            crate::bindings::Dim::Symbol(s) => s.clone(),
+        })
+        .collect()
+}
+
+/// Tensor specs as JSON: `[{"name", "type", "shape": ["N", "4"]}]`.
+pub fn specs_json(specs: &[crate::bindings::TensorSpec]) -> Value {
+    specs
+        .iter()
+        .map(|s| serde_json::json!({"name": s.name, "type": type_name(s.element_type), "shape": dims(&s.shape)}))
+        .collect()
+}

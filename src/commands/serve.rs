@@ -1,0 +1,148 @@
+//! `wasmops serve`: signed model components behind an HTTP predict endpoint
+//! (`wasmops_serve`), for serverless nodes; `--native` serves ONNX files with
+//! native tract instead, the baseline `serve-bench` measures against.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use wasmops_runtime::{Host, Pooling};
+use wasmops_serve::{Backend, Server, Settings, WasmModel};
+
+use crate::args::HostArgs;
+
+/// Serve models over HTTP: `POST /v1/models/{name}/predict` (the `run`
+/// JSON), `GET /v1/models[/{name}]`, `GET /v1/health`, `GET /metrics`.
+///
+/// Each request runs on a fresh instance of its component (pooling
+/// allocator, memory copy-on-write from the snapshot), at most
+/// `--concurrency` at once. Components are checked as `run` checks them.
+#[derive(Parser)]
+pub struct ServeCommand {
+    /// Signed model components; each is served under its metadata's name.
+    pub wasm: Vec<PathBuf>,
+    /// `[NAME=]MODEL.onnx` run by native tract, unsigned and unsandboxed: the
+    /// baseline for benchmarks (name: the file's stem). Repeatable.
+    #[arg(long, value_name = "[NAME=]MODEL.onnx")]
+    pub native: Vec<String>,
+    /// The preprocessing pipeline of the `--native` models.
+    #[arg(long, requires = "native")]
+    pub pipeline: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Requests running at once (default: one per core).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Requests waiting for a slot before the server answers 503 at once
+    /// (default: 64 per slot).
+    #[arg(long)]
+    pub max_waiting: Option<usize>,
+    /// Longest wait for a slot, in milliseconds, before a 503.
+    #[arg(long, default_value_t = 1000)]
+    pub queue_ms: u64,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub max_body_mb: usize,
+    /// MiB of each freed instance's memory kept mapped (reset with memset)
+    /// for the next instance in its slot, instead of returned to the kernel.
+    #[arg(long, default_value_t = 0)]
+    pub keep_resident_mb: usize,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+impl ServeCommand {
+    pub fn execute(self) -> Result<()> {
+        if self.wasm.is_empty() && self.native.is_empty() {
+            bail!("give model components to serve (or --native MODEL.onnx)");
+        }
+        let mut settings = Settings::for_this_machine();
+        if let Some(c) = self.concurrency {
+            settings.concurrency = c.max(1);
+            settings.max_waiting = settings.concurrency * 64;
+        }
+        if let Some(w) = self.max_waiting {
+            settings.max_waiting = w;
+        }
+        settings.queue_timeout = Duration::from_millis(self.queue_ms);
+        settings.max_body_bytes = self
+            .max_body_mb
+            .checked_mul(1 << 20)
+            .context("--max-body-mb is too large")?;
+        let models = self.models(&settings)?;
+        let names: Vec<String> = models.iter().map(|(n, _)| n.clone()).collect();
+        let server = Server::new(models, settings)?;
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(self.addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.addr))?;
+            let addr = listener.local_addr()?;
+            println!("listening on http://{addr} (models: {})", names.join(", "));
+            axum::serve(listener, server.router())
+                .with_graceful_shutdown(shutdown())
+                .await
+                .context("serving")
+        })
+    }
+
+    fn models(&self, settings: &Settings) -> Result<Vec<(String, Arc<dyn Backend>)>> {
+        let mut models: Vec<(String, Arc<dyn Backend>)> = vec![];
+        if !self.wasm.is_empty() {
+            let mut config = self.host.config()?;
+            // Slots for every running request plus those whose instance is
+            // still being torn down.
+            config.pooling = Some(Pooling {
+                instances: (settings.concurrency * 2) as u32,
+                keep_resident: self.keep_resident_mb << 20,
+            });
+            let host = Host::new(config)?;
+            for path in &self.wasm {
+                let loaded = host
+                    .load_file(path)
+                    .with_context(|| format!("cannot load {}", path.display()))?;
+                let model = WasmModel::new(loaded)
+                    .with_context(|| format!("{}: no metadata", path.display()))?;
+                let name = model.info().name.clone();
+                models.push((name, Arc::new(model)));
+            }
+        }
+        let pipeline = crate::commands::bench::read_pipeline(self.pipeline.as_deref())?;
+        for spec in &self.native {
+            let (name, path) = match spec.split_once('=') {
+                Some((n, p)) => (n.to_string(), PathBuf::from(p)),
+                None => {
+                    let p = PathBuf::from(spec);
+                    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+                    (stem.unwrap_or_default(), p)
+                }
+            };
+            let onnx = crate::files::read(&path)?;
+            let model =
+                crate::native::NativeModel::load(&onnx, pipeline.as_deref(), &name, "native")
+                    .with_context(|| format!("cannot load {}", path.display()))?;
+            models.push((name, Arc::new(model)));
+        }
+        Ok(models)
+    }
+}
+
+/// Ctrl-C or SIGTERM (what a serverless platform sends before it stops a
+/// node): stop accepting, finish the requests in flight.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,395 @@
+//! `wasmops serve-bench`: `wasmops serve` under a real load generator (`hey`,
+//! Debian's package), against the same binary serving the model's ONNX file
+//! with native tract (`serve --native`), in one run.
+//!
+//! Each server runs pinned to one core with one slot, and `hey` runs on the
+//! others, so "requests/s" is per core and the two sides share nothing but
+//! the machine. Per side and round: a warm-up, a saturating load (requests/s,
+//! p50, p99), then a load at 80 % of that rate (p50, p99). The component's
+//! instance creation per request comes from its server's `/metrics`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde::Serialize;
+
+/// Load-test `serve` (wasm) against `serve --native` (tract) on one core each,
+/// with `hey`. Prints a table, then the report as one JSON line.
+#[derive(Parser)]
+pub struct ServeBenchCommand {
+    pub wasm: PathBuf,
+    /// The ONNX file the component was built from (the native server's model).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The component's preprocessing pipeline, for the native server.
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+    /// The request body: the `run` input JSON.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Seconds of each load.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Connections `hey` keeps busy during the saturating load.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Rounds per side, alternating wasm and native (a shared VM's speed
+    /// drifts over seconds; alternating puts the drift on both sides).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+}
+
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct Load {
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Answers other than 200.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Side {
+    pub saturated: Load,
+    pub at_80_percent: Load,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServeBenchReport {
+    pub model: String,
+    pub request_bytes: usize,
+    pub pinned: bool,
+    pub wasm: Side,
+    pub native: Side,
+    /// wasm requests/s over native requests/s, saturated (goal: ≥ 0.9).
+    pub throughput_ratio: f64,
+    /// p99 over p50 of the wasm server at 80 % load (goal: < 2).
+    pub wasm_p99_over_p50_at_80: f64,
+    pub native_p99_over_p50_at_80: f64,
+    /// Mean time to make the fresh instance each wasm request ran on.
+    pub instantiate_us: f64,
+}
+
+/// A `wasmops serve` child; killed on drop.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `taskset -c CPUS PROGRAM` when there are cores to split, else PROGRAM.
+fn pinned(cpus: &str, program: &Path) -> Command {
+    if cores() >= 2 {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpus).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start(args: &[String]) -> Result<ServerProcess> {
+    let exe = std::env::current_exe().context("cannot find this wasmops binary")?;
+    let mut cmd = pinned("0", &exe);
+    cmd.arg("serve")
+        .args(args)
+        .args(["--addr", "127.0.0.1:0", "--concurrency", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().context("cannot start `wasmops serve`")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .context("reading the server's first line")?;
+    let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+        let _ = child.kill();
+        bail!("`wasmops serve {}` did not start: {line:?}", args.join(" "));
+    };
+    Ok(ServerProcess {
+        url: url.to_string(),
+        child,
+    })
+}
+
+/// Runs `hey` against `url`: `rate` is the whole load's requests/s (`None`:
+/// as fast as the connections go).
+fn hey(
+    url: &str,
+    body: &Path,
+    seconds: u64,
+    connections: usize,
+    rate: Option<f64>,
+) -> Result<Load> {
+    let hey = Path::new("hey");
+    let mut cmd = pinned(&format!("1-{}", cores().max(2) - 1), hey);
+    cmd.args(["-z", &format!("{seconds}s"), "-c", &connections.to_string()])
+        .args(["-m", "POST", "-T", "application/json", "-D"])
+        .arg(body);
+    if let Some(r) = rate {
+        cmd.args(["-q", &format!("{:.3}", r / connections as f64)]);
+    }
+    let out = cmd.arg(url).output().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run `hey` ({e}): install it with `apt-get install hey` (scripts/bench-deps.sh)"
+        )
+    })?;
+    if !out.status.success() {
+        bail!("hey failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_hey(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Reads hey's summary: `Requests/sec:`, the latency distribution's 50 % and
+/// 99 % lines, and the status code distribution.
+pub fn parse_hey(text: &str) -> Result<Load> {
+    let mut load = Load::default();
+    let (mut p50, mut p99, mut ok) = (None, None, 0u64);
+    let mut errors = false;
+    for line in text.lines().map(str::trim) {
+        let number = |s: &str| {
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<f64>().ok())
+        };
+        if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            load.requests_per_s = number(rest).context("hey: Requests/sec")?;
+        } else if let Some(rest) = line.strip_prefix("50% in ") {
+            p50 = number(rest).map(|s| s * 1e3);
+        } else if let Some(rest) = line.strip_prefix("99% in ") {
+            p99 = number(rest).map(|s| s * 1e3);
+        } else if line.starts_with("Error distribution:") {
+            errors = true;
+        } else if let Some(rest) = line.strip_prefix('[')
+            && let Some((first, second)) = rest.split_once(']')
+        {
+            // `[200]\t81352 responses`, or under errors `[3]\tGet …: refused`.
+            if errors {
+                load.failed += first.parse::<u64>().unwrap_or(1);
+            } else if first == "200" {
+                ok += number(second).unwrap_or(0.0) as u64;
+            } else {
+                load.failed += number(second).unwrap_or(0.0) as u64;
+            }
+        }
+    }
+    load.p50_ms = p50.context("hey printed no 50% latency (no request succeeded?)")?;
+    load.p99_ms = p99.context("hey printed no 99% latency")?;
+    if ok == 0 {
+        bail!("no request was answered 200:\n{text}");
+    }
+    Ok(load)
+}
+
+/// Mean of `wasmops_serve_instantiate_seconds` from a server's `/metrics`.
+fn mean_instantiate_us(url: &str) -> Result<f64> {
+    let text = reqwest::blocking::get(format!("{url}/metrics"))?.text()?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let sum = value("wasmops_serve_instantiate_seconds_sum").context("no instantiate sum")?;
+    let count = value("wasmops_serve_instantiate_seconds_count").context("no instantiate count")?;
+    Ok(if count > 0.0 { sum / count * 1e6 } else { 0.0 })
+}
+
+fn average(loads: &[Load]) -> Load {
+    let n = loads.len().max(1) as f64;
+    let mut a = Load::default();
+    for l in loads {
+        a.requests_per_s += l.requests_per_s / n;
+        a.p50_ms += l.p50_ms / n;
+        a.p99_ms += l.p99_ms / n;
+        a.failed += l.failed;
+    }
+    a
+}
+
+impl ServeBenchCommand {
+    pub fn execute(self) -> Result<()> {
+        let report = self.run()?;
+        print(&report);
+        Ok(())
+    }
+
+    pub fn run(&self) -> Result<ServeBenchReport> {
+        let request_bytes = std::fs::metadata(&self.input)
+            .with_context(|| format!("cannot read {}", self.input.display()))?
+            .len() as usize;
+        // Signed with a fresh key the wasm server trusts: the device path.
+        let dir = tempfile::tempdir()?;
+        let key = wasmops_sign::SecretKey::generate()?;
+        let signed = dir.path().join("model.wasm");
+        let public = dir.path().join("bench.pub");
+        std::fs::write(
+            &signed,
+            wasmops_sign::sign(&crate::files::read(&self.wasm)?, &key)?,
+        )?;
+        std::fs::write(&public, key.public().to_bytes())?;
+        let name = |p: &Path| p.display().to_string();
+        let wasm_args = vec![name(&signed), "--trust".into(), name(&public)];
+        let mut native_args = vec![
+            "--native".to_string(),
+            format!("model={}", name(&self.model)),
+        ];
+        if let Some(p) = &self.pipeline {
+            native_args.extend(["--pipeline".into(), name(p)]);
+        }
+
+        let mut wasm = (vec![], vec![]);
+        let mut native = (vec![], vec![]);
+        let mut model = String::new();
+        let mut instantiate_us = vec![];
+        for _ in 0..self.rounds.max(1) {
+            for (is_wasm, args) in [(true, &wasm_args), (false, &native_args)] {
+                let server = start(args)?;
+                let list: serde_json::Value =
+                    reqwest::blocking::get(format!("{}/v1/models", server.url))?.json()?;
+                let served = list["models"][0]["name"].as_str().unwrap_or("model");
+                if is_wasm {
+                    model = served.to_string();
+                }
+                let url = format!("{}/v1/models/{served}/predict", server.url);
+                hey(&url, &self.input, 1, 1, None)?; // warm-up
+                let full = hey(&url, &self.input, self.seconds, self.connections, None)?;
+                let rate = 0.8 * full.requests_per_s;
+                let at80 = hey(
+                    &url,
+                    &self.input,
+                    self.seconds,
+                    self.connections,
+                    Some(rate),
+                )?;
+                let side = if is_wasm { &mut wasm } else { &mut native };
+                side.0.push(full);
+                side.1.push(at80);
+                if is_wasm {
+                    instantiate_us.push(mean_instantiate_us(&server.url)?);
+                }
+            }
+        }
+        let side = |(full, at80): &(Vec<Load>, Vec<Load>)| Side {
+            saturated: average(full),
+            at_80_percent: average(at80),
+        };
+        let (wasm, native) = (side(&wasm), side(&native));
+        Ok(ServeBenchReport {
+            model,
+            request_bytes,
+            pinned: cores() >= 2,
+            throughput_ratio: wasm.saturated.requests_per_s / native.saturated.requests_per_s,
+            wasm_p99_over_p50_at_80: wasm.at_80_percent.p99_ms / wasm.at_80_percent.p50_ms,
+            native_p99_over_p50_at_80: native.at_80_percent.p99_ms / native.at_80_percent.p50_ms,
+            instantiate_us: instantiate_us.iter().sum::<f64>() / instantiate_us.len() as f64,
+            wasm,
+            native,
+        })
+    }
+}
+
+pub fn print(r: &ServeBenchReport) {
+    println!(
+        "wasmops serve-bench: {} ({} byte requests{})",
+        r.model,
+        r.request_bytes,
+        if r.pinned {
+            "; each server on one core, hey on the others"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  {:<22} {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9}",
+        "", "req/s", "p50 ms", "p99 ms", "80%: req/s", "p50 ms", "p99 ms"
+    );
+    for (label, s) in [
+        ("wasmops serve (wasm)", &r.wasm),
+        ("native tract", &r.native),
+    ] {
+        println!(
+            "  {:<22} {:>12.0} {:>9.3} {:>9.3} | {:>12.0} {:>9.3} {:>9.3}",
+            label,
+            s.saturated.requests_per_s,
+            s.saturated.p50_ms,
+            s.saturated.p99_ms,
+            s.at_80_percent.requests_per_s,
+            s.at_80_percent.p50_ms,
+            s.at_80_percent.p99_ms
+        );
+    }
+    println!(
+        "  wasm / native throughput {:.3} (goal ≥ 0.9); wasm p99/p50 at 80 % {:.2} (goal < 2); native {:.2}",
+        r.throughput_ratio, r.wasm_p99_over_p50_at_80, r.native_p99_over_p50_at_80
+    );
+    println!(
+        "  instance per request: {:.1} us on average",
+        r.instantiate_us
+    );
+    let failed = r.wasm.saturated.failed
+        + r.wasm.at_80_percent.failed
+        + r.native.saturated.failed
+        + r.native.at_80_percent.failed;
+    if failed > 0 {
+        println!("  WARNING: {failed} requests were not answered 200");
+    }
+    println!("{}", serde_json::to_string(r).expect("report serialises"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hey 0.1.4's summary, as printed for a run with a few failures.
+    const HEY: &str = "
+Summary:
+  Total:\t1.0012 secs
+  Slowest:\t0.0210 secs
+  Fastest:\t0.0003 secs
+  Average:\t0.0012 secs
+  Requests/sec:\t8134.1232
+  
+  Total data:\t4232 bytes
+  Size/request:\t52 bytes
+
+Latency distribution:
+  10% in 0.0008 secs
+  50% in 0.0011 secs
+  99% in 0.0030 secs
+
+Status code distribution:
+  [200]\t8130 responses
+  [503]\t3 responses
+
+Error distribution:
+  [1]\tPost \"http://127.0.0.1:1/\": EOF
+";
+
+    #[test]
+    fn hey_summaries_are_read_with_their_failures() {
+        let l = parse_hey(HEY).unwrap();
+        assert_eq!(l.requests_per_s, 8134.1232);
+        assert!((l.p50_ms - 1.1).abs() < 1e-9 && (l.p99_ms - 3.0).abs() < 1e-9);
+        assert_eq!(l.failed, 4);
+        let none = HEY.replace("[200]\t8130", "[500]\t8130");
+        assert!(
+            parse_hey(&none)
+                .unwrap_err()
+                .to_string()
+                .contains("no request")
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! A model's ONNX file run by native tract, with the same conversion as
+//! `build` (`wasmops_compiler::load_model`), the same plan
+//! (`wasmops_batching`) and the same preprocessing code (`wasmops_pipeline`)
+//! as the component: the baseline `bench` and `serve --native` measure
+//! components against. Nothing here is signed or sandboxed.
+
+use anyhow::{Context, Result, bail};
+use tract_onnx::prelude::*;
+use wasmops_pipeline::Pipeline;
+use wasmops_runtime::HostError;
+use wasmops_runtime::bindings::{
+    Dim, ElementType, ModelInfo, PredictError, Tensor, TensorData, TensorSpec,
+};
+
+pub struct NativeModel {
+    plan: wasmops_batching::Plan,
+    pipeline: Pipeline,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+    info: ModelInfo,
+}
+
+fn element_type(dt: DatumType) -> ElementType {
+    match dt {
+        DatumType::F32 => ElementType::Float32,
+        DatumType::I64 => ElementType::Int64,
+        DatumType::I32 => ElementType::Int32,
+        DatumType::Bool => ElementType::Boolean,
+        DatumType::String => ElementType::Text,
+        _ => ElementType::Other,
+    }
+}
+
+fn spec(name: &str, fact: &TypedFact) -> TensorSpec {
+    TensorSpec {
+        name: name.to_string(),
+        element_type: element_type(fact.datum_type),
+        shape: fact
+            .shape
+            .iter()
+            .map(|d| match d.to_i64() {
+                Ok(n) => Dim::Fixed(n as u64),
+                Err(_) => Dim::Symbol(d.to_string()),
+            })
+            .collect(),
+    }
+}
+
+impl NativeModel {
+    /// `name` and `version` stand in for the metadata a component carries.
+    pub fn load(onnx: &[u8], pipeline: Option<&str>, name: &str, version: &str) -> Result<Self> {
+        let plan = wasmops_batching::Plan::new(wasmops_compiler::load_model(onnx, &[])?)?;
+        let pipeline = Pipeline::from_toml(pipeline.unwrap_or(""))?;
+        let model = plan.model();
+        // Named as the guest names them: inputs by node, outputs by the
+        // graph's output names where the model keeps them.
+        let input_names: Vec<String> = model
+            .inputs
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let output_names: Vec<String> = model
+            .outputs
+            .iter()
+            .map(|o| {
+                model
+                    .outlet_label(*o)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| model.node(o.node).name.clone())
+            })
+            .collect();
+        let mut inputs = input_names
+            .iter()
+            .enumerate()
+            .map(|(ix, n)| Ok(spec(n, plan.input_fact(ix)?)))
+            .collect::<Result<Vec<_>>>()?;
+        inputs.extend(pipeline.text_sources().map(|s| TensorSpec {
+            name: s.to_string(),
+            element_type: ElementType::Text,
+            shape: vec![Dim::Symbol("N".into())],
+        }));
+        let outputs = output_names
+            .iter()
+            .enumerate()
+            .map(|(ix, n)| Ok(spec(n, plan.output_fact(ix)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let info = ModelInfo {
+            name: name.to_string(),
+            version: version.to_string(),
+            inputs,
+            outputs,
+            preprocessing: pipeline.describe(),
+        };
+        Ok(NativeModel {
+            plan,
+            pipeline,
+            input_names,
+            output_names,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model's inputs after the pipeline, in the model's order.
+    pub fn prepare(&self, inputs: &[Tensor]) -> Result<TVec<TValue>> {
+        let mut tensors: Vec<wasmops_pipeline::Tensor> = inputs.iter().map(to_pipeline).collect();
+        self.pipeline.apply(&mut tensors, &self.input_names[0])?;
+        self.input_names
+            .iter()
+            .map(|name| {
+                let t = tensors
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .with_context(|| format!("no input `{name}` for the native run"))?;
+                let tensor = match &t.data {
+                    wasmops_pipeline::Data::F32(v) => {
+                        tract_onnx::prelude::Tensor::from_shape(&t.shape, v)?
+                    }
+                    wasmops_pipeline::Data::I64(v) => {
+                        tract_onnx::prelude::Tensor::from_shape(&t.shape, v)?
+                    }
+                    wasmops_pipeline::Data::Text(_) => {
+                        bail!("text input `{name}` reaches the model")
+                    }
+                };
+                Ok(tensor.into_tvalue())
+            })
+            .collect()
+    }
+
+    pub fn run(&self, prepared: TVec<TValue>) -> Result<TVec<TValue>> {
+        self.plan.run(prepared)
+    }
+
+    /// Tract's outputs as the component would return them.
+    fn outputs(&self, values: TVec<TValue>) -> Result<Vec<Tensor>> {
+        values
+            .into_iter()
+            .zip(&self.output_names)
+            .map(|(t, name)| {
+                let shape = t.shape().iter().map(|d| *d as u32).collect();
+                let data = if t.datum_type().is_float() {
+                    let f = t.cast_to::<f32>()?;
+                    TensorData::Float32(f.to_plain_array_view::<f32>()?.iter().copied().collect())
+                } else if t.datum_type() == DatumType::String {
+                    TensorData::Text(t.try_as_plain_ram()?.as_slice::<String>()?.to_vec())
+                } else {
+                    let i = t.cast_to::<i64>()?;
+                    TensorData::Int64(i.to_plain_array_view::<i64>()?.iter().copied().collect())
+                };
+                Ok(Tensor {
+                    name: name.clone(),
+                    shape,
+                    data,
+                })
+            })
+            .collect()
+    }
+}
+
+impl wasmops_serve::Backend for NativeModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"runtime": "native", "signed_by": null})
+    }
+
+    fn predict(&self, inputs: &[Tensor]) -> Result<wasmops_serve::Prediction, HostError> {
+        let prepared = self
+            .prepare(inputs)
+            .map_err(|e| HostError::Predict(PredictError::InvalidValue(format!("{e:#}"))))?;
+        let outputs = self
+            .run(prepared)
+            .and_then(|v| self.outputs(v))
+            .map_err(|e| HostError::Predict(PredictError::Inference(format!("{e:#}"))))?;
+        Ok(wasmops_serve::Prediction {
+            outputs,
+            instantiate: None,
+        })
+    }
+}
+
+/// The same tensors in the pipeline crate's form.
+fn to_pipeline(t: &Tensor) -> wasmops_pipeline::Tensor {
+    let data = match &t.data {
+        TensorData::Float32(v) => wasmops_pipeline::Data::F32(v.clone()),
+        TensorData::Int64(v) => wasmops_pipeline::Data::I64(v.clone()),
+        TensorData::Text(v) => wasmops_pipeline::Data::Text(v.clone()),
+    };
+    wasmops_pipeline::Tensor {
+        name: t.name.clone(),
+        shape: t.shape.iter().map(|d| *d as usize).collect(),
+        data,
+    }
+}
