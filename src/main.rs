@@ -26,6 +26,10 @@ enum Wasmops {
     #[cfg(feature = "full")]
     ServeBench(ServeBenchCommand),
     #[cfg(feature = "full")]
+    Web(WebCommand),
+    #[cfg(feature = "full")]
+    WebBench(WebBenchCommand),
+    #[cfg(feature = "full")]
     Coordinator(CoordinatorCommand),
     #[cfg(feature = "full")]
     MosquittoConfig(MosquittoConfigCommand),
@@ -89,6 +93,10 @@ impl Wasmops {
             Wasmops::Serve(c) => c.execute(),
             #[cfg(feature = "full")]
             Wasmops::ServeBench(c) => c.execute(),
+            #[cfg(feature = "full")]
+            Wasmops::Web(c) => c.execute(),
+            #[cfg(feature = "full")]
+            Wasmops::WebBench(c) => c.execute(),
             #[cfg(feature = "full")]
             Wasmops::Coordinator(c) => c.execute(),
             #[cfg(feature = "full")]

@@ -1,6 +1,7 @@
 //! Compiles `guest/component` for `wasm32-wasip2` with tract's wasm SIMD kernels,
 //! in full and slim flavours, shrinks both with binaryen, and exposes the bytes
-//! as `GENERIC_GUEST` and `SLIM_GUEST`. With the `test-programs` feature it also
+//! as `GENERIC_GUEST` and `SLIM_GUEST`; and the browser's verifier
+//! (`host/web/verifier`) for `wasm32-unknown-unknown` as `WEB_VERIFIER`. With the `test-programs` feature it also
 //! builds the hostile guests of `guest/test-programs` for the sandbox tests (as
 //! wasmtime's `test-programs/artifacts` does). A separate target directory
 //! keeps the nested cargo from waiting on the outer build's lock.
@@ -50,20 +51,9 @@ fn shrink(component: &Path, target_features: &str) {
     let (input, output) = (dir.join("core.wasm"), dir.join("core.opt.wasm"));
     std::fs::write(&input, sections[core_ix].contents).unwrap();
 
-    use wasm_opt::{Feature, OptimizationOptions};
-    let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
+    use wasm_opt::Feature;
     // Exactly the features rustc's wasm32-wasip2 target emits, plus the guest's own.
-    opts.mvp_features_only();
-    for feature in [
-        Feature::MutableGlobals,
-        Feature::SignExt,
-        Feature::TruncSat,
-        Feature::BulkMemory,
-        Feature::Multivalue,
-        Feature::ReferenceTypes,
-    ] {
-        opts.enable_feature(feature);
-    }
+    let mut opts = size_options();
     if target_features.contains("+simd128") {
         opts.enable_feature(Feature::Simd);
     }
@@ -86,6 +76,35 @@ fn shrink(component: &Path, target_features: &str) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `-Oz` with the features rustc's wasm32 targets emit by default.
+fn size_options() -> wasm_opt::OptimizationOptions {
+    use wasm_opt::{Feature, OptimizationOptions};
+    let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
+    opts.mvp_features_only();
+    for feature in [
+        Feature::MutableGlobals,
+        Feature::SignExt,
+        Feature::TruncSat,
+        Feature::BulkMemory,
+        Feature::Multivalue,
+        Feature::ReferenceTypes,
+    ] {
+        opts.enable_feature(feature);
+    }
+    opts
+}
+
+/// `wasm-opt -Oz` over a plain core module in place (the browser verifier:
+/// 405 → 349 KB).
+fn shrink_module(module: &Path) {
+    if env::var_os("WASMOPS_GUEST_NO_WASM_OPT").is_some() {
+        return;
+    }
+    size_options()
+        .run(module, module)
+        .unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", module.display()));
+}
+
 /// Builds one wasm32-wasip2 package and copies its `.wasm` to `OUT_DIR/dest`.
 fn build(
     root: &Path,
@@ -95,6 +114,28 @@ fn build(
     rustflags: &str,
     dest: &str,
 ) -> PathBuf {
+    build_for(
+        root,
+        target_dir,
+        "wasm32-wasip2",
+        package,
+        features,
+        &encoded_rustflags(rustflags),
+        dest,
+    )
+}
+
+/// Builds `package` for `target` with `encoded_rustflags` (cargo's
+/// 0x1f-separated form) and copies its `.wasm` to `OUT_DIR/dest`.
+fn build_for(
+    root: &Path,
+    target_dir: &Path,
+    target: &str,
+    package: &str,
+    features: &[&str],
+    encoded_rustflags: &str,
+    dest: &str,
+) -> PathBuf {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root)
         .args([
@@ -102,13 +143,13 @@ fn build(
             "-p",
             package,
             "--target",
-            "wasm32-wasip2",
+            target,
             "--profile",
             "guest",
         ])
         .arg("--target-dir")
         .arg(target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(rustflags));
+        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags);
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
@@ -125,10 +166,11 @@ fn build(
     let status = cmd.status().expect("failed to run cargo for a wasm guest");
     assert!(
         status.success(),
-        "building the wasm32-wasip2 guest `{package}` failed (if the error above says the target is missing: rustup target add wasm32-wasip2)"
+        "building `{package}` for {target} failed (if the error above says the target is missing: rustup target add {target})"
     );
     let wasm = target_dir
-        .join("wasm32-wasip2/guest")
+        .join(target)
+        .join("guest")
         .join(format!("{}.wasm", package.replace('-', "_")));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join(dest);
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
@@ -147,6 +189,10 @@ fn main() {
         "guest/pipeline",
         "guest/test-programs",
         "guest/vendor",
+        "host/web/verifier",
+        "host/sign",
+        "host/trust",
+        "host/profile",
         "wit",
         "Cargo.lock",
         "Cargo.toml",
@@ -162,13 +208,32 @@ fn main() {
     // toolchain file's targets only when it installs the toolchain itself).
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
-    match toolchain::ensure_target(&rustc, "rustup", toolchain.as_deref(), "wasm32-wasip2") {
-        Ok(true) => println!(
-            "cargo:warning=installed the wasm32-wasip2 target with rustup (needed for the model guests)"
-        ),
-        Ok(false) => {}
-        Err(e) => panic!("{e}"),
+    for target in ["wasm32-wasip2", "wasm32-unknown-unknown"] {
+        match toolchain::ensure_target(&rustc, "rustup", toolchain.as_deref(), target) {
+            Ok(true) => println!(
+                "cargo:warning=installed the {target} target with rustup (needed for the model guests and the browser verifier)"
+            ),
+            Ok(false) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
+
+    // The browser's verifier: the host's trust check, with getrandom pointed
+    // at the verifier's own (refusing) source, since a browser has no WASI.
+    let verifier = build_for(
+        &root,
+        &target_dir,
+        "wasm32-unknown-unknown",
+        "wasmops-web-verifier",
+        &[],
+        "--cfg\x1fgetrandom_backend=\"custom\"",
+        "wasmops_web_verifier.wasm",
+    );
+    shrink_module(&verifier);
+    println!(
+        "cargo:rustc-env=WASMOPS_WEB_VERIFIER={}",
+        verifier.display()
+    );
 
     let rustflags = env::var("WASMOPS_GUEST_FEATURES").unwrap_or_else(|_| "+simd128".into());
     let guest = build(

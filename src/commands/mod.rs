@@ -2,7 +2,9 @@
 //!
 //! Model path: [`keygen`] → [`build`] → [`sign`] → [`verify`] → [`run`] /
 //! [`inspect`] / [`bench`]; [`serve`] answers predictions over HTTP
-//! (serverless nodes) and [`serve_bench`] load-tests it; [`trust`] manages the root of trust.
+//! (serverless nodes) and [`serve_bench`] load-tests it; [`web`] writes a
+//! browser bundle (`serve --web` serves it) and [`web_bench`] races it
+//! against onnxruntime-web in Chromium; [`trust`] manages the root of trust.
 //! Fleet path: [`coordinator`] serves the registry and API ([`mosquitto`]
 //! configures an external broker for it, [`provision`] writes bundles that
 //! flash gateways into it); [`model`],
@@ -74,6 +76,10 @@ pub mod token;
 pub mod trust;
 pub mod verify;
 #[cfg(feature = "full")]
+pub mod web;
+#[cfg(feature = "full")]
+pub mod web_bench;
+#[cfg(feature = "full")]
 pub mod worker;
 
 pub use agent::AgentCommand;
@@ -131,5 +137,9 @@ pub use telemetry::TelemetryCommand;
 pub use token::TokenCommand;
 pub use trust::TrustCmd as TrustCommand;
 pub use verify::VerifyCommand;
+#[cfg(feature = "full")]
+pub use web::WebCommand;
+#[cfg(feature = "full")]
+pub use web_bench::WebBenchCommand;
 #[cfg(feature = "full")]
 pub use worker::WorkerCommand;

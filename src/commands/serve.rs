@@ -1,6 +1,7 @@
 //! `wasmops serve`: signed model components behind an HTTP predict endpoint
 //! (`wasmops_serve`), for serverless nodes; `--native` serves ONNX files with
-//! native tract instead, the baseline `serve-bench` measures against.
+//! native tract instead, the baseline `serve-bench` measures against;
+//! `--web DIR` serves a browser bundle (`wasmops web`) beside the API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,20 +51,23 @@ pub struct ServeCommand {
     /// for the next instance in its slot, instead of returned to the kernel.
     #[arg(long, default_value_t = 0)]
     pub keep_resident_mb: usize,
+    /// Also serve this directory's files (a `wasmops web` bundle) at `/`.
+    #[arg(long, value_name = "DIR")]
+    pub web: Option<PathBuf>,
     #[command(flatten)]
     pub host: HostArgs,
 }
 
 impl ServeCommand {
     pub fn execute(self) -> Result<()> {
-        if self.wasm.is_empty() && self.native.is_empty() {
-            bail!("give model components to serve (or --native MODEL.onnx)");
+        if self.wasm.is_empty() && self.native.is_empty() && self.web.is_none() {
+            bail!("give model components to serve (or --native MODEL.onnx, or --web DIR)");
         }
         let mut settings = Settings::for_this_machine();
         if let Some(c) = self.concurrency {
-            settings.concurrency = c.max(1);
-            settings.max_waiting = settings.concurrency * 64;
+            settings = settings.with_concurrency(c);
         }
+        settings.web = self.web.clone();
         if let Some(w) = self.max_waiting {
             settings.max_waiting = w;
         }
@@ -81,7 +85,16 @@ impl ServeCommand {
                 .await
                 .with_context(|| format!("cannot listen on {}", self.addr))?;
             let addr = listener.local_addr()?;
-            println!("listening on http://{addr} (models: {})", names.join(", "));
+            // One line: whoever started the server may read only that.
+            let files = self
+                .web
+                .as_ref()
+                .map(|d| format!("; files of {} at /", d.display()))
+                .unwrap_or_default();
+            println!(
+                "listening on http://{addr} (models: {}){files}",
+                names.join(", ")
+            );
             axum::serve(listener, server.router())
                 .with_graceful_shutdown(shutdown())
                 .await

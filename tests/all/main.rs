@@ -23,3 +23,4 @@ mod serve;
 mod signing;
 mod tls;
 mod trust_chain;
+mod web;

@@ -1,4 +1,5 @@
-//! The generic guest component, compiled by this crate's build script.
+//! The wasm programs `wasmops` ships, compiled by this crate's build script:
+//! the generic guest component and the browser's verifier.
 
 /// The `model-builder` component before any model is baked in: every op tract
 /// can load.
@@ -10,6 +11,10 @@ pub const SLIM_GUEST: &[u8] = include_bytes!(env!("WASMOPS_SLIM_GUEST"));
 
 /// The wasm target features the guest was compiled with (e.g. `+simd128`).
 pub const TARGET_FEATURES: &str = env!("WASMOPS_GUEST_TARGET_FEATURES");
+
+/// The browser's trust check (`host/web/verifier` for
+/// `wasm32-unknown-unknown`), shipped in every `wasmops web` bundle.
+pub const WEB_VERIFIER: &[u8] = include_bytes!(env!("WASMOPS_WEB_VERIFIER"));
 
 /// Hostile guests for the sandbox tests (feature `test-programs`), as paths.
 #[cfg(feature = "test-programs")]

@@ -20,9 +20,12 @@
 //! the log, not to the caller).
 //!
 //! Routes: `GET /v1/models`, `GET /v1/models/{name}`,
-//! `POST /v1/models/{name}/predict`, `GET /v1/health`, `GET /metrics`.
+//! `POST /v1/models/{name}/predict`, `GET /v1/health`, `GET /metrics`; with
+//! [`Settings::web`], every other `GET` is a file of that directory (a
+//! browser bundle from `wasmops web`, [`files`]).
 
 mod backend;
+pub mod files;
 mod metrics;
 
 use std::collections::BTreeMap;
@@ -60,6 +63,8 @@ pub struct Settings {
     pub max_waiting: usize,
     /// Longest a request waits for a slot before it gets 503.
     pub queue_timeout: Duration,
+    /// A directory served as static files beside the API (a browser bundle).
+    pub web: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -71,6 +76,17 @@ impl Settings {
             concurrency: cores,
             max_waiting: cores * 64,
             queue_timeout: Duration::from_secs(1),
+            web: None,
+        }
+    }
+
+    /// `n` slots (at least one), 64 waiting per slot.
+    pub fn with_concurrency(self, n: usize) -> Settings {
+        let concurrency = n.max(1);
+        Settings {
+            concurrency,
+            max_waiting: concurrency * 64,
+            ..self
         }
     }
 }
@@ -82,14 +98,18 @@ pub enum ServeError {
     DuplicateName(String),
     #[error("a model has no name; give it one")]
     NoName,
-    #[error("nothing to serve: give at least one model")]
+    #[error("nothing to serve: give at least one model or a directory of files")]
     NoModels,
+    #[error("cannot serve files from {path}: {reason}")]
+    Web { path: String, reason: String },
     #[error("model name `{0}` cannot be part of a URL path (use letters, digits, `-`, `_`, `.`)")]
     BadName(String),
 }
 
 struct Shared {
     models: BTreeMap<String, Arc<dyn Backend>>,
+    /// The canonical directory of [`Settings::web`].
+    web: Option<Arc<std::path::PathBuf>>,
     settings: Settings,
     slots: Arc<Semaphore>,
     metrics: Metrics,
@@ -107,9 +127,24 @@ impl Server {
         models: Vec<(String, Arc<dyn Backend>)>,
         settings: Settings,
     ) -> Result<Server, ServeError> {
-        if models.is_empty() {
+        if models.is_empty() && settings.web.is_none() {
             return Err(ServeError::NoModels);
         }
+        let web = match &settings.web {
+            Some(dir) if dir.is_dir() => Some(Arc::new(dir.canonicalize().map_err(|e| {
+                ServeError::Web {
+                    path: dir.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?)),
+            Some(dir) => {
+                return Err(ServeError::Web {
+                    path: dir.display().to_string(),
+                    reason: "not a directory".into(),
+                });
+            }
+            None => None,
+        };
         let mut named = BTreeMap::new();
         for (name, model) in models {
             if name.is_empty() {
@@ -130,6 +165,7 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared {
                 models: named,
+                web,
                 slots: Arc::new(Semaphore::new(concurrency)),
                 settings,
                 metrics,
@@ -144,14 +180,20 @@ impl Server {
 
     pub fn router(&self) -> Router {
         let limit = self.shared.settings.max_body_bytes;
-        Router::new()
+        let api = Router::new()
             .route("/v1/models", get(list))
             .route("/v1/models/{name}", get(describe))
             .route("/v1/models/{name}/predict", post(predict))
             .route("/v1/health", get(health))
-            .route("/metrics", get(metrics))
-            .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such route".into()) })
-            .layer(DefaultBodyLimit::max(limit))
+            .route("/metrics", get(metrics));
+        let api =
+            match &self.shared.web {
+                Some(dir) => api
+                    .fallback_service(Router::new().fallback(files::serve).with_state(dir.clone())),
+                None => api
+                    .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such route".into()) }),
+            };
+        api.layer(DefaultBodyLimit::max(limit))
             .layer(axum::middleware::from_fn_with_state(
                 limit,
                 announced_length,

@@ -9,13 +9,15 @@
 //! * [`metadata`]: signed root, delegation and revocation documents;
 //! * [`store`]: those documents as files in a trust directory;
 //! * [`policy`]: the decision, in a fixed order, with one error per reason;
-//! * [`state`]: what a device has accepted, for rollback protection.
+//! * [`state`]: what a device has accepted, for rollback protection;
+//! * [`portable`]: a policy as one JSON document, for the browser verifier.
 
 pub mod capabilities;
 pub mod claims;
 pub mod metadata;
 pub mod ops;
 pub mod policy;
+pub mod portable;
 pub mod state;
 pub mod store;
 mod time;
@@ -23,6 +25,7 @@ mod time;
 pub use claims::{CLAIMS_SECTION, Claims, Lineage};
 pub use metadata::{Delegation, Revocations, Root, Signed};
 pub use policy::{Accepted, Applied, KeySource, TrustPolicy};
+pub use portable::PortableTrust;
 pub use state::StateDir;
 pub use store::{TrustDir, TrustMetadata};
 pub use time::Timestamp;

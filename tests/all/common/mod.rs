@@ -623,44 +623,54 @@ pub fn python_deps() {
     }
 }
 
-/// Opens `page` in headless Chromium (Debian's, via playwright-core;
-/// `scripts/browser-deps.sh` installs both once) and returns what
-/// `tests/browser/check_page.mjs` saw: title, summary, plots, errors, requests.
-pub fn browse(page: &Path) -> Value {
+/// Installs what the browser checks need once: Debian's chromium,
+/// playwright-core and `wasmops web`'s npm tools (`scripts/browser-deps.sh`).
+pub fn browser_deps() {
     static DEPS: Mutex<bool> = Mutex::new(false);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    {
-        let mut ready = DEPS.lock().unwrap_or_else(|e| e.into_inner());
-        if !*ready {
-            let out = Command::new("bash")
-                .arg(root.join("scripts/browser-deps.sh"))
-                .output()
-                .expect("bash runs");
-            assert!(
-                out.status.success(),
-                "scripts/browser-deps.sh failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            *ready = true;
-        }
+    let mut ready = DEPS.lock().unwrap_or_else(|e| e.into_inner());
+    if !*ready {
+        let out = Command::new("bash")
+            .arg(root.join("scripts/browser-deps.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "scripts/browser-deps.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        *ready = true;
     }
+}
+
+/// Runs `node tests/browser/SCRIPT ARGS` (after [`browser_deps`]) and
+/// returns the JSON it printed.
+pub fn node_json(script: &str, args: &[&str]) -> Value {
+    browser_deps();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("node")
-        .arg(root.join("tests/browser/check_page.mjs"))
-        .arg(page)
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
         .output()
         .expect("node runs");
     assert!(
         out.status.success(),
-        "check_page.mjs {}:\n{}",
-        page.display(),
+        "{script} {args:?}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "check_page.mjs printed no JSON ({e}):\n{}",
+            "{script} printed no JSON ({e}):\n{}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// Opens `page` in headless Chromium (Debian's, via playwright-core) and
+/// returns what `tests/browser/check_page.mjs` saw: title, summary, plots,
+/// errors, requests.
+pub fn browse(page: &Path) -> Value {
+    node_json("check_page.mjs", &[p(page)])
 }
 
 /// A minimal HTTP server that records every POSTed JSON body (a webhook sink).

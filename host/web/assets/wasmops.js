@@ -1,0 +1,89 @@
+// The page API of a wasmops bundle. The model runs in a module Worker, so a
+// slow prediction never blocks the page:
+//
+//   import { load } from "./wasmops.js";
+//   const model = await load("model.wasm", trust);   // verified, or throws why not
+//   model.metadata();        // {name, version, inputs, outputs, preprocessing}
+//   await model.predict({inputs: [{name: "X", shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2]}]});
+//     // → {outputs: [{name, shape, data}], ms}
+//
+// `trust` is a trust document (`wasmops web` writes the demo page's as
+// trust.json), an object or the URL of one. Nothing runs before the
+// signature, trust chain and claims check out.
+
+import { buffers, toTensor } from "./tensors.js";
+
+class Model {
+  #worker;
+  #next = 0;
+  #waiting = new Map();
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => {
+      const done = this.#waiting.get(data.id);
+      this.#waiting.delete(data.id);
+      if (done) data.ok ? done.resolve(data.result) : done.reject(new Error(data.error));
+    };
+    worker.onerror = (e) => {
+      for (const done of this.#waiting.values()) done.reject(new Error(e.message || "the model worker failed"));
+      this.#waiting.clear();
+    };
+  }
+  call(op, args, transfer = []) {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+  /** {name, version, inputs, outputs, preprocessing}: inputs and outputs as
+   * [{name, type, shape: ["N", "4"]}]. */
+  metadata() {
+    return this.loaded.info;
+  }
+  /** `wasmops run`'s JSON in and out; `ms` is the time inside the model.
+   * Inputs are typed here, so the Worker gets typed arrays, moved not copied. */
+  async predict(request) {
+    if (!Array.isArray(request?.inputs)) throw new Error('expected {"inputs": [{"name", "shape", "data"}]}');
+    const types = Object.fromEntries(this.loaded.info.inputs.map((s) => [s.name, s.type]));
+    const inputs = request.inputs.map((t) => toTensor(t, types));
+    return this.call("predict", [{ inputs }], buffers(inputs));
+  }
+  close() {
+    this.#worker.terminate();
+  }
+}
+
+/** Fetches, verifies and instantiates the component at `url`. Resolves to a
+ * model whose `loaded` holds the verdict (signer, claims), the bytes fetched
+ * and the time of each step; rejects with the reason a component is refused. */
+export async function load(url, trust) {
+  if (typeof trust === "string") {
+    const response = await fetch(trust);
+    if (!response.ok) throw new Error(`${trust}: HTTP ${response.status}`);
+    trust = await response.json();
+  }
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  const model = new Model(worker);
+  try {
+    model.loaded = await model.call("load", [new URL(url, document.baseURI).href, trust]);
+  } catch (e) {
+    model.close();
+    throw e;
+  }
+  return model;
+}
+
+/** An image on a canvas as the `[1, H, W, 3]` pixel tensor (0..255) image
+ * pipelines take; `name` is the model input's name. */
+export function canvasTensor(canvas, name) {
+  const { width, height } = canvas;
+  const rgba = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  const data = new Array(width * height * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4) {
+    data[j++] = rgba[i];
+    data[j++] = rgba[i + 1];
+    data[j++] = rgba[i + 2];
+  }
+  return { name, shape: [1, height, width, 3], data };
+}

@@ -1,0 +1,64 @@
+//! `wasmops web`: a signed model component as a static bundle for browsers
+//! (`wasmops_web`); `wasmops serve --web DIR` serves it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use wasmops_trust::PortableTrust;
+
+use crate::args::KeyArgs;
+use crate::files;
+
+/// Write a browser bundle: the component transpiled for JavaScript (jco, at
+/// build time), the WASI shims, the verifier compiled to wasm, `wasmops.js`
+/// (load, predict, metadata in a module Worker) and a demo page. The page
+/// verifies the signature and claims against the given trust before it runs
+/// anything. Needs Node and npm here; the browser needs only the files.
+#[derive(Parser)]
+pub struct WebCommand {
+    /// The signed model component.
+    pub wasm: PathBuf,
+    /// Where the bundle goes (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Whom the demo page trusts (written to trust.json).
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+impl WebCommand {
+    pub fn execute(self) -> Result<()> {
+        let component = files::read(&self.wasm)?;
+        let policy = self.keys.policy()?.context(
+            "a page must know whom to trust: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR",
+        )?;
+        // Refuse here what the page would refuse there.
+        let accepted = policy
+            .check(&component)
+            .with_context(|| format!("{} is not trusted", self.wasm.display()))?;
+        let bundle = wasmops_web::Bundle {
+            component: &component,
+            trust: &PortableTrust::from_policy(&policy),
+            verifier: wasmops_guest_artifacts::WEB_VERIFIER,
+        };
+        let written = wasmops_web::write(&bundle, &wasmops_web::Tools::default(), &self.out)
+            .with_context(|| format!("cannot write the bundle to {}", self.out.display()))?;
+        let total: u64 = written.files.iter().map(|(_, n)| n).sum();
+        println!(
+            "wrote {} ({} files, {:.2} MB) for {} signed by {}; SIMD instructions in its main core module: {}",
+            self.out.display(),
+            written.files.len(),
+            total as f64 / 1e6,
+            accepted
+                .claims
+                .as_ref()
+                .map(|c| format!("{} {}", c.name, c.version))
+                .unwrap_or_else(|| self.wasm.display().to_string()),
+            accepted.verified.key_id,
+            written.simd_instructions,
+        );
+        println!("serve it: wasmops serve --web {}", self.out.display());
+        Ok(())
+    }
+}
