@@ -1,6 +1,6 @@
 // Drives bench.html in Debian's headless chromium (playwright-core) and
-// prints its result as JSON, with the bytes each side downloaded (response
-// bodies, the Worker's fetches included):
+// prints its result as JSON, with the bytes each side downloaded (per
+// response, the Worker's fetches included):
 //   node bench.mjs URL/bench.html
 import { chromium } from "playwright-core";
 
@@ -18,13 +18,19 @@ const pending = [];
 try {
   const context = await browser.newContext();
   const errors = [];
+  // Sizes from the headers, taken as each response arrives: a Worker's
+  // bodies are gone once the page terminates it.
   context.on("response", (response) => {
-    pending.push(
-      response.body().then(
-        (body) => (bytes[new URL(response.url()).pathname] = body.length),
-        () => {},
-      ),
-    );
+    const path = new URL(response.url()).pathname;
+    const length = Number(response.headers()["content-length"]);
+    if (Number.isFinite(length)) bytes[path] = length;
+    else
+      pending.push(
+        response.body().then(
+          (body) => (bytes[path] = body.length),
+          () => {},
+        ),
+      );
   });
   const page = await context.newPage();
   page.on("pageerror", (e) => errors.push(String(e)));
