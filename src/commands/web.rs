@@ -1,7 +1,7 @@
 //! `wasmops web`: a signed model component as a static bundle for browsers
 //! (`wasmops_web`); `wasmops serve --web DIR` serves it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -29,21 +29,8 @@ pub struct WebCommand {
 
 impl WebCommand {
     pub fn execute(self) -> Result<()> {
-        let component = files::read(&self.wasm)?;
-        let policy = self.keys.policy()?.context(
-            "a page must know whom to trust: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR",
-        )?;
-        // Refuse here what the page would refuse there.
-        let accepted = policy
-            .check(&component)
-            .with_context(|| format!("{} is not trusted", self.wasm.display()))?;
-        let bundle = wasmops_web::Bundle {
-            component: &component,
-            trust: &PortableTrust::from_policy(&policy),
-            verifier: wasmops_guest_artifacts::WEB_VERIFIER,
-        };
-        let written = wasmops_web::write(&bundle, &wasmops_web::Tools::default(), &self.out)
-            .with_context(|| format!("cannot write the bundle to {}", self.out.display()))?;
+        let bundled = write_bundle(&self.wasm, &self.keys, &self.out)?;
+        let (accepted, written) = (&bundled.accepted, &bundled.written);
         let total: u64 = written.files.iter().map(|(_, n)| n).sum();
         println!(
             "wrote {} ({} files, {:.2} MB) for {} signed by {}; SIMD instructions in its main core module: {}",
@@ -61,4 +48,37 @@ impl WebCommand {
         println!("serve it: wasmops serve --web {}", self.out.display());
         Ok(())
     }
+}
+
+/// What [`write_bundle`] wrote, and what it checked first.
+pub struct Bundled {
+    pub accepted: wasmops_trust::Accepted,
+    pub trust: PortableTrust,
+    pub written: wasmops_web::Written,
+}
+
+/// Checks the component at `wasm` against `keys` (refusing here what the
+/// page would refuse there) and writes its bundle to `out`; `web` and
+/// `web-bench` both start here.
+pub fn write_bundle(wasm: &Path, keys: &KeyArgs, out: &Path) -> Result<Bundled> {
+    let component = files::read(wasm)?;
+    let policy = keys.policy()?.context(
+        "a page must know whom to trust: pass --trust KEY.pub or --root ROOT.pub --trust-dir DIR",
+    )?;
+    let accepted = policy
+        .check(&component)
+        .with_context(|| format!("{} is not trusted", wasm.display()))?;
+    let trust = PortableTrust::from_policy(&policy);
+    let bundle = wasmops_web::Bundle {
+        component: &component,
+        trust: &trust,
+        verifier: wasmops_guest_artifacts::WEB_VERIFIER,
+    };
+    let written = wasmops_web::write(&bundle, &wasmops_web::Tools::default(), out)
+        .with_context(|| format!("cannot write the bundle to {}", out.display()))?;
+    Ok(Bundled {
+        accepted,
+        trust,
+        written,
+    })
 }

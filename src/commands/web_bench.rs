@@ -11,7 +11,6 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
-use wasmops_trust::PortableTrust;
 
 use crate::args::KeyArgs;
 use crate::files;
@@ -62,27 +61,11 @@ impl WebBenchCommand {
         if !ort.join(ORT_FILES[0]).is_file() {
             wasmops_web::npm_ci(Path::new("npm"), &harness)?;
         }
-        let component = files::read(&self.wasm)?;
-        let policy = self.keys.policy()?.context(
-            "pass --trust KEY.pub (or --root/--trust-dir): the page verifies the component",
-        )?;
-        policy
-            .check(&component)
-            .with_context(|| format!("{} is not trusted", self.wasm.display()))?;
-        let trust = PortableTrust::from_policy(&policy);
         let input: Value = serde_json::from_slice(&files::read(&self.input)?)
             .with_context(|| format!("{} is not JSON", self.input.display()))?;
-
         let dir = tempfile::tempdir()?;
-        let written = wasmops_web::write(
-            &wasmops_web::Bundle {
-                component: &component,
-                trust: &trust,
-                verifier: wasmops_guest_artifacts::WEB_VERIFIER,
-            },
-            &wasmops_web::Tools::default(),
-            dir.path(),
-        )?;
+        let bundled = super::web::write_bundle(&self.wasm, &self.keys, dir.path())?;
+        let trust = &bundled.trust;
         let (onnx, lowered_from) = for_onnxruntime_web(&files::read(&self.model)?)
             .with_context(|| format!("{} is not an ONNX model", self.model.display()))?;
         std::fs::write(dir.path().join("model.onnx"), onnx)?;
@@ -134,7 +117,7 @@ impl WebBenchCommand {
             }
             rounds.push(result);
         }
-        let mut report = report(&rounds, written.files.len())?;
+        let mut report = report(&rounds, bundled.written.files.len())?;
         report["onnx_ir_lowered_from"] = json!(lowered_from);
         print_table(&report);
         println!("{}", report);
