@@ -166,8 +166,12 @@ impl wasmops_serve::Backend for NativeModel {
         &self.info
     }
 
+    fn runtime(&self) -> &'static str {
+        "native"
+    }
+
     fn describe(&self) -> serde_json::Value {
-        serde_json::json!({"runtime": "native", "signed_by": null})
+        serde_json::json!({"signed_by": null})
     }
 
     fn predict(&self, inputs: &[Tensor]) -> Result<wasmops_serve::Prediction, HostError> {

@@ -1,6 +1,7 @@
 //! Compiles `guest/component` for `wasm32-wasip2` with tract's wasm SIMD kernels,
 //! in full and slim flavours, shrinks both with binaryen, and exposes the bytes
-//! as `GENERIC_GUEST` and `SLIM_GUEST`; and the browser's verifier
+//! as `GENERIC_GUEST` and `SLIM_GUEST`; the wasi:http front (`guest/http`)
+//! as `HTTP_FRONT`; and the browser's verifier
 //! (`host/web/verifier`) for `wasm32-unknown-unknown` as `WEB_VERIFIER`. With the `test-programs` feature it also
 //! builds the hostile guests of `guest/test-programs` for the sandbox tests (as
 //! wasmtime's `test-programs/artifacts` does). A separate target directory
@@ -188,11 +189,15 @@ fn main() {
         "guest/component",
         "guest/pipeline",
         "guest/test-programs",
+        "guest/http",
         "guest/vendor",
         "host/web/verifier",
         "host/sign",
         "host/trust",
         "host/profile",
+        "devices/counting",
+        "host/predict-json",
+        "devices/protocol",
         "wit",
         "Cargo.lock",
         "Cargo.toml",
@@ -234,6 +239,18 @@ fn main() {
         "cargo:rustc-env=WASMOPS_WEB_VERIFIER={}",
         verifier.display()
     );
+
+    // The wasi:http front of `build --http`: JSON and calls, no kernels.
+    let front = build_for(
+        &root,
+        &target_dir,
+        "wasm32-wasip2",
+        "wasmops-http-guest",
+        &[],
+        "",
+        "wasmops_http_guest.wasm",
+    );
+    println!("cargo:rustc-env=WASMOPS_HTTP_FRONT={}", front.display());
 
     let rustflags = env::var("WASMOPS_GUEST_FEATURES").unwrap_or_else(|_| "+simd128".into());
     let guest = build(

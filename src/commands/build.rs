@@ -44,6 +44,12 @@ pub struct BuildCommand {
     /// Use this generic guest instead of the built-in one (guest development).
     #[arg(long, hide = true)]
     pub guest: Option<PathBuf>,
+    /// Make a component that exports `wasi:http/incoming-handler` (the model
+    /// behind serve's routes: POST /v1/models/NAME/predict, GET /v1/models/NAME,
+    /// GET /v1/health), for `wasmtime serve` and other wasi:http hosts, instead
+    /// of one that exports the model to wasmops hosts.
+    #[arg(long)]
+    pub http: bool,
     #[command(flatten)]
     pub claims: ClaimsArgs,
     #[command(flatten)]
@@ -64,6 +70,7 @@ impl BuildCommand {
             feature_names: vec![],
             label_column: None,
             guest: None,
+            http: false,
             claims: ClaimsArgs::default(),
             cache: CacheArgs::default(),
         }
@@ -104,6 +111,7 @@ impl BuildCommand {
             claims: self.claims.resolve()?,
             training,
             created_at,
+            http: self.http,
         };
         let built = wasmops_compiler::build(&onnx, &opts)
             .with_context(|| format!("cannot build {}", model.display()))?;

@@ -1,6 +1,8 @@
 //! `wasmops serve-bench`: `wasmops serve` under a real load generator (`hey`,
 //! Debian's package), against the same binary serving the model's ONNX file
-//! with native tract (`serve --native`), in one run.
+//! with native tract (`serve --native`), and, given a `build --http`
+//! component of the same model, against `wasmtime serve` running it, in one
+//! run.
 //!
 //! Each server runs pinned to one core with one slot, and `hey` runs on the
 //! others, so "requests/s" is per core and the two sides share nothing but
@@ -40,6 +42,14 @@ pub struct ServeBenchCommand {
     /// drifts over seconds; alternating puts the drift on both sides).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// A `wasmops build --http` component of the same model: also load-test
+    /// `wasmtime serve` running it (wasmtime-cli; scripts/wasmtime-cli.sh
+    /// installs the host's version).
+    #[arg(long, value_name = "HTTP.wasm")]
+    pub http_wasm: Option<PathBuf>,
+    /// The wasmtime binary for `--http-wasm`.
+    #[arg(long, default_value = "wasmtime")]
+    pub wasmtime: PathBuf,
 }
 
 #[derive(Debug, Default, Serialize, Clone, Copy)]
@@ -64,6 +74,8 @@ pub struct ServeBenchReport {
     pub pinned: bool,
     pub wasm: Side,
     pub native: Side,
+    /// `wasmtime serve` on the `build --http` component (`--http-wasm`).
+    pub wasmtime_serve: Option<Side>,
     /// wasm requests/s over native requests/s, saturated (goal: ≥ 0.9).
     pub throughput_ratio: f64,
     /// p99 over p50 of the wasm server at 80 % load (goal: < 2).
@@ -99,6 +111,51 @@ fn pinned(cpus: &str, program: &Path) -> Command {
     } else {
         Command::new(program)
     }
+}
+
+/// How a side's server is started.
+enum Server<'a> {
+    /// `wasmops serve ARGS` (the component, or `--native`).
+    Wasmops(&'a [String]),
+    /// `wasmtime serve` on a `build --http` component.
+    Wasmtime { bin: &'a Path, component: &'a Path },
+}
+
+impl Server<'_> {
+    fn start(&self) -> Result<ServerProcess> {
+        match self {
+            Server::Wasmops(args) => start(args),
+            Server::Wasmtime { bin, component } => start_wasmtime(bin, component),
+        }
+    }
+}
+
+/// `wasmtime serve` pinned to core 0, as the wasmops servers are; its tokio
+/// runtime then has that one core too.
+fn start_wasmtime(bin: &Path, component: &Path) -> Result<ServerProcess> {
+    let mut cmd = pinned("0", bin);
+    cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
+        .arg(component)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start {} (scripts/wasmtime-cli.sh installs it)",
+            bin.display()
+        )
+    })?;
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    // "Serving HTTP on http://127.0.0.1:PORT/"; the rest of its log is drained.
+    let line = lines.next().transpose()?.unwrap_or_default();
+    std::thread::spawn(move || lines.for_each(drop));
+    let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+        let _ = child.kill();
+        bail!("`wasmtime serve` did not start: {line:?}");
+    };
+    Ok(ServerProcess {
+        url: url.trim_end_matches('/').to_string(),
+        child,
+    })
 }
 
 fn start(args: &[String]) -> Result<ServerProcess> {
@@ -250,13 +307,20 @@ impl ServeBenchCommand {
             native_args.extend(["--pipeline".into(), name(p)]);
         }
 
-        let mut wasm = (vec![], vec![]);
-        let mut native = (vec![], vec![]);
+        let mut servers = vec![Server::Wasmops(&wasm_args), Server::Wasmops(&native_args)];
+        if let Some(component) = &self.http_wasm {
+            servers.push(Server::Wasmtime {
+                bin: &self.wasmtime,
+                component,
+            });
+        }
+        let mut loads = vec![(vec![], vec![]); servers.len()];
         let mut model = String::new();
         let mut instantiate_us = vec![];
         for _ in 0..self.rounds.max(1) {
-            for (is_wasm, args) in [(true, &wasm_args), (false, &native_args)] {
-                let server = start(args)?;
+            for (i, server) in servers.iter().enumerate() {
+                let is_wasm = i == 0;
+                let server = server.start()?;
                 let list: serde_json::Value =
                     reqwest::blocking::get(format!("{}/v1/models", server.url))?.json()?;
                 let served = list["models"][0]["name"].as_str().unwrap_or("model");
@@ -274,9 +338,8 @@ impl ServeBenchCommand {
                     self.connections,
                     Some(rate),
                 )?;
-                let side = if is_wasm { &mut wasm } else { &mut native };
-                side.0.push(full);
-                side.1.push(at80);
+                loads[i].0.push(full);
+                loads[i].1.push(at80);
                 if is_wasm {
                     instantiate_us.push(mean_instantiate_us(&server.url)?);
                 }
@@ -286,7 +349,12 @@ impl ServeBenchCommand {
             saturated: average(full),
             at_80_percent: average(at80),
         };
-        let (wasm, native) = (side(&wasm), side(&native));
+        let mut sides = loads.iter().map(side);
+        let (wasm, native) = (
+            sides.next().expect("wasm side"),
+            sides.next().expect("native side"),
+        );
+        let wasmtime_serve = sides.next();
         Ok(ServeBenchReport {
             model,
             request_bytes,
@@ -297,6 +365,7 @@ impl ServeBenchCommand {
             instantiate_us: instantiate_us.iter().sum::<f64>() / instantiate_us.len() as f64,
             wasm,
             native,
+            wasmtime_serve,
         })
     }
 }
@@ -316,10 +385,12 @@ pub fn print(r: &ServeBenchReport) {
         "  {:<22} {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9}",
         "", "req/s", "p50 ms", "p99 ms", "80%: req/s", "p50 ms", "p99 ms"
     );
-    for (label, s) in [
-        ("wasmops serve (wasm)", &r.wasm),
-        ("native tract", &r.native),
-    ] {
+    let rows = [
+        ("wasmops serve (wasm)", Some(&r.wasm)),
+        ("native tract", Some(&r.native)),
+        ("wasmtime serve (http)", r.wasmtime_serve.as_ref()),
+    ];
+    for (label, s) in rows.iter().filter_map(|(l, s)| Some((l, (*s)?))) {
         println!(
             "  {:<22} {:>12.0} {:>9.3} {:>9.3} | {:>12.0} {:>9.3} {:>9.3}",
             label,
@@ -335,14 +406,22 @@ pub fn print(r: &ServeBenchReport) {
         "  wasm / native throughput {:.3} (goal ≥ 0.9); wasm p99/p50 at 80 % {:.2} (goal < 2); native {:.2}",
         r.throughput_ratio, r.wasm_p99_over_p50_at_80, r.native_p99_over_p50_at_80
     );
+    if let Some(w) = &r.wasmtime_serve {
+        println!(
+            "  wasmtime serve / native throughput {:.3}; wasmtime serve / wasmops serve {:.3}",
+            w.saturated.requests_per_s / r.native.saturated.requests_per_s,
+            w.saturated.requests_per_s / r.wasm.saturated.requests_per_s
+        );
+    }
     println!(
         "  instance per request: {:.1} us on average",
         r.instantiate_us
     );
-    let failed = r.wasm.saturated.failed
-        + r.wasm.at_80_percent.failed
-        + r.native.saturated.failed
-        + r.native.at_80_percent.failed;
+    let failed: u64 = rows
+        .iter()
+        .filter_map(|(_, s)| *s)
+        .map(|s| s.saturated.failed + s.at_80_percent.failed)
+        .sum();
     if failed > 0 {
         println!("  WARNING: {failed} requests were not answered 200");
     }

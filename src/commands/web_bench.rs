@@ -64,7 +64,7 @@ impl WebBenchCommand {
         let input: Value = serde_json::from_slice(&files::read(&self.input)?)
             .with_context(|| format!("{} is not JSON", self.input.display()))?;
         let dir = tempfile::tempdir()?;
-        let bundled = super::web::write_bundle(&self.wasm, &self.keys, dir.path())?;
+        let bundled = super::web::write_bundle(&self.wasm, &self.keys, dir.path(), None)?;
         let trust = &bundled.trust;
         let (onnx, lowered_from) = for_onnxruntime_web(&files::read(&self.model)?)
             .with_context(|| format!("{} is not an ONNX model", self.model.display()))?;

@@ -721,21 +721,7 @@ fn profile_counts_and_labels(database: Option<&str>) {
     let c = start_coordinator(&data, &args);
     let admin = admin_token(&data);
     let wasm = scratch().join(format!("iris-profiled-{}.wasm", database.is_some()));
-    ok(&[
-        "build",
-        p(&fixtures().join("scaler_logreg/model.onnx")),
-        "--out",
-        p(&wasm),
-        "--name",
-        "iris",
-        "--version",
-        "2.0.0",
-        "--training-data",
-        p(&fixtures().join("drift/iris_training.csv")),
-        "--label-column",
-        "species",
-    ]);
-    ok(&["sign", p(&wasm), "--key", p(&keys().0)]);
+    profiled_iris(&wasm, "2.0.0");
     cli_ok(&c, &admin, &["model", "register", p(&wasm)]);
     let profile: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
     let profile = profile["claims"]["profile"].clone();

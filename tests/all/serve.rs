@@ -387,7 +387,7 @@ fn components_the_trust_policy_refuses_are_not_served() {
 }
 
 #[test]
-fn serve_bench_measures_wasm_against_native_with_hey() {
+fn serve_bench_measures_wasm_against_native_and_wasmtime_serve_with_hey() {
     let status = std::process::Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-deps.sh"))
         .status()
@@ -404,10 +404,14 @@ fn serve_bench_measures_wasm_against_native_with_hey() {
         "1",
         "--rounds",
         "1",
+        "--http-wasm",
+        p(&http_component("scaler_logreg", "bench-http.wasm")),
+        "--wasmtime",
+        &wasmtime_cli(),
     ]);
     eprintln!("{out}");
     let report: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    for side in ["wasm", "native"] {
+    for side in ["wasm", "native", "wasmtime_serve"] {
         for load in ["saturated", "at_80_percent"] {
             let l = &report[side][load];
             assert!(l["requests_per_s"].as_f64().unwrap() > 0.0, "{report}");
@@ -418,4 +422,155 @@ fn serve_bench_measures_wasm_against_native_with_hey() {
     }
     assert!(report["throughput_ratio"].as_f64().unwrap() > 0.0);
     assert!(report["instantiate_us"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+/// wasmtime-cli at the host's wasmtime version (`scripts/wasmtime-cli.sh`
+/// installs it when missing): the path of its binary.
+fn wasmtime_cli() -> String {
+    let out = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wasmtime-cli.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "installing wasmtime-cli failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Fixture `name` built with `--http` as `name` 1.2.3 (its pipeline
+/// included), signed with the test key, at scratch/`out`.
+fn http_component(name: &str, out: &str) -> PathBuf {
+    let wasm = scratch().join(out);
+    let model = fixture(name, "model.onnx");
+    let mut args = vec![
+        "build",
+        p(&model),
+        "--out",
+        p(&wasm),
+        "--name",
+        name,
+        "--version",
+        "1.2.3",
+        "--http",
+    ];
+    let pipeline = fixture(name, "pipeline.toml");
+    if pipeline.exists() {
+        args.extend(["--pipeline", p(&pipeline)]);
+    }
+    ok(&args);
+    ok(&["sign", p(&wasm), "--key", p(&keys().0)]);
+    wasm
+}
+
+/// `wasmtime serve` on `component`, on a free port; killed on drop.
+fn wasmtime_serve(component: &Path) -> Served {
+    use std::io::{BufRead, BufReader};
+    let wasmtime = wasmtime_cli();
+    let mut child = std::process::Command::new(&wasmtime)
+        .args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
+        .arg(component)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "Serving HTTP on http://127.0.0.1:PORT/" on stderr; the rest of its log
+    // is drained so the server never blocks on a full pipe.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("{wasmtime} serve did not start"));
+    std::thread::spawn(move || lines.for_each(drop));
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("{wasmtime} serve said {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    Served { child, url, line }
+}
+
+/// `build --http`: the model behind serve's routes as a wasi:http component,
+/// run by the real `wasmtime serve` and called by a real HTTP client. It
+/// answers as `run` does on the plain component (and onnxruntime), with
+/// serve's refusals for bad requests, and keeps answering after them.
+#[test]
+fn an_http_component_answers_under_wasmtime_serve_as_run_does() {
+    for (name, batch) in [("scaler_logreg", "b5"), ("mobilenet_v2_style", "b2")] {
+        let wasm = http_component(name, &format!("{name}-http.wasm"));
+        // Its claims name what it imports: wasi:http among the rest.
+        let inspected: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
+        let caps = &inspected["claims"]["capabilities"];
+        assert!(
+            caps.as_array().unwrap().iter().any(|c| c == "http"),
+            "{caps}"
+        );
+        // A wasmops host grants no `http` unless told: it would not run it.
+        let refused = wasmops(&["verify", p(&wasm), "--trust", p(&keys().1)]);
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && why.contains("`http`"), "{why}");
+        let mut verify = vec!["verify", p(&wasm), "--trust", p(&keys().1)];
+        for c in caps.as_array().unwrap() {
+            verify.extend(["--grant", c.as_str().unwrap()]);
+        }
+        ok(&verify);
+
+        let server = wasmtime_serve(&wasm);
+        let url = &server.url;
+        assert_eq!(get(&format!("{url}/v1/health"))["status"], "ok");
+        let about = get(&format!("{url}/v1/models/{name}"));
+        assert_eq!(about["version"], "1.2.3", "{about}");
+        assert_eq!(get(&format!("{url}/v1/models"))["models"][0]["name"], name);
+
+        let input = fixture(name, &format!("input_{batch}.json"));
+        let predict = format!("{url}/v1/models/{name}/predict");
+        let (status, got, _) = post(&predict, std::fs::read(&input).unwrap());
+        assert_eq!(status, 200, "{name}: {got}");
+        let expected = read_json(&fixture(name, &format!("expected_{batch}.json")));
+        assert_outputs_match(
+            &got,
+            &expected,
+            tolerance(name),
+            &format!("wasmtime serve {name}"),
+        );
+        let run: Value = serde_json::from_str(&ok(&[
+            "run",
+            p(&component(name)),
+            "--input",
+            p(&input),
+            "--trust",
+            p(&keys().1),
+        ]))
+        .unwrap();
+        assert_eq!(got, run, "{name}: wasmtime serve and run differ");
+
+        // Bad requests: serve's answers, worded by the same parser.
+        let (status, said, _) = post(&predict, "{not json");
+        assert_eq!(status, 400, "{said}");
+        assert!(
+            said["error"]
+                .as_str()
+                .unwrap()
+                .contains("malformed input JSON"),
+            "{said}"
+        );
+        let (status, said, _) = post(
+            &predict,
+            r#"{"inputs":[{"name":"nope","shape":[1],"data":[1]}]}"#,
+        );
+        assert_eq!(status, 422, "{said}");
+        let (status, said, _) = post(
+            &format!("{url}/v1/models/other/predict"),
+            std::fs::read(&input).unwrap(),
+        );
+        assert_eq!(status, 404, "{said}");
+        assert!(said["error"].as_str().unwrap().contains(name), "{said}");
+        let (status, text) = announce(url, &format!("/v1/models/{name}/predict"), 64 << 20);
+        assert_eq!(status, 413, "{text}");
+        let wrong = reqwest::blocking::get(&predict).unwrap();
+        assert_eq!(wrong.status(), 405);
+        let (status, again, _) = post(&predict, std::fs::read(&input).unwrap());
+        assert_eq!((status, &again), (200, &got), "after the bad requests");
+    }
 }

@@ -308,3 +308,271 @@ fn web_bench_races_the_bundle_against_onnxruntime_web_in_one_page() {
         );
     }
 }
+
+/// Browser telemetry: a page given a coordinator and a device token counts
+/// its predictions with the device agent's own code (compiled into the
+/// page's wasm) and posts the reports; they show up in the coordinator's
+/// telemetry binned by the signed profile exactly as the rows fall, and
+/// their prediction ids take labels. The route refuses what a hostile page
+/// could send, and the coordinator keeps serving.
+#[test]
+fn a_browser_reports_telemetry_as_a_device_does() {
+    browser_deps();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coordinator");
+    // Plain HTTP: headless Chromium does not trust the tests' private CA.
+    let args = [
+        "--trust",
+        p(&keys().1),
+        "--mqtt-listen",
+        &free_addr(),
+        "--insecure-plain",
+    ]
+    .map(String::from);
+    let c = start_coordinator(&data, &args);
+    let admin = admin_token(&data);
+    let wasm = scratch().join("iris-web-telemetry.wasm");
+    profiled_iris(&wasm, "3.0.0");
+    cli_ok(&c, &admin, &["model", "register", p(&wasm)]);
+    let profile: Value = serde_json::from_str(&ok(&["inspect", p(&wasm), "--json"])).unwrap();
+    let profile = profile["claims"]["profile"].clone();
+    let token = cli_ok(
+        &c,
+        &admin,
+        &[
+            "token",
+            "create",
+            "--name",
+            "device:web-1",
+            "--role",
+            "device",
+        ],
+    )
+    .trim()
+    .to_string();
+    let site = scratch().join("web-telemetry");
+    // Reports only when flushed: the test decides when.
+    let said = ok(&[
+        "web",
+        p(&wasm),
+        "--out",
+        p(&site),
+        "--trust",
+        p(&keys().1),
+        "--coordinator",
+        &c.url,
+        "--device",
+        "web-1",
+        "--token",
+        &token,
+        "--report-every-s",
+        "3600",
+    ]);
+    assert!(said.contains("telemetry as device `web-1`"), "{said}");
+
+    // Ten rows, two with a petal width far above the training maximum;
+    // predicted three times through the API and once through the form.
+    let mut rows = vec![];
+    for i in 0..10 {
+        let width = if i < 2 { 9.0 } else { 0.2 + i as f64 * 0.2 };
+        rows.extend([5.0 + i as f64 * 0.1, 3.0, 1.5 + i as f64 * 0.5, width]);
+    }
+    let input = dir.path().join("rows.json");
+    std::fs::write(
+        &input,
+        json!({"inputs": [{"name": "X", "shape": [10, 4], "data": rows}]}).to_string(),
+    )
+    .unwrap();
+    let server = serve(&["serve", "--web", p(&site), "--addr", "127.0.0.1:0"]);
+    let url = format!("{}/", server.url);
+    let seen = node_json(
+        "run_bundle.mjs",
+        &[&url, "--input", p(&input), "--repeat", "3", "--flush"],
+    );
+    assert_eq!(seen["errors"], json!([]), "page errors: {seen}");
+    let route = format!("{}/v1/devices/web-1/telemetry", c.url);
+    let external = seen["external"].as_array().unwrap();
+    assert!(!external.is_empty(), "the page sent nothing: {seen}");
+    for u in external {
+        assert_eq!(u.as_str(), Some(route.as_str()), "{seen}");
+    }
+    assert_eq!(seen["flush"]["pending"], 0, "{seen}");
+    assert_eq!(seen["flush"]["error"], Value::Null, "{seen}");
+    let mut ids = std::collections::BTreeSet::new();
+    for call in seen["prediction_ids"].as_array().unwrap() {
+        let call = call.as_array().unwrap_or_else(|| panic!("{seen}"));
+        assert_eq!(call.len(), 10, "one id per row: {seen}");
+        for id in call {
+            let id = id.as_str().unwrap();
+            assert!(id.len() == 25 && id.starts_with('p'), "{id}");
+            assert!(ids.insert(id.to_string()), "{id} twice");
+        }
+    }
+    assert_eq!(ids.len(), 30);
+
+    // Flushed means stored: the coordinator answered after its commit.
+    let live = |t: &Value| {
+        t["versions"]
+            .as_array()
+            .and_then(|l| {
+                l.iter().find(|v| {
+                    v["model"] == "iris" && v["version"] == "3.0.0" && v["role"] == "live"
+                })
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no iris 3.0.0 telemetry: {t}"))
+    };
+    let version = live(&api_get(&c, &admin, "/v1/telemetry"));
+    let stats = &version["stats"];
+    assert_eq!(stats["predictions"], 4, "{version}");
+    assert_eq!(stats["errors"], 0, "{version}");
+    for (j, column) in profile["columns"].as_array().unwrap().iter().enumerate() {
+        let name = column["name"].as_str().unwrap();
+        let edges: Vec<f64> = column["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_f64().unwrap())
+            .collect();
+        let mut want = vec![0u64; edges.len() + 1];
+        for r in 0..10 {
+            let x = rows[r * 4 + j] as f32 as f64;
+            want[edges
+                .partition_point(|e| *e <= x + f64::from(f32::EPSILON) * e.abs().max(1.0))] += 4;
+        }
+        let got: Vec<u64> = stats["features"][name]["bins"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {stats}"))
+            .iter()
+            .map(|b| b.as_u64().unwrap())
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+    assert_eq!(stats["features"]["petal_width"]["above"], 8, "{stats}");
+    for k in 0..3 {
+        let total: u64 = stats["outputs"][format!("probabilities[{k}]")]["bins"]
+            .as_array()
+            .unwrap_or_else(|| panic!("probabilities[{k}]: {stats}"))
+            .iter()
+            .map(|b| b.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 40, "{stats}");
+    }
+    // The page's prediction records arrived: an outcome joins one.
+    let first = ids.iter().next().unwrap();
+    let labelled = http()
+        .post(format!("{}/v1/labels", c.url))
+        .bearer_auth(&admin)
+        .json(&json!({"labels": [{"prediction_id": first, "outcome": 1}]}))
+        .send()
+        .unwrap();
+    assert_eq!(labelled.status(), 200, "{:?}", labelled.text());
+
+    // Hostile posts to the route.
+    let post = |path: &str, token: Option<&str>, body: Vec<u8>| {
+        let mut r = http()
+            .post(format!("{}{path}", c.url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        let cors = r
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), cors, r.text().unwrap())
+    };
+    let report = |device: &str, seq: u64| {
+        use wasmops_protocol::telemetry::{Report, VersionStats};
+        serde_json::to_vec(&Report {
+            device: device.into(),
+            stream: "forged".into(),
+            seq,
+            window_start_ms: 0,
+            window_end_ms: 1,
+            versions: vec![VersionStats {
+                model: "iris".into(),
+                version: "3.0.0".into(),
+                role: "live".into(),
+                predictions: 1000,
+                ..Default::default()
+            }],
+            dropped_reports: 0,
+            dropped_predictions: 0,
+        })
+        .unwrap()
+    };
+    let path = "/v1/devices/web-1/telemetry";
+    for (what, (status, cors, body), want) in [
+        ("no token", post(path, None, report("web-1", 0)), 401),
+        (
+            "an admin is not the device",
+            post(path, Some(&admin), report("web-1", 0)),
+            403,
+        ),
+        (
+            "another device's route",
+            post(
+                "/v1/devices/web-2/telemetry",
+                Some(&token),
+                report("web-2", 0),
+            ),
+            403,
+        ),
+        (
+            "not JSON",
+            post(path, Some(&token), b"{not json".to_vec()),
+            400,
+        ),
+        (
+            "another device in the body",
+            post(path, Some(&token), report("web-2", 0)),
+            422,
+        ),
+        (
+            "oversized",
+            post(path, Some(&token), vec![b' '; 2 << 20]),
+            413,
+        ),
+    ] {
+        assert_eq!(status, want, "{what}: {body}");
+        assert_eq!(
+            cors.as_deref(),
+            Some("*"),
+            "{what}: a page must read the refusal"
+        );
+        assert!(
+            !body.contains("sqlx") && !body.contains("panick"),
+            "{what}: {body}"
+        );
+    }
+    // The preflight a page's cross-origin POST needs.
+    let pre = http()
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", c.url))
+        .header("origin", "http://127.0.0.1:1")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .unwrap();
+    assert!(pre.status().is_success(), "{:?}", pre.status());
+    let allowed = pre.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    // A replayed report is acknowledged and stored once.
+    for _ in 0..2 {
+        let (status, _, body) = post(path, Some(&token), report("web-1", 7));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["seqs"],
+            json!([7])
+        );
+    }
+    let version = live(&api_get(&c, &admin, "/v1/telemetry"));
+    assert_eq!(version["stats"]["predictions"], 1004, "{version}");
+}

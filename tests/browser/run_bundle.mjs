@@ -1,12 +1,16 @@
 // Opens a `wasmops web` bundle's demo page in headless Chromium (Debian's,
 // driven by playwright-core) and reports what happened, as JSON on stdout:
-//   node run_bundle.mjs URL [--input FILE.json] [--bad FILE.json] [--canvas INPUT WIDTH HEIGHT]
+//   node run_bundle.mjs URL [--input FILE.json [--repeat N]] [--bad FILE.json]
+//                           [--canvas INPUT WIDTH HEIGHT] [--flush]
 // → {"status": "accepted"|"refused", "text": the status line, "info",
 //    "api": outputs of model.predict(input), "form": outputs of the page's
 //    form filled with the same input, "canvas": {input, outputs} of a drawn
 //    image, "bad": the error of each request in --bad (a JSON array), then
 //    "after_bad": outputs of the good input again, "errors": console and
-//    page errors, "external": requests that left the bundle's origin}
+//    page errors, "external": requests that left the bundle's origin,
+//    "prediction_ids": the ids of each API prediction (N of them with
+//    --repeat N) when the page reports telemetry, "flush": what
+//    model.flush() said at the end}
 // The Rust test decides what is right; this only drives and looks.
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
@@ -23,6 +27,7 @@ const flag = (name, n = 1) => {
 const input = flag("--input") && JSON.parse(readFileSync(flag("--input")[0], "utf8"));
 const canvas = flag("--canvas", 3);
 const bad = flag("--bad") && JSON.parse(readFileSync(flag("--bad")[0], "utf8"));
+const repeat = Number(flag("--repeat")?.[0] ?? 1);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -46,7 +51,13 @@ try {
     })),
   );
   if (out.status === "accepted" && input) {
-    out.api = (await page.evaluate((req) => window.wasmops.model.predict(req), input)).outputs;
+    const answers = await page.evaluate(async ([req, n]) => {
+      const all = [];
+      for (let i = 0; i < n; i++) all.push(await window.wasmops.model.predict(req));
+      return all;
+    }, [input, repeat]);
+    out.api = answers[0].outputs;
+    out.prediction_ids = answers.map((a) => a.prediction_ids ?? null);
     // The page's own form, filled with the same numbers.
     for (const t of input.inputs) {
       await page.fill(`textarea[data-input="${t.name}"]`, JSON.stringify(t.data));
@@ -99,6 +110,9 @@ try {
       },
       [name, Number(width), Number(height)],
     );
+  }
+  if (out.status === "accepted" && rest.includes("--flush")) {
+    out.flush = await page.evaluate(() => window.wasmops.model.flush());
   }
 } finally {
   await browser.close();

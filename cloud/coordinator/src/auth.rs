@@ -8,7 +8,7 @@ use crate::error::CoordinatorError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// A device: downloads artifacts, nothing else.
+    /// A device: downloads artifacts and posts its own telemetry, nothing else.
     Device,
     /// Reads everything.
     Viewer,
@@ -45,6 +45,8 @@ pub enum Action {
     ReadData,
     /// Publish trust metadata (root, delegations, revocations): admins only.
     ManageTrust,
+    /// Post its own telemetry over HTTP (devices without MQTT: browser pages).
+    Report,
 }
 
 impl Role {
@@ -52,7 +54,7 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Device => action == Download,
+            Role::Device => matches!(action, Download | Report),
             Role::Viewer => matches!(action, Read | Download),
             Role::DataScientist => matches!(
                 action,

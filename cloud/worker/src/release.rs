@@ -134,6 +134,7 @@ pub fn build(w: &Worker, c: Candidate) -> Result<Vec<u8>, String> {
             label: Some(label),
         }),
         created_at: None,
+        http: false,
     };
     wasmops_compiler::build(c.onnx, &opts)
         .map(|b| b.component)

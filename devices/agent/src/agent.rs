@@ -19,7 +19,7 @@ use wasmops_trust::{StateDir, Timestamp};
 use crate::config::AgentConfig;
 use crate::control::Control;
 use crate::store::ModelStore;
-use crate::telemetry::{Counting, Observation, Outbox, Window};
+use crate::telemetry::{Counting, Observation, Outbox, Window, rows_of, views};
 
 struct Slot {
     record: SlotRecord,
@@ -379,17 +379,19 @@ impl Agent {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let empty = vec![];
         // One id per row: what an application attaches an outcome to later.
-        let ids = match &outputs {
-            Ok(out) => crate::telemetry::prediction_ids(crate::telemetry::rows_of(out)),
-            Err(_) => vec![],
+        let input_views = views(inputs.as_ref().unwrap_or(&empty));
+        let output_views = outputs.as_ref().ok().map(|o| views(o));
+        let ids = match &output_views {
+            Some(out) => crate::telemetry::prediction_ids(rows_of(out)),
+            None => vec![],
         };
         self.window.lock().unwrap().record(Observation {
             model: &slot.record.info.model,
             version: &slot.record.info.version,
             shadow: false,
             latency_ms,
-            inputs: inputs.as_ref().unwrap_or(&empty),
-            outputs: outputs.as_ref().ok().map(Vec::as_slice),
+            inputs: &input_views,
+            outputs: output_views.as_deref(),
             agreed: false,
             counting: &slot.counting,
             ids: &ids,
@@ -399,6 +401,7 @@ impl Agent {
                 .get(&slot.record.info.model)
                 .copied()
                 .unwrap_or(0),
+            at_ms: wasmops_protocol::now_ms(),
         });
         match outputs {
             Ok(out) => {
@@ -422,17 +425,19 @@ impl Agent {
             .and_then(|i| Ok(slot.loaded.instantiate()?.predict(&i)?));
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let agreed = outputs.as_ref().is_ok_and(|o| agree(live, o));
+        let output_views = outputs.as_ref().ok().map(|o| views(o));
         self.window.lock().unwrap().record(Observation {
             model: &slot.record.info.model,
             version: &slot.record.info.version,
             shadow: true,
             latency_ms,
             inputs: &[],
-            outputs: outputs.as_ref().ok().map(Vec::as_slice),
+            outputs: output_views.as_deref(),
             agreed,
             counting: &slot.counting,
             ids: &[],
             sample_rows: 0,
+            at_ms: wasmops_protocol::now_ms(),
         });
     }
 

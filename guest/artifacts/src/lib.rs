@@ -1,5 +1,6 @@
 //! The wasm programs `wasmops` ships, compiled by this crate's build script:
-//! the generic guest component and the browser's verifier.
+//! the generic guest component, the wasi:http front and the browser's
+//! verifier.
 
 /// The `model-builder` component before any model is baked in: every op tract
 /// can load.
@@ -12,7 +13,11 @@ pub const SLIM_GUEST: &[u8] = include_bytes!(env!("WASMOPS_SLIM_GUEST"));
 /// The wasm target features the guest was compiled with (e.g. `+simd128`).
 pub const TARGET_FEATURES: &str = env!("WASMOPS_GUEST_TARGET_FEATURES");
 
-/// The browser's trust check (`host/web/verifier` for
+/// The wasi:http front (`guest/http`): `wasmops build --http` plugs a model
+/// component into it, so wasi:http hosts (`wasmtime serve`) serve the model.
+pub const HTTP_FRONT: &[u8] = include_bytes!(env!("WASMOPS_HTTP_FRONT"));
+
+/// The browser's trust check and telemetry counting (`host/web/verifier` for
 /// `wasm32-unknown-unknown`), shipped in every `wasmops web` bundle.
 pub const WEB_VERIFIER: &[u8] = include_bytes!(env!("WASMOPS_WEB_VERIFIER"));
 

@@ -43,6 +43,8 @@ pub enum BuildError {
     Claims(#[from] wasmops_trust::TrustError),
     #[error("the training data: {0}")]
     Training(String),
+    #[error("composing the wasi:http front with the model failed: {0}")]
+    Compose(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -65,6 +67,9 @@ pub struct BuildOptions {
     pub training: Option<profile::Training>,
     /// The claims' creation time (`SOURCE_DATE_EPOCH` for reproducible builds); now when `None`.
     pub created_at: Option<Timestamp>,
+    /// Put the wasi:http front before the model ([`http_front`]): the result
+    /// exports `wasi:http/incoming-handler` instead of `wasmops:model/model`.
+    pub http: bool,
 }
 
 /// Which generic guest a component was baked from.
@@ -147,6 +152,12 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
         .as_ref()
         .map(|t| profile::reference(&component, t, opts.cache_dir.as_deref(), &mut notes))
         .transpose()?;
+    // The profile ran the model component itself; the front goes on after it.
+    let component = if opts.http {
+        http_front(&component)?
+    } else {
+        component
+    };
     let claims = claims(onnx_bytes, &component, profile, opts)?;
     let component = claims.embed(&component)?;
     Ok(Built {
@@ -158,6 +169,32 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
         snapshot_time: started.elapsed(),
         notes,
     })
+}
+
+/// Plugs a model component into the wasi:http front (`guest/http`,
+/// [`wasmops_guest_artifacts::HTTP_FRONT`]) with wac's composition graph: the
+/// model's `wasmops:model/model` export fills the front's import, and the
+/// result exports the front's `wasi:http/incoming-handler`. The model's own
+/// imports (random, clocks, stdio) and the front's (wasi:http types) become
+/// the composition's, so its claims name the `http` capability too.
+pub fn http_front(model: &[u8]) -> Result<Vec<u8>, BuildError> {
+    use wac_graph::types::Package;
+    use wac_graph::{CompositionGraph, EncodeOptions, plug};
+    let err = |e: &dyn std::fmt::Display| BuildError::Compose(e.to_string());
+    let mut graph = CompositionGraph::new();
+    let model = Package::from_bytes("wasmops:model", None, model.to_vec(), graph.types_mut())
+        .map_err(|e| err(&format!("{e:#}")))?;
+    let model = graph.register_package(model).map_err(|e| err(&e))?;
+    let front = Package::from_bytes(
+        "wasmops:http-front",
+        None,
+        wasmops_guest_artifacts::HTTP_FRONT.to_vec(),
+        graph.types_mut(),
+    )
+    .map_err(|e| err(&format!("{e:#}")))?;
+    let front = graph.register_package(front).map_err(|e| err(&e))?;
+    plug(&mut graph, vec![model], front).map_err(|e| err(&e))?;
+    graph.encode(EncodeOptions::default()).map_err(|e| err(&e))
 }
 
 /// The claims `build` embeds: the user's parts plus what it knows itself.

@@ -19,7 +19,7 @@ pub enum HostError {
     MemoryLimit(usize),
     #[error("the model trapped: {0}")]
     Trap(String),
-    #[error("{}", describe_predict(.0))]
+    #[error("{}", refusal(.0))]
     Predict(PredictError),
     #[error("{0}")]
     Io(String),
@@ -34,15 +34,16 @@ impl From<wasmops_trust::TrustError> for HostError {
     }
 }
 
-fn describe_predict(e: &PredictError) -> String {
+/// A predict-error as the wire words it (`wasmops_predict_json::Refusal`).
+pub fn refusal(e: &PredictError) -> wasmops_predict_json::Refusal<'_> {
+    use wasmops_predict_json::Refusal;
     match e {
-        PredictError::UnknownInput(m) | PredictError::MissingInput(m) => format!("bad input: {m}"),
-        PredictError::BadShape(m) => format!("bad input shape: {m}"),
-        PredictError::BadType(m) => format!("bad input type: {m}"),
-        PredictError::InvalidValue(m) => format!("invalid input value: {m}"),
-        PredictError::Inference(m) => format!("inference failed: {m}"),
-        PredictError::NotInitialized => {
-            "the component has no model baked in (build it with `wasmops build`)".into()
-        }
+        PredictError::UnknownInput(m) => Refusal::UnknownInput(m),
+        PredictError::MissingInput(m) => Refusal::MissingInput(m),
+        PredictError::BadShape(m) => Refusal::BadShape(m),
+        PredictError::BadType(m) => Refusal::BadType(m),
+        PredictError::InvalidValue(m) => Refusal::InvalidValue(m),
+        PredictError::Inference(m) => Refusal::Inference(m),
+        PredictError::NotInitialized => Refusal::NotInitialized,
     }
 }

@@ -11,8 +11,10 @@ use wasmops_runtime::{HostError, LoadedModel};
 pub trait Backend: Send + Sync + 'static {
     /// What callers send and get back; requests are typed by it.
     fn info(&self) -> &ModelInfo;
-    /// What `GET /v1/models/{name}` shows beside the metadata: where the
-    /// model came from and who signed it.
+    /// What runs it (`wasm`, `native`), as the model listing shows.
+    fn runtime(&self) -> &'static str;
+    /// What `GET /v1/models/{name}` shows beside the metadata and runtime:
+    /// where the model came from and who signed it.
     fn describe(&self) -> serde_json::Value;
     fn predict(&self, inputs: &[Tensor]) -> Result<Prediction, HostError>;
 }
@@ -43,10 +45,13 @@ impl Backend for WasmModel {
         &self.info
     }
 
+    fn runtime(&self) -> &'static str {
+        "wasm"
+    }
+
     fn describe(&self) -> serde_json::Value {
         let accepted = self.loaded.accepted.as_ref();
         serde_json::json!({
-            "runtime": "wasm",
             "sha256": self.loaded.sha256,
             "size_bytes": self.loaded.size_bytes,
             "signed_by": accepted.map(|a| a.verified.key_id.clone()),

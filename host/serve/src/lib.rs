@@ -240,7 +240,7 @@ async fn list(State(s): State<Arc<Shared>>) -> Response {
         .models
         .iter()
         .map(|(name, m)| {
-            serde_json::json!({"name": name, "version": m.info().version, "runtime": m.describe()["runtime"]})
+            serde_json::json!({"name": name, "version": m.info().version, "runtime": m.runtime()})
         })
         .collect();
     json(StatusCode::OK, serde_json::json!({"models": models}))
@@ -267,6 +267,7 @@ async fn describe(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
     };
     let info = m.info();
     let mut doc = m.describe();
+    doc["runtime"] = m.runtime().into();
     doc["name"] = name.into();
     doc["model"] = info.name.clone().into();
     doc["version"] = info.version.clone().into();
@@ -446,6 +447,9 @@ mod tests {
     impl Backend for Named {
         fn info(&self) -> &wasmops_runtime::bindings::ModelInfo {
             &self.0
+        }
+        fn runtime(&self) -> &'static str {
+            "test"
         }
         fn describe(&self) -> serde_json::Value {
             serde_json::json!({})

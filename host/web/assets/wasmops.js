@@ -10,6 +10,13 @@
 // `trust` is a trust document (`wasmops web` writes the demo page's as
 // trust.json), an object or the URL of one. Nothing runs before the
 // signature, trust chain and claims check out.
+//
+// Telemetry is off unless asked for: `load(url, trust, {telemetry:
+// {coordinator, device, token, every_s}})` (the demo page reads it from
+// config.json, written by `wasmops web --coordinator …`). Predictions are
+// then counted as a device counts them, answers carry `prediction_ids`, and
+// reports go to the coordinator every `every_s` seconds, when the page is
+// hidden, and on `model.flush()`.
 
 import { buffers, toTensor } from "./tensors.js";
 
@@ -49,6 +56,10 @@ class Model {
     const inputs = request.inputs.map((t) => toTensor(t, types));
     return this.call("predict", [{ inputs }], buffers(inputs));
   }
+  /** Sends the telemetry window now: {sent, pending, dropped, error}. */
+  flush() {
+    return this.call("flush", []);
+  }
   close() {
     this.#worker.terminate();
   }
@@ -57,7 +68,7 @@ class Model {
 /** Fetches, verifies and instantiates the component at `url`. Resolves to a
  * model whose `loaded` holds the verdict (signer, claims), the bytes fetched
  * and the time of each step; rejects with the reason a component is refused. */
-export async function load(url, trust) {
+export async function load(url, trust, options = {}) {
   if (typeof trust === "string") {
     const response = await fetch(trust);
     if (!response.ok) throw new Error(`${trust}: HTTP ${response.status}`);
@@ -66,10 +77,16 @@ export async function load(url, trust) {
   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   const model = new Model(worker);
   try {
-    model.loaded = await model.call("load", [new URL(url, document.baseURI).href, trust]);
+    model.loaded = await model.call("load", [new URL(url, document.baseURI).href, trust, options]);
   } catch (e) {
     model.close();
     throw e;
+  }
+  if (options.telemetry) {
+    // A page going away sends what it counted (fetch with keepalive outlives it).
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") model.flush().catch(() => {});
+    });
   }
   return model;
 }

@@ -1,10 +1,17 @@
 // The model's module Worker: fetch → verify → compile the verified core
 // modules → instantiate jco's glue with the browser WASI shims → predict.
-// Messages in: {id, op: "load"|"predict", args}; out: {id, ok, result|error}.
+// Messages in: {id, op: "load"|"predict"|"flush", args}; out: {id, ok, result|error}.
 // Tensors arrive typed by wasmops.js (tensors.js: `wasmops run`'s JSON made
 // into transferable typed arrays) and leave as `run`'s JSON, so a page's
 // answer compares with the host's.
-import { verify } from "./verifier.js";
+//
+// Telemetry (off unless `load` gets {telemetry: {coordinator, device, token}}):
+// each prediction is counted by the device agent's own code (verifier.wasm,
+// `reporter`); every `every_s` the window becomes numbered reports, posted to
+// the coordinator's `POST /v1/devices/{device}/telemetry` and kept until it
+// acknowledges them (a 5xx or a lost network: sent again next time; a 4xx:
+// refused for good, dropped and counted in the next report).
+import { reporter, verify } from "./verifier.js";
 import { fromTensor, toTensor } from "./tensors.js";
 import * as cli from "./shim/cli.js";
 import * as clocks from "./shim/clocks.js";
@@ -19,7 +26,8 @@ let info = null;
 self.onmessage = async (event) => {
   const { id, op, args } = event.data;
   try {
-    const result = op === "load" ? await load(...args) : op === "predict" ? predict(args[0]) : null;
+    const result =
+      op === "load" ? await load(...args) : op === "predict" ? predict(args[0]) : op === "flush" ? await flush() : null;
     if (result === null) throw new Error(`unknown operation ${op}`);
     self.postMessage({ id, ok: true, result });
   } catch (e) {
@@ -43,7 +51,7 @@ const dims = (shape) => shape.map((d) => (d.tag === "fixed" ? String(d.val) : d.
 const TYPES = { boolean: "bool" };
 const specs = (list) => list.map((s) => ({ name: s.name, type: TYPES[s.elementType] ?? s.elementType, shape: dims(s.shape) }));
 
-async function load(url, trust) {
+async function load(url, trust, options = {}) {
   const t0 = performance.now();
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
@@ -69,6 +77,7 @@ async function load(url, trust) {
     outputs: specs(raw.outputs),
     preprocessing: raw.preprocessing,
   };
+  if (options.telemetry) await startTelemetry(options.telemetry, verdict.claims?.profile ?? null);
   const t3 = performance.now();
   const { modules, ...shown } = verdict;
   return {
@@ -81,19 +90,122 @@ async function load(url, trust) {
 
 function predict(request) {
   if (!model) throw new Error("no model loaded");
-  if (!Array.isArray(request?.inputs)) throw new Error('expected {"inputs": [{"name", "shape", "data"}]}');
-  // Typed by the page already (wasmops.js), or typed here.
-  const types = Object.fromEntries(info.inputs.map((s) => [s.name, s.type]));
-  const inputs = request.inputs.map((t) => (t.data?.tag ? t : toTensor(t, types)));
   const t0 = performance.now();
-  let outputs;
+  let inputs = [];
+  let outputs = null;
   try {
+    if (!Array.isArray(request?.inputs)) throw new Error('expected {"inputs": [{"name", "shape", "data"}]}');
+    // Typed by the page already (wasmops.js), or typed here.
+    const types = Object.fromEntries(info.inputs.map((s) => [s.name, s.type]));
+    inputs = request.inputs.map((t) => (t.data?.tag ? t : toTensor(t, types)));
     outputs = model.predict(inputs);
   } catch (e) {
+    telemetry?.record(inputs, null, [], performance.now() - t0);
     // A refused input comes back as the WIT predict-error variant.
     if (e && typeof e.tag === "string") throw new Error(`${e.tag}${e.val ? `: ${e.val}` : ""}`);
     throw e;
   }
   const ms = performance.now() - t0;
-  return { outputs: outputs.map(fromTensor), ms };
+  const result = { outputs: outputs.map(fromTensor), ms };
+  if (telemetry) {
+    // One id per row, as a device gives: what an outcome is posted against later.
+    const rows = outputs[0]?.shape[0] ?? 1;
+    result.prediction_ids = Array.from({ length: rows }, predictionId);
+    telemetry.record(inputs, outputs, result.prediction_ids, ms);
+  }
+  return result;
+}
+
+// `p` and 24 hex digits (96 random bits), as the agent makes them.
+function predictionId() {
+  const raw = crypto.getRandomValues(new Uint8Array(12));
+  return "p" + Array.from(raw, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Reports kept for resending at most; past that the oldest is dropped and counted.
+const MAX_PENDING = 64;
+let telemetry = null;
+
+async function startTelemetry(config, profile) {
+  const { coordinator, device, token } = config;
+  if (typeof coordinator !== "string" || typeof device !== "string" || typeof token !== "string") {
+    throw new Error("telemetry needs {coordinator, device, token}");
+  }
+  const stream = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const counts = await reporter({ device, stream, profile, sample_rows: config.sample_rows ?? 0 });
+  const url = `${coordinator.replace(/\/+$/, "")}/v1/devices/${encodeURIComponent(device)}/telemetry`;
+  telemetry = {
+    url,
+    token,
+    counts,
+    pending: [],
+    dropped: { reports: 0, predictions: 0 },
+    lastError: null,
+    // Counting never fails a prediction: a problem shows in the next flush.
+    record: (inputs, outputs, ids, latencyMs) => {
+      try {
+        counts.record(inputs, outputs, { model: info.name, version: info.version, ids }, latencyMs);
+      } catch (e) {
+        telemetry.lastError = `telemetry: cannot count a prediction: ${e.message}`;
+      }
+    },
+  };
+  setInterval(() => flush().catch(() => {}), Math.max(1, config.every_s ?? 10) * 1000);
+}
+
+const livePredictions = (r) => r.versions.filter((v) => v.role === "live").reduce((n, v) => n + v.predictions, 0);
+
+function drop(report) {
+  telemetry.dropped.reports += 1;
+  telemetry.dropped.predictions += livePredictions(report);
+}
+
+/** Closes the window and sends what is pending, oldest first. */
+let flushing = null;
+async function flush() {
+  if (!telemetry) return { sent: 0, pending: 0, dropped: 0, error: "telemetry is off" };
+  flushing = (flushing ?? Promise.resolve()).then(send, send);
+  return flushing;
+}
+
+async function send() {
+  const t = telemetry;
+  t.pending.push(...t.counts.take());
+  while (t.pending.length > MAX_PENDING) drop(t.pending.shift());
+  let sent = 0;
+  while (t.pending.length) {
+    const report = { ...t.pending[0], dropped_reports: t.dropped.reports, dropped_predictions: t.dropped.predictions };
+    const body = JSON.stringify(report);
+    let response;
+    try {
+      response = await fetch(t.url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${t.token}`, "content-type": "application/json" },
+        body,
+        // Outlives a closing page; browsers allow it for bodies up to 64 KiB.
+        keepalive: body.length < 60_000,
+      });
+    } catch (e) {
+      t.lastError = `telemetry: ${e.message}`;
+      break;
+    }
+    if (response.ok) {
+      const ack = await response.json();
+      if (!ack.seqs?.includes(report.seq)) {
+        t.lastError = `telemetry report ${report.seq} was not acknowledged; sent again later`;
+        break;
+      }
+      t.pending = t.pending.filter((r) => !ack.seqs.includes(r.seq));
+      sent += 1;
+      t.lastError = null;
+    } else if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
+      // Refused for good (the coordinator says why): never resent.
+      t.lastError = `telemetry report ${report.seq} refused: ${(await response.json().catch(() => ({}))).error ?? response.status}`;
+      drop(t.pending.shift());
+    } else {
+      t.lastError = `telemetry: HTTP ${response.status}; sent again later`;
+      break;
+    }
+  }
+  return { sent, pending: t.pending.length, dropped: t.dropped.reports, error: t.lastError };
 }

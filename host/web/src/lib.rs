@@ -9,12 +9,14 @@
 //! DIR/index.html      demo page: a form from the model's inputs, outputs, timings
 //! DIR/wasmops.js      the page API: load(url, trust) → {metadata(), predict(inputs)}
 //! DIR/worker.js       a module Worker: fetch → verify → compile → instantiate → predict
-//! DIR/verifier.js     glue of verifier.wasm (host/web/verifier: the host's trust check)
+//! DIR/verifier.js     glue of verifier.wasm (host/web/verifier: the host's trust
+//!                     check, and the agent's telemetry counting)
 //! DIR/tensors.js      `run`'s JSON ⇄ the WIT tensors, typed and checked
 //! DIR/model/model.js  jco's glue, with modules.json: core file → section index
 //! DIR/shim/*.js       @bytecodealliance/preview2-shim's browser WASI
 //! DIR/model.wasm      the signed component, byte for byte
 //! DIR/trust.json      whom the demo page trusts (a PortableTrust document)
+//! DIR/config.json     the demo page's telemetry settings ({} : off)
 //! ```
 //!
 //! In the page: `worker.js` fetches `model.wasm`, `verifier.wasm` checks it
@@ -135,6 +137,24 @@ pub struct Bundle<'a> {
     pub trust: &'a PortableTrust,
     /// `verifier.wasm` (`wasmops-web-verifier` for `wasm32-unknown-unknown`).
     pub verifier: &'a [u8],
+    /// Where the demo page reports telemetry (none: it does not).
+    pub telemetry: Option<&'a Telemetry>,
+}
+
+/// The demo page's telemetry settings, written to `config.json` (`{}` when
+/// off). The token is a device credential (`device:{device}`, role device:
+/// it may download artifacts and post this device's telemetry, nothing
+/// else); anyone who can load the page can read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Telemetry {
+    /// The coordinator's base URL, as the browser reaches it.
+    pub coordinator: String,
+    pub device: String,
+    pub token: String,
+    /// Seconds between reports.
+    pub every_s: u64,
+    /// Raw input rows kept per window (0: none).
+    pub sample_rows: usize,
 }
 
 /// What was written: each file and its size (what a browser downloads is
@@ -231,6 +251,7 @@ pub fn write(bundle: &Bundle, tools: &Tools, out: &Path) -> Result<Written, WebE
         ("model.wasm", bundle.component.to_vec()),
         ("verifier.wasm", bundle.verifier.to_vec()),
         ("trust.json", bundle.trust.to_json().into_bytes()),
+        ("config.json", config_json(bundle.telemetry)),
     ] {
         let dest = out.join(name);
         std::fs::write(&dest, bytes).map_err(io(&dest))?;
@@ -245,6 +266,15 @@ pub fn write(bundle: &Bundle, tools: &Tools, out: &Path) -> Result<Written, WebE
         imports: transpiled.imports,
         simd_instructions: simd_instructions(largest)?,
     })
+}
+
+fn config_json(telemetry: Option<&Telemetry>) -> Vec<u8> {
+    match telemetry {
+        Some(t) => serde_json::json!({ "telemetry": t }),
+        None => serde_json::json!({}),
+    }
+    .to_string()
+    .into_bytes()
 }
 
 /// Instructions with the SIMD prefix (0xfd) in a core module's code.

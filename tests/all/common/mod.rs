@@ -244,6 +244,27 @@ pub fn scaler_release(
     out
 }
 
+/// Builds the iris logistic regression as `iris` VERSION with the reference
+/// profile of its training data (`--training-data`) in its claims, signed
+/// with the tests' release key, at `out`.
+pub fn profiled_iris(out: &Path, version: &str) {
+    ok(&[
+        "build",
+        p(&fixtures().join("scaler_logreg/model.onnx")),
+        "--out",
+        p(out),
+        "--name",
+        "iris",
+        "--version",
+        version,
+        "--training-data",
+        p(&fixtures().join("drift/iris_training.csv")),
+        "--label-column",
+        "species",
+    ]);
+    ok(&["sign", p(out), "--key", p(&keys().0)]);
+}
+
 /// `GET path` on the coordinator's API as `token`, as JSON.
 pub fn api_get(c: &Coordinator, token: &str, path: &str) -> Value {
     http()

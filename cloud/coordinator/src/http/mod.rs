@@ -25,6 +25,7 @@ use crate::auth::{Action, Principal, Role};
 use crate::error::CoordinatorError;
 use crate::{Coordinator, audit, registry};
 
+mod device_telemetry;
 mod events;
 mod training;
 
@@ -291,6 +292,13 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{name}/revoke", post(revoke_tokens))
         .route("/v1/devices/{id}/reset", post(reset_device))
+        .route(
+            "/v1/devices/{id}/telemetry",
+            post(device_telemetry::post)
+                .options(device_telemetry::preflight)
+                .layer(DefaultBodyLimit::max(device_telemetry::MAX_BODY_BYTES))
+                .layer(axum::middleware::map_response(device_telemetry::cors)),
+        )
         .route("/v1/devices", get(devices))
         .route("/v1/enrolments", post(create_enrolment))
         .route("/v1/enrol", post(enrol))

@@ -1,5 +1,6 @@
-//! The browser's trust check: the same [`wasmops_trust::TrustPolicy`] the
-//! host applies before it runs a component, compiled to
+//! The page's Rust. First, the browser's trust check: the same
+//! [`wasmops_trust::TrustPolicy`] the host applies before it runs a
+//! component, compiled to
 //! `wasm32-unknown-unknown` (`guest/artifacts` builds it; `wasmops web` ships
 //! it as `verifier.wasm`).
 //!
@@ -10,8 +11,13 @@
 //! modules lie inside the *verified* bytes: the page compiles those slices,
 //! so what runs is what was checked.
 //!
+//! The same module carries the page's telemetry ([`telemetry`]): the
+//! agent's counting code, so a browser reports as a device does.
+//!
 //! The ABI is plain C (no bindgen): `wasmops_alloc`/`wasmops_free` for
 //! buffers, and a result buffer of a little-endian `u32` length and the JSON.
+
+pub mod telemetry;
 
 use serde::Serialize;
 use wasmops_trust::{Claims, PortableTrust, Timestamp, TrustPolicy};
@@ -108,11 +114,17 @@ pub unsafe extern "C" fn wasmops_verify(
             std::slice::from_raw_parts(trust, trust_len),
         )
     };
-    let json =
-        serde_json::to_vec(&verify(wasm, trust, now.max(0.0) as u64)).expect("verdicts serialise");
+    result_buffer(
+        &serde_json::to_vec(&verify(wasm, trust, now.max(0.0) as u64)).expect("verdicts serialise"),
+    )
+}
+
+/// A result buffer for the page: `u32` length (little-endian), then `json`;
+/// the page frees it with [`wasmops_free`] (length + 4).
+fn result_buffer(json: &[u8]) -> *mut u8 {
     let mut out = Vec::with_capacity(4 + json.len());
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
+    out.extend_from_slice(json);
     let ptr = wasmops_alloc(out.len());
     unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), ptr, out.len()) };
     ptr
