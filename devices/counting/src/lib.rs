@@ -285,7 +285,7 @@ fn record_outputs(s: &mut VersionStats, outputs: &[TensorRef<'_>], counting: &Co
         match &t.data {
             Values::Float32(v) => {
                 let rows = t.shape.first().copied().unwrap_or(1).max(1) as usize;
-                let width = if v.len() % rows == 0 {
+                let width = if v.len().is_multiple_of(rows) {
                     v.len() / rows
                 } else {
                     0
@@ -330,7 +330,7 @@ fn record_predictions(s: &mut VersionStats, ids: &[String], outputs: &[TensorRef
     let rows = ids.len();
     let per_row = |t: &TensorRef<'_>| -> usize {
         let len = t.data.len();
-        if rows > 0 && len % rows == 0 && t.shape.first() == Some(&(rows as u32)) {
+        if rows > 0 && len.is_multiple_of(rows) && t.shape.first() == Some(&(rows as u32)) {
             len / rows
         } else {
             0

@@ -175,12 +175,12 @@ pub unsafe extern "C" fn wasmops_reporter_tensor(
         )
     };
     let values = match kind {
-        0 if data.len() % 4 == 0 => Data::Float32(
+        0 if data.len().is_multiple_of(4) => Data::Float32(
             data.chunks_exact(4)
                 .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
                 .collect(),
         ),
-        1 if data.len() % 8 == 0 => Data::Int64(
+        1 if data.len().is_multiple_of(8) => Data::Int64(
             data.chunks_exact(8)
                 .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
                 .collect(),
