@@ -735,11 +735,7 @@ fn profile_counts_and_labels(database: Option<&str>) {
         ],
     );
     // Ten rows, two of them with a petal width far above the training maximum.
-    let mut rows = vec![];
-    for i in 0..10 {
-        let width = if i < 2 { 9.0 } else { 0.2 + i as f64 * 0.2 };
-        rows.extend([5.0 + i as f64 * 0.1, 3.0, 1.5 + i as f64 * 0.5, width]);
-    }
+    let rows = iris_rows();
     let input = dir.path().join("rows.json");
     std::fs::write(
         &input,
@@ -789,20 +785,7 @@ fn profile_counts_and_labels(database: Option<&str>) {
         let total: u64 = bins.iter().map(|b| b.as_u64().unwrap()).sum();
         assert_eq!(total, 30, "{name}: {s}");
         // Where each served value falls, by the profile's own edges.
-        let edges: Vec<f64> = column["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_f64().unwrap())
-            .collect();
-        let mut want = vec![0u64; edges.len() + 1];
-        for r in 0..10 {
-            let x = rows[r * 4 + j] as f32 as f64;
-            // Within float32 rounding of an edge is on it (the training
-            // value was exactly there).
-            want[edges
-                .partition_point(|e| *e <= x + f64::from(f32::EPSILON) * e.abs().max(1.0))] += 3;
-        }
+        let want = expected_bins(column, &rows, j, 3);
         let got: Vec<u64> = bins.iter().map(|b| b.as_u64().unwrap()).collect();
         assert_eq!(got, want, "{name}");
     }

@@ -372,11 +372,7 @@ fn a_browser_reports_telemetry_as_a_device_does() {
 
     // Ten rows, two with a petal width far above the training maximum;
     // predicted three times through the API and once through the form.
-    let mut rows = vec![];
-    for i in 0..10 {
-        let width = if i < 2 { 9.0 } else { 0.2 + i as f64 * 0.2 };
-        rows.extend([5.0 + i as f64 * 0.1, 3.0, 1.5 + i as f64 * 0.5, width]);
-    }
+    let rows = iris_rows();
     let input = dir.path().join("rows.json");
     std::fs::write(
         &input,
@@ -428,18 +424,7 @@ fn a_browser_reports_telemetry_as_a_device_does() {
     assert_eq!(stats["errors"], 0, "{version}");
     for (j, column) in profile["columns"].as_array().unwrap().iter().enumerate() {
         let name = column["name"].as_str().unwrap();
-        let edges: Vec<f64> = column["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_f64().unwrap())
-            .collect();
-        let mut want = vec![0u64; edges.len() + 1];
-        for r in 0..10 {
-            let x = rows[r * 4 + j] as f32 as f64;
-            want[edges
-                .partition_point(|e| *e <= x + f64::from(f32::EPSILON) * e.abs().max(1.0))] += 4;
-        }
+        let want = expected_bins(column, &rows, j, 4);
         let got: Vec<u64> = stats["features"][name]["bins"]
             .as_array()
             .unwrap_or_else(|| panic!("{name}: {stats}"))

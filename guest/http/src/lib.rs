@@ -120,6 +120,9 @@ fn describe(info: &ModelInfo) -> Value {
     doc
 }
 
+// The mappings below are the host's (`wasmops_runtime::tensors_json`,
+// `HostError`) over wit-bindgen's types instead of wasmtime's: the wording
+// and the JSON live once, in wasmops-predict-json.
 fn wire(t: ElementType) -> Wire {
     match t {
         ElementType::Float32 => Wire::Float32,

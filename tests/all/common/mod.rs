@@ -265,6 +265,38 @@ pub fn profiled_iris(out: &Path, version: &str) {
     ok(&["sign", p(out), "--key", p(&keys().0)]);
 }
 
+/// Ten iris rows (4 columns, row-major), two with a petal width far above
+/// the training maximum.
+pub fn iris_rows() -> Vec<f64> {
+    let mut rows = vec![];
+    for i in 0..10 {
+        let width = if i < 2 { 9.0 } else { 0.2 + i as f64 * 0.2 };
+        rows.extend([5.0 + i as f64 * 0.1, 3.0, 1.5 + i as f64 * 0.5, width]);
+    }
+    rows
+}
+
+/// Where column `j` of `rows` (4 columns, row-major, sent as float32) falls
+/// among a profile column's own edges (`column`, as `inspect --json` shows
+/// it), each row counted `times`: the bins a device must report.
+pub fn expected_bins(column: &Value, rows: &[f64], j: usize, times: u64) -> Vec<u64> {
+    let edges: Vec<f64> = column["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_f64().unwrap())
+        .collect();
+    let mut want = vec![0u64; edges.len() + 1];
+    for row in rows.chunks(4) {
+        let x = row[j] as f32 as f64;
+        // Within float32 rounding of an edge is on it (the training value
+        // was exactly there).
+        want[edges.partition_point(|e| *e <= x + f64::from(f32::EPSILON) * e.abs().max(1.0))] +=
+            times;
+    }
+    want
+}
+
 /// `GET path` on the coordinator's API as `token`, as JSON.
 pub fn api_get(c: &Coordinator, token: &str, path: &str) -> Value {
     http()
