@@ -47,10 +47,14 @@ pub struct ServeCommand {
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 16)]
     pub max_body_mb: usize,
-    /// MiB of each freed instance's memory kept mapped (reset with memset)
-    /// for the next instance in its slot, instead of returned to the kernel.
+    /// KiB of each freed instance's memory and tables kept mapped (reset
+    /// with memset) for the next instance in its slot, instead of returned
+    /// to the kernel.
     #[arg(long, default_value_t = 0)]
-    pub keep_resident_mb: usize,
+    pub keep_resident_kb: usize,
+    /// Freed instance slots returned to the kernel in one batch.
+    #[arg(long, default_value_t = 1)]
+    pub decommit_batch: usize,
     /// Also serve this directory's files (a `wasmops web` bundle) at `/`.
     #[arg(long, value_name = "DIR")]
     pub web: Option<PathBuf>,
@@ -109,8 +113,9 @@ impl ServeCommand {
             // Slots for every running request plus those whose instance is
             // still being torn down.
             config.pooling = Some(Pooling {
-                instances: (settings.concurrency * 2) as u32,
-                keep_resident: self.keep_resident_mb << 20,
+                instances: (settings.concurrency * 2 + self.decommit_batch) as u32,
+                keep_resident: self.keep_resident_kb << 10,
+                decommit_batch: self.decommit_batch,
             });
             let host = Host::new(config)?;
             for path in &self.wasm {
