@@ -49,11 +49,14 @@ pub struct ServeCommand {
     pub max_body_mb: usize,
     /// KiB of each freed instance's memory and tables kept mapped (reset
     /// with memset) for the next instance in its slot, instead of returned
-    /// to the kernel.
-    #[arg(long, default_value_t = 0)]
+    /// to the kernel. Measured (iris model, one core): 40 → 19 page faults
+    /// per request at 64–256 KiB; 16 MiB made it slower (the memset).
+    #[arg(long, default_value_t = 256)]
     pub keep_resident_kb: usize,
-    /// Freed instance slots returned to the kernel in one batch.
-    #[arg(long, default_value_t = 1)]
+    /// Freed instance slots returned to the kernel in one batch of madvise
+    /// calls. With 256 KiB kept resident: 3,225 → 4,003 requests/s on one
+    /// core (iris model, session 33).
+    #[arg(long, default_value_t = 16)]
     pub decommit_batch: usize,
     /// Also serve this directory's files (a `wasmops web` bundle) at `/`.
     #[arg(long, value_name = "DIR")]
