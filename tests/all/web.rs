@@ -560,4 +560,19 @@ fn a_browser_reports_telemetry_as_a_device_does() {
     }
     let version = live(&api_get(&c, &admin, "/v1/telemetry"));
     assert_eq!(version["stats"]["predictions"], 1004, "{version}");
+    // The token is public: a flood is paced (a burst, then one a second).
+    let paced = (8..60)
+        .map(|seq| {
+            http()
+                .post(format!("{}{path}", c.url))
+                .bearer_auth(&token)
+                .body(report("web-1", seq))
+                .send()
+                .unwrap()
+        })
+        .find(|r| r.status() == 429)
+        .expect("a flood of reports is never paced");
+    let wait = paced.headers()["retry-after"].to_str().unwrap().to_string();
+    assert!(wait.parse::<u64>().unwrap() >= 1, "{wait}");
+    assert_eq!(paced.headers()["access-control-allow-origin"], "*");
 }

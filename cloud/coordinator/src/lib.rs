@@ -120,6 +120,8 @@ pub struct Coordinator {
     /// True once the coordinator is shutting down: long-lived answers (the
     /// event stream) end, so the graceful shutdown does not wait on them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The pace of each device's telemetry over HTTP (browser pages).
+    pub http_reports: http::ReportPace,
 }
 
 impl Coordinator {
@@ -172,6 +174,7 @@ impl Coordinator {
             monitor_announced: Default::default(),
             internal_events: tokio::sync::broadcast::channel(1024).0,
             stopping: tokio::sync::watch::Sender::new(false),
+            http_reports: Default::default(),
         }))
     }
 }

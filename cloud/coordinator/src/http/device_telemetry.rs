@@ -13,6 +13,10 @@
 //! Pages call from their own origin: every answer carries CORS headers for
 //! any origin (the credential is a bearer token, never a cookie), and the
 //! preflight is answered here.
+//!
+//! A page's token is public (it ships in the page), so each device's reports
+//! are paced ([`ReportPace`]): a burst of [`BURST`], then one a second;
+//! past that, 429 with `Retry-After`, and the page sends it again later.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,6 +29,36 @@ use crate::auth::Action;
 
 /// The largest body taken: a report at its limit.
 pub(super) const MAX_BODY_BYTES: usize = MAX_REPORT_BYTES;
+
+/// Reports a device may post at once before the pace applies. A page sends
+/// one every 10 s by default, and one when it is hidden.
+pub const BURST: f64 = 30.0;
+/// Reports a second a device may keep posting.
+pub const PER_SECOND: f64 = 1.0;
+
+/// Per-device token buckets for HTTP reports.
+#[derive(Debug, Default)]
+pub struct ReportPace(
+    std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+);
+
+impl ReportPace {
+    /// Takes one report's token for `device`, or says how many seconds
+    /// until there is one.
+    pub fn take(&self, device: &str) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut buckets = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets.entry(device.to_string()).or_insert((BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * PER_SECOND).min(BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / PER_SECOND).ceil().max(1.0) as u64)
+        }
+    }
+}
 
 pub(super) async fn post(
     state: Api,
@@ -39,6 +73,18 @@ pub(super) async fn post(
             StatusCode::FORBIDDEN,
             format!("token `{}` does not report for device `{id}`", who.name),
         ));
+    }
+    if let Err(wait) = c.http_reports.take(&id) {
+        let mut r = ApiError::client(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "device `{id}` posts reports faster than {PER_SECOND} a second (after a burst of {BURST}); send it again in {wait} s"
+            ),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(r);
     }
     let report: Report = serde_json::from_slice(&body).map_err(|e| {
         ApiError::client(
@@ -93,4 +139,20 @@ pub(super) async fn cors(mut r: Response) -> Response {
         HeaderValue::from_static("*"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_pace_per_device() {
+        let pace = ReportPace::default();
+        for _ in 0..BURST as usize {
+            assert_eq!(pace.take("web-1"), Ok(()));
+        }
+        assert_eq!(pace.take("web-1"), Err(1));
+        // Another device has its own bucket.
+        assert_eq!(pace.take("web-2"), Ok(()));
+    }
 }

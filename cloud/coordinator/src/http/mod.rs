@@ -26,6 +26,7 @@ use crate::error::CoordinatorError;
 use crate::{Coordinator, audit, registry};
 
 mod device_telemetry;
+pub use device_telemetry::ReportPace;
 mod events;
 mod training;
 
