@@ -58,6 +58,11 @@ pub struct ServeCommand {
     /// core (iris model, session 33).
     #[arg(long, default_value_t = 16)]
     pub decommit_batch: usize,
+    /// Most rows that requests waiting at the same moment run as one call,
+    /// on one instance (1: each request alone). Only for models whose rows
+    /// a start-up check finds independent; nothing waits to fill a batch.
+    #[arg(long, default_value_t = wasmops_serve::DEFAULT_BATCH_ROWS)]
+    pub batch_rows: usize,
     /// Also serve this directory's files (a `wasmops web` bundle) at `/`.
     #[arg(long, value_name = "DIR")]
     pub web: Option<PathBuf>,
@@ -75,6 +80,7 @@ impl ServeCommand {
             settings = settings.with_concurrency(c);
         }
         settings.web = self.web.clone();
+        settings.batch_rows = self.batch_rows;
         if let Some(w) = self.max_waiting {
             settings.max_waiting = w;
         }

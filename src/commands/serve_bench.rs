@@ -54,6 +54,10 @@ pub struct ServeBenchCommand {
     /// given): a CNN's activations want ~16 MiB, a small model 256 KiB.
     #[arg(long)]
     pub keep_resident_kb: Option<usize>,
+    /// `serve --batch-rows` for both wasmops servers (their default when
+    /// not given; 1 runs each request alone).
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
 }
 
 #[derive(Debug, Default, Serialize, Clone, Copy)]
@@ -85,14 +89,18 @@ pub struct ServeBenchReport {
     /// p99 over p50 of the wasm server at 80 % load (goal: < 2).
     pub wasm_p99_over_p50_at_80: f64,
     pub native_p99_over_p50_at_80: f64,
-    /// Mean time to make the fresh instance each wasm request ran on.
+    /// Mean time to make the fresh instance each wasm call ran on.
     pub instantiate_us: f64,
+    /// Mean requests one wasm call answered (dynamic batching; 1: alone).
+    pub requests_per_call: f64,
 }
 
-/// A `wasmops serve` child; killed on drop.
-struct ServerProcess {
+/// A server child (`wasmops serve`, `wasmtime serve`) and where it listens;
+/// killed on drop.
+pub struct ServerProcess {
     child: Child,
-    url: String,
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub url: String,
 }
 
 impl Drop for ServerProcess {
@@ -129,15 +137,16 @@ impl Server<'_> {
     fn start(&self) -> Result<ServerProcess> {
         match self {
             Server::Wasmops(args) => start(args),
-            Server::Wasmtime { bin, component } => start_wasmtime(bin, component),
+            Server::Wasmtime { bin, component } => start_wasmtime(pinned("0", bin), component),
         }
     }
 }
 
-/// `wasmtime serve` pinned to core 0, as the wasmops servers are; its tokio
-/// runtime then has that one core too.
-fn start_wasmtime(bin: &Path, component: &Path) -> Result<ServerProcess> {
-    let mut cmd = pinned("0", bin);
+/// `wasmtime serve` (the wasmtime binary in `cmd`, pinned or not) on a
+/// `build --http` component, on a free port. The bench pins it to core 0, as
+/// the wasmops servers are; its tokio runtime then has that one core too.
+pub fn start_wasmtime(mut cmd: Command, component: &Path) -> Result<ServerProcess> {
+    let bin = PathBuf::from(cmd.get_program());
     cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
         .arg(component)
         .stdout(Stdio::null())
@@ -254,18 +263,25 @@ pub fn parse_hey(text: &str) -> Result<Load> {
     Ok(load)
 }
 
-/// Mean of `wasmops_serve_instantiate_seconds` from a server's `/metrics`.
-fn mean_instantiate_us(url: &str) -> Result<f64> {
+/// Means of the histograms `names` (one model) on a server's `/metrics`.
+fn histogram_means<const N: usize>(url: &str, names: [&str; N]) -> Result<[f64; N]> {
     let text = reqwest::blocking::get(format!("{url}/metrics"))?.text()?;
-    let value = |name: &str| -> Option<f64> {
+    let value = |name: String| -> Result<f64> {
         text.lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| l.starts_with(&name))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in /metrics"))
     };
-    let sum = value("wasmops_serve_instantiate_seconds_sum").context("no instantiate sum")?;
-    let count = value("wasmops_serve_instantiate_seconds_count").context("no instantiate count")?;
-    Ok(if count > 0.0 { sum / count * 1e6 } else { 0.0 })
+    let mut means = [0.0; N];
+    for (mean, name) in means.iter_mut().zip(names) {
+        let (sum, count) = (
+            value(format!("{name}_sum"))?,
+            value(format!("{name}_count"))?,
+        );
+        *mean = if count > 0.0 { sum / count } else { 0.0 };
+    }
+    Ok(means)
 }
 
 fn average(loads: &[Load]) -> Load {
@@ -313,6 +329,11 @@ impl ServeBenchCommand {
         if let Some(p) = &self.pipeline {
             native_args.extend(["--pipeline".into(), name(p)]);
         }
+        if let Some(rows) = self.batch_rows {
+            for args in [&mut wasm_args, &mut native_args] {
+                args.extend(["--batch-rows".into(), rows.to_string()]);
+            }
+        }
 
         let mut servers = vec![Server::Wasmops(&wasm_args), Server::Wasmops(&native_args)];
         if let Some(component) = &self.http_wasm {
@@ -323,7 +344,7 @@ impl ServeBenchCommand {
         }
         let mut loads = vec![(vec![], vec![]); servers.len()];
         let mut model = String::new();
-        let mut instantiate_us = vec![];
+        let (mut instantiate_us, mut requests_per_call) = (vec![], vec![]);
         for _ in 0..self.rounds.max(1) {
             for (i, server) in servers.iter().enumerate() {
                 let is_wasm = i == 0;
@@ -350,7 +371,15 @@ impl ServeBenchCommand {
                 loads[i].0.push(full);
                 loads[i].1.push(at80);
                 if is_wasm {
-                    instantiate_us.push(mean_instantiate_us(&server.url)?);
+                    let [instantiate, batch] = histogram_means(
+                        &server.url,
+                        [
+                            "wasmops_serve_instantiate_seconds",
+                            "wasmops_serve_batch_requests",
+                        ],
+                    )?;
+                    instantiate_us.push(instantiate * 1e6);
+                    requests_per_call.push(batch);
                 }
             }
         }
@@ -372,6 +401,8 @@ impl ServeBenchCommand {
             wasm_p99_over_p50_at_80: wasm.at_80_percent.p99_ms / wasm.at_80_percent.p50_ms,
             native_p99_over_p50_at_80: native.at_80_percent.p99_ms / native.at_80_percent.p50_ms,
             instantiate_us: instantiate_us.iter().sum::<f64>() / instantiate_us.len() as f64,
+            requests_per_call: requests_per_call.iter().sum::<f64>()
+                / requests_per_call.len() as f64,
             wasm,
             native,
             wasmtime_serve,
@@ -423,8 +454,8 @@ pub fn print(r: &ServeBenchReport) {
         );
     }
     println!(
-        "  instance per request: {:.1} us on average",
-        r.instantiate_us
+        "  instance per call: {:.1} us on average; {:.2} requests per call",
+        r.instantiate_us, r.requests_per_call
     );
     let failed: u64 = rows
         .iter()

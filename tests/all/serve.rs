@@ -132,6 +132,12 @@ fn serve_answers_as_run_and_onnxruntime_do_for_each_model() {
     let about = get(&format!("{url}/v1/models/scaler_logreg"));
     assert_eq!(about["runtime"], "wasm");
     assert_eq!(about["version"], "1.2.3");
+    // Its rows were found independent at start, so waiting requests share calls.
+    assert_eq!(about["batch_rows"], 32, "{about}");
+    assert_eq!(
+        get(&format!("{url}/v1/models/mobilenet_v2_style"))["batch_rows"],
+        32
+    );
     assert_eq!(about["inputs"][0]["name"], "X", "{about}");
     assert_eq!(about["inputs"][0]["shape"][1], "4", "{about}");
     assert!(
@@ -153,6 +159,126 @@ fn serve_answers_as_run_and_onnxruntime_do_for_each_model() {
     ] {
         assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
+}
+
+/// Requests that wait together run as one call on one instance, and each
+/// still gets its own rows: single rows sent at once by many clients to a
+/// one-slot server come back as onnxruntime computes them, while requests
+/// that cannot share a call (another shape, not JSON) fail alone.
+#[test]
+fn requests_waiting_together_share_one_call_and_get_their_own_rows() {
+    let logreg = component("scaler_logreg");
+    let server = serve(&[
+        "serve",
+        p(&logreg),
+        "--trust",
+        p(&keys().1),
+        "--addr",
+        "127.0.0.1:0",
+        "--concurrency",
+        "1",
+    ]);
+    let base = server.url.clone();
+    assert_eq!(
+        get(&format!("{base}/v1/models/scaler_logreg"))["batch_rows"],
+        32
+    );
+    let input = read_json(&fixture("scaler_logreg", "input_b5.json"));
+    let expected = read_json(&fixture("scaler_logreg", "expected_b5.json"));
+    let x = input["inputs"][0]["data"].as_array().unwrap().clone();
+    // Row `i` of the fixture as a request of its own, and what onnxruntime
+    // gives for it.
+    let request = |i: usize| {
+        serde_json::json!({"inputs": [{"name": "X", "shape": [1, 4], "data": x[4 * i..4 * i + 4]}]})
+            .to_string()
+    };
+    let answer = |i: usize| {
+        let outputs: Vec<Value> = expected["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let shape = o["shape"].as_array().unwrap();
+                let width: usize = shape[1..]
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .product();
+                let mut one = shape.clone();
+                one[0] = 1.into();
+                serde_json::json!({"name": o["name"], "shape": one,
+                    "data": o["data"].as_array().unwrap()[width * i..width * (i + 1)]})
+            })
+            .collect();
+        serde_json::json!({ "outputs": outputs })
+    };
+    let url = format!("{base}/v1/models/scaler_logreg/predict");
+    let clients: Vec<_> = (0..12)
+        .map(|c| {
+            let (url, bodies): (String, Vec<(usize, String)>) = (
+                url.clone(),
+                (0..40)
+                    .map(|k| ((c + k) % 5, request((c + k) % 5)))
+                    .collect(),
+            );
+            std::thread::spawn(move || {
+                let mut got = vec![];
+                for (k, (row, body)) in bodies.into_iter().enumerate() {
+                    got.push((row, post(&url, body)));
+                    // Now and then a request that cannot join a batch.
+                    if c == 0 && k % 8 == 0 {
+                        let short = r#"{"inputs":[{"name":"X","shape":[1,3],"data":[1,2,3]}]}"#;
+                        let (status, refusal, _) = post(&url, short);
+                        assert_eq!(status, 422, "{refusal}");
+                        let (status, refusal, _) = post(&url, "not json");
+                        assert_eq!(status, 400, "{refusal}");
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for client in clients {
+        for (row, (status, got, _)) in client.join().unwrap() {
+            assert_eq!(status, 200, "{got}");
+            assert_outputs_match(
+                &got,
+                &answer(row),
+                tolerance("scaler_logreg"),
+                &format!("row {row}"),
+            );
+            answered += 1;
+        }
+    }
+    let metrics = reqwest::blocking::get(format!("{base}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (requests, calls) = (
+        value("wasmops_serve_batch_requests_sum{model=\"scaler_logreg\"}"),
+        value("wasmops_serve_batch_requests_count{model=\"scaler_logreg\"}"),
+    );
+    eprintln!("{answered} good requests in {calls} calls");
+    assert_eq!(
+        requests, answered as f64,
+        "each good request answered by one call"
+    );
+    assert!(
+        calls < requests,
+        "no call answered more than one request:\n{metrics}"
+    );
+    assert_eq!(
+        value("wasmops_serve_instantiate_seconds_count{model=\"scaler_logreg\"}"),
+        calls,
+        "one instance per call"
+    );
 }
 
 #[test]
@@ -422,6 +548,10 @@ fn serve_bench_measures_wasm_against_native_and_wasmtime_serve_with_hey() {
     }
     assert!(report["throughput_ratio"].as_f64().unwrap() > 0.0);
     assert!(report["instantiate_us"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["requests_per_call"].as_f64().unwrap() >= 1.0,
+        "{report}"
+    );
 }
 
 /// wasmtime-cli at the host's wasmtime version (`scripts/wasmtime-cli.sh`
@@ -465,30 +595,9 @@ fn http_component(name: &str, out: &str) -> PathBuf {
 }
 
 /// `wasmtime serve` on `component`, on a free port; killed on drop.
-fn wasmtime_serve(component: &Path) -> Served {
-    use std::io::{BufRead, BufReader};
-    let wasmtime = wasmtime_cli();
-    let mut child = std::process::Command::new(&wasmtime)
-        .args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
-        .arg(component)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // "Serving HTTP on http://127.0.0.1:PORT/" on stderr; the rest of its log
-    // is drained so the server never blocks on a full pipe.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("{wasmtime} serve did not start"));
-    std::thread::spawn(move || lines.for_each(drop));
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("{wasmtime} serve said {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    Served { child, url, line }
+fn wasmtime_serve(component: &Path) -> wasmops_cli::commands::serve_bench::ServerProcess {
+    let wasmtime = std::process::Command::new(wasmtime_cli());
+    wasmops_cli::commands::serve_bench::start_wasmtime(wasmtime, component).unwrap()
 }
 
 /// `build --http`: the model behind serve's routes as a wasi:http component,

@@ -4,15 +4,18 @@
 //!
 //! Data path of `POST /v1/models/{name}/predict`:
 //! body (at most [`Settings::max_body_bytes`], else 413) → admission (at most
-//! [`Settings::max_waiting`] requests wait, else 503 at once) → a slot among
-//! [`Settings::concurrency`] (waiting at most [`Settings::queue_timeout`],
-//! else 503 with `Retry-After`) → a blocking thread: the body parsed as the
-//! `run` JSON and typed by the model's metadata
-//! ([`wasmops_runtime::tensors_json`]) → [`Backend::predict`]: for a
-//! component, a fresh instance made from its pre-linked code (the host's
-//! pooling allocator maps its memory copy-on-write from the snapshot, so no
-//! request sees another's state), run under the host's deadline and memory
-//! cap → `{"outputs": […]}`. [`Metrics`] counts each answer for `/metrics`.
+//! [`Settings::max_waiting`] requests wait, else 503 at once) → the model's
+//! queue → a slot among [`Settings::concurrency`] (waiting at most
+//! [`Settings::queue_timeout`], else 503 with `Retry-After`), unless another
+//! request's run takes the body along first → on a blocking thread, the
+//! queued bodies parsed as the `run` JSON and typed by the model's metadata
+//! ([`wasmops_runtime::tensors_json`]), those that fit together stacked into
+//! one batch of at most [`Settings::batch_rows`] rows ([`batch`]) →
+//! [`Backend::predict`]: for a component, a fresh instance made from its
+//! pre-linked code (the host's pooling allocator maps its memory
+//! copy-on-write from the snapshot, so no call sees another's state), run
+//! under the host's deadline and memory cap → each request's own rows as
+//! `{"outputs": […]}`. [`Metrics`] counts each answer for `/metrics`.
 //!
 //! Errors name the problem: 400 for a body that is not the `run` JSON, 404
 //! for a model nobody serves, 422 for tensors the model refuses, 503 when
@@ -25,6 +28,7 @@
 //! browser bundle from `wasmops web`, [`files`]).
 
 mod backend;
+mod batch;
 pub mod files;
 mod metrics;
 
@@ -42,11 +46,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 use wasmops_runtime::HostError;
-use wasmops_runtime::bindings::PredictError;
+use wasmops_runtime::bindings::{ModelInfo, PredictError, Tensor};
 use wasmops_runtime::tensors_json;
 
 pub use backend::{Backend, Prediction, WasmModel};
 pub use metrics::Metrics;
+
+/// Rows one call may run when requests wait together. TODO measured reason.
+pub const DEFAULT_BATCH_ROWS: usize = 32;
 
 /// Limits of one server.
 #[derive(Clone, Debug)]
@@ -65,6 +72,9 @@ pub struct Settings {
     pub queue_timeout: Duration,
     /// A directory served as static files beside the API (a browser bundle).
     pub web: Option<std::path::PathBuf>,
+    /// Most rows that requests waiting together run as one call
+    /// ([`batch`]; 1: each request alone).
+    pub batch_rows: usize,
 }
 
 impl Settings {
@@ -77,6 +87,7 @@ impl Settings {
             max_waiting: cores * 64,
             queue_timeout: Duration::from_secs(1),
             web: None,
+            batch_rows: DEFAULT_BATCH_ROWS,
         }
     }
 
@@ -106,8 +117,21 @@ pub enum ServeError {
     BadName(String),
 }
 
+/// A served model: what answers it, its waiting requests, and how many rows
+/// one call may run.
+struct Served {
+    name: String,
+    backend: Arc<dyn Backend>,
+    queue: batch::Queue<Reply>,
+    /// 1 when [`batch::probe`] found it cannot be batched.
+    batch_rows: usize,
+}
+
+/// A request's outputs, or the answer that says why there are none.
+type Reply = Result<Vec<Tensor>, Box<Response>>;
+
 struct Shared {
-    models: BTreeMap<String, Arc<dyn Backend>>,
+    models: BTreeMap<String, Arc<Served>>,
     /// The canonical directory of [`Settings::web`].
     web: Option<Arc<std::path::PathBuf>>,
     settings: Settings,
@@ -145,7 +169,7 @@ impl Server {
             }
             None => None,
         };
-        let mut named = BTreeMap::new();
+        let mut named: BTreeMap<String, Arc<Served>> = BTreeMap::new();
         for (name, model) in models {
             if name.is_empty() {
                 return Err(ServeError::NoName);
@@ -156,9 +180,29 @@ impl Server {
             {
                 return Err(ServeError::BadName(name));
             }
-            if named.insert(name.clone(), model).is_some() {
+            if named.contains_key(&name) {
                 return Err(ServeError::DuplicateName(name));
             }
+            let batch_rows = match settings.batch_rows {
+                0 | 1 => 1,
+                rows => match batch::probe(model.as_ref()) {
+                    Ok(()) => {
+                        tracing::info!(model = %name, "requests waiting together run as one batch of up to {rows} rows");
+                        rows
+                    }
+                    Err(why) => {
+                        tracing::info!(model = %name, "each request runs alone: {why}");
+                        1
+                    }
+                },
+            };
+            let served = Served {
+                name: name.clone(),
+                backend: model,
+                queue: batch::Queue::new(),
+                batch_rows,
+            };
+            named.insert(name, Arc::new(served));
         }
         let metrics = Metrics::new(named.keys());
         let concurrency = settings.concurrency.max(1);
@@ -240,7 +284,7 @@ async fn list(State(s): State<Arc<Shared>>) -> Response {
         .models
         .iter()
         .map(|(name, m)| {
-            serde_json::json!({"name": name, "version": m.info().version, "runtime": m.runtime()})
+            serde_json::json!({"name": name, "version": m.backend.info().version, "runtime": m.backend.runtime()})
         })
         .collect();
     json(StatusCode::OK, serde_json::json!({"models": models}))
@@ -265,9 +309,10 @@ async fn describe(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
     let Some(m) = s.models.get(&name) else {
         return unknown(&s, &name);
     };
-    let info = m.info();
-    let mut doc = m.describe();
-    doc["runtime"] = m.runtime().into();
+    let info = m.backend.info();
+    let mut doc = m.backend.describe();
+    doc["runtime"] = m.backend.runtime().into();
+    doc["batch_rows"] = m.batch_rows.into();
     doc["name"] = name.into();
     doc["model"] = info.name.clone().into();
     doc["version"] = info.version.clone().into();
@@ -295,17 +340,17 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-/// Counts a request as waiting, then in flight, for the gauges.
-struct Gauge<'a>(&'a std::sync::atomic::AtomicI64);
+/// Counts requests as waiting, then in flight, for the gauges.
+struct Gauge<'a>(&'a std::sync::atomic::AtomicI64, i64);
 impl<'a> Gauge<'a> {
-    fn up(g: &'a std::sync::atomic::AtomicI64) -> Gauge<'a> {
-        g.fetch_add(1, Ordering::Relaxed);
-        Gauge(g)
+    fn up(g: &'a std::sync::atomic::AtomicI64, n: i64) -> Gauge<'a> {
+        g.fetch_add(n, Ordering::Relaxed);
+        Gauge(g, n)
     }
 }
 impl Drop for Gauge<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 
@@ -318,83 +363,165 @@ async fn predict(
     let Some(model) = s.models.get(&name).cloned() else {
         return unknown(&s, &name);
     };
-    let (response, instantiate) = answer(&s, model, body).await;
-    s.metrics.record(
-        &name,
-        response.status().as_u16(),
-        started.elapsed(),
-        instantiate,
-    );
+    let response = answer(&s, &model, body).await;
+    s.metrics
+        .record(&name, response.status().as_u16(), started.elapsed());
     response
 }
 
 async fn answer(
     s: &Arc<Shared>,
-    model: Arc<dyn Backend>,
+    model: &Arc<Served>,
     body: Result<Bytes, BytesRejection>,
-) -> (Response, Option<Duration>) {
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return (too_large(s.settings.max_body_bytes), None);
+            return too_large(s.settings.max_body_bytes);
         }
-        Err(e) => return (failure(e.status(), e.body_text()), None),
+        Err(e) => return failure(e.status(), e.body_text()),
     };
     // Admission: a bounded number wait; the rest are told at once.
-    let waiting = Gauge::up(&s.metrics.waiting);
+    let waiting = Gauge::up(&s.metrics.waiting, 1);
     if s.metrics.waiting.load(Ordering::Relaxed) as usize > s.settings.max_waiting {
-        return (busy(s), None);
+        return busy(s);
     }
-    let permit =
-        match tokio::time::timeout(s.settings.queue_timeout, s.slots.clone().acquire_owned()).await
-        {
-            Ok(Ok(p)) => p,
-            _ => return (busy(s), None),
-        };
+    let (reply, mut answered) = tokio::sync::oneshot::channel();
+    let id = model.queue.push(body, reply);
+    // Either a slot comes free, and this request runs what is queued (its
+    // own body among it), or another request's run takes this body along.
+    let slot = tokio::select! {
+        biased;
+        done = &mut answered => return respond(s, done),
+        slot = tokio::time::timeout(s.settings.queue_timeout, s.slots.clone().acquire_owned()) => slot,
+    };
     drop(waiting);
-    let shared = s.clone();
-    let work = tokio::task::spawn_blocking(move || {
-        let _in_flight = Gauge::up(&shared.metrics.in_flight);
-        let _permit = permit;
-        // Boxed: a response is large, and this is the rare path.
-        let text = std::str::from_utf8(&body).map_err(|e| {
-            Box::new(failure(
-                StatusCode::BAD_REQUEST,
-                format!("the request body is not UTF-8 JSON: {e}"),
-            ))
-        })?;
-        let inputs = tensors_json::parse_inputs(text, model.info())
-            .map_err(|e| Box::new(failure(StatusCode::BAD_REQUEST, format!("{e:#}"))))?;
-        model
-            .predict(&inputs)
-            .map_err(|e| Box::new(model_failure(&shared, &e)))
-    });
-    match work.await {
-        Ok(Ok(p)) => {
-            let body = tensors_json::outputs_json(&p.outputs);
-            let response = (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response();
-            (response, p.instantiate)
+    match slot {
+        Ok(Ok(permit)) if model.queue.holds(id) => {
+            let (shared, model) = (s.clone(), model.clone());
+            tokio::task::spawn_blocking(move || drain(&shared, &model, id, permit));
         }
-        Ok(Err(response)) => (*response, None),
-        Err(e) => {
+        Ok(Ok(_taken_along)) => {}
+        _ if model.queue.remove(id) => return busy(s),
+        _ => {}
+    }
+    respond(s, answered.await)
+}
+
+/// A request's answer, once its body has run.
+fn respond(s: &Shared, done: Result<Reply, tokio::sync::oneshot::error::RecvError>) -> Response {
+    match done {
+        Ok(Ok(outputs)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            tensors_json::outputs_json(&outputs),
+        )
+            .into_response(),
+        Ok(Err(response)) => *response,
+        // The run that took this body panicked (its message is in the log).
+        Err(_) => {
             let n = s.incidents.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(incident = n, "predict task failed: {e}");
-            (
-                failure(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("internal error (incident {n} in the server log)"),
-                ),
-                None,
+            tracing::error!(incident = n, "a predict run ended without answering");
+            failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error (incident {n} in the server log)"),
             )
         }
+    }
+}
+
+/// Runs a model's queued requests on a slot, in batches, until request `own`
+/// has been taken (by this run or another): every body in the queue has a
+/// request waiting for a slot, so none is left behind, and a run does not
+/// hold its slot past its own request.
+fn drain(s: &Shared, model: &Served, own: u64, _slot: tokio::sync::OwnedSemaphorePermit) {
+    while model.queue.holds(own) {
+        let mut parsed: Vec<(batch::Job<Reply>, Vec<Tensor>)> = vec![];
+        for job in model.queue.take(model.batch_rows) {
+            match parse(&job.body, model.backend.info()) {
+                Ok(inputs) => parsed.push((job, inputs)),
+                Err(refusal) => _ = job.reply.send(Err(refusal)),
+            }
+        }
+        // Requests that can share a call, in arrival order, at most
+        // `batch_rows` rows a call.
+        let mut groups: Vec<(batch::Layout, usize, Vec<(batch::Job<Reply>, Vec<Tensor>)>)> = vec![];
+        for (job, inputs) in parsed {
+            let Some((layout, rows)) = batch::layout(&inputs).filter(|_| model.batch_rows > 1)
+            else {
+                run(s, model, vec![(job, inputs)]);
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|(l, n, _)| *l == layout && n + rows <= model.batch_rows)
+            {
+                Some((_, n, members)) => {
+                    *n += rows;
+                    members.push((job, inputs));
+                }
+                None => groups.push((layout, rows, vec![(job, inputs)])),
+            }
+        }
+        for (_, _, members) in groups {
+            run(s, model, members);
+        }
+    }
+}
+
+fn parse(body: &[u8], info: &ModelInfo) -> Result<Vec<Tensor>, Box<Response>> {
+    // Boxed: a response is large, and this is the rare path.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not UTF-8 JSON: {e}"),
+        ))
+    })?;
+    tensors_json::parse_inputs(text, info)
+        .map_err(|e| Box::new(failure(StatusCode::BAD_REQUEST, format!("{e:#}"))))
+}
+
+/// Runs requests that share a layout as one call on one instance, and
+/// answers each with its own rows. When that call fails, each runs alone,
+/// so the failure is answered to the request that caused it only.
+fn run(s: &Shared, model: &Served, members: Vec<(batch::Job<Reply>, Vec<Tensor>)>) {
+    let _in_flight = Gauge::up(&s.metrics.in_flight, members.len() as i64);
+    if members.len() > 1 {
+        let inputs: Vec<&[Tensor]> = members.iter().map(|(_, i)| i.as_slice()).collect();
+        let rows: Vec<usize> = members
+            .iter()
+            .map(|(_, i)| i[0].shape[0] as usize)
+            .collect();
+        match model.backend.predict(&batch::concat(&inputs)) {
+            Ok(p) => {
+                if let Some(parts) = batch::split(p.outputs, &rows) {
+                    s.metrics
+                        .instance(&model.name, p.instantiate, members.len());
+                    for ((job, _), outputs) in members.into_iter().zip(parts) {
+                        let _ = job.reply.send(Ok(outputs));
+                    }
+                    return;
+                }
+                tracing::warn!(model = %model.name, "a batch's outputs lack its rows; running its requests one by one");
+            }
+            Err(e) => {
+                tracing::debug!(model = %model.name, "a batch of {} failed ({e}); running its requests one by one", members.len())
+            }
+        }
+    }
+    for (job, inputs) in members {
+        let answer = model.backend.predict(&inputs);
+        let answer = match answer {
+            Ok(p) => {
+                s.metrics.instance(&model.name, p.instantiate, 1);
+                Ok(p.outputs)
+            }
+            Err(e) => Err(Box::new(model_failure(s, &e))),
+        };
+        let _ = job.reply.send(answer);
     }
 }
 
@@ -470,6 +597,124 @@ mod tests {
             outputs: vec![],
             preprocessing: vec![],
         }))
+    }
+
+    /// Doubles each row of `x`; refuses a negative value as a model refuses
+    /// an invalid one. Counts its calls.
+    struct Doubling(wasmops_runtime::bindings::ModelInfo, AtomicU64);
+    impl Backend for Doubling {
+        fn info(&self) -> &wasmops_runtime::bindings::ModelInfo {
+            &self.0
+        }
+        fn runtime(&self) -> &'static str {
+            "test"
+        }
+        fn describe(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+        fn predict(&self, inputs: &[Tensor]) -> Result<Prediction, HostError> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            let wasmops_runtime::bindings::TensorData::Float32(x) = &inputs[0].data else {
+                panic!("float input");
+            };
+            if x.iter().any(|v| *v < 0.0) {
+                return Err(HostError::Predict(PredictError::InvalidValue(
+                    "negative".into(),
+                )));
+            }
+            let y = x.iter().map(|v| v * 2.0).collect();
+            Ok(Prediction {
+                outputs: vec![Tensor {
+                    name: "y".into(),
+                    shape: inputs[0].shape.clone(),
+                    data: wasmops_runtime::bindings::TensorData::Float32(y),
+                }],
+                instantiate: Some(Duration::from_micros(1)),
+            })
+        }
+    }
+
+    #[test]
+    fn queued_requests_run_in_batches_and_a_bad_one_fails_alone() {
+        use wasmops_runtime::bindings::{Dim, ElementType, TensorSpec};
+        let spec = |name: &str| TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape: vec![Dim::Symbol("N".into()), Dim::Fixed(1)],
+        };
+        let backend = Arc::new(Doubling(
+            wasmops_runtime::bindings::ModelInfo {
+                name: "m".into(),
+                version: "1".into(),
+                inputs: vec![spec("x")],
+                outputs: vec![spec("y")],
+                preprocessing: vec![],
+            },
+            AtomicU64::new(0),
+        ));
+        let settings = Settings {
+            batch_rows: 4,
+            ..Settings::for_this_machine().with_concurrency(1)
+        };
+        let server = Server::new(vec![("m".into(), backend.clone())], settings).unwrap();
+        let probed = backend.1.swap(0, Ordering::Relaxed);
+        assert_eq!(probed, 4, "three rows together, then each alone");
+        let model = server.shared.models["m"].clone();
+        assert_eq!(model.batch_rows, 4);
+
+        let row = |v: &str| format!(r#"{{"inputs":[{{"name":"x","shape":[1,1],"data":[{v}]}}]}}"#);
+        let bodies = [
+            row("1"),
+            row("2"),
+            row("-1"),
+            row("3"),
+            "not json".into(),
+            row("4"),
+            row("5"),
+        ];
+        let mut waiting = vec![];
+        let mut last = 0;
+        for body in bodies {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            last = model.queue.push(Bytes::from(body), tx);
+            waiting.push(rx);
+        }
+        let slot = server.shared.slots.clone().try_acquire_owned().unwrap();
+        drain(&server.shared, &model, last, slot);
+        let answers: Vec<Result<f32, u16>> = waiting
+            .into_iter()
+            .map(|mut rx| match rx.try_recv().expect("answered") {
+                Ok(outputs) => match &outputs[0].data {
+                    wasmops_runtime::bindings::TensorData::Float32(y) => Ok(y[0]),
+                    other => panic!("{other:?}"),
+                },
+                Err(response) => Err(response.status().as_u16()),
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                Ok(2.0),
+                Ok(4.0),
+                Err(422),
+                Ok(6.0),
+                Err(400),
+                Ok(8.0),
+                Ok(10.0)
+            ]
+        );
+        // The first four rows failed together, then ran alone; the last two
+        // ran together.
+        assert_eq!(backend.1.load(Ordering::Relaxed), 1 + 4 + 1);
+        let metrics = server.metrics().render();
+        for line in [
+            "wasmops_serve_batch_requests_sum{model=\"m\"} 5",
+            "wasmops_serve_batch_requests_count{model=\"m\"} 4",
+            "wasmops_serve_instantiate_seconds_count{model=\"m\"} 4",
+        ] {
+            assert!(metrics.contains(line), "no {line} in {metrics}");
+        }
+        assert!(!model.queue.holds(last));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Counters for `GET /metrics`, in Prometheus' text format (version 0.0.4):
-//! requests by model and status code, request and instance-creation time as
-//! histograms, requests in flight and waiting.
+//! requests by model and status code, request and instance-creation time and
+//! requests per call (dynamic batching) as histograms, requests in flight and
+//! waiting.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -18,6 +19,8 @@ const REQUEST_BUCKETS: &[f64] = &[
 const INSTANTIATE_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01,
 ];
+/// Requests one call answered: 1 at low load, up to the batch's rows.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 struct Histogram {
     bounds: &'static [f64],
@@ -36,8 +39,7 @@ impl Histogram {
         }
     }
 
-    fn observe(&mut self, d: Duration) {
-        let s = d.as_secs_f64();
+    fn observe(&mut self, s: f64) {
         for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
             if s <= *bound {
                 *count += 1;
@@ -68,6 +70,7 @@ struct PerModel {
     by_code: BTreeMap<u16, u64>,
     duration: Histogram,
     instantiate: Histogram,
+    batch: Histogram,
 }
 
 /// Everything `/metrics` shows. Model names come from the served components
@@ -88,6 +91,7 @@ impl Metrics {
                     by_code: BTreeMap::new(),
                     duration: Histogram::new(REQUEST_BUCKETS),
                     instantiate: Histogram::new(INSTANTIATE_BUCKETS),
+                    batch: Histogram::new(BATCH_BUCKETS),
                 };
                 (n.clone(), m)
             })
@@ -104,21 +108,23 @@ impl Metrics {
         self.unknown.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One answered request: its status, its whole time, and (when an
-    /// instance was made for it) how long that took.
-    pub(crate) fn record(
-        &self,
-        model: &str,
-        code: u16,
-        took: Duration,
-        instantiate: Option<Duration>,
-    ) {
+    /// One answered request: its status and its whole time.
+    pub(crate) fn record(&self, model: &str, code: u16, took: Duration) {
         let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = models.get_mut(model) {
             *m.by_code.entry(code).or_default() += 1;
-            m.duration.observe(took);
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// One call that answered `requests` requests, and (when an instance was
+    /// made for it) how long that took.
+    pub(crate) fn instance(&self, model: &str, instantiate: Option<Duration>, requests: usize) {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = models.get_mut(model) {
+            m.batch.observe(requests as f64);
             if let Some(i) = instantiate {
-                m.instantiate.observe(i);
+                m.instantiate.observe(i.as_secs_f64());
             }
         }
     }
@@ -145,10 +151,15 @@ impl Metrics {
             m.duration
                 .render(&mut out, "wasmops_serve_request_duration_seconds", name);
         }
-        out.push_str("# HELP wasmops_serve_instantiate_seconds Time to make the fresh instance each request runs on.\n# TYPE wasmops_serve_instantiate_seconds histogram\n");
+        out.push_str("# HELP wasmops_serve_instantiate_seconds Time to make the fresh instance each call runs on.\n# TYPE wasmops_serve_instantiate_seconds histogram\n");
         for (name, m) in models.iter() {
             m.instantiate
                 .render(&mut out, "wasmops_serve_instantiate_seconds", name);
+        }
+        out.push_str("# HELP wasmops_serve_batch_requests Requests answered by one call (requests waiting together share one).\n# TYPE wasmops_serve_batch_requests histogram\n");
+        for (name, m) in models.iter() {
+            m.batch
+                .render(&mut out, "wasmops_serve_batch_requests", name);
         }
         let _ = writeln!(
             out,
