@@ -132,7 +132,9 @@ impl NativeModel {
     }
 
     pub fn run(&self, prepared: TVec<TValue>) -> Result<TVec<TValue>> {
-        self.plan.run(prepared)
+        let outputs = self.plan.run(prepared);
+        clear_upper_vector_state();
+        outputs
     }
 
     /// Tract's outputs as the component would return them.
@@ -201,4 +203,25 @@ fn to_pipeline(t: &Tensor) -> wasmops_pipeline::Tensor {
         shape: t.shape.iter().map(|d| *d as usize).collect(),
         data,
     }
+}
+
+/// Tract's hand-written x86_64 kernels (AVX-512 where the CPU has it) return
+/// with the upper halves of the vector registers dirty. On Intel CPUs every
+/// legacy-SSE instruction run after that pays for merging them, so guest code
+/// that Cranelift compiled in the same thread crawls: on a Xeon with AVX-512,
+/// `wasmops bench` saw the component go from 5.2 ms a prediction to 232 ms
+/// once native tract had run beside it. `vzeroupper` ends that state.
+fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked above); vzeroupper touches only
+        // the upper vector halves, which no live Rust value holds here.
+        unsafe { zero_upper() }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn zero_upper() {
+    std::arch::x86_64::_mm256_zeroupper();
 }
