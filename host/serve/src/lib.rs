@@ -52,7 +52,11 @@ use wasmops_runtime::tensors_json;
 pub use backend::{Backend, Prediction, WasmModel};
 pub use metrics::Metrics;
 
-/// Rows one call may run when requests wait together. TODO measured reason.
+/// Rows one call may run when requests wait together. A tabular model's call
+/// costs about the same for 1 row or 32 (the instance, tract's per-run
+/// set-up): iris on one core, 64 clients, went from 4,433 requests/s (each
+/// alone) to 51,440, 19 requests a call on average (session 34). A CNN runs
+/// a batch sample by sample, so it gains little either way.
 pub const DEFAULT_BATCH_ROWS: usize = 32;
 
 /// Limits of one server.
@@ -129,6 +133,9 @@ struct Served {
 
 /// A request's outputs, or the answer that says why there are none.
 type Reply = Result<Vec<Tensor>, Box<Response>>;
+
+/// A taken request and its parsed inputs.
+type Parsed = (batch::Job<Reply>, Vec<Tensor>);
 
 struct Shared {
     models: BTreeMap<String, Arc<Served>>,
@@ -439,7 +446,7 @@ fn respond(s: &Shared, done: Result<Reply, tokio::sync::oneshot::error::RecvErro
 /// hold its slot past its own request.
 fn drain(s: &Shared, model: &Served, own: u64, _slot: tokio::sync::OwnedSemaphorePermit) {
     while model.queue.holds(own) {
-        let mut parsed: Vec<(batch::Job<Reply>, Vec<Tensor>)> = vec![];
+        let mut parsed: Vec<Parsed> = vec![];
         for job in model.queue.take(model.batch_rows) {
             match parse(&job.body, model.backend.info()) {
                 Ok(inputs) => parsed.push((job, inputs)),
@@ -448,7 +455,7 @@ fn drain(s: &Shared, model: &Served, own: u64, _slot: tokio::sync::OwnedSemaphor
         }
         // Requests that can share a call, in arrival order, at most
         // `batch_rows` rows a call.
-        let mut groups: Vec<(batch::Layout, usize, Vec<(batch::Job<Reply>, Vec<Tensor>)>)> = vec![];
+        let mut groups: Vec<(batch::Layout, usize, Vec<Parsed>)> = vec![];
         for (job, inputs) in parsed {
             let Some((layout, rows)) = batch::layout(&inputs).filter(|_| model.batch_rows > 1)
             else {
@@ -487,7 +494,7 @@ fn parse(body: &[u8], info: &ModelInfo) -> Result<Vec<Tensor>, Box<Response>> {
 /// Runs requests that share a layout as one call on one instance, and
 /// answers each with its own rows. When that call fails, each runs alone,
 /// so the failure is answered to the request that caused it only.
-fn run(s: &Shared, model: &Served, members: Vec<(batch::Job<Reply>, Vec<Tensor>)>) {
+fn run(s: &Shared, model: &Served, members: Vec<Parsed>) {
     let _in_flight = Gauge::up(&s.metrics.in_flight, members.len() as i64);
     if members.len() > 1 {
         let inputs: Vec<&[Tensor]> = members.iter().map(|(_, i)| i.as_slice()).collect();
@@ -570,33 +577,18 @@ fn model_failure(s: &Shared, e: &HostError) -> Response {
 mod tests {
     use super::*;
 
-    struct Named(wasmops_runtime::bindings::ModelInfo);
-    impl Backend for Named {
-        fn info(&self) -> &wasmops_runtime::bindings::ModelInfo {
-            &self.0
-        }
-        fn runtime(&self) -> &'static str {
-            "test"
-        }
-        fn describe(&self) -> serde_json::Value {
-            serde_json::json!({})
-        }
-        fn predict(
-            &self,
-            _: &[wasmops_runtime::bindings::Tensor],
-        ) -> Result<Prediction, HostError> {
-            unreachable!("not called: only construction is tested here")
-        }
-    }
-
+    /// A model with no inputs: served, never batched, never called.
     fn model() -> Arc<dyn Backend> {
-        Arc::new(Named(wasmops_runtime::bindings::ModelInfo {
-            name: "m".into(),
-            version: "1".into(),
-            inputs: vec![],
-            outputs: vec![],
-            preprocessing: vec![],
-        }))
+        Arc::new(Doubling(
+            wasmops_runtime::bindings::ModelInfo {
+                name: "m".into(),
+                version: "1".into(),
+                inputs: vec![],
+                outputs: vec![],
+                preprocessing: vec![],
+            },
+            AtomicU64::new(0),
+        ))
     }
 
     /// Doubles each row of `x`; refuses a negative value as a model refuses
