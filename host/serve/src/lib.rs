@@ -429,15 +429,19 @@ fn respond(s: &Shared, done: Result<Reply, tokio::sync::oneshot::error::RecvErro
             .into_response(),
         Ok(Err(response)) => *response,
         // The run that took this body panicked (its message is in the log).
-        Err(_) => {
-            let n = s.incidents.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(incident = n, "a predict run ended without answering");
-            failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("internal error (incident {n} in the server log)"),
-            )
-        }
+        Err(_) => incident(s, "a predict run ended without answering", "internal error"),
     }
+}
+
+/// A 500 whose cause stays in the log: the log line and the answer share
+/// an incident number, so a caller's report finds it.
+fn incident(s: &Shared, logged: impl std::fmt::Display, said: &str) -> Response {
+    let n = s.incidents.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::error!(incident = n, "{logged}");
+    failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{said} (incident {n} in the server log)"),
+    )
 }
 
 /// Runs a model's queued requests on a slot, in batches, until request `own`
@@ -558,17 +562,12 @@ fn model_failure(s: &Shared, e: &HostError) -> Response {
         HostError::Deadline(_) => failure(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
         HostError::MemoryLimit(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         _ => {
-            let n = s.incidents.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(incident = n, "predict failed: {e}");
             let what = match e {
                 HostError::Trap(_) => "the model trapped",
                 HostError::Predict(_) => "the model failed on this input",
                 _ => "no instance of the model could be made",
             };
-            failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{what} (incident {n} in the server log)"),
-            )
+            incident(s, format_args!("predict failed: {e}"), what)
         }
     }
 }
