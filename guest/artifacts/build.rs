@@ -188,6 +188,8 @@ fn main() {
     for path in [
         "guest/component",
         "guest/pipeline",
+        "guest/batching",
+        "guest/quant",
         "guest/test-programs",
         "guest/http",
         "guest/vendor",

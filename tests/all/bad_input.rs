@@ -30,6 +30,25 @@ fn unsupported_op_is_named_with_its_node() {
     assert!(err.contains("node"), "{err}");
 }
 
+/// Quantised models (scripts/make_quant_fixtures.py): an operator of
+/// onnxruntime's QOperator format that nothing here runs is named; scales and
+/// zero points that cannot mean anything are refused naming the node.
+#[test]
+fn bad_quantised_models_name_the_problem() {
+    let err = build_fails(&fixtures().join("bad/int8_unsupported_op.onnx"), &[]);
+    assert!(err.contains("QLinearAdd"), "{err}");
+    let err = build_fails(&fixtures().join("bad/int8_zero_scale.onnx"), &[]);
+    assert!(
+        err.contains("QuantizeLinear") && err.contains("finite and positive"),
+        "{err}"
+    );
+    let err = build_fails(&fixtures().join("bad/int8_zero_points_mismatch.onnx"), &[]);
+    assert!(
+        err.contains("DequantizeLinear") && err.contains("3 zero points for 4 scales"),
+        "{err}"
+    );
+}
+
 /// tract 0.23 panics expanding an ONNX LSTM over a symbolic batch; `build`
 /// reports it as an error instead of crashing.
 #[test]

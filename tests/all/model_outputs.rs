@@ -18,8 +18,14 @@ fn check(name: &str, flavour: &str) {
         .trim()
         .parse()
         .unwrap();
+    // Quantised fixtures (scripts/make_quant_fixtures.py) use the inputs of
+    // the f32 fixture they were made from.
+    let inputs = match std::fs::read_to_string(dir.join("inputs_from.txt")) {
+        Ok(from) => fixtures().join(from.trim()),
+        Err(_) => dir.clone(),
+    };
     let mut cases = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    for entry in std::fs::read_dir(&inputs).unwrap() {
         let path = entry.unwrap().path();
         let file = path.file_name().unwrap().to_str().unwrap().to_string();
         let Some(batch) = file
@@ -39,9 +45,51 @@ fn check(name: &str, flavour: &str) {
         let got: serde_json::Value = serde_json::from_str(&out).expect("run prints JSON");
         let expected = read_json(&dir.join(format!("expected_{batch}.json")));
         assert_outputs_match(&got, &expected, tol, &format!("{name} {batch}"));
+        if dir != inputs {
+            assert_same_argmax(&got, &expected, &format!("{name} {batch}"));
+        }
         cases += 1;
     }
     assert!(cases >= 1, "{name}: no input files");
+}
+
+/// Every row of every float `[N, classes]` output picks the class onnxruntime
+/// picks (one of them, where its quantised scores tie).
+fn assert_same_argmax(got: &serde_json::Value, expected: &serde_json::Value, what: &str) {
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let mut rows = 0;
+    for e in expected["outputs"].as_array().unwrap() {
+        let shape = e["shape"].as_array().unwrap();
+        if shape.len() != 2 || !e["data"][0].is_f64() {
+            continue;
+        }
+        let g = got["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == e["name"])
+            .unwrap();
+        let classes = shape[1].as_u64().unwrap() as usize;
+        let (gd, ed) = (floats(&g["data"]), floats(&e["data"]));
+        for (row, (ours, theirs)) in gd.chunks(classes).zip(ed.chunks(classes)).enumerate() {
+            let best = ours.iter().cloned().fold(f64::MIN, f64::max);
+            let picked = ours.iter().position(|v| *v == best).unwrap();
+            let top = theirs.iter().cloned().fold(f64::MIN, f64::max);
+            assert_eq!(
+                theirs[picked], top,
+                "{what}: `{}` row {row}: wasmops picks class {picked}, onnxruntime's top score is {top}",
+                e["name"]
+            );
+            rows += 1;
+        }
+    }
+    assert!(rows > 0, "{what}: no [N, classes] output to compare");
 }
 
 #[test]
@@ -99,6 +147,31 @@ fn small_cnn() {
 #[test]
 fn mobilenet_v2_style_224() {
     check("mobilenet_v2_style", "slim");
+}
+
+/// onnxruntime's static quantiser, QDQ format, int8 weights per output
+/// channel and uint8 activations: the convolutions run on tract's integer
+/// kernels (`QLinearConv`), so only the full guest has them.
+#[test]
+fn mobilenet_v2_style_int8_qdq_per_channel() {
+    check("mobilenet_v2_style_int8", "full");
+}
+
+#[test]
+fn mobilenet_v2_style_int8_qdq_per_tensor() {
+    check("mobilenet_v2_style_int8_per_tensor", "full");
+}
+
+/// The int8 CNN behind the image pipeline (resize, normalise, HWC → CHW).
+#[test]
+fn image_pipeline_int8() {
+    check("image_pipeline_int8", "full");
+}
+
+/// onnxruntime's dynamic quantiser: `DynamicQuantizeLinear` + `MatMulInteger`.
+#[test]
+fn scaler_mlp_int8_dynamic() {
+    check("scaler_mlp_int8_dynamic", "full");
 }
 
 #[test]

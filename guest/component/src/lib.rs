@@ -93,7 +93,11 @@ fn loader() -> tract_nnef::framework::Nnef {
     } else {
         tract_onnx_opl::onnx_opl_registry()
     };
-    tract_nnef::nnef().with_registry(onnx)
+    // Quantised models' quantize/dequantize ops (`wasmops_quant`): a few
+    // element-wise loops, so even the slim guest reads them.
+    tract_nnef::nnef()
+        .with_registry(onnx)
+        .with_registry(wasmops_quant::registry())
 }
 
 /// The slim guest's tract dispatches on fewer element types (tract-data feature

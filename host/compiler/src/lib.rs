@@ -1,11 +1,13 @@
 //! `wasmops build`: ONNX model + preprocessing pipeline → one self-contained
 //! model component.
 //!
-//! 1. [`onnx::load_model`] parses the ONNX file natively (tract + [`onnx_ml`] ops),
-//!    fixes input shapes (batch stays symbolic) and declutters it; a convolutional
-//!    model with independent samples is loaded for batch 1 instead and marked to
+//! 1. [`onnx::load_model`] parses the ONNX file natively (tract + [`onnx_ml`]
+//!    ops; int8 QDQ convolutions fused first, [`qdq`]), fixes input shapes
+//!    (batch stays symbolic) and declutters it; a convolutional model with
+//!    independent samples is loaded for batch 1 instead and marked to
 //!    run a batch sample by sample (`wasmops_batching`);
-//! 2. [`onnx::to_nnef`] writes tract's NNEF form, so the guest needs no ONNX parser;
+//! 2. [`onnx::to_nnef`] writes tract's NNEF form (plus `wasmops_quant`'s
+//!    quantisation primitives), so the guest needs no ONNX parser;
 //! 3. [`snapshot::bake`] runs the generic guest's `init-model` under wizer and
 //!    snapshots its memory: the optimised tract plan is in the component's data
 //!    ([`data_segments`] then leaves the zeros between its islands out).
@@ -15,6 +17,7 @@ mod onnx;
 mod onnx_ml;
 mod panic_guard;
 pub mod profile;
+mod qdq;
 mod snapshot;
 
 use std::time::{Duration, Instant};

@@ -127,6 +127,11 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
     }
     let zipmap = strip_zipmap(&mut proto);
     rewire_tree_classifier_labels(&mut proto);
+    crate::qdq::check_parameters(&proto)?;
+    let fused = crate::qdq::fuse_convolutions(&mut proto)?;
+    if fused > 0 {
+        tracing::info!("int8: {fused} quantize/dequantize convolution groups run as QLinearConv");
+    }
     let mut onnx = tract_onnx::onnx();
     crate::onnx_ml::register(&mut onnx.op_register);
     onnx.ignore_output_types = zipmap;
@@ -198,9 +203,18 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
     let typed = model
         .into_typed()
         .map_err(|e| BuildError::Unsupported(format!("{e:?}")))?;
-    typed
+    let mut model = typed
         .into_decluttered()
-        .map_err(|e| BuildError::Unsupported(format!("{e:?}")))
+        .map_err(|e| BuildError::Unsupported(format!("{e:?}")))?;
+    // tract-onnx's dynamic quantisation op has no NNEF form; wasmops_quant's
+    // computes the same and has one.
+    for node in model.nodes.iter_mut() {
+        if node.op.name() == "DynamicQuantizeLinearU8" {
+            node.op = Box::new(wasmops_quant::DynamicQuantize);
+        }
+    }
+    wasmops_quant::check(&model).map_err(|e| BuildError::MalformedOnnx(format!("{e}")))?;
+    Ok(model)
 }
 
 /// The model as the component runs it: [`load_onnx`], then, for a convolutional
@@ -242,7 +256,9 @@ fn tract_err(e: TractError) -> BuildError {
 /// Serialises a decluttered model as a tract NNEF archive the guest can read.
 pub fn to_nnef(model: &TypedModel) -> Result<Vec<u8>, BuildError> {
     use tract_onnx_opl::WithOnnx;
-    let nnef = tract_nnef::nnef().with_onnx();
+    let nnef = tract_nnef::nnef()
+        .with_onnx()
+        .with_registry(wasmops_quant::registry());
     let mut out = vec![];
     // Deterministic tar headers (fixed mtime): same model, same bytes, same component.
     nnef.write_to_tar_with_config(model, &mut out, false, true)

@@ -242,7 +242,11 @@ impl TypedOp for DequantizeLinearF32 {
                 .op
                 .axes_mapping(&input_facts, &output_facts)
                 .with_context(|| format!("Querying invariants for {quant}"))?;
-            if invariants.is_element_wise_unary() {
+            // wasmops: a softmax also maps every axis to itself, but it is not
+            // element-wise: followed by a quantize, it was folded into a
+            // 256-entry lookup table computed as a softmax over those 256
+            // values (every probability of a QDQ classifier came out as 1).
+            if invariants.is_element_wise_unary() && quant.op_is::<ElementWiseOp>() {
                 current = quant;
             } else {
                 break;

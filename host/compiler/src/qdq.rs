@@ -1,0 +1,473 @@
+//! Int8 convolutions from QDQ models.
+//!
+//! onnxruntime's static quantiser (QDQ format) writes a quantised convolution
+//! as float ops between quantize/dequantize pairs:
+//!
+//! ```text
+//! x_q ─DequantizeLinear─┐
+//! w_q ─DequantizeLinear─┼─ Conv ─ QuantizeLinear ─ y_q
+//! b_q ─DequantizeLinear─┘
+//! ```
+//!
+//! Read as written, tract folds the weights' dequantisation into f32 constants
+//! and runs a float convolution with quantisation round trips around it:
+//! the component is no smaller and slower than the f32 model. onnxruntime
+//! itself fuses the pattern into an integer convolution, and so does this
+//! pass, on the protobuf, before tract reads it: each such group becomes one
+//! `QLinearConv` over the int8 weights, which tract runs with its integer
+//! kernels and keeps as int8 in the component.
+//!
+//! The fused node computes what onnxruntime computes: the same inputs,
+//! scales and zero points; the bias is requantised to `x_scale · w_scale`
+//! (what `QLinearConv` requires; onnxruntime's quantiser already writes it
+//! so, and then the values do not change).
+
+use std::collections::HashMap;
+
+use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::prelude::*;
+
+use crate::BuildError;
+
+/// Refuses a quantize/dequantize node whose constant scale or zero point
+/// cannot mean anything, naming the node: a scale that is not finite and
+/// positive, a zero point of another type than the quantised values (int8,
+/// uint8, or int32 for a dequantised bias), or scales and zero points of
+/// different lengths.
+pub fn check_parameters(proto: &ModelProto) -> Result<(), BuildError> {
+    let Some(graph) = proto.graph.as_ref() else {
+        return Ok(());
+    };
+    let initializers = initializers(graph);
+    let load = |name: &str| constant(&initializers, name);
+    for node in &graph.node {
+        let op = node.op_type.as_str();
+        if !node.domain.is_empty() || !matches!(op, "QuantizeLinear" | "DequantizeLinear") {
+            continue;
+        }
+        let what = |problem: String| {
+            BuildError::MalformedOnnx(format!(
+                "{op} node `{}` ({}): {problem}",
+                node.name,
+                node.output.first().map(String::as_str).unwrap_or("")
+            ))
+        };
+        let scale = match node.input.get(1).map(|n| load(n)).transpose()?.flatten() {
+            Some(scale) => scale,
+            None => continue,
+        };
+        if scale.datum_type() != f32::datum_type() {
+            return Err(what(format!(
+                "its scale is {:?}; ONNX scales are float",
+                scale.datum_type()
+            )));
+        }
+        if let Some(bad) = bad_scale(&floats(&scale)?) {
+            return Err(what(format!(
+                "its scale `{}` holds {bad}; scales must be finite and positive",
+                node.input[1]
+            )));
+        }
+        let zero_point = node
+            .input
+            .get(2)
+            .filter(|n| !n.is_empty())
+            .map(|n| load(n))
+            .transpose()?
+            .flatten();
+        if let Some(zp) = zero_point {
+            let allowed: &[DatumType] = if op == "DequantizeLinear" {
+                &[DatumType::I8, DatumType::U8, DatumType::I32]
+            } else {
+                &[DatumType::I8, DatumType::U8]
+            };
+            if !allowed.contains(&zp.datum_type()) {
+                return Err(what(format!(
+                    "its zero point is {:?}; it must be {allowed:?}",
+                    zp.datum_type()
+                )));
+            }
+            if zp.len() != scale.len() {
+                return Err(what(format!(
+                    "{} zero points for {} scales",
+                    zp.len(),
+                    scale.len()
+                )));
+            }
+            if op == "DequantizeLinear"
+                && let Some(values) = load(&node.input[0])?
+                && values.datum_type() != zp.datum_type()
+            {
+                return Err(what(format!(
+                    "its values are {:?} but its zero point is {:?}",
+                    values.datum_type(),
+                    zp.datum_type()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fuses every `DequantizeLinear → Conv → QuantizeLinear` group into a
+/// `QLinearConv`; returns how many it fused. A group that does not fit
+/// (activations quantised per channel, weights that are not constants, a
+/// convolution whose output is used elsewhere too) stays as it is.
+pub fn fuse_convolutions(proto: &mut ModelProto) -> Result<usize, BuildError> {
+    let Some(graph) = proto.graph.as_mut() else {
+        return Ok(0);
+    };
+    let initializers = initializers(graph);
+    let producer: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(ix, n)| n.output.iter().map(move |o| (o.as_str(), ix)))
+        .collect();
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (ix, n) in graph.node.iter().enumerate() {
+        for i in &n.input {
+            consumers.entry(i.as_str()).or_default().push(ix);
+        }
+    }
+    for o in &graph.output {
+        consumers
+            .entry(o.name.as_str())
+            .or_default()
+            .push(usize::MAX);
+    }
+
+    let mut fused = vec![];
+    for (ix, conv) in graph.node.iter().enumerate() {
+        if conv.op_type != "Conv" || !conv.domain.is_empty() {
+            continue;
+        }
+        let ctx = Context {
+            nodes: &graph.node,
+            initializers: &initializers,
+            producer: &producer,
+            consumers: &consumers,
+        };
+        if let Some(group) = ctx.conv_group(ix, conv)? {
+            fused.push(group);
+        }
+    }
+    let count = fused.len();
+    let mut replace: HashMap<usize, NodeProto> = HashMap::new();
+    let mut remove = std::collections::HashSet::new();
+    for group in fused {
+        graph.initializer.extend(group.bias);
+        replace.insert(group.conv, group.node);
+        remove.insert(group.quantize);
+    }
+    let nodes = std::mem::take(&mut graph.node);
+    graph.node = nodes
+        .into_iter()
+        .enumerate()
+        .filter(|(ix, _)| !remove.contains(ix))
+        .map(|(ix, n)| replace.remove(&ix).unwrap_or(n))
+        .collect();
+    Ok(count)
+}
+
+struct Context<'a> {
+    nodes: &'a [NodeProto],
+    initializers: &'a HashMap<&'a str, &'a TensorProto>,
+    producer: &'a HashMap<&'a str, usize>,
+    consumers: &'a HashMap<&'a str, Vec<usize>>,
+}
+
+/// One fusion: the `Conv` at `conv` becomes `node`, the `QuantizeLinear` at
+/// `quantize` goes, `bias` is the requantised bias initializer.
+struct Group {
+    conv: usize,
+    quantize: usize,
+    node: NodeProto,
+    bias: Option<TensorProto>,
+}
+
+impl Context<'_> {
+    fn dequantize(&self, tensor: &str) -> Option<&NodeProto> {
+        let n = &self.nodes[*self.producer.get(tensor)?];
+        (n.op_type == "DequantizeLinear" && n.domain.is_empty() && n.input.len() == 3).then_some(n)
+    }
+
+    fn constant(&self, name: &str) -> Result<Option<Tensor>, BuildError> {
+        constant(self.initializers, name)
+    }
+
+    /// A scale and zero point that are constants of one element each.
+    fn per_tensor(&self, node: &NodeProto) -> Result<bool, BuildError> {
+        for name in &node.input[1..3] {
+            match self.constant(name)? {
+                Some(t) if t.len() == 1 => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    fn conv_group(&self, ix: usize, conv: &NodeProto) -> Result<Option<Group>, BuildError> {
+        let (Some(x), Some(w)) = (
+            conv.input.first().and_then(|i| self.dequantize(i)),
+            conv.input.get(1).and_then(|i| self.dequantize(i)),
+        ) else {
+            return Ok(None);
+        };
+        let out = conv.output[0].as_str();
+        let Some(&[q]) = self.consumers.get(out).map(|c| c.as_slice()) else {
+            return Ok(None);
+        };
+        let Some(quantize) = self.nodes.get(q) else {
+            return Ok(None);
+        };
+        if quantize.op_type != "QuantizeLinear"
+            || !quantize.domain.is_empty()
+            || quantize.input.len() != 3
+            || !self.per_tensor(x)?
+            || !self.per_tensor(quantize)?
+        {
+            return Ok(None);
+        }
+        // Weights: int8/uint8 constants, one scale and zero point or one per
+        // output channel (axis 0, the only axis QLinearConv takes).
+        let (Some(weights), Some(w_scale), Some(w_zero)) = (
+            self.constant(&w.input[0])?,
+            self.constant(&w.input[1])?,
+            self.constant(&w.input[2])?,
+        ) else {
+            return Ok(None);
+        };
+        let channels = weights.shape().first().copied().unwrap_or(0);
+        let axis = attr_int(w, "axis").unwrap_or(1);
+        let per_channel = w_scale.len() > 1 || w_zero.len() > 1;
+        if !matches!(weights.datum_type(), DatumType::I8 | DatumType::U8)
+            || (per_channel
+                && (axis != 0 || w_scale.len() != channels || w_zero.len() != w_scale.len()))
+        {
+            return Ok(None);
+        }
+        let x_scale = self.constant(&x.input[1])?.map(scalar_f32).transpose()?;
+        let Some(x_scale) = x_scale else {
+            return Ok(None);
+        };
+        let w_scales = floats(&w_scale)?;
+
+        let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
+            None => None,
+            Some(b) => match self.requantised_bias(b, x_scale, &w_scales, channels, out)? {
+                Some(bias) => Some(bias),
+                None => return Ok(None),
+            },
+        };
+        let mut inputs = vec![
+            x.input[0].clone(),
+            x.input[1].clone(),
+            x.input[2].clone(),
+            w.input[0].clone(),
+            w.input[1].clone(),
+            w.input[2].clone(),
+            quantize.input[1].clone(),
+            quantize.input[2].clone(),
+        ];
+        if let Some(b) = &bias {
+            inputs.push(b.name.clone());
+        }
+        let node = NodeProto {
+            name: format!("{}__qlinear", quantize.output[0]),
+            op_type: "QLinearConv".into(),
+            input: inputs,
+            output: vec![quantize.output[0].clone()],
+            attribute: conv.attribute.clone(),
+            ..Default::default()
+        };
+        Ok(Some(Group {
+            conv: ix,
+            quantize: q,
+            node,
+            bias,
+        }))
+    }
+
+    /// The bias as `QLinearConv` takes it: int32 in units of
+    /// `x_scale · w_scale[c]`, from a dequantised int32 constant or a float one.
+    fn requantised_bias(
+        &self,
+        name: &str,
+        x_scale: f32,
+        w_scales: &[f32],
+        channels: usize,
+        out: &str,
+    ) -> Result<Option<TensorProto>, BuildError> {
+        let values: Vec<f64> = if let Some(dq) = self.dequantize(name) {
+            let (Some(q), Some(s), Some(z)) = (
+                self.constant(&dq.input[0])?,
+                self.constant(&dq.input[1])?,
+                self.constant(&dq.input[2])?,
+            ) else {
+                return Ok(None);
+            };
+            let (q, s, z) = (doubles(&q)?, doubles(&s)?, doubles(&z)?);
+            if (s.len() != 1 && s.len() != q.len()) || (z.len() != 1 && z.len() != q.len()) {
+                return Ok(None);
+            }
+            let at = |v: &[f64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+            q.iter()
+                .enumerate()
+                .map(|(i, q)| (q - at(&z, i)) * at(&s, i))
+                .collect()
+        } else if let Some(t) = self.constant(name)? {
+            doubles(&t)?
+        } else {
+            return Ok(None);
+        };
+        if values.len() != channels {
+            return Err(BuildError::MalformedOnnx(format!(
+                "the bias of the convolution producing `{out}` has {} values for {channels} output channels",
+                values.len()
+            )));
+        }
+        let mut int32 = Vec::with_capacity(values.len());
+        for (c, v) in values.iter().enumerate() {
+            let scale = f64::from(x_scale)
+                * f64::from(if w_scales.len() == 1 {
+                    w_scales[0]
+                } else {
+                    w_scales[c]
+                });
+            let q = (v / scale).round_ties_even();
+            if !q.is_finite() || q.abs() > f64::from(i32::MAX) {
+                return Err(BuildError::MalformedOnnx(format!(
+                    "the bias of the convolution producing `{out}` does not fit int32 at scale {scale:e}"
+                )));
+            }
+            int32.push(q as i32);
+        }
+        Ok(Some(TensorProto {
+            name: format!("{out}__qlinear_bias"),
+            dims: vec![int32.len() as i64],
+            data_type: 6,
+            int32_data: int32,
+            ..Default::default()
+        }))
+    }
+}
+
+fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
+}
+
+fn initializers(graph: &tract_onnx::pb::GraphProto) -> HashMap<&str, &TensorProto> {
+    graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect()
+}
+
+/// Initializer `name` as a tensor, `None` when it is not an initializer.
+fn constant(
+    initializers: &HashMap<&str, &TensorProto>,
+    name: &str,
+) -> Result<Option<Tensor>, BuildError> {
+    let Some(t) = initializers.get(name) else {
+        return Ok(None);
+    };
+    tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, t, None)
+        .map(Some)
+        .map_err(|e| BuildError::MalformedOnnx(format!("initializer `{name}`: {e}")))
+}
+
+/// A constant's values as `T` (`what` names it in the error).
+fn values<T: Datum + Copy>(t: &Tensor, what: &str) -> Result<Vec<T>, BuildError> {
+    let t = t
+        .cast_to::<T>()
+        .map_err(|e| BuildError::MalformedOnnx(format!("{what}: {e}")))?;
+    Ok(t.try_as_plain_ram()
+        .and_then(|r| r.as_slice::<T>().map(|s| s.to_vec()))
+        .unwrap_or_default())
+}
+
+fn floats(t: &Tensor) -> Result<Vec<f32>, BuildError> {
+    values(t, "a quantisation scale")
+}
+
+fn doubles(t: &Tensor) -> Result<Vec<f64>, BuildError> {
+    values(t, "a quantised bias")
+}
+
+fn scalar_f32(t: Tensor) -> Result<f32, BuildError> {
+    floats(&t)?
+        .first()
+        .copied()
+        .ok_or_else(|| BuildError::MalformedOnnx("an empty quantisation scale".into()))
+}
+
+/// A scale that is not finite and positive: it has no meaning, and zero
+/// would divide by zero. ([`check_parameters`] runs before the fusion.)
+fn bad_scale(scales: &[f32]) -> Option<f32> {
+    scales
+        .iter()
+        .copied()
+        .find(|s| !(s.is_finite() && *s > 0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn fixture(name: &str) -> ModelProto {
+        let path = format!(
+            "{}/../../tests/fixtures/{name}/model.onnx",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        ModelProto::decode(&std::fs::read(path).unwrap()[..]).unwrap()
+    }
+
+    fn count(proto: &ModelProto, op: &str) -> usize {
+        let graph = proto.graph.as_ref().unwrap();
+        graph.node.iter().filter(|n| n.op_type == op).count()
+    }
+
+    /// Every convolution of onnxruntime's QDQ output (40, per channel or per
+    /// tensor) becomes one QLinearConv, and its QuantizeLinear goes with it.
+    #[test]
+    fn every_qdq_convolution_is_fused() {
+        for name in [
+            "mobilenet_v2_style_int8",
+            "mobilenet_v2_style_int8_per_tensor",
+        ] {
+            let mut proto = fixture(name);
+            let (convs, quantize) = (count(&proto, "Conv"), count(&proto, "QuantizeLinear"));
+            assert_eq!(convs, 40, "{name}");
+            check_parameters(&proto).unwrap();
+            assert_eq!(fuse_convolutions(&mut proto).unwrap(), 40, "{name}");
+            assert_eq!(count(&proto, "Conv"), 0, "{name}");
+            assert_eq!(count(&proto, "QLinearConv"), 40, "{name}");
+            assert_eq!(count(&proto, "QuantizeLinear"), quantize - 40, "{name}");
+        }
+    }
+
+    /// A convolution whose float output is also read elsewhere keeps it: no fusion.
+    #[test]
+    fn a_convolution_read_twice_stays_float() {
+        let mut proto = fixture("mobilenet_v2_style_int8");
+        let graph = proto.graph.as_mut().unwrap();
+        let conv = graph.node.iter().find(|n| n.op_type == "Conv").unwrap();
+        graph.output.push(tract_onnx::pb::ValueInfoProto {
+            name: conv.output[0].clone(),
+            ..Default::default()
+        });
+        assert_eq!(fuse_convolutions(&mut proto).unwrap(), 39);
+    }
+
+    /// A float model has nothing to fuse.
+    #[test]
+    fn a_float_model_is_left_alone() {
+        let mut proto = fixture("mobilenet_v2_style");
+        let before = proto.encode_to_vec();
+        assert_eq!(fuse_convolutions(&mut proto).unwrap(), 0);
+        assert_eq!(proto.encode_to_vec(), before);
+    }
+}
