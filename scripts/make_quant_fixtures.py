@@ -130,8 +130,11 @@ def image_pipeline_int8():
         json.dump({"outputs": [tensor_json(n, o) for n, o in zip(names, outs)]}, f, separators=(",", ":"))
     with open(os.path.join(d, "inputs_from.txt"), "w") as f:
         f.write("image_pipeline\n")
+    # The pipeline's resize differs from onnxruntime's by ~1e-6 (f32 fixture:
+    # within 1e-3); an int8 activation on a rounding edge then moves a level
+    # more than on the model alone (seen: two steps of 1/255): three steps.
     with open(os.path.join(d, "tolerance.txt"), "w") as f:
-        f.write(f"{2 / 255}\n")
+        f.write(f"{3 / 255}\n")
     print(f"{name}: the int8 CNN behind image_pipeline's pipeline")
 
 
