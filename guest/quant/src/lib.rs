@@ -121,7 +121,7 @@ fn quantize_parameters() -> Vec<Parameter> {
     ]
 }
 
-fn mini_op<'a, O: ElementWiseMiniOp>(node: &'a TypedNode) -> TractResult<&'a O> {
+fn mini_op<O: ElementWiseMiniOp>(node: &TypedNode) -> TractResult<&O> {
     node.op_as::<ElementWiseOp>()
         .and_then(|op| op.0.downcast_ref::<O>())
         .with_context(|| {
