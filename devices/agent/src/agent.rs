@@ -2,7 +2,7 @@
 //! that fills them (see the crate docs), and predictions served from them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,9 @@ pub struct Agent {
     restore_note: RwLock<Option<String>>,
     pub(crate) last_status: RwLock<Option<Status>>,
     window: Mutex<Window>,
+    /// Set (under the window lock) when the agent is halted as a killed
+    /// process would be: nothing it computes afterwards is recorded.
+    halted: AtomicBool,
     outbox: Mutex<Outbox>,
     pub served: Served,
     /// Whose signed messages this device acts on.
@@ -123,6 +126,7 @@ impl Agent {
             restore_note: RwLock::new(None),
             last_status: RwLock::new(None),
             window: Mutex::new(Window::new(now_ms())),
+            halted: AtomicBool::new(false),
             outbox: Mutex::new(outbox),
             served: Served::default(),
             control: Control::open(
@@ -351,11 +355,16 @@ impl Agent {
             let me = self.clone();
             tokio::task::spawn_blocking(move || me.predict_shadow(&slot, &body, &live));
         }
-        match &result {
-            Ok(_) => self.served.ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.served.failed.fetch_add(1, Ordering::Relaxed),
-        };
         result
+    }
+
+    /// Stops the agent's memory as a SIGKILL would: predictions still being
+    /// computed are neither counted nor recorded, and no window is closed
+    /// afterwards. Once this returns, `served` and `unreported_predictions`
+    /// no longer change, so a simulator can account for what the kill lost.
+    pub fn halt(&self) {
+        let _window = self.window.lock().unwrap();
+        self.halted.store(true, Ordering::SeqCst);
     }
 
     #[allow(clippy::type_complexity)]
@@ -385,7 +394,17 @@ impl Agent {
             Some(out) => crate::telemetry::prediction_ids(rows_of(out)),
             None => vec![],
         };
-        self.window.lock().unwrap().record(Observation {
+        // Counted and recorded together, under the window lock: a halt sees
+        // both or neither.
+        let mut window = self.window.lock().unwrap();
+        if self.halted.load(Ordering::SeqCst) {
+            return (Err(anyhow::anyhow!("the agent has halted")), None);
+        }
+        match &outputs {
+            Ok(_) => self.served.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.served.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        window.record(Observation {
             model: &slot.record.info.model,
             version: &slot.record.info.version,
             shadow: false,
@@ -403,6 +422,7 @@ impl Agent {
                 .unwrap_or(0),
             at_ms: wasmops_protocol::now_ms(),
         });
+        drop(window);
         match outputs {
             Ok(out) => {
                 let json = with_ids(wasmops_runtime::tensors_json::outputs_json(&out), &ids);
@@ -695,7 +715,13 @@ impl Agent {
     /// unless it is too big for a message); returns the last number, or
     /// nothing when no prediction was made.
     pub fn close_window(&self) -> Result<Option<u64>> {
-        let (started, stats) = self.window.lock().unwrap().take(now_ms());
+        let (started, stats) = {
+            let mut window = self.window.lock().unwrap();
+            if self.halted.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            window.take(now_ms())
+        };
         if stats.is_empty() {
             return Ok(None);
         }

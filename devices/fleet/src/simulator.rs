@@ -227,6 +227,9 @@ impl Fleet {
         }
         let a = r.agent.clone();
         r.crash();
+        // Aborted tasks may still be inside a blocking prediction: after the
+        // halt nothing more is counted, so what the kill lost is exact.
+        a.halt();
         let mut c = self.crashed.lock().unwrap();
         c.crashes += 1;
         c.ok += a.served.ok.load(Ordering::Relaxed);
