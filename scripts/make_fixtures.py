@@ -225,9 +225,10 @@ def small_cnn():
     save("small_cnn", model, [(1, {"x": x[:1]}, {"x": x[:1]}), (8, {"x": x[1:]}, {"x": x[1:]})], tolerance=1e-3)
 
 
-def mobilenet_v2_style(width=0.35):
+def mobilenet_v2_style(width=0.35, head=256, classes=100, model_name="mobilenet_v2_style"):
     """MobileNetV2 structure (inverted residuals, depthwise 3x3, ReLU6, linear
-    bottlenecks) at 224x224, slimmed so the fixture stays small."""
+    bottlenecks) at 224x224, slimmed so the fixture stays small (the paper's
+    network: width=1.0, head=1280, classes=1000; scripts/int8-bench.sh)."""
     inits, nodes = [], []
 
     def c(v):
@@ -262,9 +263,9 @@ def mobilenet_v2_style(width=0.35):
                 h = name + "_res"
             x, cin = h, cout
             block += 1
-    nodes.append(conv("head", x, cin, 256, 1, inits=inits))
+    nodes.append(conv("head", x, cin, head, 1, inits=inits))
     x = relu6("head", "head_a")
-    return with_classifier_head("mobilenet_v2_style", nodes, inits, x, 256, 100, 0.05, [3, 224, 224])
+    return with_classifier_head(model_name, nodes, inits, x, head, classes, 0.05, [3, 224, 224])
 
 
 def mobilenet_fixtures():

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Generates the int8 fixtures from the f32 ones, as an edge team
-would: onnxruntime's own quantiser (static QDQ for the CNN, per channel and
-per tensor; dynamic for the MLP). The expected outputs are onnxruntime's on the quantised file itself, for the f32
-fixture's own inputs (batch 1 and N), which the tests read from there.
+"""Generates the int8 and float16 fixtures from the f32 ones, as an edge
+team would: onnxruntime's own quantiser (static QDQ for the CNN, per channel
+and per tensor; dynamic for the MLP) and onnxconverter-common's float16
+converter (the CNN, half-float inputs and outputs too). The expected outputs
+are onnxruntime's on the converted file itself, for the f32 fixture's own
+inputs (batch 1 and N), which the tests read from there.
 
     python3 scripts/make_quant_fixtures.py    # after scripts/make_fixtures.py
 
@@ -20,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxconverter_common import float16
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 
@@ -54,12 +57,14 @@ def save(name, source, model_path, tolerance):
         f.write(f"{tolerance}\n")
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
+    half = {i.name for i in sess.get_inputs() if i.type == "tensor(float16)"}
     src = os.path.join(ROOT, source)
     for file in sorted(os.listdir(src)):
         if not (file.startswith("input_") and file.endswith(".json")):
             continue
         batch = file[len("input_"):-len(".json")]
-        outs = sess.run(None, load_inputs(os.path.join(src, file)))
+        inputs = load_inputs(os.path.join(src, file))
+        outs = sess.run(None, {k: v.astype(np.float16) if k in half else v for k, v in inputs.items()})
         with open(os.path.join(d, f"expected_{batch}.json"), "w") as f:
             json.dump({"outputs": [tensor_json(n, o) for n, o in zip(names, outs)]}, f, separators=(",", ":"))
     print(f"{name}: {len(data)} bytes (f32 source {os.path.getsize(os.path.join(src, 'model.onnx'))})")
@@ -145,6 +150,18 @@ def mlp_dynamic(tmp):
     save("scaler_mlp_int8_dynamic", "scaler_mlp", out, 1e-3)
 
 
+def cnn_float16(tmp):
+    """The CNN in half precision, inputs and outputs included
+    (keep_io_types=False). onnxruntime computes most ops in f32 and rounds
+    the outputs to float16; wasmops computes in f32 and returns f32: they
+    differ by that last rounding (half a float16 step, 2.4e-4 below 0.5)
+    plus the input's rounding to float16 (seen: 1.3e-4)."""
+    src = onnx.load(os.path.join(ROOT, "mobilenet_v2_style", "model.onnx"))
+    out = os.path.join(tmp, "cnn_f16.onnx")
+    onnx.save(float16.convert_float_to_float16(src, keep_io_types=False), out)
+    save("mobilenet_v2_style_f16", "mobilenet_v2_style", out, 1e-3)
+
+
 def bad_models():
     """Quantised models `build` must refuse, naming the problem."""
     d = os.path.join(ROOT, "bad")
@@ -175,7 +192,15 @@ def bad_models():
         helper.make_node("Mul", ["x", "w"], ["y"]),
     ], [numpy_helper.from_array(np.array([[1], [2], [3], [4]], dtype=np.int8).reshape(4), "wq"),
         scale("ws", [0.1, 0.1, 0.1, 0.1]), zp("wz", [0, 0, 0], np.int8)])
-    print("bad: int8_unsupported_op, int8_zero_scale, int8_zero_points_mismatch")
+    # A float16 weight with 3 bytes of data for 2 half floats (a cut file).
+    cut = numpy_helper.from_array(np.array([0.5, 0.25], dtype=np.float16), "w")
+    cut.raw_data = cut.raw_data[:3]
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "f16_truncated",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 2])], [cut])
+    with open(os.path.join(d, "f16_truncated.onnx"), "wb") as f:
+        f.write(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    print("bad: int8_unsupported_op, int8_zero_scale, int8_zero_points_mismatch, f16_truncated")
 
 
 if __name__ == "__main__":
@@ -184,3 +209,4 @@ if __name__ == "__main__":
         cnn_int8(tmp)
         image_pipeline_int8()
         mlp_dynamic(tmp)
+        cnn_float16(tmp)

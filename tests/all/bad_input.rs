@@ -47,6 +47,11 @@ fn bad_quantised_models_name_the_problem() {
         err.contains("DequantizeLinear") && err.contains("3 zero points for 4 scales"),
         "{err}"
     );
+    let err = build_fails(&fixtures().join("bad/f16_truncated.onnx"), &[]);
+    assert!(
+        err.contains("float16 tensor `w`") && err.contains("3 bytes of raw data"),
+        "{err}"
+    );
 }
 
 /// tract 0.23 panics expanding an ONNX LSTM over a symbolic batch; `build`

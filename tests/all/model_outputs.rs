@@ -162,6 +162,20 @@ fn mobilenet_v2_style_int8_qdq_per_tensor() {
     check("mobilenet_v2_style_int8_per_tensor", "full");
 }
 
+/// onnxconverter-common's float16 CNN (half-float inputs and outputs): it
+/// runs in f32 on the slim guest, within the final float16 rounding of
+/// onnxruntime's outputs.
+#[test]
+fn mobilenet_v2_style_float16() {
+    check("mobilenet_v2_style_f16", "slim");
+    let log = build_log("mobilenet_v2_style_f16");
+    assert!(
+        log.contains("note: float16 model: computed in f32")
+            && log.contains("it takes and returns f32 tensors"),
+        "{log}"
+    );
+}
+
 /// The int8 CNN behind the image pipeline (resize, normalise, HWC → CHW).
 #[test]
 fn image_pipeline_int8() {

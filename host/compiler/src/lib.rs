@@ -2,7 +2,8 @@
 //! model component.
 //!
 //! 1. [`onnx::load_model`] parses the ONNX file natively (tract + [`onnx_ml`]
-//!    ops; int8 QDQ convolutions fused first, [`qdq`]), fixes input shapes
+//!    ops; float16 widened to f32 first, [`float16`], and int8 QDQ
+//!    convolutions fused, [`qdq`]), fixes input shapes
 //!    (batch stays symbolic) and declutters it; a convolutional model with
 //!    independent samples is loaded for batch 1 instead and marked to
 //!    run a batch sample by sample (`wasmops_batching`);
@@ -13,6 +14,7 @@
 //!    ([`data_segments`] then leaves the zeros between its islands out).
 
 mod data_segments;
+mod float16;
 mod onnx;
 mod onnx_ml;
 mod panic_guard;
@@ -149,7 +151,7 @@ pub fn build(onnx_bytes: &[u8], opts: &BuildOptions) -> Result<Built, BuildError
             Err(e) => return Err(e),
         },
     };
-    let mut notes = vec![];
+    let mut notes = onnx::conversion_notes(onnx_bytes);
     let profile = opts
         .training
         .as_ref()

@@ -116,10 +116,49 @@ fn rewire_tree_classifier_labels(proto: &mut ModelProto) {
     graph.node.extend(added_nodes);
 }
 
-pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, BuildError> {
+/// The numeric rewrites on the protobuf, in order: float16 widened to f32
+/// ([`crate::float16`]), then quantisation parameters checked and QDQ
+/// convolutions and matrix products fused ([`crate::qdq`]). Returns how many
+/// tensors were widened and how many ops fused.
+fn rewrite_numerics(proto: &mut ModelProto) -> Result<(usize, usize), BuildError> {
+    let widened = crate::float16::widen(proto)?;
+    crate::qdq::check_parameters(proto)?;
+    let fused = crate::qdq::fuse_convolutions(proto)? + crate::qdq::fuse_matmuls(proto)?;
+    Ok((widened, fused))
+}
+
+/// What `build` tells the user it did to the model's numbers (nothing for an
+/// f32 model); the same rewrites as [`load_onnx`] makes.
+pub fn conversion_notes(bytes: &[u8]) -> Vec<String> {
+    let Ok(mut proto) = decode(bytes) else {
+        return vec![];
+    };
+    let Ok((widened, fused)) = rewrite_numerics(&mut proto) else {
+        return vec![];
+    };
+    let mut notes = vec![];
+    if widened > 0 {
+        notes.push(format!(
+            "float16 model: computed in f32 ({widened} half-float tensors and types widened); \
+             it takes and returns f32 tensors"
+        ));
+    }
+    if fused > 0 {
+        notes.push(format!(
+            "int8 model: {fused} quantize/dequantize convolutions and matrix products run on integer kernels"
+        ));
+    }
+    notes
+}
+
+fn decode(bytes: &[u8]) -> Result<ModelProto, BuildError> {
     use prost::Message;
-    let mut proto = ModelProto::decode(bytes)
-        .map_err(|e| BuildError::MalformedOnnx(format!("not a valid ONNX protobuf: {e}")))?;
+    ModelProto::decode(bytes)
+        .map_err(|e| BuildError::MalformedOnnx(format!("not a valid ONNX protobuf: {e}")))
+}
+
+pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, BuildError> {
+    let mut proto = decode(bytes)?;
     if proto.graph.as_ref().is_none_or(|g| g.node.is_empty()) {
         return Err(BuildError::MalformedOnnx(
             "the ONNX file has no graph nodes".into(),
@@ -127,11 +166,7 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
     }
     let zipmap = strip_zipmap(&mut proto);
     rewire_tree_classifier_labels(&mut proto);
-    crate::qdq::check_parameters(&proto)?;
-    let fused = crate::qdq::fuse_convolutions(&mut proto)?;
-    if fused > 0 {
-        tracing::info!("int8: {fused} quantize/dequantize convolution groups run as QLinearConv");
-    }
+    rewrite_numerics(&mut proto)?;
     let mut onnx = tract_onnx::onnx();
     crate::onnx_ml::register(&mut onnx.op_register);
     onnx.ignore_output_types = zipmap;

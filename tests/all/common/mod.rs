@@ -163,19 +163,32 @@ pub fn keygen(name: &str) -> (PathBuf, PathBuf) {
 
 /// Builds and signs fixture `name` once; returns the component path.
 pub fn component(name: &str) -> PathBuf {
-    built(name).0
+    built(name).out
 }
 
 /// Which generic guest `build` baked fixture `name` from (`slim` or `full`).
 pub fn guest_flavour(name: &str) -> String {
-    built(name).1
+    built(name).flavour
 }
 
-fn built(name: &str) -> (PathBuf, String) {
-    static BUILT: Mutex<Vec<(String, PathBuf, String)>> = Mutex::new(vec![]);
+/// What `build` printed building fixture `name`.
+pub fn build_log(name: &str) -> String {
+    built(name).log
+}
+
+#[derive(Clone)]
+struct Built {
+    name: String,
+    out: PathBuf,
+    flavour: String,
+    log: String,
+}
+
+fn built(name: &str) -> Built {
+    static BUILT: Mutex<Vec<Built>> = Mutex::new(vec![]);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, out, flavour)) = built.iter().find(|(n, _, _)| n == name) {
-        return (out.clone(), flavour.clone());
+    if let Some(b) = built.iter().find(|b| b.name == name) {
+        return b.clone();
     }
     let out = scratch().join(format!("{name}.wasm"));
     let dir = fixtures().join(name);
@@ -208,8 +221,14 @@ fn built(name: &str) -> (PathBuf, String) {
         .unwrap_or("?")
         .to_string();
     ok(&["sign", p(&out), "--key", p(&keys().0)]);
-    built.push((name.to_string(), out.clone(), flavour.clone()));
-    (out, flavour)
+    let b = Built {
+        name: name.to_string(),
+        out,
+        flavour,
+        log: stderr,
+    };
+    built.push(b.clone());
+    b
 }
 
 /// The scaler + logistic regression fixture built as `name` `version` with

@@ -68,7 +68,6 @@ pub fn register(registry: &mut Registry) {
     cumsum::register(registry);
     downsample::register(registry);
     dyn_slice::register(registry);
-    #[cfg(not(feature = "slim"))]
     einsum::register(registry);
     #[cfg(not(feature = "slim"))]
     fft::register(registry);
@@ -85,9 +84,7 @@ pub fn register(registry: &mut Registry) {
     lstm_cell::register(registry);
     matmul::register(registry);
     one_hot::register(registry);
-    #[cfg(not(feature = "slim"))]
     qconv::register(registry);
-    #[cfg(not(feature = "slim"))]
     qmatmul::register(registry);
     reduce::register(registry);
     #[cfg(not(feature = "slim"))]
