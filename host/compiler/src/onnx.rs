@@ -167,6 +167,14 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
     let zipmap = strip_zipmap(&mut proto);
     rewire_tree_classifier_labels(&mut proto);
     rewrite_numerics(&mut proto)?;
+    if !shapes.is_empty()
+        && let Some(graph) = proto.graph.as_mut()
+    {
+        // Shapes of intermediate values are hints; written for the exported
+        // input shape (a symbolic batch `N`, say), they contradict the shape
+        // given here (batch 1 for a per-sample CNN). tract infers them anyway.
+        graph.value_info.clear();
+    }
     let mut onnx = tract_onnx::onnx();
     crate::onnx_ml::register(&mut onnx.op_register);
     onnx.ignore_output_types = zipmap;
