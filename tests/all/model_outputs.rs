@@ -150,16 +150,22 @@ fn mobilenet_v2_style_224() {
 }
 
 /// onnxruntime's static quantiser, QDQ format, int8 weights per output
-/// channel and uint8 activations: the convolutions run on tract's integer
-/// kernels (`QLinearConv`), so only the full guest has them.
+/// channel and uint8 activations: the convolutions (`QLinearConv`) and the
+/// classifier (`MatMulInteger`) run on tract's integer kernels, which the
+/// slim guest keeps.
 #[test]
 fn mobilenet_v2_style_int8_qdq_per_channel() {
-    check("mobilenet_v2_style_int8", "full");
+    check("mobilenet_v2_style_int8", "slim");
+    let log = build_log("mobilenet_v2_style_int8");
+    assert!(
+        log.contains("note: int8 model: 41 quantize/dequantize convolutions and matrix products"),
+        "{log}"
+    );
 }
 
 #[test]
 fn mobilenet_v2_style_int8_qdq_per_tensor() {
-    check("mobilenet_v2_style_int8_per_tensor", "full");
+    check("mobilenet_v2_style_int8_per_tensor", "slim");
 }
 
 /// onnxconverter-common's float16 CNN (half-float inputs and outputs): it
@@ -179,13 +185,13 @@ fn mobilenet_v2_style_float16() {
 /// The int8 CNN behind the image pipeline (resize, normalise, HWC → CHW).
 #[test]
 fn image_pipeline_int8() {
-    check("image_pipeline_int8", "full");
+    check("image_pipeline_int8", "slim");
 }
 
 /// onnxruntime's dynamic quantiser: `DynamicQuantizeLinear` + `MatMulInteger`.
 #[test]
 fn scaler_mlp_int8_dynamic() {
-    check("scaler_mlp_int8_dynamic", "full");
+    check("scaler_mlp_int8_dynamic", "slim");
 }
 
 #[test]
