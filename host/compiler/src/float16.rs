@@ -94,7 +94,7 @@ fn widen_tensor(tensor: &mut TensorProto) -> Result<usize, BuildError> {
     }
     let count: i64 = tensor.dims.iter().product();
     let values: Vec<f32> = if !tensor.raw_data.is_empty() {
-        if tensor.raw_data.len() % 2 != 0 {
+        if !tensor.raw_data.len().is_multiple_of(2) {
             return Err(bad(format!(
                 "{} bytes of raw data, not a whole number of half floats",
                 tensor.raw_data.len()
