@@ -2,7 +2,8 @@
 """Generates the int8 and float16 fixtures from the f32 ones, as an edge
 team would: onnxruntime's own quantiser (static QDQ for the CNN, per channel
 and per tensor; dynamic for the MLP) and onnxconverter-common's float16
-converter (the CNN, half-float inputs and outputs too). The expected outputs
+converter (the CNN with half-float inputs and outputs, the small CNN with
+f32 ones: keep_io_types). The expected outputs
 are onnxruntime's on the converted file itself, for the f32 fixture's own
 inputs (batch 1 and N), which the tests read from there.
 
@@ -160,6 +161,11 @@ def cnn_float16(tmp):
     out = os.path.join(tmp, "cnn_f16.onnx")
     onnx.save(float16.convert_float_to_float16(src, keep_io_types=False), out)
     save("mobilenet_v2_style_f16", "mobilenet_v2_style", out, 1e-3)
+    # The converter's usual call: f32 inputs and outputs, casts inside.
+    src = onnx.load(os.path.join(ROOT, "small_cnn", "model.onnx"))
+    out = os.path.join(tmp, "small_cnn_f16.onnx")
+    onnx.save(float16.convert_float_to_float16(src, keep_io_types=True), out)
+    save("small_cnn_f16_keep_io", "small_cnn", out, 1e-3)
 
 
 def bad_models():

@@ -182,6 +182,13 @@ fn mobilenet_v2_style_float16() {
     );
 }
 
+/// The converter's usual call (`keep_io_types`): f32 inputs and outputs,
+/// casts to and from float16 inside, an exporter's node named as a tensor.
+#[test]
+fn small_cnn_float16_with_f32_inputs_and_outputs() {
+    check("small_cnn_f16_keep_io", "slim");
+}
+
 /// The int8 CNN behind the image pipeline (resize, normalise, HWC → CHW).
 #[test]
 fn image_pipeline_int8() {

@@ -157,6 +157,42 @@ fn decode(bytes: &[u8]) -> Result<ModelProto, BuildError> {
         .map_err(|e| BuildError::MalformedOnnx(format!("not a valid ONNX protobuf: {e}")))
 }
 
+/// tract names a node by its ONNX name, else by its first output, and its
+/// inputs and constants by their tensor names, and refuses a model where two
+/// of those names are the same. ONNX only asks tensor names to be unique, and
+/// exporters do reuse them as node names (onnxconverter-common names the cast
+/// it appends to output `probs` `_cast_to_probs`, the name of its input):
+/// such a node is renamed `name#index`.
+fn unique_node_names(proto: &mut ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    let mut taken: std::collections::HashSet<String> = graph
+        .input
+        .iter()
+        .map(|i| i.name.clone())
+        .chain(graph.initializer.iter().map(|t| t.name.clone()))
+        .collect();
+    for (ix, node) in graph.node.iter_mut().enumerate() {
+        let name = if node.name.is_empty() {
+            node.output.first().cloned().unwrap_or_default()
+        } else {
+            node.name.clone()
+        };
+        if name.is_empty() {
+            continue;
+        }
+        if taken.insert(name.clone()) {
+            continue;
+        }
+        let mut renamed = format!("{name}#{ix}");
+        while !taken.insert(renamed.clone()) {
+            renamed.push('_');
+        }
+        node.name = renamed;
+    }
+}
+
 pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, BuildError> {
     let mut proto = decode(bytes)?;
     if proto.graph.as_ref().is_none_or(|g| g.node.is_empty()) {
@@ -167,6 +203,7 @@ pub fn load_onnx(bytes: &[u8], shapes: &[InputShape]) -> Result<TypedModel, Buil
     let zipmap = strip_zipmap(&mut proto);
     rewire_tree_classifier_labels(&mut proto);
     rewrite_numerics(&mut proto)?;
+    unique_node_names(&mut proto);
     if !shapes.is_empty()
         && let Some(graph) = proto.graph.as_mut()
     {
