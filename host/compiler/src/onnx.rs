@@ -145,7 +145,8 @@ pub fn conversion_notes(bytes: &[u8]) -> Vec<String> {
     }
     if fused > 0 {
         notes.push(format!(
-            "int8 model: {fused} quantize/dequantize convolutions and matrix products run on integer kernels"
+            "int8 model: {fused} quantize/dequantize convolutions and matrix products run on integer kernels \
+             (smaller at real widths, slower than the f32 model in wasm today: README, Performance → Int8 models)"
         ));
     }
     notes
