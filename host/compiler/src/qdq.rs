@@ -229,6 +229,22 @@ impl Context<'_> {
         constant(self.initializers, name)
     }
 
+    /// The values, scale and zero point of a `DequantizeLinear` whose three
+    /// inputs are all constants.
+    fn dequantized_constant(
+        &self,
+        dq: &NodeProto,
+    ) -> Result<Option<(Tensor, Tensor, Tensor)>, BuildError> {
+        let (Some(values), Some(scale), Some(zero)) = (
+            self.constant(&dq.input[0])?,
+            self.constant(&dq.input[1])?,
+            self.constant(&dq.input[2])?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some((values, scale, zero)))
+    }
+
     /// A scale and zero point that are constants of one element each.
     fn per_tensor(&self, node: &NodeProto) -> Result<bool, BuildError> {
         for name in &node.input[1..3] {
@@ -264,11 +280,7 @@ impl Context<'_> {
         }
         // Weights: int8/uint8 constants, one scale and zero point or one per
         // output channel (axis 0, the only axis QLinearConv takes).
-        let (Some(weights), Some(w_scale), Some(w_zero)) = (
-            self.constant(&w.input[0])?,
-            self.constant(&w.input[1])?,
-            self.constant(&w.input[2])?,
-        ) else {
+        let Some((weights, w_scale, w_zero)) = self.dequantized_constant(w)? else {
             return Ok(None);
         };
         let channels = weights.shape().first().copied().unwrap_or(0);
@@ -344,10 +356,8 @@ impl Context<'_> {
         if !self.per_tensor(x)? {
             return Ok(None);
         }
-        let (Some(weights), Some(w_scale), Some(w_zero), Some(x_scale), Some(x_zero)) = (
-            self.constant(&w.input[0])?,
-            self.constant(&w.input[1])?,
-            self.constant(&w.input[2])?,
+        let (Some((weights, w_scale, w_zero)), Some(x_scale), Some(x_zero)) = (
+            self.dequantized_constant(w)?,
             self.constant(&x.input[1])?,
             self.constant(&x.input[2])?,
         ) else {
@@ -487,11 +497,7 @@ impl Context<'_> {
         op: &str,
     ) -> Result<Option<TensorProto>, BuildError> {
         let values: Vec<f64> = if let Some(dq) = self.dequantize(name) {
-            let (Some(q), Some(s), Some(z)) = (
-                self.constant(&dq.input[0])?,
-                self.constant(&dq.input[1])?,
-                self.constant(&dq.input[2])?,
-            ) else {
+            let Some((q, s, z)) = self.dequantized_constant(dq)? else {
                 return Ok(None);
             };
             let (q, s, z) = (doubles(&q)?, doubles(&s)?, doubles(&z)?);
