@@ -64,16 +64,24 @@ fn cases(name: &str) -> Vec<String> {
 /// Runs the fixture's `batch` case through the plan and compares every output
 /// with onnxruntime's within the fixture's tolerance.
 fn matches_onnxruntime(name: &str, plan: &Plan, batch: &str) {
+    matches_onnxruntime_on(name, name, plan, batch)
+}
+
+/// [`matches_onnxruntime`] with the inputs of fixture `inputs_of`.
+fn matches_onnxruntime_on(name: &str, inputs_of: &str, plan: &Plan, batch: &str) {
     let dir = fixture(name);
     let tol: f32 = std::fs::read_to_string(dir.join("tolerance.txt"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    let inputs = tensors(&dir.join(format!("input_{batch}.json")), "inputs")
-        .into_iter()
-        .map(|t| t.into_tvalue())
-        .collect();
+    let inputs = tensors(
+        &fixture(inputs_of).join(format!("input_{batch}.json")),
+        "inputs",
+    )
+    .into_iter()
+    .map(|t| t.into_tvalue())
+    .collect();
     let got = plan.run(inputs).unwrap();
     let expected = tensors(&dir.join(format!("expected_{batch}.json")), "outputs");
     assert_eq!(got.len(), expected.len());
@@ -106,6 +114,22 @@ fn convolutional_models_run_sample_by_sample() {
         );
         for batch in cases(name) {
             matches_onnxruntime(name, &plan, &batch);
+        }
+    }
+}
+
+/// Static int8 CNNs (quantize/dequantize between integer convolutions) are as
+/// independent per sample as f32 ones. Their inputs are the f32 fixture's.
+#[test]
+fn static_int8_convolutional_models_run_sample_by_sample() {
+    for name in [
+        "mobilenet_v2_style_int8",
+        "mobilenet_v2_style_int8_per_tensor",
+    ] {
+        let plan = plan(name);
+        assert!(plan.per_sample(), "{name} should get the batch-1 plan");
+        for batch in cases("mobilenet_v2_style") {
+            matches_onnxruntime_on(name, "mobilenet_v2_style", &plan, &batch);
         }
     }
 }
