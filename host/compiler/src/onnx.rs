@@ -146,7 +146,7 @@ pub fn conversion_notes(bytes: &[u8]) -> Vec<String> {
     if fused > 0 {
         notes.push(format!(
             "int8 model: {fused} quantize/dequantize convolutions and matrix products run on integer kernels \
-             (smaller at real widths, slower than the f32 model in wasm today: README, Performance → Int8 models)"
+             (size and speed against the f32 model: README, Performance → Int8 models)"
         ));
     }
     notes
