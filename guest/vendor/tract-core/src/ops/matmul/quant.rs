@@ -208,14 +208,9 @@ pub(crate) fn requant(
     if let Some(c0) = c0
         && matches!(dt.unquantized(), DatumType::U8 | DatumType::I8)
     {
-        let rank = model.outlet_fact(wire)?.rank();
-        let mut scale = scale;
-        while model.outlet_fact(scale)?.rank() < rank {
-            let name = format!("{name}.scale_rank_{}", model.outlet_fact(scale)?.rank());
-            scale = model.wire_node(name, AxisOp::Add(0), &[scale])?[0];
-        }
-        return Ok(model.wire_node(
+        return Ok(wire_with_rank_broadcast(
             format!("{name}.requant"),
+            model,
             ops::quant::Requant { c0, dt },
             &[scale, wire],
         )?[0]);
