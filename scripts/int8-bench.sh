@@ -7,7 +7,8 @@
 #   weights), generated here by scripts/make_fixtures.py's builder and
 #   quantised as scripts/make_quant_fixtures.py does (nothing is downloaded).
 # For each: component size, in-wasm p50 and native tract p50 (`wasmops
-# bench`), the two components head to head (`wasmops bench --against`), and
+# bench`, with `--profile`: native time per operator kind), the two
+# components head to head (`wasmops bench --against`), and
 # onnxruntime (CPU, one thread) on the same ONNX files. One JSON line per
 # measurement, then a table of int8/f32 ratios.
 #
@@ -48,7 +49,7 @@ for net in fixture paper; do
     model=$tmp/$net/$side.onnx
     "$bin" build "$model" --out "$tmp/$net/$side.wasm" --name "mnet-$net-$side" --version 1.0.0 2>&1 |
       grep '^built' >&2
-    "$bin" bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --seconds "$seconds" |
+    "$bin" bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --seconds "$seconds" --profile |
       tail -n 1 > "$tmp/$net/$side.json"
     echo "{\"net\":\"$net\",\"side\":\"$side\",\"bench\":$(cat "$tmp/$net/$side.json")}"
   done
@@ -99,4 +100,9 @@ for net in ("fixture", "paper"):
     print(f"  {'wasm/onnxruntime':20} {b['f32']['wasm_p50_ms'] / ort_ms['f32']:12.2f} "
           f"{b['int8']['wasm_p50_ms'] / ort_ms['int8']:12.2f}")
     print(f"  head to head (bench --against): int8/f32 p50 {head['ratio_p50']:.2f}")
+    # Where native tract's time goes (bench --profile), the five largest per side.
+    for side in ("f32", "int8"):
+        top = ", ".join(f"{t['op']} {t['ms_per_run']:.2f} ms ({t['share'] * 100:.0f} %)"
+                        for t in b[side]["native_profile"][:5])
+        print(f"  native {side:4} time by operator: {top}")
 EOF

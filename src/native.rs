@@ -4,6 +4,8 @@
 //! as the component: the baseline `bench` and `serve --native` measure
 //! components against. Nothing here is signed or sandboxed.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result, bail};
 use tract_onnx::prelude::*;
 use wasmops_pipeline::Pipeline;
@@ -11,6 +13,18 @@ use wasmops_runtime::HostError;
 use wasmops_runtime::bindings::{
     Dim, ElementType, ModelInfo, PredictError, Tensor, TensorData, TensorSpec,
 };
+
+/// One operator kind's time in [`NativeModel::profile`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpTime {
+    /// tract's operator name (`OptMatMul`, `Requant`, `DepthWise`, …).
+    pub op: String,
+    /// Nodes of the plan with this operator.
+    pub nodes: usize,
+    pub ms_per_run: f64,
+    /// Of the time spent in all nodes.
+    pub share: f64,
+}
 
 pub struct NativeModel {
     plan: wasmops_batching::Plan,
@@ -135,6 +149,53 @@ impl NativeModel {
         let outputs = self.plan.run(prepared);
         clear_upper_vector_state();
         outputs
+    }
+
+    /// Where native tract spends its time on `prepared`: each node of the
+    /// optimised plan timed over `rounds` runs, summed per operator kind,
+    /// largest first. A per-sample plan is profiled on the first sample (the
+    /// plan every sample runs through).
+    pub fn profile(&self, prepared: &TVec<TValue>, rounds: usize) -> Result<Vec<OpTime>> {
+        let inputs: TVec<TValue> = if self.plan.per_sample() {
+            prepared
+                .iter()
+                .map(|t| Ok(t.slice(0, 0, 1)?.into_tvalue()))
+                .collect::<Result<_>>()?
+        } else {
+            prepared.clone()
+        };
+        let plan = TypedSimplePlan::new(self.plan.model().clone())?;
+        let mut state = TypedSimpleState::new(&plan)?;
+        let mut per_op: Vec<(String, std::collections::BTreeSet<usize>, Duration)> = vec![];
+        for _ in 0..rounds.max(1) {
+            state.run_plan_with_eval(inputs.clone(), |ctx, op_state, node, input| {
+                let started = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
+                let spent = started.elapsed();
+                let name = node.op().name();
+                match per_op.iter_mut().find(|(op, ..)| *op == name) {
+                    Some((_, nodes, total)) => {
+                        nodes.insert(node.id);
+                        *total += spent;
+                    }
+                    None => per_op.push((name.to_string(), [node.id].into(), spent)),
+                }
+                out
+            })?;
+        }
+        clear_upper_vector_state();
+        let all: Duration = per_op.iter().map(|(.., t)| *t).sum();
+        let mut times: Vec<OpTime> = per_op
+            .into_iter()
+            .map(|(op, nodes, total)| OpTime {
+                op,
+                nodes: nodes.len(),
+                ms_per_run: total.as_secs_f64() * 1e3 / rounds.max(1) as f64,
+                share: total.as_secs_f64() / all.as_secs_f64().max(f64::MIN_POSITIVE),
+            })
+            .collect();
+        times.sort_by(|a, b| b.ms_per_run.total_cmp(&a.ms_per_run));
+        Ok(times)
     }
 
     /// Tract's outputs as the component would return them.

@@ -38,6 +38,10 @@ pub struct BenchCommand {
     /// Measuring time per side.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Also time native tract's plan node by node and print where the time
+    /// goes, per operator kind (`native_profile` in the JSON).
+    #[arg(long, conflicts_with = "against")]
+    pub profile: bool,
 }
 
 impl BenchCommand {
@@ -47,6 +51,7 @@ impl BenchCommand {
             batch: self.batch,
             budget: Duration::from_secs_f64(self.seconds),
             pipeline: read_pipeline(self.pipeline.as_deref())?,
+            profile: self.profile,
             ..Default::default()
         };
         if let Some(input) = &self.input {
@@ -82,6 +87,8 @@ pub struct BenchOptions {
     pub pipeline: Option<String>,
     /// Input JSON (the `run` format) to use instead of synthetic inputs.
     pub inputs: Option<String>,
+    /// Profile native tract per operator kind too.
+    pub profile: bool,
 }
 
 impl Default for BenchOptions {
@@ -92,6 +99,7 @@ impl Default for BenchOptions {
             min_iters: 10,
             pipeline: None,
             inputs: None,
+            profile: false,
         }
     }
 }
@@ -122,6 +130,9 @@ pub struct BenchReport {
     pub call_overhead_us: f64,
     pub size_bytes: usize,
     pub guest_target_features: String,
+    /// With `--profile`: native tract's time per operator kind, largest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_profile: Option<Vec<crate::native::OpTime>>,
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -282,6 +293,14 @@ pub fn run(
 
     let (n50, n90) = (percentile(&mut native, 0.5), percentile(&mut native, 0.9));
     let (w50, w90) = (percentile(&mut wasm, 0.5), percentile(&mut wasm, 0.9));
+    // As many runs as a quarter of the budget holds at the native p50.
+    let native_profile = match opts.profile {
+        true => {
+            let runs = (opts.budget.as_secs_f64() / 4.0 / n50.as_secs_f64().max(1e-6)) as usize;
+            Some(model.profile(&native_inputs, runs.clamp(opts.min_iters, 1000))?)
+        }
+        false => None,
+    };
     Ok(BenchReport {
         model: label(&info, model_name),
         batch: opts.batch,
@@ -302,6 +321,7 @@ pub fn run(
         call_overhead_us,
         size_bytes: component.len(),
         guest_target_features: wasmops_guest_artifacts::TARGET_FEATURES.to_string(),
+        native_profile,
     })
 }
 
@@ -354,6 +374,18 @@ pub fn print(report: &BenchReport) {
         report.size_bytes,
         report.size_bytes as f64 / 1e6
     );
+    if let Some(profile) = &report.native_profile {
+        println!("  native tract, time per operator kind (largest first):");
+        for t in profile.iter().take(12) {
+            println!(
+                "    {:<26} {:>9.3} ms {:>6.1} %  ({} nodes)",
+                t.op,
+                t.ms_per_run,
+                t.share * 100.0,
+                t.nodes
+            );
+        }
+    }
     println!(
         "{}",
         serde_json::to_string(report).expect("report serialises")

@@ -51,6 +51,57 @@ fn bench_reports_wasm_against_native_tract() {
     assert_eq!(r["wasm_round_p50_ms"].as_array().unwrap().len(), 5, "{r}");
 }
 
+/// `--profile`: native tract's plan timed node by node, per operator kind.
+/// On the int8 CNN the quantised products and their requantisation are there
+/// (the int8 plan, not a float one), shares add up, largest first.
+#[test]
+fn profile_says_where_native_time_goes() {
+    let name = "mobilenet_v2_style_int8";
+    let dir = fixtures().join(name);
+    // The int8 fixture takes its f32 twin's inputs (`inputs_from.txt`).
+    let input = fixtures().join("mobilenet_v2_style/input_b1.json");
+    let r = report(&ok(&[
+        "bench",
+        p(&component(name)),
+        "--model",
+        p(&dir.join("model.onnx")),
+        "--input",
+        p(&input),
+        "--seconds",
+        "0.5",
+        "--profile",
+    ]));
+    let profile = r["native_profile"].as_array().expect("native_profile");
+    let ops: Vec<&str> = profile.iter().map(|t| t["op"].as_str().unwrap()).collect();
+    for op in ["OptMatMul", "Requant"] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    }
+    let mut unique = ops.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ops.len(), "an operator listed twice: {ops:?}");
+    let shares: f64 = profile.iter().map(|t| num(t, "share")).sum();
+    assert!((shares - 1.0).abs() < 1e-9, "shares add up to {shares}");
+    let ms: Vec<f64> = profile.iter().map(|t| num(t, "ms_per_run")).collect();
+    assert!(
+        ms.windows(2).all(|w| w[0] >= w[1]),
+        "not largest first: {ms:?}"
+    );
+    assert!(profile.iter().all(|t| num(t, "nodes") >= 1.0), "{r}");
+    // Without the flag the report has no profile.
+    let r = report(&ok(&[
+        "bench",
+        p(&component(name)),
+        "--model",
+        p(&dir.join("model.onnx")),
+        "--input",
+        p(&input),
+        "--seconds",
+        "0.2",
+    ]));
+    assert!(r.get("native_profile").is_none(), "{r}");
+}
+
 /// Largest |a - b| / max(|a|, 1) between two `run` outputs, computed here from their JSON.
 fn json_difference(a: &Value, b: &Value) -> f64 {
     let values = |v: &Value| -> Vec<f64> {
