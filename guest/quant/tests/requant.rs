@@ -200,3 +200,37 @@ fn asymmetric_weights_keep_their_sums() {
         seed: 3,
     });
 }
+
+/// `round_shift_clamp`, the rounding `Requant` and the quantize-linear ops
+/// share (ties to even, zero point, clamp, read from the float's bits), against
+/// `round_ties_even`, a saturating add and a clamp: every tie, values far past
+/// the range, infinities and NaN (which counts as 0, as `NaN as i32` does).
+#[test]
+fn the_shared_rounding_matches_round_ties_even() {
+    use tract_nnef::tract_core::ops::quant::round_shift_clamp;
+    let mut ps: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.25).collect();
+    ps.extend(
+        values(7, 20_000, -4_000_000, 4_000_000)
+            .iter()
+            .map(|v| *v as f32 * 1e-3),
+    );
+    ps.extend([1e9, -1e9, 8_388_607.5, -8_388_609.0, f32::MAX, f32::MIN]);
+    ps.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -0.0]);
+    let mut checked = 0;
+    for (lo, hi) in [(i8::MIN as i32, i8::MAX as i32), (0, u8::MAX as i32)] {
+        for zp in [-128, -3, 0, 1, 127, 128, 255] {
+            for &p in &ps {
+                let rounded = if p.is_nan() {
+                    0
+                } else {
+                    p.round_ties_even() as i32
+                };
+                let want = rounded.saturating_add(zp).clamp(lo, hi);
+                let got = round_shift_clamp(p, zp as f32, lo as f32, hi as f32);
+                assert_eq!(got, want, "p {p}, zero point {zp}, range {lo}..={hi}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300_000, "{checked}");
+}
