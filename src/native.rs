@@ -17,7 +17,7 @@ use wasmops_runtime::bindings::{
 /// One operator kind's time in [`NativeModel::profile`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OpTime {
-    /// tract's operator name (`OptMatMul`, `Requant`, `DepthWise`, …).
+    /// tract's operator name (`OptMatMul`, `Requant`, `DepthWiseConv`, …).
     pub op: String,
     /// Nodes of the plan with this operator.
     pub nodes: usize,

@@ -60,17 +60,19 @@ fn profile_says_where_native_time_goes() {
     let dir = fixtures().join(name);
     // The int8 fixture takes its f32 twin's inputs (`inputs_from.txt`).
     let input = fixtures().join("mobilenet_v2_style/input_b1.json");
-    let r = report(&ok(&[
-        "bench",
-        p(&component(name)),
-        "--model",
-        p(&dir.join("model.onnx")),
-        "--input",
-        p(&input),
-        "--seconds",
-        "0.5",
-        "--profile",
-    ]));
+    let (wasm, model) = (component(name), dir.join("model.onnx"));
+    let bench = |extra: &[&str]| {
+        let base = [
+            "bench",
+            p(&wasm),
+            "--model",
+            p(&model),
+            "--input",
+            p(&input),
+        ];
+        report(&ok(&[&base[..], extra].concat()))
+    };
+    let r = bench(&["--seconds", "0.5", "--profile"]);
     let profile = r["native_profile"].as_array().expect("native_profile");
     let ops: Vec<&str> = profile.iter().map(|t| t["op"].as_str().unwrap()).collect();
     for op in ["OptMatMul", "Requant"] {
@@ -89,16 +91,7 @@ fn profile_says_where_native_time_goes() {
     );
     assert!(profile.iter().all(|t| num(t, "nodes") >= 1.0), "{r}");
     // Without the flag the report has no profile.
-    let r = report(&ok(&[
-        "bench",
-        p(&component(name)),
-        "--model",
-        p(&dir.join("model.onnx")),
-        "--input",
-        p(&input),
-        "--seconds",
-        "0.2",
-    ]));
+    let r = bench(&["--seconds", "0.2"]);
     assert!(r.get("native_profile").is_none(), "{r}");
 }
 
