@@ -4,6 +4,7 @@ use crate::internal::*;
 use crate::ops::element_wise::ElementWiseOp;
 use crate::ops::math::QScale;
 use num_traits::AsPrimitive;
+pub use tract_linalg::round_shift_clamp;
 use tract_linalg::Scaler;
 use tract_linalg::lut::Lut;
 use tract_linalg::mmm::RoundingPolicy;
@@ -17,26 +18,6 @@ pub fn quantize_linear_f32_u8(x: f32, scale: f32, zero_point: i32) -> u8 {
 
 pub fn quantize_linear_f32_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
     round_shift_clamp(x * scale, zero_point as f32, i8::MIN as f32, i8::MAX as f32) as i8
-}
-
-/// `p` rounded (ties to even, odd-symmetric, as `round_ties_to_even`), plus
-/// `zero_point`, clamped to `[lo, hi]` (within [-2^22, 2^22)); NaN counts as 0,
-/// as `NaN as i32` did. Written so that a loop over it vectorises on baseline
-/// x86-64 and in wasm: adding and taking away 2^23 rounds to even (exact below
-/// 2^23; anything larger clamps the same), `clamp` is compare-and-select, and the
-/// clamped integer becomes an `i32` by its bits (1.5 * 2^23 + c is exact, its
-/// mantissa 2^22 + c) where `as i32` (saturating)
-/// does not vectorise without SSE4.1 and `max`/`min` do not in wasm (NaN rules).
-/// Measured on 1.2 M elements: 2.0 -> 0.6 ns each natively, 0.67 -> 0.5 in wasm.
-#[inline(always)]
-pub fn round_shift_clamp(p: f32, zero_point: f32, lo: f32, hi: f32) -> i32 {
-    const TOINT: f32 = 1.0 / f32::EPSILON;
-    const MAGIC: f32 = 1.5 * TOINT;
-    let p = if p.is_nan() { 0.0 } else { p };
-    let r = (p.abs() + TOINT - TOINT).copysign(p);
-    let c = (r + zero_point).clamp(lo, hi);
-    // The mantissa of 1.5 * 2^23 + c is 2^22 + c.
-    (((c + MAGIC).to_bits() & 0x7f_ffff) as i32) - (1 << 22)
 }
 
 element_wise_oop!(quantize_linear_u8,

@@ -15,4 +15,4 @@ pub mod silu;
 pub mod tanh;
 pub mod unicast;
 
-pub use self::rounding::{ScaleShiftAndRound, Scaler};
+pub use self::rounding::{ScaleShiftAndRound, Scaler, round_shift_clamp};

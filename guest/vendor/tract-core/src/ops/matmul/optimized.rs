@@ -75,6 +75,12 @@ pub enum ProtoFusedSpec {
     AddRowColProducts(usize, usize),
     AddUnicast(OutputStoreSpec, usize, MapOutputAxisToInput),
     Scaler(Scaler),
+    /// A `Requant` fused into the store of an i32 product (see
+    /// `tract_linalg::mmm::FusedSpec::Requant`): the input holding one f32
+    /// factor per row (`[m]`) or, `per_col`, per column (`[n]`: the kernel
+    /// may compute the product transposed), the zero point and the output
+    /// type's bounds.
+    Requant { scales: usize, per_col: bool, c0: i32, lo: i32, hi: i32 },
     Store(Vec<OutputStoreSpec>),
 }
 
@@ -93,6 +99,7 @@ impl ProtoFusedSpec {
             AddRowColProducts(_, _) => "add_row_col_product".to_string(),
             AddUnicast(_, _, _) => "add_to_matrix".to_string(),
             Scaler(s) => format!("scale({})", 1f32 * *s),
+            Requant { c0, lo, hi, .. } => format!("requant(c0={c0}, {lo}..={hi})"),
             Store(_oss) => "store".to_string(),
         }
     }
@@ -164,6 +171,13 @@ impl ProtoFusedSpec {
                 FusedSpec::AddUnicast(store.wrap(&view))
             },
             ProtoFusedSpec::Scaler(scaler) => scaler.as_fused_spec(),
+            ProtoFusedSpec::Requant { scales, per_col, c0, lo, hi } => FusedSpec::Requant {
+                scales: inputs[*scales].view(),
+                per_col: *per_col,
+                c0: *c0,
+                lo: *lo,
+                hi: *hi,
+            },
             ProtoFusedSpec::Store(oss) => unsafe {
                 let view = output.view_offsetting_unchecked(output_coords);
                 FusedSpec::Store(oss[mode].wrap(&view))
@@ -229,6 +243,13 @@ impl ProtoFusedSpec {
                 FusedSpec::AddUnicast(store.wrap(&view))
             },
             ProtoFusedSpec::Scaler(scaler) => scaler.as_fused_spec(),
+            ProtoFusedSpec::Requant { scales, per_col, c0, lo, hi } => FusedSpec::Requant {
+                scales: inputs[*scales].view(),
+                per_col: *per_col,
+                c0: *c0,
+                lo: *lo,
+                hi: *hi,
+            },
             ProtoFusedSpec::Store(oss) => unsafe {
                 FusedSpec::Store(oss[mode].wrap(&output.view_mut()))
             },
@@ -280,6 +301,7 @@ impl ProtoFusedSpec {
                 ensure!(inputs[*row].datum_type.is_number());
                 ensure!(inputs[*col].datum_type.is_number());
             }
+            Requant { scales, .. } => ensure!(inputs[*scales].datum_type == f32::datum_type()),
             _ => (),
         };
         Ok(())
@@ -308,7 +330,12 @@ impl ProtoFusedSpec {
             BinPerRow(_, _, map) | BinPerCol(_, _, map) | AddUnicast(_, _, map) => {
                 out.extend(map.0.iter().map(|(c, _)| *c));
             }
-            BinScalar(..) | Scaler(..) | AddRowColProducts(_, _) | LeakyRelu(_) | Store(..) => {}
+            BinScalar(..)
+            | Scaler(..)
+            | Requant { .. }
+            | AddRowColProducts(_, _)
+            | LeakyRelu(_)
+            | Store(..) => {}
         }
     }
 
@@ -319,7 +346,11 @@ impl ProtoFusedSpec {
                 geo.c_to_a_axis_mapping.rm_c_axis(axis);
                 geo.c_to_b_axis_mapping.rm_c_axis(axis);
             }
-            BinScalar(..) | Scaler(..) | AddRowColProducts(_, _) | LeakyRelu(_) => {}
+            BinScalar(..)
+            | Scaler(..)
+            | Requant { .. }
+            | AddRowColProducts(_, _)
+            | LeakyRelu(_) => {}
             BinPerRow(_, _, map) | BinPerCol(_, _, map) => map.rm_c_axis(axis),
             AddUnicast(_, _, map) => {
                 map.rm_c_axis(axis);
@@ -594,8 +625,13 @@ impl TypedOp for OptMatMul {
         rule_if!(!model.output_outlets()?.contains(&node.id.into()));
         let succ = model.node(node.outputs[0].successors[0].node);
         let mut patch = TypedModelPatch::new(format!("fusing {succ}"));
-
-        if let Some(op) = succ.op_as::<ops::binary::TypedBinOp>() {
+        // Once requantised, the stored values are no longer the accumulator the
+        // kernel holds: nothing that changes values fuses after that.
+        let requantised = self.micro_ops.iter().any(|o| matches!(o, ProtoFusedSpec::Requant { .. }));
+        if !requantised && let Some(op) = succ.op_as::<ops::quant::Requant>() {
+            return self.fuse_requant(model, node, succ, op, patch);
+        }
+        if !requantised && let Some(op) = succ.op_as::<ops::binary::TypedBinOp>() {
             rule_if_some!(mut binop = op.0.as_linalg_binop());
             let flipped = succ.inputs[0].node == node.id;
             if flipped {
@@ -604,7 +640,7 @@ impl TypedOp for OptMatMul {
             let other_outlet = succ.inputs[flipped as usize];
             return self.fuse_binary(model, node, patch, other_outlet, binop);
         }
-        if let Some(op) = succ.op_as::<ops::binary::OptBinByScalar>() {
+        if !requantised && let Some(op) = succ.op_as::<ops::binary::OptBinByScalar>() {
             rule_if_some!(mut binop = op.binop.as_linalg_binop());
             let flipped = succ.inputs[0].node == node.id;
             if flipped {
@@ -614,7 +650,9 @@ impl TypedOp for OptMatMul {
             return self.fuse_binary(model, node, patch, other_outlet, binop);
         }
 
-        if let Some(op) = succ.op_as::<ops::element_wise::ElementWiseOp>().map(|ew| ew.0.as_ref()) {
+        if !requantised
+            && let Some(op) = succ.op_as::<ops::element_wise::ElementWiseOp>().map(|ew| ew.0.as_ref())
+        {
             if let Some(op) = op.downcast_ref::<ops::math::QScale>() {
                 return self.fuse_op(
                     model,
@@ -643,7 +681,8 @@ impl TypedOp for OptMatMul {
                 );
             }
         }
-        if let Some(cast_to) = succ.op_as::<ops::cast::Cast>().map(|cast| cast.to)
+        if !requantised
+            && let Some(cast_to) = succ.op_as::<ops::cast::Cast>().map(|cast| cast.to)
             && (((cast_to.unquantized() == i8::datum_type()
                 || cast_to.unquantized() == u8::datum_type())
                 && self.c_fact.datum_type == i32::datum_type())
@@ -738,7 +777,7 @@ impl TypedOp for OptMatMul {
                 }
             }
         }
-        if let Some(op) = succ.op_as::<ops::binary::OptBinUnicast>() {
+        if !requantised && let Some(op) = succ.op_as::<ops::binary::OptBinUnicast>() {
             let in_1_fact = model.outlet_fact(succ.inputs[0])?;
             let in_2_fact = model.outlet_fact(succ.inputs[1])?;
             if op.binop.is::<ops::math::Add>()
@@ -966,6 +1005,13 @@ impl OptMatMul {
                     }
                     AddUnicast(s, v, m) => AddUnicast(*s, remap[*v].unwrap(), m.clone()),
                     Scaler(s) => Scaler(*s),
+                    Requant { scales, per_col, c0, lo, hi } => Requant {
+                        scales: remap[*scales].unwrap(),
+                        per_col: *per_col,
+                        c0: *c0,
+                        lo: *lo,
+                        hi: *hi,
+                    },
                     Store(o) => Store(o.clone()),
                 })
             })
@@ -978,6 +1024,55 @@ impl OptMatMul {
         let output = patch.wire_node(&node.name, new_op, &taps)?;
         patch.shunt_outside(model, node.id.into(), output[0])?;
         Ok(Some(patch))
+    }
+
+    /// A `Requant` after this i32 product, done in its store instead
+    /// ([`ProtoFusedSpec::Requant`]: no i32 tensor in memory, no second pass),
+    /// when its scale is a constant with one factor, or one per index of the
+    /// kernel's m or n axis.
+    fn fuse_requant(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+        succ: &TypedNode,
+        op: &crate::ops::quant::Requant,
+        mut patch: TypedModelPatch,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        rule_if!(succ.inputs[1] == OutletId::new(node.id, 0));
+        rule_if!(self.c_fact.datum_type == i32::datum_type());
+        rule_if!(self.mmm.iter().all(|mmm| mmm.internal_type() == i32::datum_type()));
+        rule_if!(matches!(op.dt.unquantized(), DatumType::U8 | DatumType::I8));
+        rule_if!(matches!(
+            self.micro_ops.last(),
+            Some(ProtoFusedSpec::Store(stores))
+                if stores.iter().all(|s| !matches!(s, OutputStoreSpec::Strides { .. }))
+        ));
+        rule_if_some!(scale = &model.outlet_fact(succ.inputs[0])?.konst);
+        let scale = scale.cast_to::<f32>()?;
+        let factors = scale.try_as_plain_ram()?.as_slice::<f32>()?;
+        // The axis the factors vary along, with its length: the kernel's m or n.
+        let along = |axis: Option<usize>| -> Option<usize> {
+            let len = self.c_fact.shape[axis?].to_usize().ok()?;
+            (factors.len() == 1
+                || (scale.rank() == self.c_fact.rank()
+                    && scale.shape()[axis?] == len
+                    && factors.len() == len))
+                .then_some(len)
+        };
+        let (per_col, len) = match (along(self.c_m_axis), along(self.c_n_axis)) {
+            (Some(m), _) => (false, m),
+            (None, Some(n)) => (true, n),
+            (None, None) => return Ok(None),
+        };
+        let expanded: Vec<f32> = match factors {
+            [one] => vec![*one; len],
+            _ => factors.to_vec(),
+        };
+        let lo = op.dt.unquantized().min_value().cast_to_scalar::<i32>()?;
+        let hi = op.dt.unquantized().max_value().cast_to_scalar::<i32>()?;
+        let scales = patch.add_const(format!("{}.requant_scales", succ.name), tensor1(&expanded))?;
+        let fused = ProtoFusedSpec::Requant { scales: node.inputs.len(), per_col, c0: op.c0, lo, hi };
+        self.fuse_op(model, node, patch, vec![fused], &[scales])
     }
 
     fn fuse_op(

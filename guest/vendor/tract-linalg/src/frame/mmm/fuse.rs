@@ -48,6 +48,15 @@ pub enum FusedSpec<'t> {
     ShiftLeft(usize),
     Store(OutputStore),
     AddMatMul { a: AsInputValue<'t>, b: AsInputValue<'t>, packing: usize },
+    /// The requantisation of an i32 product, fused into its store (tract-core's
+    /// `Requant` after an integer `OptMatMul`): the value at row `i` is
+    /// `round_shift_clamp(acc * scales[i], c0, lo, hi)` (`scales[j]` for column
+    /// `j` when `per_col`), stored as one byte.
+    /// Placed before the `Store` it changes. The frame applies it, not the kernels:
+    /// the kernel stores its i32 tile to scratch (L1-resident), and the tile is
+    /// requantised from there into C, so every i32 kernel supports it and the
+    /// i32 product never makes a round trip through memory.
+    Requant { scales: TensorView<'t>, per_col: bool, c0: i32, lo: i32, hi: i32 },
 }
 
 impl FusedSpec<'_> {

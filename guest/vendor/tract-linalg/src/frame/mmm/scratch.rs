@@ -76,6 +76,9 @@ pub struct ScratchSpaceImpl<TI: LADatum> {
     remnant_down: usize,
     valid_right_tiles: usize,
     remnant_right: usize,
+    /// Where `specs` holds a [`FusedSpec::Requant`]: the kernel then stores its
+    /// i32 tile to scratch and [`Self::postprocess_tile`] requantises it into C.
+    requant: Option<usize>,
 }
 
 #[derive(Debug, new)]
@@ -154,6 +157,7 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
         self.loc_dependent.clear();
         self.ker_specs.reserve(specs.len() + 2);
         self.ker_specs.push(FusedKerSpec::Clear);
+        self.requant = None;
         self.valid_down_tiles = m / ker.mr();
         self.remnant_down = m % ker.mr();
         self.valid_right_tiles = n / ker.nr();
@@ -195,6 +199,21 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
                 FS::AddUnicast(_) => {
                     self.loc_dependent.push(ld(ix, self.ker_specs.len(), offset));
                     offset += TI::datum_type().size_of() * ker.mr() * ker.nr();
+                    FusedKerSpec::Done
+                }
+                FS::Requant { .. } => {
+                    // No kernel op: it changes how the Store below is done.
+                    ensure!(
+                        TI::datum_type() == i32::datum_type(),
+                        "Requant fuses into i32 products only"
+                    );
+                    self.requant = Some(ix);
+                    continue;
+                }
+                FS::Store(store) if self.requant.is_some() => {
+                    ensure!(store.item_size == 1, "Requant stores one byte per value");
+                    self.loc_dependent.push(ld(ix, self.ker_specs.len(), offset));
+                    offset += std::mem::size_of::<i32>() * ker.mr() * ker.nr();
                     FusedKerSpec::Done
                 }
                 FS::Store(store) => {
@@ -297,6 +316,17 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
                 self.for_valid_tile(ker, specs, tls, down, right)?;
                 let err = ker.kernel(tls.ker_specs());
                 ensure!(err == 0, "Kernel {} returned error {err}", ker.name());
+                if self.requant.is_some() {
+                    self.postprocess_tile(
+                        specs,
+                        tls,
+                        down,
+                        right,
+                        ker.mr(),
+                        ker.nr(),
+                        (ker.mr(), ker.nr()),
+                    )?;
+                }
             } else {
                 let remnant_down =
                     if down < self.valid_down_tiles { ker.mr() } else { self.remnant_down };
@@ -314,7 +344,15 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
                 let err = ker.kernel(tls.ker_specs());
                 ensure!(err == 0, "Kernel {} returned error {err}", ker.name());
                 if !direct {
-                    self.postprocess_tile(specs, tls, down, right, remnant_down, remnant_right)?;
+                    self.postprocess_tile(
+                        specs,
+                        tls,
+                        down,
+                        right,
+                        remnant_down,
+                        remnant_right,
+                        (ker.mr(), ker.nr()),
+                    )?;
                 }
             }
             Ok(())
@@ -334,7 +372,7 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
             use FusedKerSpec as FKS;
             use FusedSpec as FS;
             let ScratchSpaceImpl { ker_specs, loc_dependent, .. } = self;
-            debug_assert!(specs.len() + 2 == ker_specs.len());
+            debug_assert!(specs.len() + 2 == ker_specs.len() + self.requant.is_some() as usize);
             for LocDependent { spec, ker_spec, loc, buffer_a, buffer_b } in loc_dependent {
                 let spec = specs.get_unchecked(*spec);
                 let it = match spec {
@@ -366,6 +404,9 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
                         FKS::AddRowColProducts(row_ptr, col_ptr)
                     }
                     FS::AddUnicast(store) => FKS::AddUnicast(store.tile_c(down, right)),
+                    FS::Store(_) if self.requant.is_some() => {
+                        FKS::Store(i32_tile(tls.blob.as_mut_ptr().add(*loc), ker.nr()))
+                    }
                     FS::Store(c_store) => FKS::Store(c_store.tile_c(down, right)),
                     FS::AddMatMul { a, b, packing } => {
                         let scratch = (tls.blob.as_mut_ptr().add(*loc) as *mut AddMatMulTemp)
@@ -544,6 +585,7 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
                             item_size: std::mem::size_of::<TI>(),
                         })
                     }
+                    FS::Store(_) if self.requant.is_some() => FKS::Store(i32_tile(loc, ker.nr())),
                     FS::Store(c_store) => {
                         if direct {
                             FKS::Store(c_store.tile_c(down, right))
@@ -605,6 +647,9 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
         &self.ker_specs
     }
 
+    /// Copies a tile the kernel stored to scratch into C: a border tile, or
+    /// any tile of a product with [`FusedSpec::Requant`] (requantised on the way).
+    #[allow(clippy::too_many_arguments)]
     unsafe fn postprocess_tile(
         &self,
         specs: &[FusedSpec],
@@ -613,19 +658,46 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
         right: usize,
         m_remnant: usize,
         n_remnant: usize,
+        (mr, nr): (usize, usize),
     ) -> TractResult<()>
     where
         TI: LADatum,
     {
         unsafe {
+            let requant = self.requant.map(|ix| specs.get_unchecked(ix));
             for LocDependent { spec, ker_spec: uspec, .. } in self.loc_dependent.iter() {
                 let spec = specs.get_unchecked(*spec);
                 let ker_spec = tls.ker_specs::<TI>().get_unchecked(*uspec);
                 if let (FusedSpec::Store(c_store), FusedKerSpec::Store(tmp)) = (spec, ker_spec) {
-                    c_store.set_from_tile(down, right, m_remnant, n_remnant, tmp)
+                    if let Some(FusedSpec::Requant { scales, per_col, c0, lo, hi }) = requant {
+                        let scales = scales.as_ptr_unchecked::<f32>();
+                        // The tile's first factor, and the steps to the next row's and column's.
+                        let scales = match per_col {
+                            false => (scales.add(down * mr), 1, 0),
+                            true => (scales.add(right * nr), 0, 1),
+                        };
+                        let bounds = (*c0 as f32, *lo as f32, *hi as f32);
+                        c_store.requant_from_tile(
+                            down, right, m_remnant, n_remnant, tmp, scales, bounds,
+                        )
+                    } else {
+                        c_store.set_from_tile(down, right, m_remnant, n_remnant, tmp)
+                    }
                 }
             }
             Ok(())
         }
+    }
+}
+
+/// The scratch tile a kernel stores i32 values to when the frame requantises
+/// them ([`FusedSpec::Requant`]): row-major, so each row's values are adjacent.
+fn i32_tile(ptr: *mut u8, nr: usize) -> OutputStoreKer {
+    let item_size = std::mem::size_of::<i32>();
+    OutputStoreKer {
+        ptr,
+        row_byte_stride: (item_size * nr) as isize,
+        col_byte_stride: item_size as isize,
+        item_size,
     }
 }

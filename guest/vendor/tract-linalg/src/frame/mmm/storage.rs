@@ -247,6 +247,42 @@ impl OutputStore {
         }
     }
 
+    /// Writes the i32 `tile` (as a kernel stored it to scratch) into this
+    /// one-byte store, requantised (see [`super::FusedSpec::Requant`]): `scales`
+    /// is the tile's first factor and how far the next row's and the next
+    /// column's are (one of them 0).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) unsafe fn requant_from_tile(
+        &self,
+        down: usize,
+        right: usize,
+        height: usize,
+        width: usize,
+        tile: &OutputStoreKer,
+        (scales, row_step, col_step): (*const f32, isize, isize),
+        (c0, lo, hi): (f32, f32, f32),
+    ) {
+        unsafe {
+            let src = tile.ptr as *const u8;
+            let dst = self.ptr.add(
+                self.panel_row_byte_stride as usize * down
+                    + self.panel_col_byte_stride as usize * right,
+            );
+            for y in 0..height as isize {
+                let scales = scales.offset(y * row_step);
+                let src = src.offset(y * tile.row_byte_stride);
+                let dst = dst.offset(y * self.row_byte_stride);
+                for x in 0..width as isize {
+                    let acc = *(src.offset(x * tile.col_byte_stride) as *const i32);
+                    let scale = *scales.offset(x * col_step);
+                    let q = crate::round_shift_clamp(acc as f32 * scale, c0, lo, hi);
+                    *dst.offset(x * self.col_byte_stride) = q as u8;
+                }
+            }
+        }
+    }
+
     #[inline]
     unsafe fn set_from_tile_t<T: Datum + Copy>(
         &self,
