@@ -54,7 +54,8 @@ const PLUGIN_PATHS: &[&str] = &[
 ];
 
 /// The broker's TLS: a server certificate from `ca` for `names` (besides
-/// localhost, the loopback addresses and the listen address).
+/// localhost, the loopback addresses, the listen address and the host's
+/// name: [`crate::tls::server_names`]).
 pub struct BrokerTls<'a> {
     pub ca: &'a wasmops_tls::Ca,
     pub names: &'a [String],
@@ -146,13 +147,7 @@ pub fn write_config(
     let user = owner_name(&dir)?;
     let tls = match tls {
         Some(t) => {
-            let mut names: Vec<String> =
-                ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-            if !listen.ip().is_unspecified() {
-                names.push(listen.ip().to_string());
-            }
-            names.extend(t.names.iter().cloned());
-            names.dedup();
+            let names = crate::tls::server_names(t.names, &[listen]);
             let (chain, key) = t.ca.issue_server(&names)?;
             let (cert_file, key_file) = (dir.join("server.pem"), dir.join("server.key"));
             wasmops_trust::write_atomic_mode(&cert_file, chain.as_bytes(), Some(0o644))?;

@@ -64,28 +64,17 @@ async fn store(c: &Coordinator, batch: &[Incoming]) -> sqlx::Result<BTreeMap<Str
     store_at(c, batch, crate::now_ms()).await
 }
 
-/// [`store`] with the receive time given.
+/// [`store`] with the receive time given: each payload is read and checked
+/// (a report that can never be stored is acknowledged and left out), then the
+/// rest go to [`store_checked`].
 pub(crate) async fn store_at(
     c: &Coordinator,
     batch: &[Incoming],
     now: i64,
 ) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
-    let mut acks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut known = c.known.get(c).await?;
-    // A device enrolled since the set was read is looked up on its own.
-    for (device, _) in batch {
-        if !known.contains(device) && c.known.contains(c, device).await? {
-            known.insert(device.clone());
-        }
-    }
-    let mut tx = c.db.pool.begin().await?;
-    let mut folded = crate::monitor::fold::Folded::default();
-    let bucket = c.monitor.bucket_of(now);
+    let mut refused: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut reports = Vec::with_capacity(batch.len());
     for (device, payload) in batch {
-        if !known.contains(device) {
-            tracing::warn!("telemetry from `{device}` rejected: not enrolled");
-            continue;
-        }
         let report: Report = match serde_json::from_slice(payload) {
             Ok(r) => r,
             Err(e) => {
@@ -104,7 +93,47 @@ pub(crate) async fn store_at(
         // device must not resend it forever. The batch's other reports go on.
         if let Err(e) = report.check() {
             tracing::warn!("telemetry report {} from {device} refused: {e}", report.seq);
-            acks.entry(device.clone()).or_default().push(report.seq);
+            refused.entry(device.clone()).or_default().push(report.seq);
+            continue;
+        }
+        reports.push(report);
+    }
+    store_checked(c, &reports, refused, now).await
+}
+
+/// Stores reports already read and checked ([`Report::check`]; each names
+/// its device), in one transaction; returns what to acknowledge per device:
+/// the stored and duplicate reports, and the `refused` ones (sequence numbers
+/// of reports that failed their checks). Nothing is acknowledged to a device
+/// that is not enrolled, and its reports are left out.
+pub(crate) async fn store_checked(
+    c: &Coordinator,
+    reports: &[Report],
+    refused: BTreeMap<String, Vec<u64>>,
+    now: i64,
+) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
+    let mut acks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut known = c.known.get(c).await?;
+    // A device enrolled since the set was read is looked up on its own.
+    for device in reports.iter().map(|r| &r.device).chain(refused.keys()) {
+        if !known.contains(device) && c.known.contains(c, device).await? {
+            known.insert(device.clone());
+        }
+    }
+    for (device, seqs) in refused {
+        if known.contains(&device) {
+            acks.insert(device, seqs);
+        } else {
+            tracing::warn!("telemetry from `{device}` rejected: not enrolled");
+        }
+    }
+    let mut tx = c.db.pool.begin().await?;
+    let mut folded = crate::monitor::fold::Folded::default();
+    let bucket = c.monitor.bucket_of(now);
+    for report in reports {
+        let device = &report.device;
+        if !known.contains(device) {
+            tracing::warn!("telemetry from `{device}` rejected: not enrolled");
             continue;
         }
         let fresh = sqlx::query(
@@ -572,6 +601,16 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(acks.get("gw-1"), Some(&vec![5, 6]));
+        // The same refusal from a device that is not enrolled: nothing is
+        // acknowledged to it.
+        poison.device = "stranger".into();
+        let acks = store(
+            &c,
+            &[("stranger".into(), serde_json::to_vec(&poison).unwrap().into())],
+        )
+        .await
+        .unwrap();
+        assert!(acks.is_empty(), "acknowledged to a stranger: {acks:?}");
         let a = aggregate(&c, "m", "1.0.0", "live", None, 0).await.unwrap();
         assert_eq!(a.summary.predictions, 30, "only the good report counts");
         assert_eq!(

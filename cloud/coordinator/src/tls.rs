@@ -50,8 +50,11 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// The names the generated certificate covers.
-fn names(settings: &TlsSettings, listens: &[SocketAddr]) -> Vec<String> {
+/// The names a generated server certificate covers: localhost, the loopback
+/// addresses, the addresses listened on (but unspecified ones), this host's
+/// name and the configured `extra` ones, each once. The coordinator's
+/// certificate and the managed Mosquitto's both.
+pub(crate) fn server_names(extra: &[String], listens: &[SocketAddr]) -> Vec<String> {
     let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     names.extend(
         listens
@@ -61,7 +64,7 @@ fn names(settings: &TlsSettings, listens: &[SocketAddr]) -> Vec<String> {
             .map(|ip| ip.to_string()),
     );
     names.extend(hostname());
-    names.extend(settings.names.iter().cloned());
+    names.extend(extra.iter().cloned());
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
     names
@@ -86,7 +89,7 @@ pub fn prepare(
         (None, None) => {
             let dir = data_dir.join(TLS_DIR);
             let ca = wasmops_tls::Ca::load_or_create(&dir)?;
-            let (chain, key) = ca.issue_server(&names(settings, listens))?;
+            let (chain, key) = ca.issue_server(&server_names(&settings.names, listens))?;
             (
                 chain.into_bytes(),
                 key.into_bytes(),
@@ -243,8 +246,8 @@ mod tests {
             names: vec!["coord.plant.example".into(), "localhost".into()],
             ..Default::default()
         };
-        let n = names(
-            &s,
+        let n = server_names(
+            &s.names,
             &[
                 "0.0.0.0:8080".parse().unwrap(),
                 "10.1.2.3:18830".parse().unwrap(),

@@ -51,10 +51,12 @@ pub async fn run(
     mut config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let http = config.tls()?.http().build()?;
+    // The CA read once; the device's identity on top of it twice, since the
+    // enrolment may give this device its certificate.
+    let base = wasmops_tls::ClientTls::from_file(config.ca_cert.as_deref())?;
+    let http = config.identity(&base)?.http().build()?;
     config.ensure_credential(&http).await?;
-    // Again: the enrolment may have given this device its certificate.
-    let agent = Arc::new(Agent::new(config.clone(), config.tls()?)?);
+    let agent = Arc::new(Agent::new(config.clone(), config.identity(&base)?)?);
     if agent.control.knows_key() {
         // In the background: an offline gateway serves at once, not after
         // the check's timeout.

@@ -3,7 +3,7 @@
 //!
 //! Data path: the device's own token (`device:{id}`, role device) → the body
 //! read within [`MAX_REPORT_BYTES`] → parsed and checked as the MQTT path
-//! checks a report → [`crate::telemetry::store_at`], a batch of one (the
+//! checks a report → [`crate::telemetry::store_checked`], a batch of one (the
 //! same de-duplication by (device, stream, seq), monitoring fold and
 //! prediction records) → 200 with the acknowledged sequence numbers
 //! ([`Ack`]), sent only after the commit. A refused report gets 4xx naming
@@ -107,7 +107,7 @@ pub(super) async fn post(
             format!("telemetry report {} refused: {e}", report.seq),
         )
     })?;
-    let mut acks = crate::telemetry::store_at(&c, &[(id.clone(), body)], crate::now_ms()).await?;
+    let mut acks = crate::telemetry::store_checked(&c, &[report], Default::default(), crate::now_ms()).await?;
     let seqs = acks.remove(&id).unwrap_or_default();
     Ok(axum::Json(Ack { seqs }).into_response())
 }
