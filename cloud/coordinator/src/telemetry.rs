@@ -606,7 +606,10 @@ mod tests {
         poison.device = "stranger".into();
         let acks = store(
             &c,
-            &[("stranger".into(), serde_json::to_vec(&poison).unwrap().into())],
+            &[(
+                "stranger".into(),
+                serde_json::to_vec(&poison).unwrap().into(),
+            )],
         )
         .await
         .unwrap();

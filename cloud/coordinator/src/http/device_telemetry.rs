@@ -107,7 +107,8 @@ pub(super) async fn post(
             format!("telemetry report {} refused: {e}", report.seq),
         )
     })?;
-    let mut acks = crate::telemetry::store_checked(&c, &[report], Default::default(), crate::now_ms()).await?;
+    let mut acks =
+        crate::telemetry::store_checked(&c, &[report], Default::default(), crate::now_ms()).await?;
     let seqs = acks.remove(&id).unwrap_or_default();
     Ok(axum::Json(Ack { seqs }).into_response())
 }
