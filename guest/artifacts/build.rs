@@ -1,5 +1,6 @@
 //! Compiles `guest/component` for `wasm32-wasip2` with tract's wasm SIMD kernels,
-//! in full and slim flavours, shrinks both with binaryen, and exposes the bytes
+//! in full and slim flavours, shrinks both with binaryen's `wasm-opt` (the
+//! system's, installed when missing: binaryen.rs), and exposes the bytes
 //! as `GENERIC_GUEST` and `SLIM_GUEST`; the wasi:http front (`guest/http`)
 //! as `HTTP_FRONT`; and the browser's verifier
 //! (`host/web/verifier`) for `wasm32-unknown-unknown` as `WEB_VERIFIER`. With the `test-programs` feature it also
@@ -13,6 +14,9 @@ use std::process::Command;
 
 #[path = "toolchain.rs"]
 mod toolchain;
+
+#[path = "binaryen.rs"]
+mod binaryen;
 
 /// LLVM settings that shrink the guest without slowing it. tract-core's ops are
 /// monomorphised over every datum type and at O3 each copy inlines everything it
@@ -30,15 +34,14 @@ fn encoded_rustflags(target_features: &str) -> String {
         .join("\x1f")
 }
 
-/// Runs binaryen's `wasm-opt -Oz` over the component's core module (the
-/// largest nested module; the WASI adapter shims are tiny) and splices it back.
-/// On the slim guest this took 8.80 → 7.47 MB with the same MobileNet latency and
-/// byte-identical outputs on every fixture (binaryen 116, ~35 s per guest).
-/// `WASMOPS_GUEST_NO_WASM_OPT=1` skips it while iterating on guest code.
-fn shrink(component: &Path, target_features: &str) {
-    if env::var_os("WASMOPS_GUEST_NO_WASM_OPT").is_some() {
-        return;
-    }
+/// Runs binaryen's `wasm-opt -Oz` (`wasm_opt`) over the component's core
+/// module (the largest nested module; the WASI adapter shims are tiny) and
+/// splices it back. On the slim guest this took 8.80 → 7.47 MB with the same
+/// MobileNet latency and byte-identical outputs on every fixture (binaryen 116,
+/// ~35 s per guest). `WASMOPS_GUEST_NO_WASM_OPT=1` skips it while iterating on
+/// guest code.
+fn shrink(wasm_opt: Option<&Path>, component: &Path, target_features: &str) {
+    let Some(wasm_opt) = wasm_opt else { return };
     let bytes = std::fs::read(component).unwrap();
     let sections =
         wasmops_sign::sections(&bytes).unwrap_or_else(|e| panic!("{}: {e}", component.display()));
@@ -52,17 +55,15 @@ fn shrink(component: &Path, target_features: &str) {
     let (input, output) = (dir.join("core.wasm"), dir.join("core.opt.wasm"));
     std::fs::write(&input, sections[core_ix].contents).unwrap();
 
-    use wasm_opt::Feature;
     // Exactly the features rustc's wasm32-wasip2 target emits, plus the guest's own.
-    let mut opts = size_options();
+    let mut features = vec![];
     if target_features.contains("+simd128") {
-        opts.enable_feature(Feature::Simd);
+        features.push("--enable-simd");
     }
     if target_features.contains("+relaxed-simd") {
-        opts.enable_feature(Feature::RelaxedSimd);
+        features.push("--enable-relaxed-simd");
     }
-    opts.run(&input, &output)
-        .unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", component.display()));
+    optimise_for_size(wasm_opt, &input, &output, &features);
 
     let core = std::fs::read(&output).unwrap();
     let mut out = bytes[..8].to_vec();
@@ -77,33 +78,65 @@ fn shrink(component: &Path, target_features: &str) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `-Oz` with the features rustc's wasm32 targets emit by default.
-fn size_options() -> wasm_opt::OptimizationOptions {
-    use wasm_opt::{Feature, OptimizationOptions};
-    let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
-    opts.mvp_features_only();
-    for feature in [
-        Feature::MutableGlobals,
-        Feature::SignExt,
-        Feature::TruncSat,
-        Feature::BulkMemory,
-        Feature::Multivalue,
-        Feature::ReferenceTypes,
-    ] {
-        opts.enable_feature(feature);
-    }
-    opts
+/// `wasm-opt -Oz` from `input` to `output`, with the features rustc's wasm32
+/// targets emit by default plus `extra`.
+fn optimise_for_size(wasm_opt: &Path, input: &Path, output: &Path, extra: &[&str]) {
+    let status = Command::new(wasm_opt)
+        .args([
+            "-Oz",
+            "--mvp-features",
+            "--enable-mutable-globals",
+            "--enable-sign-ext",
+            "--enable-nontrapping-float-to-int",
+            "--enable-bulk-memory",
+            "--enable-multivalue",
+            "--enable-reference-types",
+        ])
+        .args(extra)
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", wasm_opt.display()));
+    assert!(
+        status.success(),
+        "{} -Oz on {} failed",
+        wasm_opt.display(),
+        input.display()
+    );
 }
 
 /// `wasm-opt -Oz` over a plain core module in place (the browser verifier:
 /// 405 → 349 KB).
-fn shrink_module(module: &Path) {
+fn shrink_module(wasm_opt: Option<&Path>, module: &Path) {
+    let Some(wasm_opt) = wasm_opt else { return };
+    let tmp = module.with_extension("opt.wasm");
+    optimise_for_size(wasm_opt, module, &tmp, &[]);
+    std::fs::rename(&tmp, module).unwrap();
+}
+
+/// binaryen's `wasm-opt` (see binaryen.rs), or `None` under
+/// `WASMOPS_GUEST_NO_WASM_OPT`.
+fn wasm_opt() -> Option<PathBuf> {
     if env::var_os("WASMOPS_GUEST_NO_WASM_OPT").is_some() {
-        return;
+        return None;
     }
-    size_options()
-        .run(module, module)
-        .unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", module.display()));
+    let path = env::var_os("PATH").unwrap_or_default();
+    match binaryen::find_or_install(
+        env::var_os("WASMOPS_WASM_OPT").map(PathBuf::from),
+        &path,
+        "apt-get",
+    ) {
+        Ok((p, installed)) => {
+            if installed {
+                println!(
+                    "cargo:warning=installed binaryen (Debian's package) for wasm-opt, which shrinks the guests"
+                );
+            }
+            Some(p)
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Builds one wasm32-wasip2 package and copies its `.wasm` to `OUT_DIR/dest`.
@@ -207,6 +240,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-changed=toolchain.rs");
+    println!("cargo:rerun-if-changed=binaryen.rs");
+    println!("cargo:rerun-if-env-changed=WASMOPS_WASM_OPT");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_FEATURES");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_TARGET_DIR");
     println!("cargo:rerun-if-env-changed=WASMOPS_GUEST_NO_WASM_OPT");
@@ -225,6 +260,8 @@ fn main() {
         }
     }
 
+    let wasm_opt = wasm_opt();
+
     // The browser's verifier: the host's trust check, with getrandom pointed
     // at the verifier's own (refusing) source, since a browser has no WASI.
     let verifier = build_for(
@@ -236,7 +273,7 @@ fn main() {
         "--cfg\x1fgetrandom_backend=\"custom\"",
         "wasmops_web_verifier.wasm",
     );
-    shrink_module(&verifier);
+    shrink_module(wasm_opt.as_deref(), &verifier);
     println!(
         "cargo:rustc-env=WASMOPS_WEB_VERIFIER={}",
         verifier.display()
@@ -263,7 +300,7 @@ fn main() {
         &rustflags,
         "wasmops_guest.wasm",
     );
-    shrink(&guest, &rustflags);
+    shrink(wasm_opt.as_deref(), &guest, &rustflags);
     println!("cargo:rustc-env=WASMOPS_GENERIC_GUEST={}", guest.display());
     let slim = build(
         &root,
@@ -273,7 +310,7 @@ fn main() {
         &rustflags,
         "wasmops_guest_slim.wasm",
     );
-    shrink(&slim, &rustflags);
+    shrink(wasm_opt.as_deref(), &slim, &rustflags);
     println!("cargo:rustc-env=WASMOPS_SLIM_GUEST={}", slim.display());
     println!("cargo:rustc-env=WASMOPS_GUEST_TARGET_FEATURES={rustflags}");
 
