@@ -13,20 +13,26 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// A coordinator on a data directory of its own (its own CA, not the tests').
-fn own_ca_coordinator(data: &Path, extra: &[&str]) -> Served {
-    let mqtt = free_addr();
+/// `wasmops coordinator` on a data directory of its own (its own CA, not
+/// the tests'), trusting the test release key, then `extra`.
+fn own_ca_args<'a>(data: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "coordinator",
         "--data-dir",
         p(data),
         "--listen",
         "127.0.0.1:0",
-        "--mqtt-listen",
-        &mqtt,
         "--trust",
         p(&keys().1),
     ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A coordinator on a data directory of its own, with its embedded broker.
+fn own_ca_coordinator(data: &Path, extra: &[&str]) -> Served {
+    let mqtt = free_addr();
+    let mut args = own_ca_args(data, &["--mqtt-listen", &mqtt]);
     args.extend_from_slice(extra);
     serve(&args)
 }
@@ -71,17 +77,7 @@ fn enrol_with_key(
 
 /// `wasmops coordinator` on `data` with `extra`, which must refuse to start: its stderr.
 fn refused_start(data: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "coordinator",
-        "--data-dir",
-        p(data),
-        "--listen",
-        "127.0.0.1:0",
-        "--trust",
-        p(&keys().1),
-    ];
-    args.extend_from_slice(extra);
-    fails(&args)
+    fails(&own_ca_args(data, extra))
 }
 
 /// The status of `GET /healthz` at `url` through `tls`.
@@ -306,17 +302,7 @@ fn a_fresh_coordinator_serves_https_and_mqtts_under_a_private_ca_it_keeps() {
 #[test]
 fn idle_and_half_open_connections_do_not_stall_the_listeners() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("coordinator");
-    let c = start_coordinator(
-        &data,
-        &[
-            "--trust".into(),
-            p(&keys().1).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-        ],
-    );
-    let admin = admin_token(&data);
+    let (c, admin) = trusting_coordinator(dir.path());
     let mut held = vec![];
     for addr in [host_port(&c.url), host_port(&c.mqtt)] {
         for i in 0..100 {
@@ -453,18 +439,7 @@ fn given_certificates_are_served_and_plain_tcp_needs_the_flag() {
 #[test]
 fn with_client_certificates_a_device_logs_in_only_as_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("coordinator");
-    let c = start_coordinator(
-        &data,
-        &[
-            "--trust".into(),
-            p(&keys().1).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-            "--client-certs".into(),
-        ],
-    );
-    let admin = admin_token(&data);
+    let (c, admin) = trusting_coordinator_with(dir.path(), &["--client-certs"]);
 
     // A real agent: enrols, gets its certificate, goes online.
     let (_agent, enrolment) = online_agent(dir.path(), &c, &admin, "gw-cert");

@@ -117,7 +117,7 @@ pub async fn enrol(
         )));
     }
     // The device's certificate, made before anything is used up.
-    let client_cert = match (public_key, &c.device_ca) {
+    let client_cert = match (public_key, c.device_ca()) {
         (Some(key), Some(ca)) => {
             let raw = hex::decode(key)
                 .map_err(|_| CoordinatorError::BadRequest("public_key must be hex".into()))?;
@@ -126,7 +126,7 @@ pub async fn enrol(
                     .map_err(|e| CoordinatorError::BadRequest(format!("public_key: {e}")))?,
             )
         }
-        (None, _) if c.client_certs => {
+        (None, _) if c.client_certs() => {
             return Err(CoordinatorError::BadRequest(
                 "this fleet authenticates devices by certificate: the enrolment must carry the device's public_key (an agent older than this coordinator cannot join)".into(),
             ));
@@ -252,25 +252,44 @@ pub async fn reset(
         )));
     }
     let name = credential_name(device);
-    let mut tx = c.db.pool.begin().await?;
-    let revoked = auth::revoke(&mut tx, &name).await?;
+    let revoked = revoke(c, who, &name, ("device.reset", device)).await?;
     if revoked == 0 {
         return Err(CoordinatorError::NotFound(format!(
             "device `{device}` has no live credential"
         )));
     }
+    Ok(wasmops_api::TokensRevoked { name, revoked })
+}
+
+/// Revokes the live tokens named `name`, audited as `(action, subject)`:
+/// how many, 0 (and nothing recorded) when none was live. A device's
+/// credential (`device:{id}`) is a device reset, whichever route revokes it:
+/// the managed Mosquitto forgets the device and the known set is dropped.
+pub async fn revoke(
+    c: &Coordinator,
+    who: &Principal,
+    name: &str,
+    (action, subject): (&str, &str),
+) -> Result<u64, CoordinatorError> {
+    let mut tx = c.db.pool.begin().await?;
+    let revoked = auth::revoke(&mut tx, name).await?;
+    if revoked == 0 {
+        return Ok(0);
+    }
     audit::record(
         &mut tx,
         &who.name,
-        "device.reset",
-        device,
+        action,
+        subject,
         serde_json::json!({"revoked": revoked}),
     )
     .await?;
-    crate::mosquitto::send(c, crate::mosquitto::forget_commands(device)).await?;
+    if let Some(device) = name.strip_prefix(&credential_name("")) {
+        crate::mosquitto::send(c, crate::mosquitto::forget_commands(device)).await?;
+    }
     tx.commit().await?;
     c.known.forget();
-    Ok(wasmops_api::TokensRevoked { name, revoked })
+    Ok(revoked)
 }
 
 /// Which device ids hold a live credential; cached for a second so the

@@ -102,11 +102,8 @@ pub struct Coordinator {
     /// An external Mosquitto whose clients this coordinator manages
     /// ([`mosquitto`]): devices are added at enrolment, removed at reset.
     pub mosquitto: bool,
-    /// The private CA ([`tls`]), which certifies devices' keys at
-    /// enrolment; `None` with given certificates or in clear.
-    pub device_ca: Option<wasmops_tls::Ca>,
-    /// Devices must present their certificate on MQTT (`[tls] client_certs`).
-    pub client_certs: bool,
+    /// The API's and the embedded broker's TLS ([`tls`]); `None` in clear.
+    pub tls: Option<tls::ServerTls>,
     /// Rollout gates' telemetry sums, read incrementally.
     pub tallies: telemetry::Tallies,
     /// Injected faults (end-to-end tests only; none by default).
@@ -147,6 +144,14 @@ impl Coordinator {
             tracing::warn!("created the first admin token in {}", path.display());
         }
         trust::restore(&config.trust, &config.data_dir);
+        let mut listens = vec![config.listen];
+        if let MqttConfig::Embedded(a) = &config.mqtt {
+            listens.push(*a);
+        }
+        let tls = match &config.tls {
+            Some(settings) => Some(tls::prepare(settings, &config.data_dir, &listens)?),
+            None => None,
+        };
         Ok(Arc::new(Coordinator {
             db,
             artifacts,
@@ -163,11 +168,7 @@ impl Coordinator {
             mqtt_secret: auth::random_token("mq")?,
             control: control_key(&config.data_dir.join("control.key"))?,
             mosquitto: config.mosquitto_dir.is_some(),
-            device_ca: tls::private_ca(config.tls.as_ref(), &config.data_dir)?,
-            client_certs: config
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.client_certs.unwrap_or(false)),
+            tls,
             tallies: Default::default(),
             faults: faults::Faults::parse(&config.faults)?,
             monitor: config.monitor,
@@ -200,6 +201,17 @@ impl Coordinator {
     /// `.pub` file's bytes).
     pub fn control_key_hex(&self) -> String {
         hex::encode(self.control.public().to_bytes())
+    }
+
+    /// The private CA, which certifies devices' keys at enrolment; `None`
+    /// with given certificates or in clear.
+    pub fn device_ca(&self) -> Option<&wasmops_tls::Ca> {
+        self.tls.as_ref()?.ca.as_ref()
+    }
+
+    /// Devices must present their certificate on MQTT (`[tls] client_certs`).
+    pub fn client_certs(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.client_certs)
     }
 }
 
@@ -236,19 +248,12 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(Ready) + Send,
 ) -> anyhow::Result<()> {
-    let mut listens = vec![config.listen];
-    if let MqttConfig::Embedded(a) = &config.mqtt {
-        listens.push(*a);
-    }
-    let tls = match &config.tls {
-        Some(settings) => Some(tls::prepare(settings, &config.data_dir, &listens)?),
-        None => None,
-    };
-    let clients = match &tls {
+    let coordinator = Coordinator::open(&config).await?;
+    let tls = coordinator.tls.as_ref();
+    let clients = match tls {
         Some(t) => t.clients.clone(),
         None => wasmops_tls::ClientTls::new(None)?,
     };
-    let coordinator = Coordinator::open(&config).await?;
     let (public_mqtt, subscribe_to, login) = match &config.mqtt {
         MqttConfig::Embedded(listen) => {
             // Behind TLS the broker itself listens on loopback only; the
@@ -326,7 +331,7 @@ pub async fn serve_with(
         shutdown.await;
         stopping.stopping.send_replace(true);
     };
-    let router = http::router(coordinator);
+    let router = http::router(coordinator.clone());
     let serve_on = |addr: std::net::SocketAddr, scheme: &str| {
         let mut local = addr;
         if local.ip().is_unspecified() {

@@ -114,26 +114,27 @@ pub(crate) async fn store_checked(
 ) -> sqlx::Result<BTreeMap<String, Vec<u64>>> {
     let mut acks: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut known = c.known.get(c).await?;
-    // A device enrolled since the set was read is looked up on its own.
+    // A device enrolled since the set was read is looked up on its own; a
+    // stranger is named once per batch.
+    let mut strangers = std::collections::BTreeSet::new();
     for device in reports.iter().map(|r| &r.device).chain(refused.keys()) {
-        if !known.contains(device) && c.known.contains(c, device).await? {
-            known.insert(device.clone());
+        if known.contains(device) || strangers.contains(device) {
+            continue;
         }
-    }
-    for (device, seqs) in refused {
-        if known.contains(&device) {
-            acks.insert(device, seqs);
+        if c.known.contains(c, device).await? {
+            known.insert(device.clone());
         } else {
             tracing::warn!("telemetry from `{device}` rejected: not enrolled");
+            strangers.insert(device.clone());
         }
     }
+    acks.extend(refused.into_iter().filter(|(d, _)| known.contains(d)));
     let mut tx = c.db.pool.begin().await?;
     let mut folded = crate::monitor::fold::Folded::default();
     let bucket = c.monitor.bucket_of(now);
     for report in reports {
         let device = &report.device;
         if !known.contains(device) {
-            tracing::warn!("telemetry from `{device}` rejected: not enrolled");
             continue;
         }
         let fresh = sqlx::query(

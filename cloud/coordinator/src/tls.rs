@@ -41,6 +41,9 @@ pub struct ServerTls {
     pub clients: ClientTls,
     /// The CA certificate clients are told to trust, if there is one.
     pub ca_path: Option<PathBuf>,
+    /// The private CA (no given certificates): it certifies devices' keys at
+    /// enrolment.
+    pub ca: Option<wasmops_tls::Ca>,
 }
 
 /// This host's name, as the kernel knows it.
@@ -127,21 +130,8 @@ pub fn prepare(
         client_certs,
         clients,
         ca_path,
+        ca: own_ca,
     })
-}
-
-/// The private CA, when the coordinator runs one (TLS on, no given
-/// certificates): it certifies devices' keys at enrolment.
-pub fn private_ca(
-    settings: Option<&TlsSettings>,
-    data_dir: &Path,
-) -> anyhow::Result<Option<wasmops_tls::Ca>> {
-    match settings {
-        Some(s) if s.cert.is_none() => Ok(Some(wasmops_tls::Ca::load_or_create(
-            &data_dir.join(TLS_DIR),
-        )?)),
-        _ => Ok(None),
-    }
 }
 
 /// Largest CONNECT read before the login is judged (the protocol's

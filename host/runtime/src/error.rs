@@ -5,8 +5,10 @@ use crate::bindings::PredictError;
 /// Everything that can go wrong between component bytes and a prediction.
 #[derive(Debug, Error)]
 pub enum HostError {
+    /// The reason is in the message, not also the error's source: a chain
+    /// printed whole (`{:#}`) would say it twice.
     #[error("signature check failed: {0}")]
-    Signature(#[from] wasmops_sign::SignError),
+    Signature(wasmops_sign::SignError),
     #[error("refused by the trust policy: {0}")]
     Trust(wasmops_trust::TrustError),
     #[error("not a valid model component: {0}")]
@@ -23,6 +25,12 @@ pub enum HostError {
     Predict(PredictError),
     #[error("{0}")]
     Io(String),
+}
+
+impl From<wasmops_sign::SignError> for HostError {
+    fn from(e: wasmops_sign::SignError) -> HostError {
+        HostError::Signature(e)
+    }
 }
 
 impl From<wasmops_trust::TrustError> for HostError {
@@ -45,5 +53,18 @@ pub fn refusal(e: &PredictError) -> wasmops_predict_json::Refusal<'_> {
         PredictError::InvalidValue(m) => Refusal::InvalidValue(m),
         PredictError::Inference(m) => Refusal::Inference(m),
         PredictError::NotInitialized => Refusal::NotInitialized,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_chain_names_the_reason_once() {
+        let e = anyhow::Error::from(HostError::from(wasmops_sign::SignError::Tampered));
+        let text = format!("{e:#}");
+        assert_eq!(text.matches("modified after signing").count(), 1, "{text}");
+        assert!(text.starts_with("signature check failed: "), "{text}");
     }
 }

@@ -66,15 +66,19 @@ pub fn start_chatty_agent(dir: &Path, id: &str, c: &Coordinator, admin: &str) ->
 /// A coordinator in `dir/coordinator` trusting the test release key, with
 /// its embedded broker; and its admin token.
 pub fn trusting_coordinator(dir: &Path) -> (Coordinator, String) {
-    let c = start_coordinator(
-        &dir.join("coordinator"),
-        &[
-            "--trust".into(),
-            p(&keys().1).into(),
-            "--mqtt-listen".into(),
-            free_addr(),
-        ],
-    );
+    trusting_coordinator_with(dir, &[])
+}
+
+/// [`trusting_coordinator`] started with `extra` flags too.
+pub fn trusting_coordinator_with(dir: &Path, extra: &[&str]) -> (Coordinator, String) {
+    let mut args: Vec<String> = vec![
+        "--trust".into(),
+        p(&keys().1).into(),
+        "--mqtt-listen".into(),
+        free_addr(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let c = start_coordinator(&dir.join("coordinator"), &args);
     let admin = admin_token(&dir.join("coordinator"));
     (c, admin)
 }

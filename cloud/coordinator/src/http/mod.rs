@@ -891,25 +891,13 @@ async fn revoke_tokens(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let who = allow(&c, &headers, Action::ManageTokens).await?;
-    let mut tx = c.db.pool.begin().await?;
-    let revoked = crate::auth::revoke(&mut tx, &name).await?;
+    let revoked = crate::enrolment::revoke(&c, &who, &name, ("token.revoke", &name)).await?;
     if revoked == 0 {
         return Err(ApiError::client(
             StatusCode::NOT_FOUND,
             format!("no live token named `{name}`"),
         ));
     }
-    audit::record(
-        &mut tx,
-        &who.name,
-        "token.revoke",
-        &name,
-        serde_json::json!({"revoked": revoked}),
-    )
-    .await?;
-    tx.commit().await?;
-    // A device credential revoked here is a device reset: forget it at once.
-    c.known.forget();
     Ok(Json(wasmops_api::TokensRevoked { name, revoked }).into_response())
 }
 
