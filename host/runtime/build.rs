@@ -8,16 +8,24 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 fn main() {
-    let vendor = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor");
+    // The checkout being built, read when the script runs: `env!` would fix
+    // the path of whichever checkout first compiled this script, and a target
+    // dir shared by two checkouts then hashed no patches once that one was
+    // gone (session 41: a device's cache missed the precompiled entry).
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let vendor = Path::new(&manifest_dir).join("../vendor");
     println!("cargo:rerun-if-changed={}", vendor.display());
     let mut patches: Vec<_> = std::fs::read_dir(&vendor)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "patch"))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", vendor.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    assert!(
+        !patches.is_empty(),
+        "no .patch files in {}",
+        vendor.display()
+    );
     patches.sort();
     let mut h = Sha256::new();
     for p in &patches {

@@ -128,6 +128,10 @@ pub struct BenchReport {
     pub cached_start_ms: f64,
     pub instantiate_us: f64,
     pub call_overhead_us: f64,
+    /// A prediction on an instance made for it, as `serve` runs each call
+    /// (the instance's making not included): against `wasm_p50_ms`, what a
+    /// fresh instance's first call costs over a warm one's.
+    pub fresh_predict_us: f64,
     pub size_bytes: usize,
     pub guest_target_features: String,
     /// With `--profile`: native tract's time per operator kind, largest first.
@@ -277,6 +281,15 @@ pub fn run(
         instance.metadata().map(drop).map_err(Into::into)
     })?;
     let call_overhead_us = percentile(&mut call_samples, 0.5).as_secs_f64() * 1e6;
+    let mut fresh_samples = vec![];
+    sample(opts.budget / 4, opts.min_iters, || {
+        let mut fresh = loaded.instantiate()?;
+        let started = Instant::now();
+        fresh.predict(&inputs)?;
+        fresh_samples.push(started.elapsed());
+        Ok(())
+    })?;
+    let fresh_predict_us = percentile(&mut fresh_samples, 0.5).as_secs_f64() * 1e6;
 
     // Native tract: same ONNX conversion as `build`, same plan (wasmops-batching),
     // same pipeline code, same inputs.
@@ -319,6 +332,7 @@ pub fn run(
         cached_start_ms,
         instantiate_us,
         call_overhead_us,
+        fresh_predict_us,
         size_bytes: component.len(),
         guest_target_features: wasmops_guest_artifacts::TARGET_FEATURES.to_string(),
         native_profile,
@@ -367,6 +381,12 @@ pub fn print(report: &BenchReport) {
     println!(
         "  {:<28} {:>10.1} us",
         "per-call overhead", report.call_overhead_us
+    );
+    println!(
+        "  {:<28} {:>10.1} us   ({:.2}x the warm p50)",
+        "predict, fresh instance",
+        report.fresh_predict_us,
+        report.fresh_predict_us / 1e3 / report.wasm_p50_ms
     );
     println!(
         "  {:<28} {:>10} bytes ({:.2} MB)",

@@ -47,11 +47,14 @@ pub struct ServeCommand {
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 16)]
     pub max_body_mb: usize,
-    /// KiB of each freed instance's memory and tables kept mapped (reset
-    /// with memset) for the next instance in its slot, instead of returned
-    /// to the kernel. Measured (iris model, one core): 40 → 19 page faults
-    /// per request at 64–256 KiB; 16 MiB made it slower (the memset).
-    #[arg(long, default_value_t = 256)]
+    /// KiB of each freed instance's memory and tables kept mapped (its
+    /// dirtied pages reset in place, on Linux ≥ 6.7) for the next instance
+    /// in its slot, instead of returned to the kernel. 16 MiB holds a CNN's
+    /// activations: MobileNetV2-style, 4 clients, wasm/native 0.79 at 256
+    /// KiB, 0.86 at 16 MiB; iris the same at both (0.97–1.00, 64 clients;
+    /// session 41). Older kernels reset the lowest bytes with memset, where
+    /// 16 MiB cost iris ~20 % (session 33): give 256 there.
+    #[arg(long, default_value_t = 16384)]
     pub keep_resident_kb: usize,
     /// Freed instance slots returned to the kernel in one batch of madvise
     /// calls. With 256 KiB kept resident: 3,225 → 4,003 requests/s on one

@@ -39,6 +39,7 @@ fn bench_reports_wasm_against_native_tract() {
         "cached_start_ms",
         "instantiate_us",
         "call_overhead_us",
+        "fresh_predict_us",
     ] {
         assert!(num(&r, key) > 0.0, "{key} in {r}");
     }

@@ -74,10 +74,12 @@ pub struct HostConfig {
 pub struct Pooling {
     /// Component instances alive at once; the next one waits for a slot.
     pub instances: u32,
-    /// Bytes of each freed linear memory (and table) reset with `memset` and
-    /// kept mapped instead of `madvise`d away: the next instance in that slot
-    /// then takes no page faults on them. Costs that much resident memory per
-    /// slot.
+    /// Bytes of each freed linear memory (and table) reset in place and kept
+    /// mapped instead of `madvise`d away: the next instance in that slot then
+    /// takes no page faults on them. Where the kernel has PAGEMAP_SCAN
+    /// (Linux ≥ 6.7) these are the pages the instance dirtied, wherever they
+    /// are; elsewhere the lowest addresses. Costs that much resident memory
+    /// per slot.
     pub keep_resident: usize,
     /// Freed slots returned to the kernel together, in one batch of
     /// `madvise` calls (1: each at once). Fewer calls, fewer TLB flushes.
@@ -153,7 +155,14 @@ fn pooling(p: Pooling, memory_limit: usize) -> wasmtime::PoolingAllocationConfig
         .linear_memory_keep_resident(p.keep_resident)
         .table_keep_resident(p.keep_resident)
         .decommit_batch_size(p.decommit_batch.max(1))
-        .max_unused_warm_slots(n);
+        .max_unused_warm_slots(n)
+        // Linux ≥ 6.7: a freed memory's dirty pages are found with the
+        // PAGEMAP_SCAN ioctl and reset in place (up to `keep_resident`
+        // bytes of them, anywhere in the memory) instead of `madvise`d away,
+        // so the next instance takes no page faults on them. Older kernels
+        // keep the memset-the-low-bytes behaviour. iris under `serve-bench`,
+        // 64 clients: wasm/native 0.79 → 0.87 (session 41).
+        .pagemap_scan(wasmtime::Enabled::Auto);
     c
 }
 
