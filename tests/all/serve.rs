@@ -444,6 +444,80 @@ fn hostile_requests_get_clear_answers_while_everyone_else_is_served() {
     );
 }
 
+/// A component that spins until its deadline on every request must not hold
+/// every core for the length of a deadline: after one overrun it runs on
+/// one slot until a call of its ends in time, and the other model is served
+/// on the other.
+#[test]
+fn a_model_that_runs_into_its_deadline_holds_one_slot_until_it_ends_in_time() {
+    let logreg = component("scaler_logreg");
+    let server = serve(&[
+        "serve",
+        p(&logreg),
+        p(&hostile()),
+        "--trust",
+        p(&keys().1),
+        "--addr",
+        "127.0.0.1:0",
+        "--deadline-ms",
+        "3000",
+        "--concurrency",
+        "2",
+        "--queue-ms",
+        "1000",
+    ]);
+    let url = server.url.clone();
+    let predict = |model: &str| format!("{url}/v1/models/{model}/predict");
+    let probation = || {
+        let metrics = reqwest::blocking::get(format!("{url}/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("wasmops_serve_probation{model=\"hostile\"}"))
+            .unwrap_or_else(|| panic!("no probation gauge in {metrics}"))
+            .to_string();
+        line.ends_with(" 1")
+    };
+    let call = |behaviour: &str| {
+        format!(r#"{{"inputs":[{{"name":"{behaviour}","shape":[1],"data":[1]}}]}}"#).into_bytes()
+    };
+    let spinner = || {
+        let (url, body) = (predict("hostile"), call("spin"));
+        std::thread::spawn(move || post(&url, body).0)
+    };
+    assert!(!probation());
+    assert_eq!(post(&predict("hostile"), call("spin")).0, 504);
+    assert!(probation(), "one overrun puts it on probation");
+
+    // Two spinners: the first takes a slot, the second may not take the
+    // other one, which stays free for the other model.
+    let first = spinner();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = spinner();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let input = std::fs::read(fixture("scaler_logreg", "input_b5.json")).unwrap();
+    let expected = read_json(&fixture("scaler_logreg", "expected_b5.json"));
+    let (status, got, _) = post(&predict("scaler_logreg"), input);
+    assert_eq!(
+        status, 200,
+        "the other model is served beside the spinner: {got}"
+    );
+    assert_outputs_match(&got, &expected, tolerance("scaler_logreg"), "beside");
+    assert_eq!(first.join().unwrap(), 504);
+    assert_eq!(
+        second.join().unwrap(),
+        503,
+        "the second spinner waited its second for the model's one slot"
+    );
+
+    // A call in time ends the probation.
+    let (status, echoed, _) = post(&predict("hostile"), call("echo"));
+    assert_eq!(status, 200, "{echoed}");
+    assert!(!probation(), "a call in time lifts the probation");
+}
+
 #[test]
 fn busy_servers_say_so_and_when_to_retry() {
     let server = serve(&[

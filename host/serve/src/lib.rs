@@ -5,8 +5,10 @@
 //! Data path of `POST /v1/models/{name}/predict`:
 //! body (at most [`Settings::max_body_bytes`], else 413) → admission (at most
 //! [`Settings::max_waiting`] requests wait, else 503 at once) → the model's
-//! queue → a slot among [`Settings::concurrency`] (waiting at most
-//! [`Settings::queue_timeout`], else 503 with `Retry-After`), unless another
+//! queue → a slot among [`Settings::concurrency`], shared by the models
+//! ([`slots`]: fewest-held model first, one slot for a model whose last
+//! call ran into its deadline; waiting at most [`Settings::queue_timeout`],
+//! else 503 with `Retry-After`), unless another
 //! request's run takes the body along first → on a blocking thread, the
 //! queued bodies parsed as the `run` JSON and typed by the model's metadata
 //! ([`wasmops_runtime::tensors_json`]), those that fit together stacked into
@@ -31,6 +33,7 @@ mod backend;
 mod batch;
 pub mod files;
 mod metrics;
+mod slots;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,7 +47,6 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
 use wasmops_runtime::HostError;
 use wasmops_runtime::bindings::{ModelInfo, PredictError, Tensor};
 use wasmops_runtime::tensors_json;
@@ -125,6 +127,8 @@ pub enum ServeError {
 /// one call may run.
 struct Served {
     name: String,
+    /// Its number among the served models, for [`slots::Slots`].
+    index: usize,
     backend: Arc<dyn Backend>,
     queue: batch::Queue<Reply>,
     /// 1 when [`batch::probe`] found it cannot be batched.
@@ -142,7 +146,7 @@ struct Shared {
     /// The canonical directory of [`Settings::web`].
     web: Option<Arc<std::path::PathBuf>>,
     settings: Settings,
-    slots: Arc<Semaphore>,
+    slots: slots::Slots,
     metrics: Metrics,
     /// Numbers the 500s, so a caller's report finds its log line.
     incidents: AtomicU64,
@@ -177,7 +181,7 @@ impl Server {
             None => None,
         };
         let mut named: BTreeMap<String, Arc<Served>> = BTreeMap::new();
-        for (name, model) in models {
+        for (index, (name, model)) in models.into_iter().enumerate() {
             if name.is_empty() {
                 return Err(ServeError::NoName);
             }
@@ -205,6 +209,7 @@ impl Server {
             };
             let served = Served {
                 name: name.clone(),
+                index,
                 backend: model,
                 queue: batch::Queue::new(),
                 batch_rows,
@@ -212,12 +217,12 @@ impl Server {
             named.insert(name, Arc::new(served));
         }
         let metrics = Metrics::new(named.keys());
-        let concurrency = settings.concurrency.max(1);
+        let slots = slots::Slots::new(settings.concurrency, named.len());
         Ok(Server {
             shared: Arc::new(Shared {
                 models: named,
                 web,
-                slots: Arc::new(Semaphore::new(concurrency)),
+                slots,
                 settings,
                 metrics,
                 incidents: AtomicU64::new(0),
@@ -337,12 +342,19 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    use std::fmt::Write;
+    let mut text = s.metrics.render();
+    text.push_str("# HELP wasmops_serve_probation 1 while a model whose last call ran into its deadline may hold one slot only.\n# TYPE wasmops_serve_probation gauge\n");
+    for (name, m) in &s.models {
+        let on = u8::from(s.slots.on_probation(m.index));
+        let _ = writeln!(text, "wasmops_serve_probation{{model=\"{name}\"}} {on}");
+    }
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        s.metrics.render(),
+        text,
     )
         .into_response()
 }
@@ -400,15 +412,15 @@ async fn answer(
     let slot = tokio::select! {
         biased;
         done = &mut answered => return respond(s, done),
-        slot = tokio::time::timeout(s.settings.queue_timeout, s.slots.clone().acquire_owned()) => slot,
+        slot = tokio::time::timeout(s.settings.queue_timeout, s.slots.acquire(model.index)) => slot,
     };
     drop(waiting);
     match slot {
-        Ok(Ok(permit)) if model.queue.holds(id) => {
+        Ok(permit) if model.queue.holds(id) => {
             let (shared, model) = (s.clone(), model.clone());
             tokio::task::spawn_blocking(move || drain(&shared, &model, id, permit));
         }
-        Ok(Ok(_taken_along)) => {}
+        Ok(_taken_along) => {}
         _ if model.queue.remove(id) => return busy(s),
         _ => {}
     }
@@ -448,7 +460,7 @@ fn incident(s: &Shared, logged: impl std::fmt::Display, said: &str) -> Response 
 /// has been taken (by this run or another): every body in the queue has a
 /// request waiting for a slot, so none is left behind, and a run does not
 /// hold its slot past its own request.
-fn drain(s: &Shared, model: &Served, own: u64, _slot: tokio::sync::OwnedSemaphorePermit) {
+fn drain(s: &Shared, model: &Served, own: u64, _slot: slots::Permit) {
     while model.queue.holds(own) {
         let mut parsed: Vec<Parsed> = vec![];
         for job in model.queue.take(model.batch_rows) {
@@ -506,7 +518,7 @@ fn run(s: &Shared, model: &Served, members: Vec<Parsed>) {
             .iter()
             .map(|(_, i)| i[0].shape[0] as usize)
             .collect();
-        match model.backend.predict(&batch::concat(&inputs)) {
+        match call(s, model, &batch::concat(&inputs)) {
             Ok(p) => {
                 if let Some(parts) = batch::split(p.outputs, &rows) {
                     s.metrics
@@ -524,7 +536,7 @@ fn run(s: &Shared, model: &Served, members: Vec<Parsed>) {
         }
     }
     for (job, inputs) in members {
-        let answer = model.backend.predict(&inputs);
+        let answer = call(s, model, &inputs);
         let answer = match answer {
             Ok(p) => {
                 s.metrics.instance(&model.name, p.instantiate, 1);
@@ -534,6 +546,21 @@ fn run(s: &Shared, model: &Served, members: Vec<Parsed>) {
         };
         let _ = job.reply.send(answer);
     }
+}
+
+/// One call of the model; a call that runs into its deadline puts the model
+/// on probation ([`slots`]), one that ends in time takes it off.
+fn call(s: &Shared, model: &Served, inputs: &[Tensor]) -> Result<Prediction, HostError> {
+    let answer = model.backend.predict(inputs);
+    let overran = matches!(answer, Err(HostError::Deadline(_)));
+    if s.slots.ended(model.index, overran) {
+        if overran {
+            tracing::warn!(model = %model.name, "a call ran into its deadline: the model runs on one slot until a call ends in time");
+        } else {
+            tracing::info!(model = %model.name, "a call ended in time: the model may use every slot again");
+        }
+    }
+    answer
 }
 
 fn busy(s: &Shared) -> Response {
@@ -670,7 +697,10 @@ mod tests {
             last = model.queue.push(Bytes::from(body), tx);
             waiting.push(rx);
         }
-        let slot = server.shared.slots.clone().try_acquire_owned().unwrap();
+        let slot = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(server.shared.slots.acquire(model.index));
         drain(&server.shared, &model, last, slot);
         let answers: Vec<Result<f32, u16>> = waiting
             .into_iter()
