@@ -95,7 +95,7 @@ fn a_browser_verifies_the_component_and_answers_as_run_does() {
         {},
     ]);
     std::fs::write(&bad, requests.to_string()).unwrap();
-    let seen = open(&dir, &["--input", p(&input), "--bad", p(&bad)]);
+    let seen = open(&dir, &["--input", p(&input), "--bad", p(&bad), "--inline"]);
     let said: Vec<String> = seen["bad"]
         .as_array()
         .unwrap_or_else(|| panic!("{seen}"))
@@ -151,6 +151,12 @@ fn a_browser_verifies_the_component_and_answers_as_run_does() {
         &expected,
         1e-5,
         "browser form vs run",
+    );
+    assert_outputs_match(
+        &json!({"outputs": seen["inline"]}),
+        &expected,
+        1e-5,
+        "browser, on the page's thread, vs run",
     );
     assert_outputs_match(
         &json!({"outputs": seen["after_bad"]}),
@@ -283,10 +289,13 @@ fn web_bench_races_the_bundle_against_onnxruntime_web_in_one_page() {
     assert_eq!(report["runs"], 30, "{report}");
     // Served cross-origin isolated, so the page's clock resolves microseconds.
     assert_eq!(report["cross_origin_isolated"], true, "{report}");
-    for side in ["wasmops", "onnxruntime_web"] {
+    for side in ["wasmops", "wasmops_inline", "onnxruntime_web"] {
         for field in ["load_ms", "first_ms", "p50_ms", "p90_ms", "mean_ms"] {
             let v = report[side][field].as_f64().unwrap_or(-1.0);
             assert!(v > 0.0, "{side} {field} = {v}: {report}");
+        }
+        if side == "wasmops_inline" {
+            continue;
         }
         // The component, the verifier and the glue; ORT's wasm and the ONNX file.
         assert!(

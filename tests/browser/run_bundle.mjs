@@ -1,14 +1,15 @@
 // Opens a `wasmops web` bundle's demo page in headless Chromium (Debian's,
 // driven by playwright-core) and reports what happened, as JSON on stdout:
 //   node run_bundle.mjs URL [--input FILE.json [--repeat N]] [--bad FILE.json]
-//                           [--canvas INPUT WIDTH HEIGHT] [--flush]
+//                           [--canvas INPUT WIDTH HEIGHT] [--flush] [--inline]
 // → {"status": "accepted"|"refused", "text": the status line, "info",
 //    "api": outputs of model.predict(input), "form": outputs of the page's
 //    form filled with the same input, "canvas": {input, outputs} of a drawn
 //    image, "bad": the error of each request in --bad (a JSON array), then
 //    "after_bad": outputs of the good input again, "errors": console and
 //    page errors, "external": requests that left the bundle's origin,
-//    "prediction_ids": the ids of each API prediction (N of them with
+//    "inline": outputs of the same input on a model loaded with
+//    {inline: true} (with --inline), "prediction_ids": the ids of each API prediction (N of them with
 //    --repeat N) when the page reports telemetry, "flush": what
 //    model.flush() said at the end}
 // The Rust test decides what is right; this only drives and looks.
@@ -70,6 +71,17 @@ try {
     } catch {
       out.form = text;
     }
+  }
+  if (out.status === "accepted" && input && rest.includes("--inline")) {
+    out.inline = await page.evaluate(async (req) => {
+      const { load } = await import(new URL("wasmops.js", location.href).href);
+      const model = await load("model.wasm", "trust.json", { inline: true });
+      try {
+        return (await model.predict(req)).outputs;
+      } finally {
+        model.close();
+      }
+    }, input);
   }
   if (out.status === "accepted" && bad) {
     out.bad = await page.evaluate(async (requests) => {

@@ -11,6 +11,12 @@
 // trust.json), an object or the URL of one. Nothing runs before the
 // signature, trust chain and claims check out.
 //
+// `load(url, trust, {inline: true})` runs the model on the calling thread
+// instead (the same engine, engine.js): no Worker hop per prediction (~1 ms
+// for a 224×224 image), for pages that run in a Worker of their own or
+// want onnxruntime-web's default threading; a slow prediction then blocks
+// that thread.
+//
 // Telemetry is off unless asked for: `load(url, trust, {telemetry:
 // {coordinator, device, token, every_s}})` (the demo page reads it from
 // config.json, written by `wasmops web --coordinator …`). Predictions are
@@ -19,6 +25,38 @@
 // hidden, and on `model.flush()`.
 
 import { buffers, toTensor } from "./tensors.js";
+
+const refusal = 'expected {"inputs": [{"name", "shape", "data"}]}';
+
+/** `run`'s JSON typed by the model's declared inputs. */
+function typed(request, info) {
+  if (!Array.isArray(request?.inputs)) throw new Error(refusal);
+  const types = Object.fromEntries(info.inputs.map((s) => [s.name, s.type]));
+  return request.inputs.map((t) => toTensor(t, types));
+}
+
+/** The same API on the calling thread. */
+class InlineModel {
+  #engine;
+  constructor(engine) {
+    this.#engine = engine;
+  }
+  start(url, trust, options) {
+    return this.#engine.load(url, trust, options);
+  }
+  metadata() {
+    return this.loaded.info;
+  }
+  async predict(request) {
+    return this.#engine.predict({ inputs: typed(request, this.loaded.info) });
+  }
+  flush() {
+    return this.#engine.flush();
+  }
+  close() {
+    this.#engine.close();
+  }
+}
 
 class Model {
   #worker;
@@ -51,9 +89,7 @@ class Model {
   /** `wasmops run`'s JSON in and out; `ms` is the time inside the model.
    * Inputs are typed here, so the Worker gets typed arrays, moved not copied. */
   async predict(request) {
-    if (!Array.isArray(request?.inputs)) throw new Error('expected {"inputs": [{"name", "shape", "data"}]}');
-    const types = Object.fromEntries(this.loaded.info.inputs.map((s) => [s.name, s.type]));
-    const inputs = request.inputs.map((t) => toTensor(t, types));
+    const inputs = typed(request, this.loaded.info);
     return this.call("predict", [{ inputs }], buffers(inputs));
   }
   /** Sends the telemetry window now: {sent, pending, dropped, error}. */
@@ -74,17 +110,23 @@ export async function load(url, trust, options = {}) {
     if (!response.ok) throw new Error(`${trust}: HTTP ${response.status}`);
     trust = await response.json();
   }
-  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
-  const model = new Model(worker);
+  const href = new URL(url, globalThis.document?.baseURI ?? location.href).href;
+  let model;
+  if (options.inline) {
+    const { createEngine } = await import("./engine.js");
+    model = new InlineModel(createEngine());
+  } else {
+    model = new Model(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
+  }
   try {
-    model.loaded = await model.call("load", [new URL(url, document.baseURI).href, trust, options]);
+    model.loaded = await (options.inline ? model.start(href, trust, options) : model.call("load", [href, trust, options]));
   } catch (e) {
     model.close();
     throw e;
   }
   if (options.telemetry) {
     // A page going away sends what it counted (fetch with keepalive outlives it).
-    document.addEventListener("visibilitychange", () => {
+    globalThis.document?.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "hidden") model.flush().catch(() => {});
     });
   }

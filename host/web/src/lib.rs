@@ -8,7 +8,9 @@
 //! ```text
 //! DIR/index.html      demo page: a form from the model's inputs, outputs, timings
 //! DIR/wasmops.js      the page API: load(url, trust) → {metadata(), predict(inputs)}
-//! DIR/worker.js       a module Worker: fetch → verify → compile → instantiate → predict
+//! DIR/worker.js       the module Worker the model runs in, around engine.js
+//! DIR/engine.js       fetch → verify → compile → instantiate → predict (in the
+//!                     Worker, or on the page's thread with `{inline: true}`)
 //! DIR/verifier.js     glue of verifier.wasm (host/web/verifier: the host's trust
 //!                     check, and the agent's telemetry counting)
 //! DIR/tensors.js      `run`'s JSON ⇄ the WIT tensors, typed and checked
@@ -19,7 +21,7 @@
 //! DIR/config.json     the demo page's telemetry settings ({} : off)
 //! ```
 //!
-//! In the page: `worker.js` fetches `model.wasm`, `verifier.wasm` checks it
+//! In the page: the engine (in `worker.js`) fetches `model.wasm`, `verifier.wasm` checks it
 //! against the trust document with the browser's clock, and only then are the
 //! core modules compiled, from slices of the bytes just verified.
 
@@ -34,6 +36,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("index.html", include_str!("../assets/index.html")),
     ("wasmops.js", include_str!("../assets/wasmops.js")),
     ("worker.js", include_str!("../assets/worker.js")),
+    ("engine.js", include_str!("../assets/engine.js")),
     ("verifier.js", include_str!("../assets/verifier.js")),
     ("tensors.js", include_str!("../assets/tensors.js")),
 ];
