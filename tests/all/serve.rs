@@ -299,25 +299,39 @@ fn native_baseline_answers_as_onnxruntime_does() {
     );
 }
 
-#[test]
-fn hostile_requests_get_clear_answers_while_everyone_else_is_served() {
-    let logreg = component("scaler_logreg");
-    let server = serve(&[
+/// `serve` with the logistic regression beside the hostile component on two
+/// slots, under `limits`.
+fn logreg_beside_hostile(limits: &[&str]) -> Served {
+    let (logreg, hostile) = (component("scaler_logreg"), hostile());
+    let mut args = vec![
         "serve",
         p(&logreg),
-        p(&hostile()),
+        p(&hostile),
         "--trust",
         p(&keys().1),
         "--addr",
         "127.0.0.1:0",
+        "--concurrency",
+        "2",
+    ];
+    args.extend_from_slice(limits);
+    serve(&args)
+}
+
+/// A request that has the hostile component `behaviour` (spin, trap, hog, echo).
+fn behaving(behaviour: &str) -> Vec<u8> {
+    format!(r#"{{"inputs":[{{"name":"{behaviour}","shape":[1],"data":[1]}}]}}"#).into_bytes()
+}
+
+#[test]
+fn hostile_requests_get_clear_answers_while_everyone_else_is_served() {
+    let server = logreg_beside_hostile(&[
         "--max-body-mb",
         "1",
         "--deadline-ms",
         "500",
         "--memory-limit-mb",
         "256",
-        "--concurrency",
-        "2",
     ]);
     let url = server.url.clone();
     let predict = |model: &str| format!("{url}/v1/models/{model}/predict");
@@ -381,24 +395,31 @@ fn hostile_requests_get_clear_answers_while_everyone_else_is_served() {
     expect(&predict("nope"), input.clone(), 404, "no model `nope`");
 
     // The component's own failures: named, with nothing of its insides.
-    let call = |behaviour: &str| {
-        format!(r#"{{"inputs":[{{"name":"{behaviour}","shape":[1],"data":[1]}}]}}"#).into_bytes()
-    };
-    let trap = expect(&predict("hostile"), call("trap"), 500, "the model trapped");
+    let trap = expect(
+        &predict("hostile"),
+        behaving("trap"),
+        500,
+        "the model trapped",
+    );
     assert!(trap.contains("incident"), "{trap}");
     assert!(
         !trap.contains("wasm") && !trap.contains("unreachable"),
         "{trap}"
     );
-    expect(&predict("hostile"), call("spin"), 504, "deadline of 500ms");
     expect(
         &predict("hostile"),
-        call("hog"),
+        behaving("spin"),
+        504,
+        "deadline of 500ms",
+    );
+    expect(
+        &predict("hostile"),
+        behaving("hog"),
         500,
         "memory limit of 268435456 bytes",
     );
     // After each, the same component answers the next request normally.
-    let (status, echoed, _) = post(&predict("hostile"), call("echo"));
+    let (status, echoed, _) = post(&predict("hostile"), behaving("echo"));
     assert_eq!(status, 200, "{echoed}");
     assert_eq!(echoed["outputs"][0]["name"], "echo");
 
@@ -406,12 +427,12 @@ fn hostile_requests_get_clear_answers_while_everyone_else_is_served() {
     let spinners: Vec<_> = (0..2)
         .map(|_| {
             let url = predict("hostile");
-            let body = call("spin");
+            let body = behaving("spin");
             std::thread::spawn(move || post(&url, body).0)
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let (status, busy, retry) = post(&predict("hostile"), call("echo"));
+    let (status, busy, retry) = post(&predict("hostile"), behaving("echo"));
     // Both slots may come free before the wait ends (500 ms deadline, 1 s wait):
     // then it is served.
     assert!(status == 503 || status == 200, "{status} {busy}");
@@ -450,22 +471,7 @@ fn hostile_requests_get_clear_answers_while_everyone_else_is_served() {
 /// on the other.
 #[test]
 fn a_model_that_runs_into_its_deadline_holds_one_slot_until_it_ends_in_time() {
-    let logreg = component("scaler_logreg");
-    let server = serve(&[
-        "serve",
-        p(&logreg),
-        p(&hostile()),
-        "--trust",
-        p(&keys().1),
-        "--addr",
-        "127.0.0.1:0",
-        "--deadline-ms",
-        "3000",
-        "--concurrency",
-        "2",
-        "--queue-ms",
-        "1000",
-    ]);
+    let server = logreg_beside_hostile(&["--deadline-ms", "3000", "--queue-ms", "1000"]);
     let url = server.url.clone();
     let predict = |model: &str| format!("{url}/v1/models/{model}/predict");
     let probation = || {
@@ -480,15 +486,12 @@ fn a_model_that_runs_into_its_deadline_holds_one_slot_until_it_ends_in_time() {
             .to_string();
         line.ends_with(" 1")
     };
-    let call = |behaviour: &str| {
-        format!(r#"{{"inputs":[{{"name":"{behaviour}","shape":[1],"data":[1]}}]}}"#).into_bytes()
-    };
     let spinner = || {
-        let (url, body) = (predict("hostile"), call("spin"));
+        let (url, body) = (predict("hostile"), behaving("spin"));
         std::thread::spawn(move || post(&url, body).0)
     };
     assert!(!probation());
-    assert_eq!(post(&predict("hostile"), call("spin")).0, 504);
+    assert_eq!(post(&predict("hostile"), behaving("spin")).0, 504);
     assert!(probation(), "one overrun puts it on probation");
 
     // Two spinners: the first takes a slot, the second may not take the
@@ -513,7 +516,7 @@ fn a_model_that_runs_into_its_deadline_holds_one_slot_until_it_ends_in_time() {
     );
 
     // A call in time ends the probation.
-    let (status, echoed, _) = post(&predict("hostile"), call("echo"));
+    let (status, echoed, _) = post(&predict("hostile"), behaving("echo"));
     assert_eq!(status, 200, "{echoed}");
     assert!(!probation(), "a call in time lifts the probation");
 }

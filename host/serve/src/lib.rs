@@ -342,13 +342,13 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    use std::fmt::Write;
     let mut text = s.metrics.render();
-    text.push_str("# HELP wasmops_serve_probation 1 while a model whose last call ran into its deadline may hold one slot only.\n# TYPE wasmops_serve_probation gauge\n");
-    for (name, m) in &s.models {
-        let on = u8::from(s.slots.on_probation(m.index));
-        let _ = writeln!(text, "wasmops_serve_probation{{model=\"{name}\"}} {on}");
-    }
+    metrics::render_probation(
+        &mut text,
+        s.models
+            .iter()
+            .map(|(name, m)| (name.as_str(), s.slots.on_probation(m.index))),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -1,7 +1,8 @@
 //! Counters for `GET /metrics`, in Prometheus' text format (version 0.0.4):
 //! requests by model and status code, request and instance-creation time and
 //! requests per call (dynamic batching) as histograms, requests in flight and
-//! waiting.
+//! waiting, and which models are on probation ([`crate::slots`]; the slots
+//! keep that state, [`render_probation`] writes it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -172,5 +173,21 @@ impl Metrics {
             self.waiting.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+/// The probation gauge: 1 for each model whose last call ran into its
+/// deadline, so it may hold one slot only ([`crate::slots`]).
+pub(crate) fn render_probation<'a>(
+    out: &mut String,
+    models: impl Iterator<Item = (&'a str, bool)>,
+) {
+    out.push_str("# HELP wasmops_serve_probation 1 while a model whose last call ran into its deadline may hold one slot only.\n# TYPE wasmops_serve_probation gauge\n");
+    for (name, on) in models {
+        let _ = writeln!(
+            out,
+            "wasmops_serve_probation{{model=\"{name}\"}} {}",
+            u8::from(on)
+        );
     }
 }
