@@ -29,6 +29,8 @@ pub(crate) struct Slots {
 }
 
 struct State {
+    /// Slots in all, free or held.
+    total: usize,
     free: usize,
     /// Slots each model holds now.
     held: Vec<usize>,
@@ -62,8 +64,8 @@ impl Drop for Permit {
 
 impl State {
     /// Most slots `model` may hold.
-    fn limit(&self, model: usize, total: usize) -> usize {
-        if self.probation[model] { 1 } else { total }
+    fn limit(&self, model: usize) -> usize {
+        if self.probation[model] { 1 } else { self.total }
     }
 }
 
@@ -72,6 +74,7 @@ impl Slots {
     pub fn new(total: usize, models: usize) -> Slots {
         Slots {
             state: Arc::new(Mutex::new(State {
+                total: total.max(1),
                 free: total.max(1),
                 held: vec![0; models],
                 probation: vec![false; models],
@@ -82,10 +85,6 @@ impl Slots {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn total(state: &State) -> usize {
-        state.free + state.held.iter().sum::<usize>()
     }
 
     /// A slot for `model`, when the rules above give it one.
@@ -108,12 +107,11 @@ impl Slots {
                 if state.free == 0 {
                     return;
                 }
-                let total = Self::total(&state);
                 let next = state
                     .waiting
                     .iter()
                     .enumerate()
-                    .filter(|(_, w)| state.held[w.model] < state.limit(w.model, total))
+                    .filter(|(_, w)| state.held[w.model] < state.limit(w.model))
                     .min_by_key(|(i, w)| (state.held[w.model], *i))
                     .map(|(i, _)| i);
                 let Some(i) = next else { return };

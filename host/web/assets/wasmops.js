@@ -26,11 +26,9 @@
 
 import { buffers, toTensor } from "./tensors.js";
 
-const refusal = 'expected {"inputs": [{"name", "shape", "data"}]}';
-
 /** `run`'s JSON typed by the model's declared inputs. */
 function typed(request, info) {
-  if (!Array.isArray(request?.inputs)) throw new Error(refusal);
+  if (!Array.isArray(request?.inputs)) throw new Error('expected {"inputs": [{"name", "shape", "data"}]}');
   const types = Object.fromEntries(info.inputs.map((s) => [s.name, s.type]));
   return request.inputs.map((t) => toTensor(t, types));
 }
@@ -73,6 +71,9 @@ class Model {
       for (const done of this.#waiting.values()) done.reject(new Error(e.message || "the model worker failed"));
       this.#waiting.clear();
     };
+  }
+  start(url, trust, options) {
+    return this.call("load", [url, trust, options]);
   }
   call(op, args, transfer = []) {
     const id = this.#next++;
@@ -119,7 +120,7 @@ export async function load(url, trust, options = {}) {
     model = new Model(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
   }
   try {
-    model.loaded = await (options.inline ? model.start(href, trust, options) : model.call("load", [href, trust, options]));
+    model.loaded = await model.start(href, trust, options);
   } catch (e) {
     model.close();
     throw e;
