@@ -204,7 +204,8 @@ pub fn synthetic_inputs(info: &ModelInfo, batch: u32) -> Result<Vec<Tensor>> {
 }
 
 /// Measure the device path: each component signed with a fresh key that the
-/// returned config (compiled-component cache in `cache_dir`) trusts.
+/// returned config (compiled-component cache in `cache_dir`, guest code
+/// announced to `perf` as `WASMOPS_PROFILER` asks) trusts.
 fn signed_for_bench(components: &[&[u8]], cache_dir: &Path) -> Result<(Vec<Vec<u8>>, HostConfig)> {
     let key = wasmops_sign::SecretKey::generate()?;
     let signed = components
@@ -213,6 +214,7 @@ fn signed_for_bench(components: &[&[u8]], cache_dir: &Path) -> Result<(Vec<Vec<u
         .collect::<Result<_, _>>()?;
     let config = HostConfig {
         cache_dir: Some(cache_dir.to_path_buf()),
+        profiler: crate::args::profiler(),
         ..HostConfig::new(SignaturePolicy::Trusted(wasmops_trust::TrustPolicy::keys(
             vec![key.public()],
         )))

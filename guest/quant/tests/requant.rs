@@ -30,11 +30,17 @@ struct Case {
     /// The weights' zero point (0 is what onnxruntime writes).
     w0: i8,
     seed: u64,
+    /// The output written `[n, m]`: C's rows (the kernel's m) adjacent, so the
+    /// requantised store scatters each tile row by C's column stride instead of
+    /// writing it in place.
+    transposed: bool,
 }
 
 /// Weights `[m, k]` i8 with one scale per row, activations `[k, n]` u8, output u8.
 fn params(case: &Case) -> Vec<Tensor> {
-    let Case { m, k, n, w0, seed } = *case;
+    let Case {
+        m, k, n, w0, seed, ..
+    } = *case;
     let w: Vec<i8> = values(seed, m * k, -127, 127)
         .into_iter()
         .map(|v| v as i8)
@@ -61,12 +67,12 @@ fn params(case: &Case) -> Vec<Tensor> {
     ]
 }
 
-fn einsum() -> EinSum {
-    EinSum::newq(
-        "mk,kn,m,m,m,,,,->mn".parse().unwrap(),
-        i32::datum_type(),
-        u8::datum_type(),
-    )
+fn einsum(case: &Case) -> EinSum {
+    let expr = match case.transposed {
+        false => "mk,kn,m,m,m,,,,->mn",
+        true => "mk,kn,m,m,m,,,,->nm",
+    };
+    EinSum::newq(expr.parse().unwrap(), i32::datum_type(), u8::datum_type())
 }
 
 /// Activations as the only input, everything else constant: what a model from
@@ -82,7 +88,7 @@ fn constant_parameters(case: &Case) -> TypedModel {
             model.add_const(format!("p{ix}"), t).unwrap()
         });
     }
-    let out = model.wire_node("mm", einsum(), &wires).unwrap();
+    let out = model.wire_node("mm", einsum(case), &wires).unwrap();
     model.select_output_outlets(&out).unwrap();
     model.into_optimized().unwrap()
 }
@@ -99,7 +105,7 @@ fn runtime_parameters(case: &Case) -> Tensor {
                 .unwrap(),
         );
     }
-    let out = model.wire_node("mm", einsum(), &wires).unwrap();
+    let out = model.wire_node("mm", einsum(case), &wires).unwrap();
     model.select_output_outlets(&out).unwrap();
     let model = model.into_optimized().unwrap();
     assert!(
@@ -200,6 +206,7 @@ fn symmetric_weights_per_channel() {
         n: 49,
         w0: 0,
         seed: 1,
+        transposed: false,
     });
     check(Case {
         m: 40,
@@ -207,6 +214,15 @@ fn symmetric_weights_per_channel() {
         n: 300,
         w0: 0,
         seed: 2,
+        transposed: false,
+    });
+    check(Case {
+        m: 40,
+        k: 9,
+        n: 300,
+        w0: 0,
+        seed: 4,
+        transposed: true,
     });
 }
 
@@ -218,6 +234,7 @@ fn asymmetric_weights_keep_their_sums() {
         n: 64,
         w0: 3,
         seed: 3,
+        transposed: false,
     });
 }
 

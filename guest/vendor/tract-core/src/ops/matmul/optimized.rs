@@ -624,76 +624,11 @@ impl TypedOp for OptMatMul {
         rule_if!(node.outputs[0].successors.len() == 1);
         rule_if!(!model.output_outlets()?.contains(&node.id.into()));
         let succ = model.node(node.outputs[0].successors[0].node);
-        let mut patch = TypedModelPatch::new(format!("fusing {succ}"));
         // Once requantised, the stored values are no longer the accumulator the
-        // kernel holds: nothing that changes values fuses after that.
+        // kernel holds: nothing that changes values fuses after that, only what
+        // moves them (axes, shapes).
         let requantised = self.micro_ops.iter().any(|o| matches!(o, ProtoFusedSpec::Requant { .. }));
-        if !requantised && let Some(op) = succ.op_as::<ops::quant::Requant>() {
-            return self.fuse_requant(model, node, succ, op, patch);
-        }
-        if !requantised && let Some(op) = succ.op_as::<ops::binary::TypedBinOp>() {
-            rule_if_some!(mut binop = op.0.as_linalg_binop());
-            let flipped = succ.inputs[0].node == node.id;
-            if flipped {
-                binop = binop.flip();
-            }
-            let other_outlet = succ.inputs[flipped as usize];
-            return self.fuse_binary(model, node, patch, other_outlet, binop);
-        }
-        if !requantised && let Some(op) = succ.op_as::<ops::binary::OptBinByScalar>() {
-            rule_if_some!(mut binop = op.binop.as_linalg_binop());
-            let flipped = succ.inputs[0].node == node.id;
-            if flipped {
-                binop = binop.flip();
-            }
-            let other_outlet = succ.inputs[flipped as usize];
-            return self.fuse_binary(model, node, patch, other_outlet, binop);
-        }
-
-        if !requantised
-            && let Some(op) = succ.op_as::<ops::element_wise::ElementWiseOp>().map(|ew| ew.0.as_ref())
-        {
-            if let Some(op) = op.downcast_ref::<ops::math::QScale>() {
-                return self.fuse_op(
-                    model,
-                    node,
-                    patch,
-                    vec![ProtoFusedSpec::Scaler(op.scaler)],
-                    &[],
-                );
-            }
-            if let Some(op) = op.downcast_ref::<LeakyRelu>() {
-                rule_if!(
-                    self.mmm
-                        .iter()
-                        .all(|mmm| mmm.can_fuse(&FusedSpec::LeakyRelu(&tensor0(op.alpha))))
-                );
-                let alpha = patch.add_const(
-                    node.name.to_string() + ".alpha",
-                    tensor0(op.alpha).cast_to_dt(self.mmm[0].internal_type())?.into_owned(),
-                )?;
-                return self.fuse_op(
-                    model,
-                    node,
-                    patch,
-                    vec![ProtoFusedSpec::LeakyRelu(node.inputs.len())],
-                    &[alpha],
-                );
-            }
-        }
-        if !requantised
-            && let Some(cast_to) = succ.op_as::<ops::cast::Cast>().map(|cast| cast.to)
-            && (((cast_to.unquantized() == i8::datum_type()
-                || cast_to.unquantized() == u8::datum_type())
-                && self.c_fact.datum_type == i32::datum_type())
-                || self.mmm.iter().all(|m| m.stores().contains(&cast_to)))
-            && let Some(ProtoFusedSpec::Store(stores)) = self.micro_ops.last()
-        {
-            rule_if!(stores.iter().all(|s| !matches!(s, OutputStoreSpec::Strides { .. })));
-            let c_fact = cast_to.fact(self.c_fact.shape.clone());
-            let mut patch =
-                TypedModelPatch::fuse_with_next(model, node, Self { c_fact, ..self.clone() })?;
-            patch.dont_apply_twice = Some(format!("Fuse {succ} into {node}"));
+        if !requantised && let Some(patch) = self.fuse_value_change(model, node, succ)? {
             return Ok(Some(patch));
         }
         if let Some(AxisOp::Rm(axis)) = succ.op_as::<ops::AxisOp>() {
@@ -777,7 +712,90 @@ impl TypedOp for OptMatMul {
                 }
             }
         }
-        if !requantised && let Some(op) = succ.op_as::<ops::binary::OptBinUnicast>() {
+        Ok(None)
+    }
+
+    as_op!();
+}
+
+impl OptMatMul {
+    /// The fusions of a successor that changes the product's values
+    /// (requantisation, binary ops, scaling, activations, casts).
+    fn fuse_value_change(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+        succ: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        use crate::ops;
+        let mut patch = TypedModelPatch::new(format!("fusing {succ}"));
+        if let Some(op) = succ.op_as::<ops::quant::Requant>() {
+            return self.fuse_requant(model, node, succ, op, patch);
+        }
+        if let Some(op) = succ.op_as::<ops::binary::TypedBinOp>() {
+            rule_if_some!(mut binop = op.0.as_linalg_binop());
+            let flipped = succ.inputs[0].node == node.id;
+            if flipped {
+                binop = binop.flip();
+            }
+            let other_outlet = succ.inputs[flipped as usize];
+            return self.fuse_binary(model, node, patch, other_outlet, binop);
+        }
+        if let Some(op) = succ.op_as::<ops::binary::OptBinByScalar>() {
+            rule_if_some!(mut binop = op.binop.as_linalg_binop());
+            let flipped = succ.inputs[0].node == node.id;
+            if flipped {
+                binop = binop.flip();
+            }
+            let other_outlet = succ.inputs[flipped as usize];
+            return self.fuse_binary(model, node, patch, other_outlet, binop);
+        }
+
+        if let Some(op) = succ.op_as::<ops::element_wise::ElementWiseOp>().map(|ew| ew.0.as_ref())
+        {
+            if let Some(op) = op.downcast_ref::<ops::math::QScale>() {
+                return self.fuse_op(
+                    model,
+                    node,
+                    patch,
+                    vec![ProtoFusedSpec::Scaler(op.scaler)],
+                    &[],
+                );
+            }
+            if let Some(op) = op.downcast_ref::<LeakyRelu>() {
+                rule_if!(
+                    self.mmm
+                        .iter()
+                        .all(|mmm| mmm.can_fuse(&FusedSpec::LeakyRelu(&tensor0(op.alpha))))
+                );
+                let alpha = patch.add_const(
+                    node.name.to_string() + ".alpha",
+                    tensor0(op.alpha).cast_to_dt(self.mmm[0].internal_type())?.into_owned(),
+                )?;
+                return self.fuse_op(
+                    model,
+                    node,
+                    patch,
+                    vec![ProtoFusedSpec::LeakyRelu(node.inputs.len())],
+                    &[alpha],
+                );
+            }
+        }
+        if let Some(cast_to) = succ.op_as::<ops::cast::Cast>().map(|cast| cast.to)
+            && (((cast_to.unquantized() == i8::datum_type()
+                || cast_to.unquantized() == u8::datum_type())
+                && self.c_fact.datum_type == i32::datum_type())
+                || self.mmm.iter().all(|m| m.stores().contains(&cast_to)))
+            && let Some(ProtoFusedSpec::Store(stores)) = self.micro_ops.last()
+        {
+            rule_if!(stores.iter().all(|s| !matches!(s, OutputStoreSpec::Strides { .. })));
+            let c_fact = cast_to.fact(self.c_fact.shape.clone());
+            let mut patch =
+                TypedModelPatch::fuse_with_next(model, node, Self { c_fact, ..self.clone() })?;
+            patch.dont_apply_twice = Some(format!("Fuse {succ} into {node}"));
+            return Ok(Some(patch));
+        }
+        if let Some(op) = succ.op_as::<ops::binary::OptBinUnicast>() {
             let in_1_fact = model.outlet_fact(succ.inputs[0])?;
             let in_2_fact = model.outlet_fact(succ.inputs[1])?;
             if op.binop.is::<ops::math::Add>()
@@ -814,10 +832,6 @@ impl TypedOp for OptMatMul {
         Ok(None)
     }
 
-    as_op!();
-}
-
-impl OptMatMul {
     pub fn new(
         mmm: Vec<Box<dyn MatMatMul>>,
         mode_picker: ModePicker,

@@ -79,6 +79,9 @@ pub struct ScratchSpaceImpl<TI: LADatum> {
     /// Where `specs` holds a [`FusedSpec::Requant`]: the kernel then stores its
     /// i32 tile to scratch and [`Self::postprocess_tile`] requantises it into C.
     requant: Option<usize>,
+    /// Where `loc_dependent` holds the Store that `requant` changes, so that
+    /// requantising a tile (every tile) does not search for it.
+    requant_store: usize,
 }
 
 #[derive(Debug, new)]
@@ -212,6 +215,7 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
                 }
                 FS::Store(store) if self.requant.is_some() => {
                     ensure!(store.item_size == 1, "Requant stores one byte per value");
+                    self.requant_store = self.loc_dependent.len();
                     self.loc_dependent.push(ld(ix, self.ker_specs.len(), offset));
                     offset += std::mem::size_of::<i32>() * ker.mr() * ker.nr();
                     FusedKerSpec::Done
@@ -664,25 +668,33 @@ impl<TI: LADatum> ScratchSpaceImpl<TI> {
         TI: LADatum,
     {
         unsafe {
-            let requant = self.requant.map(|ix| specs.get_unchecked(ix));
+            if let Some(requant) = self.requant {
+                let FusedSpec::Requant { scales, per_col, c0, lo, hi } = specs.get_unchecked(requant)
+                else {
+                    std::hint::unreachable_unchecked()
+                };
+                let LocDependent { spec, ker_spec, .. } =
+                    self.loc_dependent.get_unchecked(self.requant_store);
+                let (FusedSpec::Store(c_store), FusedKerSpec::Store(tmp)) =
+                    (specs.get_unchecked(*spec), tls.ker_specs::<TI>().get_unchecked(*ker_spec))
+                else {
+                    std::hint::unreachable_unchecked()
+                };
+                let scales = scales.as_ptr_unchecked::<f32>();
+                // The tile's first factor, and the steps to the next row's and column's.
+                let scales = match per_col {
+                    false => (scales.add(down * mr), 1, 0),
+                    true => (scales.add(right * nr), 0, 1),
+                };
+                let bounds = (*c0 as f32, *lo as f32, *hi as f32);
+                c_store.requant_from_tile(down, right, m_remnant, n_remnant, tmp, scales, bounds);
+                return Ok(());
+            }
             for LocDependent { spec, ker_spec: uspec, .. } in self.loc_dependent.iter() {
                 let spec = specs.get_unchecked(*spec);
                 let ker_spec = tls.ker_specs::<TI>().get_unchecked(*uspec);
                 if let (FusedSpec::Store(c_store), FusedKerSpec::Store(tmp)) = (spec, ker_spec) {
-                    if let Some(FusedSpec::Requant { scales, per_col, c0, lo, hi }) = requant {
-                        let scales = scales.as_ptr_unchecked::<f32>();
-                        // The tile's first factor, and the steps to the next row's and column's.
-                        let scales = match per_col {
-                            false => (scales.add(down * mr), 1, 0),
-                            true => (scales.add(right * nr), 0, 1),
-                        };
-                        let bounds = (*c0 as f32, *lo as f32, *hi as f32);
-                        c_store.requant_from_tile(
-                            down, right, m_remnant, n_remnant, tmp, scales, bounds,
-                        )
-                    } else {
-                        c_store.set_from_tile(down, right, m_remnant, n_remnant, tmp)
-                    }
+                    c_store.set_from_tile(down, right, m_remnant, n_remnant, tmp)
                 }
             }
             Ok(())
