@@ -49,9 +49,10 @@ fn preferred(
     _suitable: &[crate::mmm::Suitable],
 ) -> Option<&'static str> {
     match (dt, query.n) {
-        // int8 -> i32 matmul: SIMD kernel (the generic scalar is the tier below).
+        // int8 -> i32 matmul: SIMD kernel (the generic scalar is the tier below). 4x8
+        // over 4x4: the same per-tile costs for twice the values (mmm_i32.rs).
         (DatumType::I32, Some(1)) => None,
-        (DatumType::I32, _) => Some(wasm_i32_4x4.name.as_str()),
+        (DatumType::I32, _) => Some(wasm_i32_4x8.name.as_str()),
         // GEMV routes by M-band to the kernel whose MR fits. Bands derived from
         // benches/wasm.rs: at each edge, using the next-larger kernel beats halving outer
         // iterations of the smaller one (1 outer with ILP-absorbed padding > 2 outer with the
