@@ -208,22 +208,16 @@ fn symmetric_weights_per_channel() {
         seed: 1,
         transposed: false,
     });
-    check(Case {
-        m: 40,
-        k: 9,
-        n: 300,
-        w0: 0,
-        seed: 2,
-        transposed: false,
-    });
-    check(Case {
-        m: 40,
-        k: 9,
-        n: 300,
-        w0: 0,
-        seed: 4,
-        transposed: true,
-    });
+    for (seed, transposed) in [(2, false), (4, true)] {
+        check(Case {
+            m: 40,
+            k: 9,
+            n: 300,
+            w0: 0,
+            seed,
+            transposed,
+        });
+    }
 }
 
 #[test]
