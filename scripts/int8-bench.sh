@@ -8,9 +8,12 @@
 #   quantised as scripts/make_quant_fixtures.py does (nothing is downloaded).
 # For each: component size, in-wasm p50 and native tract p50 (`wasmops
 # bench`, with `--profile`: native time per operator kind), the two
-# components head to head (`wasmops bench --against`), and
-# onnxruntime (CPU, one thread) on the same ONNX files. One JSON line per
-# measurement, then a table of int8/f32 ratios.
+# components head to head (`wasmops bench --against`),
+# onnxruntime (CPU, one thread) on the same ONNX files, and in headless
+# Chromium (`wasmops web-bench`) both components against onnxruntime-web's
+# wasm backend (SIMD, one thread) on the same files: the independent answer
+# to what int8 costs in wasm. One JSON line per measurement, then a table of
+# int8/f32 ratios.
 #
 #     bash scripts/int8-bench.sh [SECONDS]     # builds wasmops (release) if needed
 set -euo pipefail
@@ -19,6 +22,7 @@ seconds=${1:-5}
 bin=${CARGO_TARGET_DIR:-target}/release/wasmops
 [ -x "$bin" ] || cargo build --release >&2
 bash scripts/python-deps.sh
+bash scripts/browser-deps.sh >&2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 input=tests/fixtures/mobilenet_v2_style/input_b1.json
@@ -52,6 +56,9 @@ for net in fixture paper; do
     "$bin" bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --seconds "$seconds" --profile |
       tail -n 1 > "$tmp/$net/$side.json"
     echo "{\"net\":\"$net\",\"side\":\"$side\",\"bench\":$(cat "$tmp/$net/$side.json")}"
+    "$bin" web-bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --runs 100 --rounds 2 |
+      tail -n 1 > "$tmp/$net/$side.web.json"
+    echo "{\"net\":\"$net\",\"side\":\"$side\",\"web_bench\":$(cat "$tmp/$net/$side.web.json")}"
   done
   "$bin" bench "$tmp/$net/int8.wasm" --against "$tmp/$net/f32.wasm" --input "$input" --seconds "$seconds" |
     tail -n 1 > "$tmp/$net/against.json"
@@ -84,6 +91,7 @@ for net in ("fixture", "paper"):
     d = os.path.join(tmp, net)
     b = {side: json.load(open(os.path.join(d, f"{side}.json"))) for side in ("f32", "int8")}
     head = json.load(open(os.path.join(d, "against.json")))
+    web = {side: json.load(open(os.path.join(d, f"{side}.web.json"))) for side in ("f32", "int8")}
     ort_ms = {side: ort_p50(os.path.join(d, f"{side}.onnx")) for side in ("f32", "int8")}
     print(json.dumps({"net": net, "onnxruntime_p50_ms": ort_ms}))
     rows = [
@@ -92,6 +100,8 @@ for net in ("fixture", "paper"):
         ("in-wasm p50 ms", b["f32"]["wasm_p50_ms"], b["int8"]["wasm_p50_ms"]),
         ("native tract p50 ms", b["f32"]["native_p50_ms"], b["int8"]["native_p50_ms"]),
         ("onnxruntime p50 ms", ort_ms["f32"], ort_ms["int8"]),
+        ("browser wasmops p50", web["f32"]["wasmops_inline"]["p50_ms"], web["int8"]["wasmops_inline"]["p50_ms"]),
+        ("browser ORT-web p50", web["f32"]["onnxruntime_web"]["p50_ms"], web["int8"]["onnxruntime_web"]["p50_ms"]),
     ]
     print(f"\n{net}: {'':11} {'f32':>12} {'int8':>12} {'int8/f32':>9}")
     for name, a, c in rows:
