@@ -158,7 +158,7 @@ fn mobilenet_v2_style_int8_qdq_per_channel() {
     check("mobilenet_v2_style_int8", "slim");
     let log = build_log("mobilenet_v2_style_int8");
     assert!(
-        log.contains("note: int8 model: 41 quantize/dequantize convolutions and matrix products"),
+        log.contains("note: int8 model: 28 quantize/dequantize convolutions and matrix products"),
         "{log}"
     );
 }

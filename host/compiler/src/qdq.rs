@@ -15,9 +15,9 @@
 //! itself fuses the pattern into an integer convolution, and so does this
 //! pass, on the protobuf, before tract reads it: each such group becomes one
 //! `QLinearConv` over the int8 weights, which tract runs with its integer
-//! kernels and keeps as int8 in the component; depthwise ones run on an
-//! integer depthwise kernel (`QDepthWiseConv`, a tract-core patch), other
-//! grouped convolutions are left as written.
+//! kernels and keeps as int8 in the component. Grouped (depthwise)
+//! convolutions are left as written: tract's f32 depthwise kernel beats its
+//! integer path, which has no depthwise kernel.
 //!
 //! The fused node computes what onnxruntime computes: the same inputs,
 //! scales and zero points; the bias is requantised to `x_scale · w_scale`
@@ -259,7 +259,15 @@ impl Context<'_> {
     }
 
     fn conv_group(&self, ix: usize, conv: &NodeProto) -> Result<Option<Group>, BuildError> {
-        let group = attr_int(conv, "group").unwrap_or(1);
+        // Grouped (depthwise) convolutions stay float: tract has no integer
+        // depthwise kernel and runs a quantised one through im2col and a
+        // matrix product per group, while its f32 depthwise kernel takes the
+        // dequantised weights (folded into constants: 3×3×C values, a few kB).
+        // Measured natively with a per-node probe on the MobileNetV2-style
+        // int8 fixture: 49 → 17 ms a run, outputs as close to onnxruntime's.
+        if attr_int(conv, "group").unwrap_or(1) > 1 {
+            return Ok(None);
+        }
         let (Some(x), Some(w)) = (
             conv.input.first().and_then(|i| self.dequantize(i)),
             conv.input.get(1).and_then(|i| self.dequantize(i)),
@@ -287,14 +295,6 @@ impl Context<'_> {
             return Ok(None);
         };
         let channels = weights.shape().first().copied().unwrap_or(0);
-        // Grouped convolutions fuse when they are depthwise (one input
-        // channel per group, one group per output channel): tract runs those
-        // with its integer depthwise kernel (`QDepthWiseConv`, tract-core
-        // patch). Other groups stay float: tract's integer path would run
-        // them through im2col and one matrix product per group.
-        if group != 1 && (weights.shape().get(1) != Some(&1) || channels as i64 != group) {
-            return Ok(None);
-        }
         let axis = attr_int(w, "axis").unwrap_or(1);
         let per_channel = w_scale.len() > 1 || w_zero.len() > 1;
         if !matches!(weights.datum_type(), DatumType::I8 | DatumType::U8)
@@ -663,9 +663,9 @@ mod tests {
         graph.node.iter().filter(|n| n.op_type == op).count()
     }
 
-    /// Every convolution of onnxruntime's QDQ output (40, 13 of them
-    /// depthwise; per channel or per tensor) becomes one QLinearConv, and its
-    /// QuantizeLinear goes with it.
+    /// Every ungrouped convolution of onnxruntime's QDQ output (27 of 40, per
+    /// channel or per tensor) becomes one QLinearConv, and its QuantizeLinear
+    /// goes with it; the 13 depthwise ones stay float.
     #[test]
     fn every_qdq_convolution_is_fused() {
         for name in [
@@ -675,18 +675,20 @@ mod tests {
             let mut proto = fixture(name);
             let (convs, quantize) = (count(&proto, "Conv"), count(&proto, "QuantizeLinear"));
             assert_eq!(convs, 40, "{name}");
-            let graph = proto.graph.as_ref().unwrap();
-            let depthwise = graph
-                .node
-                .iter()
-                .filter(|n| n.op_type == "Conv" && attr_int(n, "group").unwrap_or(1) > 1)
-                .count();
-            assert_eq!(depthwise, 13, "{name}");
             check_parameters(&proto).unwrap();
-            assert_eq!(fuse_convolutions(&mut proto).unwrap(), 40, "{name}");
-            assert_eq!(count(&proto, "Conv"), 0, "{name}");
-            assert_eq!(count(&proto, "QLinearConv"), 40, "{name}");
-            assert_eq!(count(&proto, "QuantizeLinear"), quantize - 40, "{name}");
+            assert_eq!(fuse_convolutions(&mut proto).unwrap(), 27, "{name}");
+            assert_eq!(count(&proto, "Conv"), 13, "{name}");
+            let graph = proto.graph.as_ref().unwrap();
+            assert!(
+                graph
+                    .node
+                    .iter()
+                    .filter(|n| n.op_type == "Conv")
+                    .all(|n| attr_int(n, "group").unwrap_or(1) > 1),
+                "{name}: only depthwise convolutions stay float"
+            );
+            assert_eq!(count(&proto, "QLinearConv"), 27, "{name}");
+            assert_eq!(count(&proto, "QuantizeLinear"), quantize - 27, "{name}");
         }
     }
 

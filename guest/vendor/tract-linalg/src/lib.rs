@@ -59,7 +59,7 @@ pub mod generic;
 pub mod knobs;
 pub mod multithread;
 pub use frame::weights::WeightType;
-pub use generic::{ScaleShiftAndRound, Scaler, depthwise_q8_row, round_shift_clamp};
+pub use generic::{ScaleShiftAndRound, Scaler, round_shift_clamp};
 use tract_data::internal::TensorView;
 // An arch tree compiles when this build can run its kernels, and — for enumeration only —
 // when `foreign-inventory` asks for the others as well.

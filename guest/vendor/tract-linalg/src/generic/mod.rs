@@ -1,5 +1,4 @@
 pub mod by_scalar;
-pub mod depthwise_q8;
 pub mod erf;
 pub mod exp;
 pub mod gelu;
@@ -16,5 +15,4 @@ pub mod silu;
 pub mod tanh;
 pub mod unicast;
 
-pub use self::depthwise_q8::depthwise_q8_row;
 pub use self::rounding::{ScaleShiftAndRound, Scaler, round_shift_clamp};

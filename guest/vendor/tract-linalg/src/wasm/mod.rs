@@ -18,7 +18,6 @@ mod act;
 mod act_f32;
 mod by_scalar;
 mod depthwise;
-mod depthwise_q8;
 #[cfg(all(test, target_arch = "wasm32", target_feature = "simd128"))]
 mod dispatch_tests;
 mod exp;
@@ -33,7 +32,6 @@ pub use act::*;
 pub use act_f32::*;
 pub use by_scalar::*;
 pub use depthwise::*;
-pub use depthwise_q8::*;
 pub use exp::*;
 pub use ln::*;
 pub use mmm_f32_gemm::*;

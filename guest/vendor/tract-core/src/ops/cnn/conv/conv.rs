@@ -29,7 +29,6 @@ use crate::ops::nn::Reduce;
 
 use super::depth_wise::DepthWise;
 use super::im2col::Im2Col;
-use super::q_depth_wise::QDepthWise;
 use crate::ops::cnn::conv::KernelFormat;
 use crate::ops::cnn::pools::{ConcretePoolGeometry, PoolGeometry, PoolSpec};
 use crate::ops::matmul::optimized::{OptMatMul, ProtoFusedSpec};
@@ -308,121 +307,6 @@ impl Conv {
         let wire = self.wire_rm_n_if_needed(model, name, &wire)?;
         let wire = qmm::requant(model, name, wire[0], c_dt, abc_scale, y0)?;
         Self::wire_geo_reshape(model, name, &[wire], &output_shape)
-    }
-
-    /// wasmops: a quantised depthwise convolution (group = input channels =
-    /// output channels, two spatial axes, OIHW kernel) whose kernel, bias and
-    /// quantisation parameters are constants becomes one [`QDepthWise`]: 8-bit
-    /// in, 8-bit out, i32 sums, where im2col would run one matrix product per
-    /// channel. `None` when the convolution is not such a one.
-    fn wire_as_quant_depth_wise(
-        &self,
-        model: &mut TypedModel,
-        name: &str,
-        wires: &[OutletId],
-    ) -> TractResult<Option<OutletId>> {
-        let Some(y_dt) = self.q_params else { return Ok(None) };
-        let c = self.input_channels();
-        let is_8_bit = |dt: DatumType| matches!(dt.unquantized(), DatumType::U8 | DatumType::I8);
-        if self.group == 1
-            || self.group != c
-            || self.group != self.output_channels()
-            || self.pool_spec.kernel_shape.len() != 2
-            || self.kernel_fmt != KernelFormat::OIHW
-            || !is_8_bit(y_dt)
-        {
-            return Ok(None);
-        }
-        let &[x, kernel, bias, x0, x_scale, k0, k_scale, y0, y_scale] = wires else {
-            bail!("Wrong number of inputs")
-        };
-        let x_fact = model.outlet_fact(x)?.clone();
-        let Some(x_shape) = x_fact.shape.as_concrete() else { return Ok(None) };
-        if !is_8_bit(x_fact.datum_type) {
-            return Ok(None);
-        }
-        let konst = |o: OutletId| -> TractResult<Option<Arc<Tensor>>> {
-            Ok(model.outlet_fact(o)?.konst.clone().filter(|k| k.is_plain_ram()))
-        };
-        let (
-            Some(kernel),
-            Some(bias),
-            Some(x0),
-            Some(x_scale),
-            Some(k0),
-            Some(k_scale),
-            Some(y0),
-            Some(y_scale),
-        ) = (
-            konst(kernel)?,
-            konst(bias)?,
-            konst(x0)?,
-            konst(x_scale)?,
-            konst(k0)?,
-            konst(k_scale)?,
-            konst(y0)?,
-            konst(y_scale)?,
-        )
-        else {
-            return Ok(None);
-        };
-        let taps = self.pool_spec.kernel_shape.iter().product::<usize>();
-        if kernel.len() != c * taps
-            || !is_8_bit(kernel.datum_type())
-            || [&x0, &x_scale, &y0, &y_scale].iter().any(|t| t.len() != 1)
-        {
-            return Ok(None);
-        }
-        // One value per channel, from a scalar or a [C] vector.
-        let per_channel = |t: &Tensor| -> Option<usize> {
-            match t.len() {
-                1 => Some(0),
-                n if n == c => Some(1),
-                _ => None,
-            }
-        };
-        let (Some(k0_step), Some(ks_step), Some(b_step)) =
-            (per_channel(&k0), per_channel(&k_scale), per_channel(&bias))
-        else {
-            return Ok(None);
-        };
-        let k: Vec<i32> = unsafe {
-            match kernel.datum_type().unquantized() {
-                DatumType::I8 => kernel.as_slice_unchecked::<i8>().iter().map(|&v| v as i32).collect(),
-                _ => kernel.as_slice_unchecked::<u8>().iter().map(|&v| v as i32).collect(),
-            }
-        };
-        let k0 = k0.cast_to::<i32>()?;
-        let k0 = k0.try_as_plain_ram()?;
-        let k0 = k0.as_slice::<i32>()?;
-        let k_scale = k_scale.cast_to::<f32>()?;
-        let k_scale = k_scale.try_as_plain_ram()?;
-        let k_scale = k_scale.as_slice::<f32>()?;
-        let bias = bias.cast_to::<i32>()?;
-        let bias = bias.try_as_plain_ram()?;
-        let bias = bias.as_slice::<i32>()?;
-        let (x_scale, y_scale) = (x_scale.cast_to_scalar::<f32>()?, y_scale.cast_to_scalar::<f32>()?);
-        let weights: Vec<i32> = (0..c * taps).map(|i| k[i] - k0[i / taps * k0_step]).collect();
-        // As `combine_scales` and `Requant` have it: k_scale * x_scale / y_scale.
-        let scales: Vec<f32> = (0..c).map(|ch| k_scale[ch * ks_step] * x_scale / y_scale).collect();
-        let bias: Vec<i32> = (0..c).map(|ch| bias[ch * b_step]).collect();
-        let ConcretePoolGeometry { input_shape, patch, output_shape } =
-            self.pool_spec.compute_geo(&x_fact.shape)?.to_concrete(x_shape)?.into_owned();
-        if input_shape.hw_dims().len() != 2 {
-            return Ok(None);
-        }
-        let op = QDepthWise {
-            patch,
-            input_shape,
-            output_shape,
-            weights: tensor1(&weights).into_shape(&[c, taps])?.into_arc_tensor(),
-            bias: tensor1(&bias).into_arc_tensor(),
-            scales: tensor1(&scales).into_arc_tensor(),
-            x0: x0.cast_to_scalar::<i32>()?,
-            y0: y0.cast_to_scalar::<i32>()?,
-            dt: y_dt,
-        };
-        Ok(Some(model.wire_node(name, op, &[x])?[0]))
     }
 
     pub fn wire_remove_group<D: DimLike>(
@@ -1516,11 +1400,6 @@ impl TypedOp for Conv {
             if self.q_params.is_some() {
                 let mut patch = TypedModelPatch::new("quantized-codegen");
                 let inputs = patch.taps(model, &node.inputs)?;
-                if let Some(wire) = self.wire_as_quant_depth_wise(&mut patch, &node.name, &inputs)? {
-                    patch.shunt_outside(model, node.id.into(), wire)?;
-                    patch.obliterate(node.id)?;
-                    return Ok(Some(patch));
-                }
                 let wire = self
                     .wire_as_quant_im2col(&mut patch, &node.name, &inputs)
                     .context("in wire_as_quant_im2col")?;

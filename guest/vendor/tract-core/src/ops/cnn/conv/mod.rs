@@ -7,7 +7,6 @@ mod direct_spatial;
 mod im2col;
 mod lazy_im2col;
 mod nhwc;
-mod q_depth_wise;
 mod q_sum_b;
 
 use crate::internal::*;
@@ -15,7 +14,6 @@ use crate::ops::cnn::Deconv;
 
 pub use self::blocked::BlockedConv;
 pub use self::conv::Conv;
-pub use self::q_depth_wise::QDepthWise;
 pub use self::direct_spatial::DirectSpatialConv;
 pub use self::im2col::Im2Col;
 pub(crate) use self::q_sum_b::QSumB;
