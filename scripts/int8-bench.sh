@@ -28,6 +28,8 @@ trap 'rm -rf "$tmp"' EXIT
 input=tests/fixtures/mobilenet_v2_style/input_b1.json
 
 mkdir -p "$tmp/fixture" "$tmp/paper"
+# The browser bundle checks a signature: a throwaway key signs both components.
+"$bin" keygen --out "$tmp/release" >/dev/null
 cp tests/fixtures/mobilenet_v2_style/model.onnx "$tmp/fixture/f32.onnx"
 cp tests/fixtures/mobilenet_v2_style_int8/model.onnx "$tmp/fixture/int8.onnx"
 python3 - "$tmp/paper" <<'EOF' 2>/dev/null
@@ -53,10 +55,12 @@ for net in fixture paper; do
     model=$tmp/$net/$side.onnx
     "$bin" build "$model" --out "$tmp/$net/$side.wasm" --name "mnet-$net-$side" --version 1.0.0 2>&1 |
       grep '^built' >&2
+    "$bin" sign "$tmp/$net/$side.wasm" --key "$tmp/release.key" >/dev/null
     "$bin" bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --seconds "$seconds" --profile |
       tail -n 1 > "$tmp/$net/$side.json"
     echo "{\"net\":\"$net\",\"side\":\"$side\",\"bench\":$(cat "$tmp/$net/$side.json")}"
-    "$bin" web-bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --runs 100 --rounds 2 |
+    "$bin" web-bench "$tmp/$net/$side.wasm" --model "$model" --input "$input" --runs 100 --rounds 2 \
+      --trust "$tmp/release.pub" |
       tail -n 1 > "$tmp/$net/$side.web.json"
     echo "{\"net\":\"$net\",\"side\":\"$side\",\"web_bench\":$(cat "$tmp/$net/$side.web.json")}"
   done
